@@ -1,0 +1,37 @@
+# Two entry points, each creating its own virtual environment from pyproject.toml:
+#   make run   – build the index and evaluate the retrieval stage on the bundled demo data
+#   make test  – the whole test suite (offline, CPU only)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+EXTRAS ?= embed,dev
+
+.PHONY: run test lint bench clean venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fewrec datasets
+	$(BIN)/fewrec index
+	$(BIN)/fewrec recommend --user 42 --k 10
+	$(BIN)/fewrec eval --stages retrieval
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/fewrec bench
+
+clean:
+	rm -rf $(VENV) .fewrec runs

@@ -1,0 +1,124 @@
+"""Settings: every backend, store, source and hyper-parameter, chosen without editing code.
+
+Precedence, highest first: keyword arguments > FEWREC_* environment variables >
+the TOML file (`fewrec.toml` in the working folder, or `--config PATH`) > defaults.
+Nested fields use a double underscore in the environment: FEWREC_RETRIEVAL__EASE_LAMBDA=300.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from fewrec.data.split import SplitSettings
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fewrec"
+
+
+class EmbeddingSettings(BaseModel):
+    """Which embedding model turns item texts into vectors."""
+
+    backend: Literal["default", "sentence-transformers", "openai"] = "default"
+    model: str = "all-MiniLM-L6-v2"
+    base_url: str | None = None  # for backend='openai', e.g. http://127.0.0.1:8000/v1
+    api_key: str = "EMPTY"
+    batch_size: int = 64
+    device: str = "cpu"
+    timeout_s: float = 30.0
+
+
+class RetrievalSettings(BaseModel):
+    """Candidate sources and their fusion. Defaults were tuned on the validation split
+    of the bundled data by `fewrec tune` (see README, "Results")."""
+
+    sources: list[str] = Field(default_factory=lambda: ["ease", "transition", "itemknn", "content"])
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"ease": 1.0, "transition": 1.0, "itemknn": 0.5, "content": 0.2}
+    )
+    rrf_k: int = 60
+    candidates: int = 20
+    recency_half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
+    profile_items: int = 50  # how many recent items enter a user profile
+    ease_lambda: float = 500.0
+    transition_window: int = 3
+    transition_decay: float = 0.5
+    itemknn_k: int = 100
+    als_factors: int = 64
+    als_iterations: int = 15
+    als_regularization: float = 0.05
+    bpr_factors: int = 64
+    bpr_iterations: int = 100
+    bpr_learning_rate: float = 0.01
+    seed: int = 0
+
+
+class Settings(BaseSettings):
+    """All of fewrec's knobs. `Settings.load(config_path)` reads a TOML file too."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FEWREC_",
+        env_nested_delimiter="__",
+        toml_file="fewrec.toml",
+        extra="forbid",
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    dataset: str | None = None  # None: the bundled ml-latest-small
+    dataset_format: str = "auto"
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    chroma_host: str | None = None  # set: use a Chroma server through HttpClient
+    chroma_port: int = 8000
+    chroma_collection: str = "fewrec-items"
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 7860
+    seed: int = 0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path or "fewrec.toml")
+        return (init_settings, env_settings, toml)
+
+    @classmethod
+    def load(cls, config: Path | str | None = None, **overrides: Any) -> Settings:
+        """Settings from defaults, a TOML file and the environment (see module docstring)."""
+        if config is not None and not Path(config).is_file():
+            from fewrec.data.errors import FewrecError
+
+            raise FewrecError(f"config file not found: {config}")
+        previous = cls.toml_path
+        cls.toml_path = Path(config) if config is not None else None
+        try:
+            return cls(**overrides)
+        finally:
+            cls.toml_path = previous
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"

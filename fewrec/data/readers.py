@@ -1,0 +1,209 @@
+"""Careful file readers: turn pandas' parsing failures into DatasetError with file and line.
+
+Loaders call these instead of `pd.read_csv` directly, so every format gets the same checks
+(missing file, empty file, wrong encoding, missing column, non-numeric values).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fewrec.data.errors import DatasetError
+
+
+def require_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError("file not found", path=path)
+    if not path.is_file():
+        raise DatasetError("expected a file, found a directory", path=path)
+    if path.stat().st_size == 0:
+        raise DatasetError("file is empty", path=path)
+    return path
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """Read a (possibly gzipped) text file, naming the line of the first undecodable byte."""
+    path = require_file(path)
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except OSError as exc:
+            raise DatasetError(f"not a valid gzip file ({exc})", path=path) from exc
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            f"cannot decode byte 0x{raw[exc.start]:02x} at offset {exc.start} as {encoding}; "
+            f"expected a {encoding}-encoded text file (pass encoding=... for another encoding)",
+            path=path,
+            line=line,
+        ) from exc
+    if not text.strip():
+        raise DatasetError("file is empty", path=path)
+    return text
+
+
+def read_table(
+    path: Path,
+    *,
+    columns: Sequence[str],
+    sep: str = ",",
+    header: bool = True,
+    names: Sequence[str] | None = None,
+    encoding: str = "utf-8",
+    optional: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Read a delimited file as strings and check that `columns` are present.
+
+    Without a header, `names` gives the column names in file order. Values stay strings:
+    callers convert with `to_int` / `to_float`, which report the line of a bad value.
+    """
+    text = read_text(path, encoding)
+    multi_char = len(sep) > 1
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            header=0 if header else None,
+            names=None if header else list(names or columns),
+            dtype=str,
+            keep_default_na=False,
+            engine="python" if multi_char else "c",
+            quoting=csv.QUOTE_NONE if multi_char else csv.QUOTE_MINIMAL,
+            skip_blank_lines=True,
+        )
+    except pd.errors.ParserError as exc:
+        raise DatasetError(f"malformed row ({exc})", path=path) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetError("file is empty", path=path) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(repr(c) for c in frame.columns)}",
+            path=path,
+        )
+    if frame.empty:
+        raise DatasetError("file has a header but no rows", path=path)
+    keep = list(columns) + [c for c in optional if c in frame.columns]
+    frame = frame[keep].copy()
+    # Line numbers as a user sees them in an editor (1-based, header counted).
+    frame.attrs["path"] = str(path)
+    frame.attrs["first_line"] = 2 if header else 1
+    return frame
+
+
+def _line_of(frame: pd.DataFrame, position: int) -> int:
+    lines = frame.attrs.get("lines")
+    if lines is not None:
+        return int(lines[position])
+    return int(frame.attrs.get("first_line", 1)) + position
+
+
+def to_numeric(frame: pd.DataFrame, column: str, kind: str) -> pd.Series:
+    """Convert a string column to numbers; the first bad value is reported with its line."""
+    raw = frame[column].astype(str).str.strip()
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+    if kind == "int" and not bad.all():
+        fractional = values.notna().to_numpy() & (values.fillna(0) % 1 != 0).to_numpy()
+        bad |= fractional
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        raise DatasetError(
+            f"expected {'an integer' if kind == 'int' else 'a number'}, got {raw.iloc[position]!r}"
+            f" ({int(bad.sum())} bad value(s) in this column)",
+            path=frame.attrs.get("path"),
+            line=_line_of(frame, position),
+            column=column,
+        )
+    return values.astype("int64") if kind == "int" else values.astype("float64")
+
+
+def to_int(frame: pd.DataFrame, column: str) -> pd.Series:
+    return to_numeric(frame, column, "int")
+
+
+def to_float(frame: pd.DataFrame, column: str) -> pd.Series:
+    return to_numeric(frame, column, "float")
+
+
+def ids(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Ids as int64 when every id is an integer, else as stripped strings (e.g. Amazon ASINs)."""
+    raw = frame[column].astype(str).str.strip()
+    empty = (raw == "").to_numpy()
+    if empty.any():
+        position = int(np.flatnonzero(empty)[0])
+        raise DatasetError(
+            "expected an id, got an empty value",
+            path=frame.attrs.get("path"),
+            line=_line_of(frame, position),
+            column=column,
+        )
+    if raw.str.fullmatch(r"-?\d+").all():
+        return raw.astype("int64")
+    return raw
+
+
+def check_duplicates(frame: pd.DataFrame, key: Sequence[str], what: str) -> None:
+    dup = frame.duplicated(subset=list(key), keep="first").to_numpy()
+    if dup.any():
+        position = int(np.flatnonzero(dup)[0])
+        first = frame.index[frame.duplicated(subset=list(key), keep="last")][0]
+        raise DatasetError(
+            f"duplicate {what} ({', '.join(key)} repeated; first seen at line "
+            f"{_line_of(frame, int(frame.index.get_loc(first)))}); {int(dup.sum())} duplicate row(s) "
+            "in all. Remove them, or load with duplicates='drop' to keep the first of each.",
+            path=frame.attrs.get("path"),
+            line=_line_of(frame, position),
+        )
+
+
+def read_json_lines(path: Path, fields: Sequence[str], optional: Sequence[str] = ()) -> pd.DataFrame:
+    """Read JSON lines (plain or .gz); each record must hold `fields`.
+
+    Amazon's older dumps are Python dict literals rather than JSON; those are accepted too.
+    """
+    import ast
+
+    text = read_text(path)
+    rows: list[dict] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            try:
+                record = ast.literal_eval(line)
+            except (ValueError, SyntaxError) as exc:
+                raise DatasetError(
+                    "expected one JSON object per line, could not parse this line", path=path, line=number
+                ) from exc
+        if not isinstance(record, dict):
+            raise DatasetError("expected a JSON object on this line", path=path, line=number)
+        missing = [f for f in fields if f not in record]
+        if missing:
+            raise DatasetError(
+                f"record lacks field(s) {', '.join(repr(f) for f in missing)}", path=path, line=number
+            )
+        rows.append({f: record.get(f) for f in (*fields, *optional)})
+        lines.append(number)
+    frame = pd.DataFrame(rows, columns=[*fields, *optional]).astype({f: str for f in fields})
+    frame.attrs["path"] = str(path)
+    frame.attrs["first_line"] = 1
+    frame.attrs["lines"] = lines
+    return frame
