@@ -94,5 +94,192 @@ def datasets(
     console.print(table)
 
 
+def _load_split(settings: Settings):
+    from fewrec.data import load_dataset
+
+    return load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir)
+
+
+@app.command()
+def index(
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+    rebuild: Annotated[bool, typer.Option(help="Drop the collection and build it anew.")] = False,
+) -> None:
+    """Build or update the Chroma content index (incremental: only new or changed items)."""
+    import time
+
+    from fewrec.retrieval.store import ContentIndex, VectorStoreError
+
+    settings = _settings(config, dataset, format)
+    split = _load_split(settings)
+    started = time.perf_counter()
+    try:
+        content = ContentIndex.from_settings(settings)
+    except VectorStoreError:
+        if not rebuild:
+            raise
+        content = None
+    if content is None or rebuild:
+        from fewrec.retrieval.embeddings import make_embedder
+        from fewrec.retrieval.store import connect
+
+        client = connect(settings)
+        try:
+            client.delete_collection(settings.chroma_collection)
+        except Exception:  # noqa: BLE001 - absent already
+            pass
+        content = ContentIndex(client, settings.chroma_collection, make_embedder(settings.embedding))
+    report = content.build(split.catalog)
+    seconds = time.perf_counter() - started
+    where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir)
+    console.print(
+        f"index {settings.chroma_collection!r} at {where}: {report}; {len(content)} items, {seconds:.1f} s"
+    )
+
+
+@app.command()
+def recommend(
+    user: Annotated[str | None, typer.Option(help="A user id of the dataset.")] = None,
+    like: Annotated[list[str] | None, typer.Option(help="A liked title (repeatable).")] = None,
+    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+) -> None:
+    """Print ranked items for a user id or a few liked titles, with the sources behind each."""
+    import numpy as np
+
+    from fewrec.retrieval import open_retriever
+    from fewrec.retrieval.base import ScoringContext
+
+    if k < 1:
+        raise FewrecError("--k must be at least 1")
+    settings = _settings(config, dataset, format)
+    retriever = open_retriever(settings)
+    split = retriever.split
+    notes: list[str] = []
+    context = None
+    if like:
+        history = []
+        for title in like:
+            matches, close = split.catalog.match_title(title)
+            if not matches:
+                hint = f" Close matches: {'; '.join(close)}." if close else " No close match either."
+                raise FewrecError(f"no catalog title matches {title!r}.{hint}")
+            history.append(split.item_index(matches[0]))
+            notes.append(f"took {title!r} as {split.catalog.title(matches[0])!r}")
+        history_arr = np.array(history, dtype=np.int64)
+    elif user is not None:
+        if split.has_user(user):
+            u = split.user_index(user)
+            history_arr = split.history(u, "all")
+            context = retriever.context_for(np.array([u]), "all")
+            notes.append(f"user {user}: {len(history_arr)} items in the history")
+        else:
+            history_arr = np.array([], dtype=np.int64)
+            notes.append(f"user {user!r} is not in the dataset: treated as a new user (popularity)")
+    else:
+        raise FewrecError("give --user ID or at least one --like TITLE")
+    candidates = retriever.candidates(history_arr, k, context or ScoringContext())
+    for note in notes:
+        console.print(f"[dim]{note}[/]", highlight=False)
+    table = Table(title="Recommendations")
+    for col in ("rank", "item", "title", "score", "found by (rank in source)"):
+        table.add_column(col)
+    for c in candidates:
+        found = ", ".join(f"{name} (#{rank})" for name, rank in sorted(c.source_ranks.items(), key=lambda kv: kv[1]))
+        table.add_row(str(c.rank), str(c.item_id), c.title, f"{c.score:.3f}", found)
+    console.print(table)
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="Free text, e.g. 'dark sci-fi from the 90s'.")],
+    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    genre: Annotated[list[str] | None, typer.Option(help="Only items of this genre (repeatable).")] = None,
+    year_min: Annotated[int | None, typer.Option(help="Earliest release year.")] = None,
+    year_max: Annotated[int | None, typer.Option(help="Latest release year.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Search the content index by meaning, with optional genre and year filters."""
+    from fewrec.retrieval.store import ContentIndex, where_filter
+
+    settings = _settings(config)
+    content = ContentIndex.from_settings(settings)
+    if len(content) == 0:
+        raise FewrecError("the content index is empty: run `fewrec index` first")
+    hits = content.query_text(text, k, where_filter(genre, year_min, year_max))
+    table = Table(title=f"Search: {text[:60]}")
+    for col in ("rank", "item", "title", "similarity"):
+        table.add_column(col)
+    titles = dict(zip(content.collection.get(ids=[h[0] for h in hits])["ids"], [m["title"] for m in content.collection.get(ids=[h[0] for h in hits], include=["metadatas"])["metadatas"]], strict=True)) if hits else {}
+    for rank, (item_id, similarity) in enumerate(hits, start=1):
+        table.add_row(str(rank), item_id, titles.get(item_id, ""), f"{similarity:.3f}")
+    console.print(table)
+
+
+def _int_list(text: str | None, what: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise FewrecError(f"{what} expects comma-separated integers, got {text!r}") from exc
+
+
+@app.command(name="eval")
+def eval_command(
+    stages: Annotated[str, typer.Option(help="Comma-separated: retrieval, rerank, fused.")] = "retrieval",
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    baselines: Annotated[str, typer.Option(help="Comma-separated baselines, or 'all' or 'none'.")] = "all",
+    history_cut: Annotated[str | None, typer.Option(help="Few-shot slices, e.g. 1,3,5.")] = "1,3,5",
+    users: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of N users.")] = None,
+    sampled: Annotated[int | None, typer.Option(help="Sampled protocol: rank among N items (1 + N-1 negatives).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling users, negatives and bootstrap.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>).")] = None,
+    no_content: Annotated[bool, typer.Option(help="Skip the Chroma content source.")] = False,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+) -> None:
+    """Evaluate fewrec's stages and the baselines; writes results.json, report.md and plots."""
+    from fewrec.eval.report import default_run_dir, markdown, write
+    from fewrec.eval.runner import ALL_BASELINES, EvalError, evaluate, validate_args
+    from fewrec.retrieval import load_item_vectors
+
+    if split not in ("valid", "test"):
+        raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
+    if sampled is not None and sampled < 2:
+        raise EvalError("--sampled needs at least 2 items (1 held-out + negatives)")
+    settings = _settings(config, dataset, format)
+    data = _load_split(settings)
+    stage_list = [s.strip() for s in stages.split(",") if s.strip()]
+    baseline_list = list(ALL_BASELINES) if baselines == "all" else [] if baselines == "none" else [
+        b.strip() for b in baselines.split(",") if b.strip()
+    ]  # fmt: skip
+    cuts = _int_list(history_cut, "--history-cut")
+    validate_args(data, stage_list, baseline_list, users, cuts)
+    folder = out or default_run_dir()
+    vectors = None
+    if "content" in settings.retrieval.sources and not no_content:
+        vectors = load_item_vectors(settings, data)
+
+    def save(partial) -> None:
+        write(partial, folder, with_plots=False)
+
+    report = evaluate(
+        data, settings, split_name=split, stages=stage_list, baselines=baseline_list, history_cuts=cuts,
+        users=users, sampled=sampled, seed=seed, item_vectors=vectors, on_result=save,
+        progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+    )  # fmt: skip
+    files = write(report, folder)
+    console.print(markdown(report), highlight=False)
+    console.print(f"wrote {', '.join(str(f) for f in files)}")
+    if not report.complete:
+        raise typer.Exit(130)
+
+
 if __name__ == "__main__":
     main()

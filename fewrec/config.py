@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,8 @@ def default_data_dir() -> Path:
 class EmbeddingSettings(BaseModel):
     """Which embedding model turns item texts into vectors."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
+
     backend: Literal["default", "sentence-transformers", "openai"] = "default"
     model: str = "all-MiniLM-L6-v2"
     base_url: str | None = None  # for backend='openai', e.g. http://127.0.0.1:8000/v1
@@ -40,21 +42,32 @@ class EmbeddingSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """Candidate sources and their fusion. Defaults were tuned on the validation split
-    of the bundled data by `fewrec tune` (see README, "Results")."""
+    """Candidate sources and their fusion. The defaults were chosen on the validation split
+    of the bundled data by `fewrec tune` (the test split is never used to choose them)."""
 
-    sources: list[str] = Field(default_factory=lambda: ["ease", "transition", "itemknn", "content"])
-    fusion: Literal["weighted", "rrf"] = "weighted"
-    weights: dict[str, float] = Field(
-        default_factory=lambda: {"ease": 1.0, "transition": 1.0, "itemknn": 0.5, "content": 0.2}
+    model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
+
+    sources: list[str] = Field(
+        default_factory=lambda: ["transition", "ease", "timepop", "itemknn", "content", "als", "bpr"]
     )
+    fusion: Literal["weighted", "rrf"] = "weighted"
+    # Sources with weight 0 are still fitted (their evidence is shown) but do not move the rank.
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"transition": 1.0, "ease": 0.5, "timepop": 0.2, "itemknn": 0.0,
+                                 "content": 0.0, "als": 0.0, "bpr": 0.0}
+    )  # fmt: skip
     rrf_k: int = 60
     candidates: int = 20
     recency_half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
     profile_items: int = 50  # how many recent items enter a user profile
-    ease_lambda: float = 500.0
-    transition_window: int = 3
-    transition_decay: float = 0.5
+    ease_lambda: float = 300.0
+    ease_half_life: float = 1.0
+    transition_window: int = 5
+    transition_decay: float = 1.0
+    transition_half_life: float = 2.0
+    transition_normalise: float = 0.75
+    transition_backward: float = 0.25
+    timepop_tau_days: float = 100.0
     itemknn_k: int = 100
     als_factors: int = 64
     als_iterations: int = 15

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +62,20 @@ def load_split(folder: Path) -> LeaveOneOutSplit | None:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != CACHE_FORMAT:
             return None
+        split_name = str(meta["name"])
         catalog = pd.read_parquet(folder / "catalog.parquet")
         for column in ("genres", "tags"):
             catalog[column] = [list(v) for v in catalog[column]]
         catalog["year"] = catalog["year"].astype("Int64")
         train = pd.read_parquet(folder / "train.parquet")
-        with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
+        # Open the file here: np.load leaks its own handle when the zip is corrupt.
+        with (
+            open(folder / "arrays.npz", "rb") as handle,
+            np.load(handle, allow_pickle=False) as arrays,
+        ):
             loaded = {name: arrays[name] for name in _ARRAYS}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
+        return None  # JSONDecodeError is a ValueError; a non-dict meta.json an AttributeError
     return LeaveOneOutSplit(
-        name=meta["name"], catalog=Catalog(catalog[CATALOG_COLUMNS]), train=train, **loaded
+        name=split_name, catalog=Catalog(catalog[CATALOG_COLUMNS]), train=train, **loaded
     )

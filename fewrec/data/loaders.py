@@ -151,7 +151,8 @@ def load_amazon(path: Path, meta: Path | None = None, duplicates: Duplicates = "
         known = m.index.intersection(titles.index)
         good = m.loc[known, "title"].dropna().astype(str)
         titles.loc[good.index] = good
-        cats = m.loc[known, "category"] if "category" in m else m.loc[known, "categories"]
+        # 2018 dumps have 'category' (a list), 2014 dumps 'categories' (a list of lists).
+        cats = m.loc[known, "category"].fillna(m.loc[known, "categories"])
         for asin, cat in cats.dropna().items():
             flat = cat[0] if isinstance(cat, list) and cat and isinstance(cat[0], list) else cat
             genres.at[asin] = [str(c) for c in flat] if isinstance(flat, list) else [str(flat)]

@@ -52,6 +52,11 @@ def _normalise_title(title: str) -> str:
     return re.sub(r"[^\w]+", " ", title).strip()
 
 
+def _without_article(key: str) -> str:
+    """A normalised title without its leading English article ('the matrix' -> 'matrix')."""
+    return re.sub(r"^(the|a|an) ", "", key)
+
+
 @dataclass(frozen=True)
 class Catalog:
     """All items, indexed by item id. Columns: CATALOG_COLUMNS (genres and tags are lists)."""
@@ -113,11 +118,19 @@ class Catalog:
             index.setdefault(_normalise_title(str(title)), []).append(item_id)
         return index
 
+    @cached_property
+    def _bare_titles(self) -> dict[str, list[ItemId]]:
+        index: dict[str, list[ItemId]] = {}
+        for key, item_ids in self._normalised_titles.items():
+            index.setdefault(_without_article(key), []).extend(item_ids)
+        return index
+
     def match_title(self, text: str, n: int = 5) -> tuple[list[ItemId], list[str]]:
         """Items whose title matches `text`, and close titles when none matches exactly.
 
-        An exact title (with year) wins; else a normalised title (case, year, trailing
-        article ignored). Returns (matches, suggestions).
+        An exact title (with year) wins; else a normalised title (case and year ignored,
+        'Matrix, The' read as 'The Matrix'); else the same without a leading article
+        ('Matrix' finds 'Matrix, The'). Returns (matches, suggestions).
         """
         text = text.strip()
         exact = self.frame.loc[self.frame["title"].str.lower() == text.lower(), "item_id"].tolist()
@@ -126,6 +139,9 @@ class Catalog:
         key = _normalise_title(text)
         if key and key in self._normalised_titles:
             return list(self._normalised_titles[key]), []
+        bare = _without_article(key)
+        if bare and bare in self._bare_titles:
+            return list(self._bare_titles[bare]), []
         close = difflib.get_close_matches(key, list(self._normalised_titles), n=n, cutoff=0.6)
         suggestions = [self.title(self._normalised_titles[c][0]) for c in close]
         return [], suggestions

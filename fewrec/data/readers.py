@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def read_table(
     callers convert with `to_int` / `to_float`, which report the line of a bad value.
     """
     text = read_text(path, encoding)
+    # Blank lines are read as rows and dropped below, so that line numbers stay true.
+    head = re.match(r"(?:[ \t\r]*\n)*", text)
+    leading = head.group().count("\n") if head else 0
+    text = text[head.end() :] if head else text
     multi_char = len(sep) > 1
     try:
         frame = pd.read_csv(
@@ -81,7 +86,7 @@ def read_table(
             keep_default_na=False,
             engine="python" if multi_char else "c",
             quoting=csv.QUOTE_NONE if multi_char else csv.QUOTE_MINIMAL,
-            skip_blank_lines=True,
+            skip_blank_lines=False,
         )
     except pd.errors.ParserError as exc:
         raise DatasetError(f"malformed row ({exc})", path=path) from exc
@@ -95,13 +100,24 @@ def read_table(
             f"found {', '.join(repr(c) for c in frame.columns)}",
             path=path,
         )
-    if frame.empty:
-        raise DatasetError("file has a header but no rows", path=path)
+    # A blank line leaves every field empty; only rows with an empty first field can be one.
+    blank = (frame.iloc[:, 0].fillna("").astype(str).str.strip() == "").to_numpy().copy()
+    if blank.any():
+        candidates = frame[blank].fillna("").astype(str)
+        blank[blank] = candidates.apply(lambda col: col.str.strip() == "").all(axis=1).to_numpy()
     keep = list(columns) + [c for c in optional if c in frame.columns]
-    frame = frame[keep].copy()
+    positions = np.flatnonzero(~blank)
+    if len(positions) == 0:
+        raise DatasetError("file has a header but no rows", path=path)
     # Line numbers as a user sees them in an editor (1-based, header counted).
+    first_line = leading + (2 if header else 1)
+    if blank.any():
+        frame = frame.iloc[positions][keep].reset_index(drop=True)
+        frame.attrs["lines"] = (positions + first_line).tolist()  # only when lines were skipped
+    else:
+        frame = frame[keep].copy()
     frame.attrs["path"] = str(path)
-    frame.attrs["first_line"] = 2 if header else 1
+    frame.attrs["first_line"] = first_line
     return frame
 
 

@@ -15,16 +15,18 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from fewrec.data.errors import DatasetError, UnknownIdError
 from fewrec.data.models import Catalog, Dataset, ItemId, UserId
 
-SplitName = Literal["valid", "test"]
+SplitName = Literal["valid", "test", "all"]  # "all": everything known, for serving
 
 
 class SplitSettings(BaseModel):
     """What defines a split (also part of the cache key)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
     min_count: int = 5
     min_rating: float | None = None  # None: every rating is an interaction (the paper's rule)
@@ -123,8 +125,10 @@ class LeaveOneOutSplit:
         seq = self.train_sequence(user)
         if split == "test":
             seq = np.append(seq, self.valid_item[user])
+        elif split == "all":
+            seq = np.append(seq, [self.valid_item[user], self.test_item[user]])
         elif split != "valid":
-            raise ValueError(f"unknown split {split!r}; expected 'valid' or 'test'")
+            raise ValueError(f"unknown split {split!r}; expected 'valid', 'test' or 'all'")
         if last is not None:
             if last < 1:
                 raise ValueError("a history cut must keep at least one item")
@@ -145,15 +149,16 @@ class LeaveOneOutSplit:
         """Every interaction a model may learn from when predicting `split` targets."""
         if split == "valid":
             return self.train
-        extra = pd.DataFrame(
-            {
-                "user": np.arange(self.n_users),
-                "item": self.valid_item,
-                "rating": np.nan,
-                "timestamp": self.valid_time,
-            }
-        )
-        frame = pd.concat([self.train, extra], ignore_index=True)
+        if split not in ("test", "all"):
+            raise ValueError(f"unknown split {split!r}; expected 'valid', 'test' or 'all'")
+        held = [(self.valid_item, self.valid_time)]
+        if split == "all":
+            held.append((self.test_item, self.test_time))
+        extra = [
+            pd.DataFrame({"user": np.arange(self.n_users), "item": items, "rating": np.nan, "timestamp": times})
+            for items, times in held
+        ]
+        frame = pd.concat([self.train, *extra], ignore_index=True)
         return frame.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
 
     def user_item_matrix(self, split: SplitName) -> sp.csr_matrix:

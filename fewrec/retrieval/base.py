@@ -6,6 +6,7 @@ of user histories (dense numpy arrays: catalogs here are thousands of items, not
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -25,6 +26,14 @@ class Candidate(BaseModel):
     source_ranks: dict[str, int] = Field(default_factory=dict)  # source name -> rank (1-based)
 
 
+@dataclass(frozen=True)
+class ScoringContext:
+    """Per-row facts some sources use besides the history itself."""
+
+    users: np.ndarray | None = None  # training user index of each row, or -1 for a new user
+    times: np.ndarray | None = None  # each row's reference time (its last activity), Unix s
+
+
 @runtime_checkable
 class CandidateSource(Protocol):
     """Anything that scores all items for user histories (item indices, oldest first)."""
@@ -33,7 +42,7 @@ class CandidateSource(Protocol):
 
     def fit(self, interactions: FitData) -> CandidateSource: ...
 
-    def score(self, histories: list[np.ndarray], times: np.ndarray | None = None) -> np.ndarray:
+    def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
         """A (len(histories), n_items) array; higher is better. Seen items need not be masked."""
         ...
 

@@ -7,10 +7,12 @@ item: what a user watched last says more than what they watched years ago.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
-from fewrec.retrieval.base import FitData, recency_weights
+from fewrec.retrieval.base import FitData, ScoringContext, recency_weights
 
 
 def _history_matrix(
@@ -54,7 +56,7 @@ class _ItemMatrixSource:
     limit: int | None = None
     matrix: np.ndarray
 
-    def score(self, histories: list[np.ndarray], times: np.ndarray | None = None) -> np.ndarray:
+    def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
         h = _history_matrix(histories, self.matrix.shape[0], self.half_life, self.limit)
         return np.asarray(h @ self.matrix)
 
@@ -80,16 +82,17 @@ class EASE(_ItemMatrixSource):
 
 class Transition(_ItemMatrixSource):
     """Item-to-item transitions: how often item j follows item i within `window` steps in
-    the training sequences (a step further counts `decay` times less), row-normalised."""
+    the training sequences (a step further counts `decay` times less; j *preceding* i counts
+    `backward` times), rows divided by out-degree**normalise."""
 
     name = "transition"
 
     def __init__(
-        self, window: int = 3, decay: float = 0.5, half_life: float = 2.0, limit: int | None = 20,
-        normalise: float = 1.0,
+        self, window: int = 5, decay: float = 1.0, half_life: float = 2.0, limit: int | None = 20,
+        normalise: float = 0.75, backward: float = 0.25,
     ) -> None:  # fmt: skip
         self.window, self.decay, self.half_life, self.limit = window, decay, half_life, limit
-        self.normalise = normalise
+        self.normalise, self.backward = normalise, backward
 
     def fit(self, data: FitData) -> Transition:
         users, items = np.asarray(data.users), np.asarray(data.items)
@@ -103,6 +106,8 @@ class Transition(_ItemMatrixSource):
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(data.n_items, data.n_items),
         ).toarray()
+        if self.backward:
+            t = t + self.backward * t.T
         out_degree = t.sum(axis=1, keepdims=True)
         self.matrix = (t / np.power(np.maximum(out_degree, 1e-9), self.normalise)).astype(np.float32)
         return self
@@ -137,5 +142,96 @@ class Popularity:
         self.counts = counts
         return self
 
-    def score(self, histories: list[np.ndarray], times: np.ndarray | None = None) -> np.ndarray:
+    def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
         return np.tile(self.counts, (len(histories), 1))
+
+
+class TimePopularity:
+    """Items popular among *other* users around the time this user was last active.
+
+    A user's next item tends to be something that was being watched then (new releases, a
+    season's favourites). Each training interaction counts exp(-|Δt| / tau) towards its item.
+    """
+
+    name = "timepop"
+
+    def __init__(self, tau_days: float = 100.0) -> None:
+        self.tau_days = tau_days
+
+    def fit(self, data: FitData) -> TimePopularity:
+        self.users = np.asarray(data.users)
+        self.items = np.asarray(data.items)
+        self.times = np.asarray(data.timestamps, dtype=np.float64)
+        self.n_items = data.n_items
+        return self
+
+    def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
+        out = np.zeros((len(histories), self.n_items), dtype=np.float32)
+        if context is None or context.times is None:  # no time known: plain popularity
+            out[:] = np.bincount(self.items, minlength=self.n_items)
+            return out
+        for row, when in enumerate(context.times):
+            weights = np.exp(-np.abs(self.times - float(when)) / (self.tau_days * 86400.0))
+            if context.users is not None and context.users[row] >= 0:
+                weights = weights * (self.users != context.users[row])
+            out[row] = np.bincount(self.items, weights=weights, minlength=self.n_items)
+        return out
+
+
+class _ImplicitFactors:
+    """ALS / BPR from `implicit`. A training user is scored with their learned factors; a
+    history from anyone else is folded in (ALS: solved exactly; BPR: mean item factors)."""
+
+    name = "factors"
+    model: Any
+
+    def fit(self, data: FitData) -> _ImplicitFactors:
+        self.model.fit(_binary_matrix(data), show_progress=False)
+        self.n_items = data.n_items
+        self.item_factors = np.asarray(self.model.item_factors)
+        self.user_factors = np.asarray(self.model.user_factors)
+        return self
+
+    def _fold_in(self, history: np.ndarray) -> np.ndarray:
+        return self.item_factors[history].mean(axis=0)
+
+    def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
+        users = context.users if context is not None and context.users is not None else None
+        vectors = np.zeros((len(histories), self.item_factors.shape[1]), dtype=np.float32)
+        for row, history in enumerate(histories):
+            if users is not None and 0 <= users[row] < len(self.user_factors):
+                vectors[row] = self.user_factors[users[row]]
+            elif len(history):
+                vectors[row] = self._fold_in(history)
+        return vectors @ self.item_factors.T
+
+
+class ALS(_ImplicitFactors):
+    name = "als"
+
+    def _fold_in(self, history: np.ndarray) -> np.ndarray:
+        # The exact least-squares user vector for this history (implicit's recalculate_user).
+        yty = self.item_factors.T @ self.item_factors
+        y = self.item_factors[history]
+        a = yty + y.T @ y * self.model.alpha + self.model.regularization * np.eye(len(yty))
+        return np.linalg.solve(a, y.sum(axis=0) * (1 + self.model.alpha))
+
+    def __init__(self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 1.0, seed: int = 0) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        self.model = AlternatingLeastSquares(
+            factors=factors, iterations=iterations, regularization=regularization, alpha=alpha,
+            random_state=seed, num_threads=2,
+        )  # fmt: skip
+
+
+class BPR(_ImplicitFactors):
+    name = "bpr"
+
+    def __init__(self, factors: int = 64, iterations: int = 100, learning_rate: float = 0.01, seed: int = 0) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        self.model = BayesianPersonalizedRanking(
+            factors=factors, iterations=iterations, learning_rate=learning_rate, random_state=seed,
+            num_threads=2,
+        )  # fmt: skip

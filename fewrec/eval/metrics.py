@@ -1,0 +1,73 @@
+"""Ranking metrics for leave-one-out evaluation (one held-out item per user).
+
+Full ranking: every catalog item is scored, the user's known history is excluded, and the
+rank of the held-out item gives HR/Recall@K (identical with one target), NDCG@K and MRR@K.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_KS = (5, 10, 20)
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """0-based rank of each user's target among the items not in their history.
+
+    Ties count against the target (pessimistic), so a constant scorer earns nothing.
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    for row, history in enumerate(histories):
+        scores[row, history] = -np.inf
+    target_scores = scores[np.arange(len(targets)), targets]
+    better_or_tied = (scores >= target_scores[:, None]).sum(axis=1) - 1
+    return np.where(np.isfinite(target_scores), better_or_tied, scores.shape[1])
+
+
+def per_user_metrics(ranks: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, np.ndarray]:
+    """Each metric per user (so that intervals and paired tests can be computed)."""
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"recall@{k}"] = hit.astype(np.float64)
+        out[f"ndcg@{k}"] = np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
+        out[f"mrr@{k}"] = np.where(hit, 1.0 / (ranks + 1.0), 0.0)
+    return out
+
+
+def summarise(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    return {name: float(values.mean()) for name, values in per_user.items()}
+
+
+def bootstrap_interval(
+    values: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap over users of the mean."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n, len(values)))
+    means = values[idx].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def paired_bootstrap_p(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> float:
+    """Two-sided p-value that mean(a) - mean(b) is 0, by a paired bootstrap over users."""
+    rng = np.random.default_rng(seed)
+    diff = a - b
+    idx = rng.integers(0, len(diff), size=(n, len(diff)))
+    means = diff[idx].mean(axis=1)
+    share = min(float((means <= 0).mean()), float((means >= 0).mean()))
+    return min(1.0, 2 * share)
+
+
+def coverage(top_items: np.ndarray, n_items: int) -> float:
+    """Share of the catalog that appears in anyone's top list."""
+    return float(len(np.unique(top_items)) / max(n_items, 1))
+
+
+def long_tail_share(top_items: np.ndarray, popularity: np.ndarray, head_share: float = 0.2) -> float:
+    """Share of recommended items outside the most popular `head_share` of the catalog."""
+    order = np.argsort(-popularity, kind="stable")
+    head = np.zeros(len(popularity), dtype=bool)
+    head[order[: int(round(head_share * len(popularity)))]] = True
+    return float((~head[top_items]).mean()) if top_items.size else 0.0

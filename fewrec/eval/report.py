@@ -1,0 +1,135 @@
+"""Writing an EvalReport: results.json (every number), report.md (tables) and PNG plots.
+
+Files are written to a temporary name and renamed, so a crash never leaves a half-written
+results.json that a later reader trusts.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from fewrec.eval.runner import EvalReport
+
+METRIC_COLUMNS = ("ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def default_run_dir(root: Path = Path("runs")) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    return path
+
+
+def markdown(report: EvalReport) -> str:
+    lines = [
+        f"# fewrec evaluation — {report.dataset}, {report.split} split",
+        "",
+        f"Protocol: **{report.protocol}**, leave-one-out, {report.users} users, seed {report.seed}."
+        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
+        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
+        "",
+        "| method | kind | " + " | ".join(METRIC_COLUMNS) + " | 95% CI NDCG@10 |",
+        "|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|",
+    ]
+    for r in report.methods:
+        ci = r.intervals.get("ndcg@10")
+        cells = " | ".join(f"{r.metrics[c]:.4f}" for c in METRIC_COLUMNS)
+        lines.append(f"| {r.name} | {r.kind} | {cells} | {f'{ci[0]:.4f}–{ci[1]:.4f}' if ci else ''} |")
+    for r in report.published:
+        cells = " | ".join(f"{r.metrics[c]:.4f}" if c in r.metrics else "–" for c in METRIC_COLUMNS)
+        lines.append(f"| {r.name} | published, not measured | {cells} | |")
+    ours = [r for r in report.methods if r.candidate_recall]
+    if ours:
+        lines += ["", "Candidate recall (share of users whose held-out item is among the first N candidates):", ""]
+        lines += ["| method | " + " | ".join(ours[0].candidate_recall) + " |", "|---|" + "---|" * len(ours[0].candidate_recall)]
+        for r in ours:
+            lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |")
+    lines += ["", "| method | coverage@10 | long-tail share@10 | seconds |", "|---|---|---|---|"]
+    for r in report.methods:
+        lines.append(f"| {r.name} | {r.coverage_at_10:.4f} | {r.long_tail_at_10:.4f} | {r.seconds} |")
+    if report.slices:
+        methods = sorted({name for cut in report.slices.values() for name in cut})
+        lines += ["", "Few-shot slices (history cut to the last k items), NDCG@10:", ""]
+        lines += ["| k | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0])):
+            cells = " | ".join(f"{by_method[n]['ndcg@10']:.4f}" if n in by_method else "–" for n in methods)
+            lines.append(f"| {cut} | {cells} |")
+    if report.comparison:
+        c = report.comparison
+        lines += [
+            "",
+            f"Paired bootstrap over users, {c.metric}: {c.method} − {c.baseline} = {c.difference:+.4f} "
+            f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
+        ]
+    lines += [""] + [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: EvalReport, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    if report.methods:
+        names = [r.name for r in report.methods] + [r.name for r in report.published]
+        values = [r.metrics["ndcg@10"] for r in report.methods] + [r.metrics["ndcg@10"] for r in report.published]
+        lows = [r.metrics["ndcg@10"] - r.intervals["ndcg@10"][0] for r in report.methods] + [0] * len(report.published)
+        highs = [r.intervals["ndcg@10"][1] - r.metrics["ndcg@10"] for r in report.methods] + [0] * len(report.published)
+        colours = ["tab:blue" if r.kind == "fewrec" else "tab:gray" for r in report.methods]
+        colours += ["tab:orange"] * len(report.published)
+        fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
+        ax.barh(names, values, xerr=[lows, highs], color=colours, capsize=3)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"NDCG@10 ({report.protocol}; orange = published, not measured)")
+        ax.set_title(f"{report.dataset}, {report.split} split, {report.users} users")
+        fig.tight_layout()
+        path = folder / "ndcg_by_method.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    if report.slices:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        cuts = sorted(report.slices, key=int)
+        methods = sorted({n for c in report.slices.values() for n in c})
+        for name in methods:
+            ys = [report.slices[c].get(name, {}).get("ndcg@10") for c in cuts]
+            ax.plot([int(c) for c in cuts], ys, marker="o", label=name)
+        ax.set_xlabel("history length k (last k items)")
+        ax.set_ylabel("NDCG@10")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = folder / "ndcg_by_history_length.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / "results.json", report.model_dump_json(indent=2).encode())
+    _atomic_write(folder / "report.md", markdown(report).encode())
+    written = [folder / "results.json", folder / "report.md"]
+    if with_plots:
+        written += plots(report, folder)
+    return written

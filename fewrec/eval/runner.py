@@ -1,0 +1,294 @@
+"""Batch evaluation: every stage and baseline on the same split, users and seed.
+
+`evaluate(...) -> EvalReport` is the one code path behind `fewrec eval` and
+`python -m fewrec.eval`. Scores are computed for all users at once (dense numpy), metrics
+per user, then means with bootstrap intervals and a paired test against the best baseline.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from fewrec.config import Settings
+from fewrec.data.errors import FewrecError
+from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.eval import metrics as m
+from fewrec.eval.baselines import BASELINES, run_baseline
+from fewrec.retrieval.fusion import SOURCE_NAMES, Retriever
+
+STAGES = ("retrieval", "rerank", "fused")
+LLM_STAGES = ("rerank", "fused")
+ALL_BASELINES = ("random", *BASELINES)
+CANDIDATE_DEPTHS = (20, 50, 100)
+
+# The published anchors for this protocol (../shared/DESIGN.md): published, not measured.
+PUBLISHED = {
+    "SASRec (LlamaRec paper)": {"ndcg@10": 0.0522, "recall@10": 0.0993},
+    "LRURec retriever (LlamaRec paper)": {"ndcg@10": 0.0705, "recall@10": 0.1426},
+    "LlamaRec, Llama-2-7B QLoRA (LlamaRec paper)": {"ndcg@10": 0.0759, "recall@10": 0.1524},
+}
+
+
+class MethodResult(BaseModel):
+    name: str
+    kind: Literal["fewrec", "source", "baseline", "published"]
+    params: dict = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    candidate_recall: dict[str, float] = Field(default_factory=dict)
+    coverage_at_10: float | None = None
+    long_tail_at_10: float | None = None
+    seconds: float | None = None
+
+
+class Comparison(BaseModel):
+    method: str
+    baseline: str
+    metric: str
+    difference: float
+    interval: tuple[float, float]
+    p_value: float
+    verdict: str
+
+
+class EvalReport(BaseModel):
+    dataset: str
+    split: SplitName
+    protocol: str  # "full ranking" or "sampled: 1 held-out + N-1 random negatives"
+    users: int
+    seed: int
+    stages: list[str]
+    history_cuts: list[int] = Field(default_factory=list)
+    complete: bool = True
+    started: str
+    finished: str | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    settings: dict = Field(default_factory=dict)
+    methods: list[MethodResult] = Field(default_factory=list)
+    published: list[MethodResult] = Field(default_factory=list)
+    slices: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)  # cut -> method -> metrics
+    comparison: Comparison | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    def method(self, name: str) -> MethodResult:
+        for result in self.methods:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+class EvalError(FewrecError):
+    """Bad evaluation arguments."""
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )  # fmt: skip
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("fewrec", "numpy", "pandas", "scipy", "implicit", "chromadb", "sentence-transformers", "torch"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def validate_args(
+    split: LeaveOneOutSplit, stages: list[str], baselines: list[str], users: int | None, cuts: list[int]
+) -> None:
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise EvalError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    pending = [s for s in stages if s in LLM_STAGES]
+    if pending:
+        raise EvalError(
+            f"stage(s) {', '.join(pending)} need the LLM reranker, which this version does not "
+            "have yet; run --stages retrieval"
+        )
+    unknown = [b for b in baselines if b not in ALL_BASELINES]
+    if unknown:
+        raise EvalError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(ALL_BASELINES)}")
+    if users is not None and not 1 <= users <= split.n_users:
+        raise EvalError(f"--users must be between 1 and {split.n_users} (this dataset's user count), got {users}")
+    if any(c < 1 for c in cuts):
+        raise EvalError("history cuts must be ≥ 1 item")
+
+
+def sampled_ranks(
+    scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray], size: int, seed: int
+) -> np.ndarray:
+    """Rank of the target among itself and `size - 1` random unseen negatives (LLMRank's protocol)."""
+    rng = np.random.default_rng(seed)
+    n_items = scores.shape[1]
+    ranks = np.empty(len(targets), dtype=np.int64)
+    for row, (target, history) in enumerate(zip(targets, histories, strict=True)):
+        banned = np.zeros(n_items, dtype=bool)
+        banned[history] = True
+        banned[target] = True
+        pool = np.flatnonzero(~banned)
+        negatives = rng.choice(pool, size=min(size - 1, len(pool)), replace=False)
+        ranks[row] = int((scores[row, negatives] >= scores[row, target]).sum())
+    return ranks
+
+
+def evaluate(
+    split: LeaveOneOutSplit,
+    settings: Settings | None = None,
+    *,
+    split_name: SplitName = "test",
+    stages: list[str] | None = None,
+    baselines: list[str] | None = None,
+    history_cuts: list[int] | None = None,
+    users: int | None = None,
+    sampled: int | None = None,
+    seed: int = 0,
+    item_vectors: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_result: Callable[[EvalReport], None] | None = None,
+) -> EvalReport:
+    """Evaluate fewrec's stages and the baselines on one split; see the module docstring.
+
+    `on_result` is called after every method, so a caller can save partial results; a
+    KeyboardInterrupt stops the run and returns the report marked incomplete.
+    """
+    settings = settings or Settings()
+    stages = stages or ["retrieval"]
+    baselines = list(ALL_BASELINES) if baselines is None else baselines
+    history_cuts = history_cuts or []
+    validate_args(split, stages, baselines, users, history_cuts)
+    say = progress or (lambda _msg: None)
+
+    rng = np.random.default_rng(seed)
+    rows = np.arange(split.n_users) if users is None else np.sort(rng.choice(split.n_users, users, replace=False))
+    targets = split.targets(split_name)[rows]
+    histories = [split.history(int(u), split_name) for u in rows]
+    popularity = np.bincount(split.interactions_before(split_name)["item"], minlength=split.n_items)
+
+    report = EvalReport(
+        dataset=split.name,
+        split=split_name,
+        protocol="full ranking" if not sampled else f"sampled: 1 held-out + {sampled - 1} random negatives",
+        users=len(rows),
+        seed=seed,
+        stages=stages,
+        history_cuts=history_cuts,
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        git_commit=_git_commit(),
+        versions=_versions(),
+        settings=settings.model_dump(mode="json"),
+    )
+    per_user: dict[str, dict[str, np.ndarray]] = {}
+
+    def record(name: str, kind: str, scores: np.ndarray, params: dict, started: float) -> None:
+        if sampled:
+            ranks = sampled_ranks(scores, targets, histories, sampled, seed)
+        else:
+            ranks = m.target_ranks(scores, targets, histories)
+        values = m.per_user_metrics(ranks)
+        per_user[name] = values
+        masked = np.array(scores, dtype=np.float64, copy=True)
+        for r, h in enumerate(histories):
+            masked[r, h] = -np.inf
+        top10 = np.argsort(-masked, axis=1, kind="stable")[:, :10]
+        result = MethodResult(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            params=params,
+            metrics=m.summarise(values),
+            intervals={k: m.bootstrap_interval(v, seed=seed) for k, v in values.items() if k.endswith("@10")},
+            coverage_at_10=m.coverage(top10, split.n_items),
+            long_tail_at_10=m.long_tail_share(top10.ravel(), popularity),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        if kind == "fewrec" and not sampled:
+            full_ranks = m.target_ranks(scores, targets, histories)
+            result.candidate_recall = {f"recall@{d}": float((full_ranks < d).mean()) for d in CANDIDATE_DEPTHS}
+        report.methods.append(result)
+        say(f"{name}: NDCG@10 {result.metrics['ndcg@10']:.4f}, Recall@10 {result.metrics['recall@10']:.4f}")
+        if on_result:
+            on_result(report)
+
+    try:
+        if "retrieval" in stages:
+            started = time.perf_counter()
+            retriever = Retriever(split, settings.retrieval, item_vectors).fit(split_name)
+            context = retriever.context_for(rows, split_name)
+            batch = retriever.score(histories, context, evidence=True)
+            record("fewrec retrieval (fused)", "fewrec", batch.fused, {"weights": settings.retrieval.weights}, started)
+            for name, scores in batch.by_source.items():
+                record(f"source: {name}", "source", scores, {}, started)
+            for cut in history_cuts:
+                cut_histories = [h[-cut:] for h in histories]
+                cut_batch = retriever.score(cut_histories, context)
+                ranks = m.target_ranks(cut_batch.fused, targets, histories)
+                report.slices.setdefault(str(cut), {})["fewrec retrieval (fused)"] = m.summarise(m.per_user_metrics(ranks))
+        for name in baselines:
+            started = time.perf_counter()
+            say(f"baseline {name} …")
+            result = run_baseline(name, split, settings.retrieval.model_copy(update={"seed": seed}), split_name)
+            scores = result.scores[split_name][rows]
+            record(name, "baseline", scores, result.params, started)
+            if history_cuts and name in ("popularity", "ease", "item-knn"):
+                source, _ = BASELINES[name]
+                base = settings.retrieval.model_copy(update={**result.params, "weights": {source: 1.0}})
+                single = Retriever(split, base, sources=[source]).fit(split_name)
+                for cut in history_cuts:
+                    cut_scores = single.score([h[-cut:] for h in histories], single.context_for(rows, split_name)).fused
+                    ranks = m.target_ranks(cut_scores, targets, histories)
+                    report.slices.setdefault(str(cut), {})[name] = m.summarise(m.per_user_metrics(ranks))
+    except KeyboardInterrupt:
+        report.complete = False
+        report.notes.append("interrupted: the methods listed are complete, the rest were not run")
+
+    if not sampled:
+        report.published = [
+            MethodResult(name=n, kind="published", metrics=v) for n, v in PUBLISHED.items()
+        ] if split.name == "ml-latest-small" and split_name == "test" else []
+    report.comparison = _compare(report, per_user, seed)
+    report.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    return report
+
+
+def _compare(report: EvalReport, per_user: dict[str, dict[str, np.ndarray]], seed: int) -> Comparison | None:
+    ours = [r for r in report.methods if r.kind == "fewrec"]
+    others = [r for r in report.methods if r.kind == "baseline"]
+    if not ours or not others:
+        return None
+    metric = "ndcg@10"
+    method = ours[-1].name
+    best = max(others, key=lambda r: r.metrics[metric]).name
+    a, b = per_user[method][metric], per_user[best][metric]
+    diff = a - b
+    p = m.paired_bootstrap_p(a, b, seed=seed)
+    low, high = m.bootstrap_interval(diff, seed=seed)
+    if p < 0.05:
+        verdict = f"{method} is {'better' if diff.mean() > 0 else 'worse'} than {best} (p={p:.3f})"
+    else:
+        verdict = f"the difference to {best} is within the noise (p={p:.3f})"
+    return Comparison(
+        method=method, baseline=best, metric=metric, difference=float(diff.mean()),
+        interval=(low, high), p_value=p, verdict=verdict,
+    )  # fmt: skip
+
+
+__all__ = ["SOURCE_NAMES", "EvalReport", "MethodResult", "evaluate"]

@@ -1,0 +1,190 @@
+"""The Retriever: fits the configured candidate sources, fuses their scores (weighted sum of
+max-normalised scores, or reciprocal-rank fusion), masks what the user already has, and keeps
+for each candidate which sources found it. Users with no usable history get popularity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fewrec.config import RetrievalSettings
+from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.retrieval.base import Candidate, CandidateSource, FitData, ScoringContext
+from fewrec.retrieval.cf import ALS, BPR, EASE, ItemKNN, Popularity, TimePopularity, Transition
+from fewrec.retrieval.content import ContentSimilarity
+
+SOURCE_NAMES = ("ease", "transition", "itemknn", "als", "bpr", "timepop", "content", "popularity")
+EVIDENCE_DEPTH = 100  # a source "found" a candidate when it ranks it this high or higher
+
+
+def make_source(name: str, settings: RetrievalSettings, item_vectors: np.ndarray | None = None) -> CandidateSource:
+    s = settings
+    if name == "ease":
+        return EASE(l2=s.ease_lambda, half_life=s.ease_half_life, limit=s.profile_items)
+    if name == "transition":
+        return Transition(
+            window=s.transition_window, decay=s.transition_decay, half_life=s.transition_half_life,
+            normalise=s.transition_normalise, backward=s.transition_backward,
+        )  # fmt: skip
+    if name == "itemknn":
+        return ItemKNN(k=s.itemknn_k, half_life=s.recency_half_life, limit=s.profile_items)
+    if name == "als":
+        return ALS(s.als_factors, s.als_iterations, s.als_regularization, seed=s.seed)
+    if name == "bpr":
+        return BPR(s.bpr_factors, s.bpr_iterations, s.bpr_learning_rate, seed=s.seed)
+    if name == "timepop":
+        return TimePopularity(tau_days=s.timepop_tau_days)
+    if name == "popularity":
+        return Popularity()
+    if name == "content":
+        if item_vectors is None:
+            raise ValueError("the 'content' source needs item vectors from the content index")
+        return ContentSimilarity(item_vectors, s.recency_half_life, s.profile_items)
+    raise ValueError(f"unknown candidate source {name!r}; known: {', '.join(SOURCE_NAMES)}")
+
+
+def fit_data(split: LeaveOneOutSplit, split_name: SplitName) -> FitData:
+    frame = split.interactions_before(split_name)
+    return FitData(
+        n_users=split.n_users,
+        n_items=split.n_items,
+        users=frame["user"].to_numpy(),
+        items=frame["item"].to_numpy(),
+        timestamps=frame["timestamp"].to_numpy(),
+    )
+
+
+def max_normalise(scores: np.ndarray) -> np.ndarray:
+    scale = np.abs(scores).max(axis=1, keepdims=True)
+    return scores / np.where(scale > 0, scale, 1.0)
+
+
+def ranks_of(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every item in every row (ties broken by item index)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    return ranks
+
+
+@dataclass
+class ScoredBatch:
+    """Fused scores for a batch of users, with every source's own scores kept as evidence."""
+
+    fused: np.ndarray
+    by_source: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Retriever:
+    """Candidate retrieval over one split: `fit`, then `score` batches or `candidates` for one user."""
+
+    def __init__(
+        self,
+        split: LeaveOneOutSplit,
+        settings: RetrievalSettings | None = None,
+        item_vectors: np.ndarray | None = None,
+        sources: list[str] | None = None,
+    ) -> None:
+        self.split = split
+        self.settings = settings or RetrievalSettings()
+        names = list(sources or self.settings.sources)
+        if item_vectors is None and "content" in names:
+            names.remove("content")  # no index: run without it rather than fail
+        self.sources: dict[str, CandidateSource] = {
+            name: make_source(name, self.settings, item_vectors) for name in names
+        }
+        self.popularity = Popularity()
+        self.fitted_on: SplitName | None = None
+
+    def fit(self, split_name: SplitName = "test") -> Retriever:
+        """Learn from every interaction known before the `split_name` targets."""
+        data = fit_data(self.split, split_name)
+        for source in self.sources.values():
+            source.fit(data)
+        self.popularity.fit(data)
+        self.fitted_on = split_name
+        return self
+
+    def weight(self, name: str) -> float:
+        return float(self.settings.weights.get(name, 1.0 if len(self.sources) == 1 else 0.0))
+
+    def score(
+        self, histories: list[np.ndarray], context: ScoringContext | None = None, evidence: bool = False
+    ) -> ScoredBatch:
+        """Fused scores; `evidence=True` also runs the sources whose weight is 0."""
+        if self.fitted_on is None:
+            raise RuntimeError("call Retriever.fit() before scoring")
+        by_source = {
+            name: np.asarray(source.score(histories, context), dtype=np.float32)
+            for name, source in self.sources.items()
+            if evidence or self.weight(name) != 0.0
+        }
+        fused = np.zeros((len(histories), self.split.n_items), dtype=np.float32)
+        for name, scores in by_source.items():
+            if self.weight(name) == 0.0:
+                continue
+            if self.settings.fusion == "rrf":
+                fused += self.weight(name) / (self.settings.rrf_k + ranks_of(scores))
+            else:
+                fused += self.weight(name) * max_normalise(scores)
+        cold = np.array([len(h) == 0 for h in histories], dtype=bool)
+        if not any(self.weight(n) for n in by_source):
+            cold[:] = True
+        if cold.any():
+            fused[cold] = max_normalise(self.popularity.counts[None, :])[0]
+        return ScoredBatch(fused=fused, by_source=by_source)
+
+    def score_split(self, split_name: SplitName, users: np.ndarray | None = None, last: int | None = None) -> ScoredBatch:
+        """Scores for users of a split (their history before the target, cut to `last` items)."""
+        users = np.arange(self.split.n_users) if users is None else np.asarray(users)
+        histories = [self.split.history(int(u), split_name, last) for u in users]
+        return self.score(histories, self.context_for(users, split_name))
+
+    def context_for(self, users: np.ndarray, split_name: SplitName) -> ScoringContext:
+        if split_name == "valid":
+            times = np.array([self.split.train_times(int(u))[-1] for u in users])
+        elif split_name == "test":
+            times = self.split.valid_time[users]
+        else:
+            times = self.split.test_time[users]
+        return ScoringContext(users=np.asarray(users), times=times)
+
+    def candidates(
+        self,
+        history: np.ndarray,
+        k: int | None = None,
+        context: ScoringContext | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> list[Candidate]:
+        """The top `k` items for one history (item indices), never one already in it.
+
+        `allowed` (bool per item) restricts the result, e.g. to items matching a filter.
+        """
+        k = self.settings.candidates if k is None else k
+        history = np.asarray(history, dtype=np.int64)
+        batch = self.score([history], context, evidence=True)
+        fused = batch.fused[0].astype(np.float64)
+        fused[history] = -np.inf
+        if allowed is not None:
+            fused[~allowed] = -np.inf
+        top = np.argsort(-fused, kind="stable")[:k]
+        top = top[np.isfinite(fused[top])]
+        evidence = {name: (scores[0], ranks_of(scores[0:1])[0]) for name, scores in batch.by_source.items()}
+        if len(history) == 0:
+            evidence = {"popularity": (self.popularity.counts, ranks_of(self.popularity.counts[None, :])[0])}
+        out = []
+        for rank, item in enumerate(top, start=1):
+            sources = {n: float(s[item]) for n, (s, r) in evidence.items() if r[item] <= EVIDENCE_DEPTH}
+            ranks = {n: int(r[item]) for n, (s, r) in evidence.items() if r[item] <= EVIDENCE_DEPTH}
+            out.append(
+                Candidate(
+                    item_id=self.split.item_ids[item].item(),
+                    title=str(self.split.catalog.frame["title"].iat[item]),
+                    score=float(fused[item]),
+                    rank=rank,
+                    sources=sources,
+                    source_ranks=ranks,
+                )
+            )
+        return out

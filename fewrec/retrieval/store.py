@@ -1,0 +1,218 @@
+"""The content index: one Chroma document per catalog item, with its attributes as metadata.
+
+Embedded `chromadb.PersistentClient` under the data directory by default, a Chroma server
+through `chromadb.HttpClient` when `chroma_host` is set. Builds are incremental and
+idempotent (items are keyed by id and a hash of their text) and committed batch by batch,
+so an interrupted build leaves a usable index that the next build completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fewrec.config import Settings
+from fewrec.data.errors import FewrecError
+from fewrec.data.models import Catalog, Item, ItemId
+from fewrec.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, make_embedder
+
+SCHEMA_VERSION = 1
+MAX_QUERY_CHARS = 2000  # longer free-text queries are cut: the embedder sees 256 tokens anyway
+
+
+class VectorStoreError(FewrecError):
+    """The vector store is unreachable, or holds a collection fewrec cannot use."""
+
+
+
+
+@dataclass
+class BuildReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.removed} removed"
+        )
+
+
+def item_document(item: Item) -> str:
+    year = f" ({item.year})" if item.year and f"({item.year})" not in item.title else ""
+    return item.describe() if not year else item.describe().replace(item.title, item.title + year, 1)
+
+
+def item_metadata(item: Item, content_hash: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "item_id": str(item.item_id),
+        "title": item.title,
+        "genres": "|".join(item.genres),
+        "content_hash": content_hash,
+    }
+    if item.year is not None:
+        meta["year"] = int(item.year)
+    for genre in item.genres:
+        meta[genre_key(genre)] = True
+    return meta
+
+
+def genre_key(genre: str) -> str:
+    """Metadata key of a genre flag, usable in a Chroma `where` filter: {"genre_comedy": True}."""
+    return "genre_" + "".join(ch if ch.isalnum() else "_" for ch in genre.lower())
+
+
+def where_filter(genres: list[str] | None = None, year_min: int | None = None, year_max: int | None = None) -> dict | None:
+    """A Chroma `where` clause for genre and year-range constraints (None: no filter)."""
+    clauses: list[dict] = [{genre_key(g): True} for g in genres or []]
+    if year_min is not None:
+        clauses.append({"year": {"$gte": int(year_min)}})
+    if year_max is not None:
+        clauses.append({"year": {"$lte": int(year_max)}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def connect(settings: Settings) -> Any:
+    """A Chroma client as Settings choose it, with a clear error when a server is down."""
+    import chromadb
+
+    if settings.chroma_host:
+        try:
+            client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port)
+            client.heartbeat()
+        except Exception as exc:  # chromadb raises several types for a refused connection
+            raise VectorStoreError(
+                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} "
+                f"({type(exc).__name__}: {exc}). Start it with `chroma run --host "
+                f"{settings.chroma_host} --port {settings.chroma_port}`, or unset FEWREC_CHROMA_HOST "
+                "to use the embedded store."
+            ) from exc
+        return client
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir))
+
+
+class ContentIndex:
+    """Items in a Chroma collection, searchable by vector or text, filterable by metadata."""
+
+    def __init__(self, client: Any, name: str, embedder: Embedder) -> None:
+        self.client, self.name, self.embedder = client, name, embedder
+        self._vectors: tuple[list[str], np.ndarray] | None = None
+        self.collection = self._open()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> ContentIndex:
+        return cls(connect(settings), settings.chroma_collection, embedder or make_embedder(settings.embedding))
+
+    def _open(self) -> Any:
+        function = ChromaEmbeddingFunction(self.embedder)
+        existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
+        if self.name in existing:
+            collection = self.client.get_collection(self.name, embedding_function=function)
+            meta = collection.metadata or {}
+            if meta.get("fewrec_schema") != SCHEMA_VERSION:
+                raise VectorStoreError(
+                    f"collection {self.name!r} was not written by this version of fewrec "
+                    f"(schema {meta.get('fewrec_schema')!r}, expected {SCHEMA_VERSION}); rebuild it "
+                    "with `fewrec index --rebuild` or choose another chroma_collection"
+                )
+            if meta.get("fewrec_model") != self.embedder.name:
+                raise VectorStoreError(
+                    f"collection {self.name!r} holds vectors of model {meta.get('fewrec_model')!r}, "
+                    f"but the configured model is {self.embedder.name!r}; rebuild it with "
+                    "`fewrec index --rebuild`"
+                )
+            return collection
+        return self.client.create_collection(
+            self.name,
+            embedding_function=function,
+            metadata={"fewrec_schema": SCHEMA_VERSION, "fewrec_model": self.embedder.name},
+            configuration={"hnsw": {"space": "cosine"}},
+        )
+
+    def drop(self) -> None:
+        """Delete the collection and start an empty one (the rebuild path)."""
+        try:
+            self.client.delete_collection(self.name)
+        except Exception:  # noqa: BLE001 - absent or foreign: either way it goes
+            pass
+        self._vectors = None
+        self.collection = self._open()
+
+    def __len__(self) -> int:
+        return int(self.collection.count())
+
+    def build(self, catalog: Catalog, progress: bool = True, batch_size: int = 256) -> BuildReport:
+        report = BuildReport()
+        items = [catalog.get(i) for i in catalog.ids]
+        docs = {str(it.item_id): item_document(it) for it in items}
+        hashes = {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in docs.items()}
+        stored = self.collection.get(include=["metadatas"])
+        old = {i: (m or {}).get("content_hash") for i, m in zip(stored["ids"], stored["metadatas"], strict=True)}
+        todo = [it for it in items if old.get(str(it.item_id)) != hashes[str(it.item_id)]]
+        report.unchanged = len(items) - len(todo)
+        stale = [i for i in old if i not in docs]
+        if stale:
+            self.collection.delete(ids=stale)
+            report.removed = len(stale)
+        bar = tqdm(total=len(todo), desc="indexing items", unit="item", disable=not progress or not todo)
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            ids = [str(it.item_id) for it in chunk]
+            texts = [docs[i] for i in ids]
+            vectors = self.embedder.embed(texts)
+            self.collection.upsert(
+                ids=ids,
+                embeddings=vectors,
+                documents=texts,
+                metadatas=[item_metadata(it, hashes[str(it.item_id)]) for it in chunk],
+            )
+            for i in ids:
+                if i in old:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            bar.update(len(chunk))
+        bar.close()
+        self._vectors = None
+        return report
+
+    def vectors(self) -> tuple[list[str], np.ndarray]:
+        """All stored (id, vector) pairs, for scoring every item at once with numpy."""
+        if self._vectors is None:
+            got = self.collection.get(include=["embeddings"])
+            self._vectors = (list(got["ids"]), np.asarray(got["embeddings"], dtype=np.float32))
+        return self._vectors
+
+    def _query(self, vector: np.ndarray, k: int, where: dict | None) -> list[tuple[str, float]]:
+        if k <= 0 or len(self) == 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(k, len(self)),
+            where=where,
+            include=["distances"],
+        )
+        return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
+
+    def query_vector(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
+        """(item id as stored, cosine similarity), best first."""
+        return self._query(vector, k, where)
+
+    def query_text(self, text: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
+        text = (text or "").strip()[:MAX_QUERY_CHARS]
+        if not text:
+            return []
+        return self._query(self.embedder.embed([text])[0], k, where)
+
+
+def stored_id(item_id: ItemId) -> str:
+    return str(item_id)

@@ -1,0 +1,192 @@
+"""Tests of fewrec.config.Settings (precedence, TOML, errors) and the `fewrec datasets` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from fewrec.cli import app, main
+from fewrec.config import RetrievalSettings, Settings, default_data_dir
+from fewrec.data import DatasetError, FewrecError
+
+TOML = """
+seed = 3
+dataset = "from-toml"
+ui_port = 9000
+
+[retrieval]
+ease_lambda = 100.0
+candidates = 30
+
+[split]
+min_count = 10
+"""
+
+
+@pytest.fixture
+def toml_file(clean_env) -> Path:
+    path = clean_env / "custom.toml"
+    path.write_text(TOML)
+    return path
+
+
+def test_defaults(clean_env):
+    settings = Settings.load()
+    assert settings.seed == 0
+    assert settings.dataset is None
+    assert settings.dataset_format == "auto"
+    assert settings.retrieval == RetrievalSettings()
+    assert settings.split.min_count == 5
+    assert settings.data_dir == default_data_dir()
+    assert settings.cache_dir == settings.data_dir / "cache"
+
+
+def test_toml_overrides_defaults(toml_file):
+    settings = Settings.load(toml_file)
+    assert (settings.seed, settings.dataset, settings.ui_port) == (3, "from-toml", 9000)
+    assert settings.retrieval.ease_lambda == 100.0
+    assert settings.retrieval.candidates == 30
+    assert settings.retrieval.rrf_k == RetrievalSettings().rrf_k  # untouched nested default
+    assert settings.split.min_count == 10
+
+
+def test_env_overrides_toml_and_merges_nested(toml_file, monkeypatch):
+    monkeypatch.setenv("FEWREC_SEED", "5")
+    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "300")
+    settings = Settings.load(str(toml_file))
+    assert settings.seed == 5
+    assert settings.retrieval.ease_lambda == 300.0
+    assert settings.retrieval.candidates == 30  # from TOML: the nested tables are merged
+    assert settings.dataset == "from-toml"
+
+
+def test_keyword_arguments_override_env_and_toml(toml_file, monkeypatch):
+    monkeypatch.setenv("FEWREC_SEED", "5")
+    monkeypatch.setenv("FEWREC_DATASET", "from-env")
+    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "300")
+    settings = Settings.load(toml_file, seed=7, retrieval={"ease_lambda": 42.0})
+    assert settings.seed == 7
+    assert settings.retrieval.ease_lambda == 42.0
+    assert settings.dataset == "from-env"
+    assert settings.ui_port == 9000
+
+
+def test_env_without_toml(clean_env, monkeypatch):
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
+    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "250.5")
+    settings = Settings.load()
+    assert settings.data_dir == clean_env / "data"
+    assert settings.cache_dir == clean_env / "data" / "cache"
+    assert settings.retrieval.ease_lambda == 250.5
+
+
+def test_fewrec_toml_in_working_folder_is_read_by_default(clean_env):
+    (clean_env / "fewrec.toml").write_text("seed = 11\n")
+    assert Settings.load().seed == 11
+    assert Settings().seed == 11
+    other = clean_env / "other.toml"
+    other.write_text("ui_port = 1234\n")
+    explicit = Settings.load(other)
+    assert (explicit.seed, explicit.ui_port) == (0, 1234)  # only the given file is read
+
+
+def test_load_does_not_leak_the_toml_path(toml_file):
+    assert Settings.load(toml_file).seed == 3
+    assert Settings.load().seed == 0
+    assert Settings.toml_path is None
+
+
+def test_missing_config_file(clean_env):
+    with pytest.raises(FewrecError, match=r"config file not found: missing\.toml"):
+        Settings.load("missing.toml")
+    with pytest.raises(FewrecError, match="not found"):
+        Settings.load(clean_env)  # a folder is not a config file
+
+
+def test_unknown_toml_key_is_rejected(clean_env):
+    path = clean_env / "bad.toml"
+    path.write_text("seed = 1\nease_lamda = 3\n")
+    with pytest.raises(ValidationError, match="ease_lamda"):
+        Settings.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[retrieval]\nease_lamda = 3.0\n", "retrieval.ease_lamda"),
+        ("[split]\nmin_cont = 2\n", "split.min_cont"),
+        ('[embedding]\nbackendd = "openai"\n', "embedding.backendd"),
+    ],
+)
+def test_unknown_nested_toml_key_is_rejected(clean_env, text, key):
+    path = clean_env / "nested.toml"
+    path.write_text(text)
+    with pytest.raises(ValidationError, match=key.replace(".", r"\.")):
+        Settings.load(path)
+
+
+def test_unknown_nested_env_key_is_rejected(clean_env, monkeypatch):
+    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMDA", "3")
+    with pytest.raises(ValidationError, match="ease_lamda"):
+        Settings.load()
+
+
+def test_unknown_keyword_is_rejected(clean_env):
+    with pytest.raises(ValidationError, match="nonsense"):
+        Settings.load(nonsense=1)
+
+
+def test_wrong_type_in_toml_is_rejected(clean_env):
+    path = clean_env / "typed.toml"
+    path.write_text('ui_port = "not a port"\n')
+    with pytest.raises(ValidationError, match="ui_port"):
+        Settings.load(path)
+
+
+def test_wrong_type_in_env_is_rejected(clean_env, monkeypatch):
+    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "lots")
+    with pytest.raises(ValidationError, match="ease_lambda"):
+        Settings.load()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_datasets_on_bundled_data(clean_env, monkeypatch):
+    data_dir = clean_env / "data"
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(data_dir))
+    result = CliRunner().invoke(app, ["datasets"])
+    assert result.exit_code == 0, result.output
+    assert "610" in result.output
+    assert "3,650" in result.output
+    assert "90,274" in result.output
+    assert "movielens" in result.output and "ml-100k" in result.output
+    assert list((data_dir / "cache" / "splits").iterdir())  # the split was cached there
+
+
+def test_cli_datasets_missing_path(clean_env):
+    missing = "/does/not/exist"
+    result = CliRunner().invoke(app, ["datasets", "--dataset", missing])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, DatasetError)
+    assert missing in str(result.exception)
+    assert "not found" in str(result.exception)
+
+
+def test_cli_datasets_missing_config(clean_env):
+    result = CliRunner().invoke(app, ["datasets", "--config", "nope.toml"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FewrecError)
+    assert "nope.toml" in str(result.exception)
+
+
+def test_cli_main_prints_error_in_one_line(clean_env, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["fewrec", "datasets", "--dataset", "/does/not/exist"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    out = capsys.readouterr().out
+    assert "error:" in out and "/does/not/exist" in out and "Traceback" not in out
