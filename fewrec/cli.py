@@ -281,5 +281,51 @@ def eval_command(
         raise typer.Exit(130)
 
 
+@app.command()
+def tune(
+    no_content: Annotated[bool, typer.Option(help="Leave the Chroma content source out.")] = False,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+) -> None:
+    """Choose the fusion weights on the validation split; prints them as TOML for fewrec.toml."""
+    from fewrec.eval.tune import tune_weights
+    from fewrec.retrieval import load_item_vectors
+
+    settings = _settings(config, dataset, format)
+    data = _load_split(settings)
+    vectors = None
+    if "content" in settings.retrieval.sources and not no_content:
+        vectors = load_item_vectors(settings, data)
+    weights, ndcg = tune_weights(data, settings.retrieval, vectors)
+    console.print(f"validation NDCG@10 {ndcg:.4f} with these weights (test split not used):")
+    body = ", ".join(f'{name} = {value}' for name, value in weights.items())
+    print(f"[retrieval]\nweights = {{ {body} }}")
+
+
+@app.command()
+def bench(
+    users: Annotated[int, typer.Option(help="Users sampled for latency figures.")] = 200,
+    out: Annotated[Path, typer.Option(help="Where to save the figures as JSON.")] = Path("runs/bench.json"),
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+) -> None:
+    """Speed figures on this machine: load, index build, retrieval latency, peak memory."""
+    from fewrec.eval.bench import run_bench
+    from fewrec.eval.report import _atomic_write
+
+    settings = _settings(config, dataset, format)
+    result = run_bench(settings, users=users)
+    table = Table(title="fewrec bench (this machine)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in result.figures.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    _atomic_write(out, result.model_dump_json(indent=2).encode())
+    console.print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     main()

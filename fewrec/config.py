@@ -54,7 +54,7 @@ class RetrievalSettings(BaseModel):
     # Sources with weight 0 are still fitted (their evidence is shown) but do not move the rank.
     weights: dict[str, float] = Field(
         default_factory=lambda: {"transition": 1.0, "ease": 0.5, "timepop": 0.2, "itemknn": 0.0,
-                                 "content": 0.0, "als": 0.0, "bpr": 0.0}
+                                 "content": 0.5, "als": 0.35, "bpr": 0.75}
     )  # fmt: skip
     rrf_k: int = 60
     candidates: int = 20

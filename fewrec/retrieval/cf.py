@@ -57,8 +57,15 @@ class _ItemMatrixSource:
     matrix: np.ndarray
 
     def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
-        h = _history_matrix(histories, self.matrix.shape[0], self.half_life, self.limit)
-        return np.asarray(h @ self.matrix)
+        # A gather per row, not sparse @ dense: scipy copies the whole dense matrix per call.
+        out = np.zeros((len(histories), self.matrix.shape[1]), dtype=np.float32)
+        for row, history in enumerate(histories):
+            if len(history) == 0:
+                continue
+            weights = recency_weights(len(history), self.half_life, self.limit)
+            keep = weights > 0
+            out[row] = weights[keep].astype(np.float32) @ self.matrix[np.asarray(history)[keep]]
+        return out
 
 
 class EASE(_ItemMatrixSource):
@@ -211,10 +218,12 @@ class ALS(_ImplicitFactors):
 
     def _fold_in(self, history: np.ndarray) -> np.ndarray:
         # The exact least-squares user vector for this history (implicit's recalculate_user).
+        # implicit trains with confidence alpha * r (r = 1 here), not 1 + alpha * r.
         yty = self.item_factors.T @ self.item_factors
-        y = self.item_factors[history]
-        a = yty + y.T @ y * self.model.alpha + self.model.regularization * np.eye(len(yty))
-        return np.linalg.solve(a, y.sum(axis=0) * (1 + self.model.alpha))
+        y = self.item_factors[np.unique(history)]
+        alpha = self.model.alpha
+        a = yty + y.T @ y * (alpha - 1.0) + self.model.regularization * np.eye(len(yty))
+        return np.linalg.solve(a, y.sum(axis=0) * alpha)
 
     def __init__(self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 1.0, seed: int = 0) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -227,6 +236,12 @@ class ALS(_ImplicitFactors):
 
 class BPR(_ImplicitFactors):
     name = "bpr"
+
+    def _fold_in(self, history: np.ndarray) -> np.ndarray:
+        # implicit keeps each item's bias in the last factor and 1.0 there for every user.
+        vector = self.item_factors[history].mean(axis=0)
+        vector[-1] = 1.0
+        return vector
 
     def __init__(self, factors: int = 64, iterations: int = 100, learning_rate: float = 0.01, seed: int = 0) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking

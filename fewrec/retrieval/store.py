@@ -116,7 +116,13 @@ class ContentIndex:
         function = ChromaEmbeddingFunction(self.embedder)
         existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
         if self.name in existing:
-            collection = self.client.get_collection(self.name, embedding_function=function)
+            try:
+                collection = self.client.get_collection(self.name, embedding_function=function)
+            except ValueError as exc:  # e.g. it was created with another embedding function
+                raise VectorStoreError(
+                    f"collection {self.name!r} was not written by fewrec ({exc}); rebuild it with "
+                    "`fewrec index --rebuild` or choose another chroma_collection"
+                ) from exc
             meta = collection.metadata or {}
             if meta.get("fewrec_schema") != SCHEMA_VERSION:
                 raise VectorStoreError(
