@@ -193,7 +193,11 @@ class _ImplicitFactors:
     model: Any
 
     def fit(self, data: FitData) -> _ImplicitFactors:
-        self.model.fit(_binary_matrix(data), show_progress=False)
+        from threadpoolctl import threadpool_limits
+
+        # implicit runs its own threads; a multi-threaded BLAS underneath slows it down.
+        with threadpool_limits(1, "blas"):
+            self.model.fit(_binary_matrix(data), show_progress=False)
         self.n_items = data.n_items
         self.item_factors = np.asarray(self.model.item_factors)
         self.user_factors = np.asarray(self.model.user_factors)
@@ -227,11 +231,13 @@ class ALS(_ImplicitFactors):
 
     def __init__(self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 1.0, seed: int = 0) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
 
-        self.model = AlternatingLeastSquares(
-            factors=factors, iterations=iterations, regularization=regularization, alpha=alpha,
-            random_state=seed, num_threads=2,
-        )  # fmt: skip
+        with threadpool_limits(1, "blas"):  # implicit warns at construction otherwise
+            self.model = AlternatingLeastSquares(
+                factors=factors, iterations=iterations, regularization=regularization, alpha=alpha,
+                random_state=seed, num_threads=1,
+            )  # fmt: skip
 
 
 class BPR(_ImplicitFactors):
@@ -248,5 +254,5 @@ class BPR(_ImplicitFactors):
 
         self.model = BayesianPersonalizedRanking(
             factors=factors, iterations=iterations, learning_rate=learning_rate, random_state=seed,
-            num_threads=2,
+            num_threads=1,
         )  # fmt: skip

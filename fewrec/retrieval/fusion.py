@@ -170,7 +170,13 @@ class Retriever:
             fused[~allowed] = -np.inf
         top = np.argsort(-fused, kind="stable")[:k]
         top = top[np.isfinite(fused[top])]
-        evidence = {name: (scores[0], ranks_of(scores[0:1])[0]) for name, scores in batch.by_source.items()}
+
+        def unseen_ranks(scores: np.ndarray) -> np.ndarray:  # a source's rank among unseen items
+            masked = scores.astype(np.float64)
+            masked[history] = -np.inf
+            return ranks_of(masked[None, :])[0]
+
+        evidence = {name: (scores[0], unseen_ranks(scores[0])) for name, scores in batch.by_source.items()}
         if len(history) == 0:
             evidence = {"popularity": (self.popularity.counts, ranks_of(self.popularity.counts[None, :])[0])}
         out = []

@@ -97,7 +97,16 @@ def connect(settings: Settings) -> Any:
             ) from exc
         return client
     settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_dir))
+    try:
+        client = chromadb.PersistentClient(path=str(settings.chroma_dir))
+        client.list_collections()
+    except Exception as exc:  # a damaged sqlite file surfaces as several exception types
+        raise VectorStoreError(
+            f"the Chroma data directory {settings.chroma_dir} cannot be opened ({type(exc).__name__}: "
+            f"{exc}). It may be damaged or from an incompatible Chroma version: move it away and "
+            "run `fewrec index` to rebuild it."
+        ) from exc
+    return client
 
 
 class ContentIndex:

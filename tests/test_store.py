@@ -1,0 +1,339 @@
+"""Tests of the Chroma content index: incremental builds, filters, model checks, interrupted
+builds, a real Chroma server, and the errors for an unreachable server or a foreign collection."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import chromadb
+import httpx
+import numpy as np
+import pytest
+
+from fewrec.config import Settings
+from fewrec.data import Catalog
+from fewrec.retrieval.content import aligned_vectors
+from fewrec.retrieval.embeddings import DefaultEmbedder
+from fewrec.retrieval.store import (
+    ContentIndex,
+    VectorStoreError,
+    genre_key,
+    item_document,
+    where_filter,
+)
+
+N = 200
+
+
+class FakeEmbedder:
+    """A deterministic stand-in for tests that never embed anything meaningful."""
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+
+    def embed(self, texts, progress: bool = False) -> np.ndarray:
+        vectors = np.ones((len(texts), 8), dtype=np.float32)
+        return vectors / np.sqrt(8)
+
+
+class Renamed:
+    """The real embedder under another model name (as after changing embedding.model)."""
+
+    def __init__(self, inner, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    def embed(self, texts, progress: bool = False) -> np.ndarray:
+        return self.inner.embed(texts, progress)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> DefaultEmbedder:
+    return DefaultEmbedder()
+
+
+@pytest.fixture(scope="module")
+def catalog(bundled_split) -> Catalog:
+    return bundled_split.catalog.subset(bundled_split.catalog.ids[:N])
+
+
+@pytest.fixture(scope="module")
+def built(catalog, embedder, tmp_path_factory) -> tuple[Settings, ContentIndex]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("store"))
+    index = ContentIndex.from_settings(settings, embedder)
+    report = index.build(catalog, progress=False)
+    assert report.added == N
+    return settings, index
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_where_filter_clauses():
+    assert where_filter() is None
+    assert where_filter(genres=["Sci-Fi"]) == {"genre_sci_fi": True}
+    clause = where_filter(genres=["Comedy"], year_min=1995, year_max=1999)
+    assert clause == {
+        "$and": [{"genre_comedy": True}, {"year": {"$gte": 1995}}, {"year": {"$lte": 1999}}]
+    }
+    assert genre_key("(no genres listed)") == "genre__no_genres_listed_"
+
+
+def test_item_document_adds_year_once(catalog):
+    toy = catalog.get(1)
+    doc = item_document(toy)
+    assert doc.startswith("Toy Story (1995)") and doc.count("1995") == 1
+    assert "Animation" in doc
+    no_year = toy.model_copy(update={"title": "Toy Story"})
+    assert item_document(no_year).startswith("Toy Story (1995)")
+
+
+# --------------------------------------------------------------------------- errors without a model
+
+
+def test_foreign_collection_is_refused(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    client = chromadb.PersistentClient(path=str(settings.chroma_dir))
+    client.create_collection(settings.chroma_collection)  # chromadb's own defaults
+    with pytest.raises(VectorStoreError, match=settings.chroma_collection) as info:
+        ContentIndex.from_settings(settings, FakeEmbedder())
+    assert "rebuild" in str(info.value)
+
+
+def test_foreign_collection_without_embedding_function_is_refused(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    client = chromadb.PersistentClient(path=str(settings.chroma_dir))
+    client.create_collection(
+        settings.chroma_collection, embedding_function=None, metadata={"owner": "x"}
+    )
+    with pytest.raises(VectorStoreError, match="rebuild"):
+        ContentIndex.from_settings(settings, FakeEmbedder())
+
+
+def test_closed_port_names_host_and_port_and_writes_nothing(tmp_path):
+    port = free_port()  # nothing listens there once the probe socket is closed
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, chroma_host="127.0.0.1", chroma_port=port)
+    started = time.perf_counter()
+    with pytest.raises(VectorStoreError) as info:
+        ContentIndex.from_settings(settings, FakeEmbedder())
+    assert time.perf_counter() - started < 30
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "chroma run" in message
+    assert not data.exists()
+
+
+def test_reopening_with_another_model_asks_for_rebuild(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    ContentIndex.from_settings(settings, FakeEmbedder("model-a"))
+    with pytest.raises(VectorStoreError, match="rebuild") as info:
+        ContentIndex.from_settings(settings, FakeEmbedder("model-b"))
+    assert "model-a" in str(info.value) and "model-b" in str(info.value)
+    index = ContentIndex.from_settings(settings, FakeEmbedder("model-a"))  # same model: fine
+    index.embedder = FakeEmbedder("model-b")
+    index.drop()  # the rebuild path: an empty collection for the new model
+    assert len(index) == 0
+    ContentIndex.from_settings(settings, FakeEmbedder("model-b"))
+
+
+# --------------------------------------------------------------------------- the real model
+
+
+@pytest.mark.slow
+def test_build_is_incremental_and_idempotent(catalog, embedder, tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    index = ContentIndex.from_settings(settings, embedder)
+    first = index.build(catalog, progress=False)
+    assert (first.added, first.updated, first.unchanged, first.removed) == (N, 0, 0, 0)
+    assert len(index) == N
+
+    again = ContentIndex.from_settings(settings, embedder).build(catalog, progress=False)
+    assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, N, 0)
+    assert len(index) == N
+    assert len(set(index.collection.get()["ids"])) == N
+
+    frame = catalog.frame.copy()
+    frame.loc[frame["item_id"] == 1, "title"] = "Toy Story Reloaded (1995)"
+    changed = index.build(Catalog(frame), progress=False)
+    assert (changed.added, changed.updated, changed.unchanged, changed.removed) == (0, 1, N - 1, 0)
+    got = index.collection.get(ids=["1"], include=["metadatas", "documents"])
+    assert got["metadatas"][0]["title"] == "Toy Story Reloaded (1995)"
+    assert got["documents"][0].startswith("Toy Story Reloaded")
+
+    keep = catalog.ids[: N - 30]
+    shrunk = index.build(catalog.subset(keep), progress=False)
+    assert shrunk.removed == 30 and shrunk.updated == 1 and shrunk.added == 0
+    assert len(index) == N - 30
+    assert set(index.collection.get()["ids"]) == {str(i) for i in keep}
+
+
+@pytest.mark.slow
+def test_vectors_are_normalised_and_aligned(built, bundled_split, embedder):
+    _, index = built
+    ids, vectors = index.vectors()
+    assert len(ids) == N and vectors.shape == (N, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    aligned = aligned_vectors(index, bundled_split.item_ids)
+    assert aligned.shape == (bundled_split.n_items, 384)
+    position = ids.index("1")
+    np.testing.assert_allclose(aligned[bundled_split.item_index(1)], vectors[position])
+    outside = bundled_split.item_index(bundled_split.item_ids[-1])  # not among the first N
+    assert not aligned[outside].any()
+
+
+@pytest.mark.slow
+def test_text_query_finds_the_title(built):
+    _, index = built
+    hits = index.query_text("Toy Story, Pixar animated toys", 5)
+    assert len(hits) == 5
+    assert hits[0][0] == "1"
+    sims = [s for _, s in hits]
+    assert sims == sorted(sims, reverse=True) and -1.0 <= sims[-1] <= sims[0] <= 1.0
+
+
+@pytest.mark.slow
+def test_filtered_query_returns_only_matching_items(built, catalog):
+    _, index = built
+    where = where_filter(genres=["Comedy"], year_min=1995, year_max=1999)
+    hits = index.query_text("a funny movie", 50, where)
+    frame = catalog.frame
+    expected = {
+        str(i) for i, g, y in zip(frame["item_id"], frame["genres"], frame["year"], strict=True)
+        if "Comedy" in g and y == y and 1995 <= y <= 1999
+    }  # fmt: skip
+    assert 0 < len(hits) <= 50
+    assert {i for i, _ in hits} <= expected
+    metas = index.collection.get(ids=[i for i, _ in hits], include=["metadatas"])["metadatas"]
+    for meta in metas:
+        assert "Comedy" in meta["genres"].split("|")
+        assert 1995 <= meta["year"] <= 1999
+        assert meta["genre_comedy"] is True
+    assert len(index.query_text("x", 500, where)) == len(
+        expected
+    )  # k beyond the matches: all of them
+
+
+@pytest.mark.slow
+def test_long_and_empty_queries(built):
+    _, index = built
+    long_text = ("space adventure with robots and a rebellion " * 300)[:10_000]
+    assert len(long_text) == 10_000
+    hits = index.query_text(long_text, 3)
+    assert len(hits) == 3
+    assert index.query_text("", 5) == []
+    assert index.query_text("   ", 5) == []
+    assert index.query_text("toys", 0) == []
+
+
+@pytest.mark.slow
+def test_reopening_real_index_with_another_model_name_raises(built, embedder):
+    settings, _ = built
+    with pytest.raises(VectorStoreError, match="rebuild"):
+        ContentIndex.from_settings(settings, Renamed(embedder, "all-mpnet-base-v2"))
+    assert len(ContentIndex.from_settings(settings, embedder)) == N  # the data is untouched
+
+
+@pytest.mark.slow
+def test_interrupted_build_is_usable_and_completed_later(catalog, embedder, tmp_path, monkeypatch):
+    settings = Settings(data_dir=tmp_path)
+    index = ContentIndex.from_settings(settings, embedder)
+    real_embed = embedder.embed
+    calls = []
+
+    def flaky(texts, progress=False):
+        calls.append(len(texts))
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the second batch
+        return real_embed(texts, progress)
+
+    monkeypatch.setattr(embedder, "embed", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        index.build(catalog, progress=False, batch_size=50)
+    monkeypatch.undo()
+
+    reopened = ContentIndex.from_settings(settings, embedder)
+    assert len(reopened) == 50
+    assert len(reopened.query_text("a comedy", 5)) == 5
+    report = reopened.build(catalog, progress=False, batch_size=50)
+    assert (report.added, report.unchanged, report.updated) == (N - 50, 50, 0)
+    assert len(reopened) == N
+    assert len(set(reopened.collection.get()["ids"])) == N
+
+
+# --------------------------------------------------------------------------- a real Chroma server
+
+
+def chroma_binary() -> str | None:
+    return shutil.which("chroma", path=os.path.dirname(sys.executable))
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory) -> Iterator[int]:
+    binary = chroma_binary()
+    if binary is None:
+        pytest.fail("the chroma CLI is not installed next to the interpreter")
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = open(path.parent / "chroma-server.log", "wb")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [binary, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"chroma run exited with {process.returncode}")
+            try:
+                if (
+                    httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code
+                    == 200
+                ):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the Chroma server did not answer its heartbeat within 60 s")
+            time.sleep(0.25)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+
+
+@pytest.mark.slow
+def test_index_on_a_chroma_server(chroma_server, catalog, embedder, tmp_path):
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, chroma_host="127.0.0.1", chroma_port=chroma_server)
+    small = catalog.subset(catalog.ids[:60])
+    index = ContentIndex.from_settings(settings, embedder)
+    report = index.build(small, progress=False)
+    assert report.added == 60 and len(index) == 60
+    hits = index.query_text("Toy Story", 3)
+    assert hits[0][0] == "1"
+    comedies = index.query_text("funny", 10, where_filter(genres=["Comedy"]))
+    metas = index.collection.get(ids=[i for i, _ in comedies], include=["metadatas"])["metadatas"]
+    assert comedies and all("Comedy" in meta["genres"] for meta in metas)
+
+    again = ContentIndex.from_settings(settings, embedder).build(small, progress=False)
+    assert (again.added, again.unchanged) == (0, 60)
+    assert not data.exists()  # a server keeps the data; nothing is written locally
+    with pytest.raises(VectorStoreError, match="rebuild"):
+        ContentIndex.from_settings(settings, Renamed(embedder, "another-model"))
