@@ -297,7 +297,7 @@ def tune(
     vectors = None
     if "content" in settings.retrieval.sources and not no_content:
         vectors = load_item_vectors(settings, data)
-    weights, ndcg = tune_weights(data, settings.retrieval, vectors)
+    weights, ndcg = tune_weights(data, settings.retrieval, vectors, settings.model_dir)
     console.print(f"validation NDCG@10 {ndcg:.4f} with these weights (test split not used):")
     body = ", ".join(f'{name} = {value}' for name, value in weights.items())
     print(f"[retrieval]\nweights = {{ {body} }}")

@@ -48,13 +48,13 @@ class RetrievalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
     sources: list[str] = Field(
-        default_factory=lambda: ["transition", "ease", "timepop", "itemknn", "content", "als", "bpr"]
+        default_factory=lambda: ["transition", "ease", "timepop", "itemknn", "content", "als", "bpr", "sasrec"]
     )
     fusion: Literal["weighted", "rrf"] = "weighted"
     # Sources with weight 0 are still fitted (their evidence is shown) but do not move the rank.
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"transition": 1.0, "ease": 0.5, "timepop": 0.2, "itemknn": 0.0,
-                                 "content": 0.5, "als": 0.35, "bpr": 0.75}
+        default_factory=lambda: {"transition": 1.0, "ease": 0.5, "timepop": 0.1, "itemknn": 0.0,
+                                 "content": 1.0, "als": 0.35, "bpr": 0.75, "sasrec": 1.0}
     )  # fmt: skip
     rrf_k: int = 60
     candidates: int = 20
@@ -75,6 +75,16 @@ class RetrievalSettings(BaseModel):
     bpr_factors: int = 64
     bpr_iterations: int = 100
     bpr_learning_rate: float = 0.01
+    sasrec_dim: int = 64
+    sasrec_max_len: int = 50
+    sasrec_layers: int = 2
+    sasrec_heads: int = 1
+    sasrec_dropout: float = 0.2
+    sasrec_epochs: int = 32
+    sasrec_batch_size: int = 128
+    sasrec_learning_rate: float = 2e-3
+    sasrec_negatives: int = 1000
+    sasrec_seeds: list[int] = Field(default_factory=lambda: [0])
     seed: int = 0
 
 
@@ -131,6 +141,11 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def model_dir(self) -> Path:
+        """Trained model weights (e.g. SASRec), keyed by their training data."""
+        return self.data_dir / "models"
 
     @property
     def chroma_dir(self) -> Path:

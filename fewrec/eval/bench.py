@@ -56,7 +56,7 @@ def run_bench(settings: Settings, users: int = 200, seed: int = 0) -> BenchResul
             f["text_query_ms"] = round((time.perf_counter() - started) / 3 * 1000, 1)
 
     started = time.perf_counter()
-    retriever = Retriever(split, settings.retrieval, vectors).fit("all")
+    retriever = Retriever(split, settings.retrieval, vectors, model_dir=settings.model_dir).fit("all")
     f["fit_sources_s"] = round(time.perf_counter() - started, 2)
     rng = np.random.default_rng(seed)
     sample = rng.choice(split.n_users, size=min(users, split.n_users), replace=False)

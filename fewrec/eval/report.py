@@ -64,7 +64,8 @@ def markdown(report: EvalReport) -> str:
             lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |")
     lines += ["", "| method | coverage@10 | long-tail share@10 | seconds |", "|---|---|---|---|"]
     for r in report.methods:
-        lines.append(f"| {r.name} | {r.coverage_at_10:.4f} | {r.long_tail_at_10:.4f} | {r.seconds} |")
+        seconds = "(with fused)" if r.seconds is None else r.seconds
+        lines.append(f"| {r.name} | {r.coverage_at_10:.4f} | {r.long_tail_at_10:.4f} | {seconds} |")
     if report.slices:
         methods = sorted({name for cut in report.slices.values() for name in cut})
         lines += ["", "Few-shot slices (history cut to the last k items), NDCG@10:", ""]

@@ -199,7 +199,7 @@ def evaluate(
     )
     per_user: dict[str, dict[str, np.ndarray]] = {}
 
-    def record(name: str, kind: str, scores: np.ndarray, params: dict, started: float) -> None:
+    def record(name: str, kind: str, scores: np.ndarray, params: dict, started: float | None) -> None:
         if sampled:
             ranks = sampled_ranks(scores, targets, histories, sampled, seed)
         else:
@@ -218,7 +218,7 @@ def evaluate(
             intervals={k: m.bootstrap_interval(v, seed=seed) for k, v in values.items() if k.endswith("@10")},
             coverage_at_10=m.coverage(top10, split.n_items),
             long_tail_at_10=m.long_tail_share(top10.ravel(), popularity),
-            seconds=round(time.perf_counter() - started, 3),
+            seconds=None if started is None else round(time.perf_counter() - started, 3),
         )
         if kind == "fewrec" and not sampled:
             full_ranks = m.target_ranks(scores, targets, histories)
@@ -231,12 +231,12 @@ def evaluate(
     try:
         if "retrieval" in stages:
             started = time.perf_counter()
-            retriever = Retriever(split, settings.retrieval, item_vectors).fit(split_name)
+            retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir).fit(split_name)
             context = retriever.context_for(rows, split_name)
             batch = retriever.score(histories, context, evidence=True)
             record("fewrec retrieval (fused)", "fewrec", batch.fused, {"weights": settings.retrieval.weights}, started)
             for name, scores in batch.by_source.items():
-                record(f"source: {name}", "source", scores, {}, started)
+                record(f"source: {name}", "source", scores, {}, None)  # timed with the fused row
             for cut in history_cuts:
                 cut_histories = [h[-cut:] for h in histories]
                 cut_batch = retriever.score(cut_histories, context)

@@ -6,6 +6,8 @@ small grid, maximising mean NDCG@10. `fewrec tune` prints them as TOML for fewre
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from fewrec.config import RetrievalSettings
@@ -20,11 +22,12 @@ def tune_weights(
     split: LeaveOneOutSplit,
     settings: RetrievalSettings,
     item_vectors: np.ndarray | None = None,
-    rounds: int = 2,
+    model_dir: Path | None = None,
+    rounds: int = 3,
     anchor: str = "transition",
 ) -> tuple[dict[str, float], float]:
     """Best weights on validation and their NDCG@10. The `anchor` source keeps weight 1."""
-    retriever = Retriever(split, settings, item_vectors).fit("valid")
+    retriever = Retriever(split, settings, item_vectors, model_dir=model_dir).fit("valid")
     batch = retriever.score(
         split.histories("valid"), retriever.context_for(np.arange(split.n_users), "valid"), evidence=True
     )

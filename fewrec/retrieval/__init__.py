@@ -51,4 +51,4 @@ def open_retriever(
     vectors = None
     if "content" in settings.retrieval.sources:
         vectors = load_item_vectors(settings, split, progress=progress)
-    return Retriever(split, settings.retrieval, vectors).fit(fit_on)
+    return Retriever(split, settings.retrieval, vectors, model_dir=settings.model_dir, progress=progress).fit(fit_on)

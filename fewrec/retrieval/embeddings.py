@@ -160,6 +160,14 @@ def make_embedder(settings: EmbeddingSettings) -> Embedder:
     raise EmbeddingError(f"unknown embedding backend {settings.backend!r}")
 
 
+class _NameOnly:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        raise EmbeddingError(f"open this collection through fewrec to embed with {self.name!r}")
+
+
 class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
     """Adapter so that Chroma embeds query texts with our model, never its own default
     (which downloads a model at run time and fails offline)."""
@@ -179,8 +187,9 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:
-        # Collections are always reopened with an explicit function; this only records the model.
-        raise EmbeddingError(f"open this collection through fewrec (model {config.get('model')!r})")
+        # fewrec always reopens collections with an explicit function; a function rebuilt from
+        # the stored config only carries the model's name and refuses to embed.
+        return ChromaEmbeddingFunction(_NameOnly(str(config.get("model", "unknown"))))
 
     def default_space(self) -> str:  # type: ignore[override]
         return "cosine"

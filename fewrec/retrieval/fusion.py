@@ -5,6 +5,7 @@ for each candidate which sources found it. Users with no usable history get popu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -14,11 +15,18 @@ from fewrec.retrieval.base import Candidate, CandidateSource, FitData, ScoringCo
 from fewrec.retrieval.cf import ALS, BPR, EASE, ItemKNN, Popularity, TimePopularity, Transition
 from fewrec.retrieval.content import ContentSimilarity
 
-SOURCE_NAMES = ("ease", "transition", "itemknn", "als", "bpr", "timepop", "content", "popularity")
+SOURCE_NAMES = ("ease", "transition", "itemknn", "als", "bpr", "timepop", "content", "sasrec", "popularity")
 EVIDENCE_DEPTH = 100  # a source "found" a candidate when it ranks it this high or higher
 
 
-def make_source(name: str, settings: RetrievalSettings, item_vectors: np.ndarray | None = None) -> CandidateSource:
+def make_source(
+    name: str,
+    settings: RetrievalSettings,
+    item_vectors: np.ndarray | None = None,
+    model_dir: Path | None = None,
+    progress: bool = True,
+) -> CandidateSource:
+    """One candidate source as Settings configure it (`model_dir` caches trained weights)."""
     s = settings
     if name == "ease":
         return EASE(l2=s.ease_lambda, half_life=s.ease_half_life, limit=s.profile_items)
@@ -37,6 +45,15 @@ def make_source(name: str, settings: RetrievalSettings, item_vectors: np.ndarray
         return TimePopularity(tau_days=s.timepop_tau_days)
     if name == "popularity":
         return Popularity()
+    if name == "sasrec":
+        from fewrec.retrieval.sequential import SASRec
+
+        return SASRec(
+            dim=s.sasrec_dim, max_len=s.sasrec_max_len, layers=s.sasrec_layers, heads=s.sasrec_heads,
+            dropout=s.sasrec_dropout, epochs=s.sasrec_epochs, batch_size=s.sasrec_batch_size,
+            learning_rate=s.sasrec_learning_rate, negatives=s.sasrec_negatives,
+            seeds=tuple(s.sasrec_seeds), cache_dir=model_dir, progress=progress,
+        )  # fmt: skip
     if name == "content":
         if item_vectors is None:
             raise ValueError("the 'content' source needs item vectors from the content index")
@@ -85,6 +102,8 @@ class Retriever:
         settings: RetrievalSettings | None = None,
         item_vectors: np.ndarray | None = None,
         sources: list[str] | None = None,
+        model_dir: Path | None = None,
+        progress: bool = True,
     ) -> None:
         self.split = split
         self.settings = settings or RetrievalSettings()
@@ -92,7 +111,7 @@ class Retriever:
         if item_vectors is None and "content" in names:
             names.remove("content")  # no index: run without it rather than fail
         self.sources: dict[str, CandidateSource] = {
-            name: make_source(name, self.settings, item_vectors) for name in names
+            name: make_source(name, self.settings, item_vectors, model_dir, progress) for name in names
         }
         self.popularity = Popularity()
         self.fitted_on: SplitName | None = None
