@@ -97,7 +97,9 @@ def datasets(
 def _load_split(settings: Settings):
     from fewrec.data import load_dataset
 
-    return load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir)
+    return load_dataset(
+        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
+    )
 
 
 @app.command()
@@ -110,30 +112,17 @@ def index(
     """Build or update the Chroma content index (incremental: only new or changed items)."""
     import time
 
-    from fewrec.retrieval.store import ContentIndex, VectorStoreError
+    from fewrec.retrieval.store import ContentIndex
 
     settings = _settings(config, dataset, format)
     split = _load_split(settings)
     started = time.perf_counter()
-    try:
-        content = ContentIndex.from_settings(settings)
-    except VectorStoreError:
-        if not rebuild:
-            raise
-        content = None
-    if content is None or rebuild:
-        from fewrec.retrieval.embeddings import make_embedder
-        from fewrec.retrieval.store import connect
-
-        client = connect(settings)
-        try:
-            client.delete_collection(settings.chroma_collection)
-        except Exception:  # noqa: BLE001 - absent already
-            pass
-        content = ContentIndex(client, settings.chroma_collection, make_embedder(settings.embedding))
+    content = ContentIndex.from_settings(settings, rebuild=rebuild)
     report = content.build(split.catalog)
     seconds = time.perf_counter() - started
-    where = f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir)
+    where = (
+        f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir)
+    )
     console.print(
         f"index {settings.chroma_collection!r} at {where}: {report}; {len(content)} items, {seconds:.1f} s"
     )
@@ -189,7 +178,9 @@ def recommend(
     for col in ("rank", "item", "title", "score", "found by (rank in source)"):
         table.add_column(col)
     for c in candidates:
-        found = ", ".join(f"{name} (#{rank})" for name, rank in sorted(c.source_ranks.items(), key=lambda kv: kv[1]))
+        found = ", ".join(
+            f"{name} (#{rank})" for name, rank in sorted(c.source_ranks.items(), key=lambda kv: kv[1])
+        )
         table.add_row(str(c.rank), str(c.item_id), c.title, f"{c.score:.3f}", found)
     console.print(table)
 
@@ -214,7 +205,7 @@ def search(
     table = Table(title=f"Search: {text[:60]}")
     for col in ("rank", "item", "title", "similarity"):
         table.add_column(col)
-    titles = dict(zip(content.collection.get(ids=[h[0] for h in hits])["ids"], [m["title"] for m in content.collection.get(ids=[h[0] for h in hits], include=["metadatas"])["metadatas"]], strict=True)) if hits else {}
+    titles = content.titles([item_id for item_id, _ in hits])
     for rank, (item_id, similarity) in enumerate(hits, start=1):
         table.add_row(str(rank), item_id, titles.get(item_id, ""), f"{similarity:.3f}")
     console.print(table)
@@ -236,7 +227,9 @@ def eval_command(
     baselines: Annotated[str, typer.Option(help="Comma-separated baselines, or 'all' or 'none'.")] = "all",
     history_cut: Annotated[str | None, typer.Option(help="Few-shot slices, e.g. 1,3,5.")] = "1,3,5",
     users: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of N users.")] = None,
-    sampled: Annotated[int | None, typer.Option(help="Sampled protocol: rank among N items (1 + N-1 negatives).")] = None,
+    sampled: Annotated[
+        int | None, typer.Option(help="Sampled protocol: rank among N items (1 + N-1 negatives).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling users, negatives and bootstrap.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>).")] = None,
     no_content: Annotated[bool, typer.Option(help="Skip the Chroma content source.")] = False,
@@ -299,7 +292,7 @@ def tune(
         vectors = load_item_vectors(settings, data)
     weights, ndcg = tune_weights(data, settings.retrieval, vectors, settings.model_dir)
     console.print(f"validation NDCG@10 {ndcg:.4f} with these weights (test split not used):")
-    body = ", ".join(f'{name} = {value}' for name, value in weights.items())
+    body = ", ".join(f"{name} = {value}" for name, value in weights.items())
     print(f"[retrieval]\nweights = {{ {body} }}")
 
 

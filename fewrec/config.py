@@ -48,7 +48,16 @@ class RetrievalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
     sources: list[str] = Field(
-        default_factory=lambda: ["transition", "ease", "timepop", "itemknn", "content", "als", "bpr", "sasrec"]
+        default_factory=lambda: [
+            "transition",
+            "ease",
+            "timepop",
+            "itemknn",
+            "content",
+            "als",
+            "bpr",
+            "sasrec",
+        ]
     )
     fusion: Literal["weighted", "rrf"] = "weighted"
     # Sources with weight 0 are still fitted (their evidence is shown) but do not move the rank.

@@ -271,9 +271,7 @@ def _ml100k_item_line(item: str, title: str, genres: list[str]) -> str:
 @pytest.fixture
 def ml100k_dir(tmp_path) -> Path:
     root = tmp_path / "ml-100k"
-    write(
-        root / "u.data", "196\t242\t3\t881250949\n186\t302\t4\t891717742\n196\t302\t1\t881250950\n"
-    )
+    write(root / "u.data", "196\t242\t3\t881250949\n186\t302\t4\t891717742\n196\t302\t1\t881250950\n")
     write(
         root / "u.item",
         _ml100k_item_line("242", "Kolya (1996)", ML100K_FLAGS["242"])
@@ -307,9 +305,7 @@ def test_movielens_100k_latin1_read_as_utf8_names_the_line(ml100k_dir):
 @pytest.fixture
 def ml1m_dir(tmp_path) -> Path:
     root = tmp_path / "ml-1m"
-    write(
-        root / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"
-    )
+    write(root / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
     write(
         root / "movies.dat",
         "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
@@ -574,20 +570,12 @@ def test_blank_line_in_headerless_file(ml1m_dir):
 def test_headerless_format_line_numbers_start_at_one(ml1m_dir):
     write(ml1m_dir / "ratings.dat", "1::1193::5::978300760\n1::661::x::978302109\n")
     error = _error(ml1m_dir)
-    assert (
-        "ratings.dat" in str(error) and "line 2" in str(error) and "column 'rating'" in str(error)
-    )
+    assert "ratings.dat" in str(error) and "line 2" in str(error) and "column 'rating'" in str(error)
 
 
 def test_empty_id_is_reported(tmp_path):
-    error = _error(
-        _movielens_with_ratings(tmp_path, "userId,movieId,rating,timestamp\n1,10,4,1\n,20,5,2\n")
-    )
-    assert (
-        "line 3" in str(error)
-        and "column 'userId'" in str(error)
-        and "expected an id" in str(error)
-    )
+    error = _error(_movielens_with_ratings(tmp_path, "userId,movieId,rating,timestamp\n1,10,4,1\n,20,5,2\n"))
+    assert "line 3" in str(error) and "column 'userId'" in str(error) and "expected an id" in str(error)
 
 
 def test_duplicate_rows_error_by_default_and_drop_keeps_first(tmp_path):
@@ -604,13 +592,9 @@ def test_duplicate_rows_error_by_default_and_drop_keeps_first(tmp_path):
 
 def test_duplicate_movie_ids_in_catalog(tmp_path):
     root = _movielens_with_ratings(tmp_path, "userId,movieId,rating,timestamp\n1,10,4,1\n")
-    write(
-        root / "movies.csv", "movieId,title,genres\n10,Heat (1995),Action\n10,Heat again,Action\n"
-    )
+    write(root / "movies.csv", "movieId,title,genres\n10,Heat (1995),Action\n10,Heat again,Action\n")
     error = _error(root)
-    assert (
-        "movies.csv" in str(error) and "line 3" in str(error) and "duplicate movie id" in str(error)
-    )
+    assert "movies.csv" in str(error) and "line 3" in str(error) and "duplicate movie id" in str(error)
 
 
 def test_undecodable_byte_in_utf8_file_reports_line(tmp_path):

@@ -18,9 +18,7 @@ from fewrec.eval.runner import EvalError, EvalReport, evaluate
 
 FUSED = "fewrec retrieval (fused)"
 # A cheap retrieval configuration for tests about the runner's mechanics, not its quality.
-CHEAP = RetrievalSettings(
-    sources=["transition", "timepop"], weights={"transition": 1.0, "timepop": 0.2}
-)
+CHEAP = RetrievalSettings(sources=["transition", "timepop"], weights={"transition": 1.0, "timepop": 0.2})
 
 
 def cheap_settings(tmp_path) -> Settings:
@@ -57,9 +55,7 @@ def test_target_ranks_without_history_and_with_target_in_history():
     scores = np.array([[0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
     ranks = m.target_ranks(scores, np.array([2, 0]), [np.array([], dtype=np.int64), np.array([0])])
     assert ranks[0] == 2
-    assert (
-        ranks[1] >= scores.shape[1] - 1
-    )  # a target hidden by the history can never count as a hit
+    assert ranks[1] >= scores.shape[1] - 1  # a target hidden by the history can never count as a hit
     assert m.per_user_metrics(ranks, (3,))["recall@3"][1] == 0.0
 
 
@@ -116,7 +112,10 @@ def test_coverage_and_long_tail_share():
 @pytest.fixture(scope="module")
 def full_report(bundled_split, tmp_path_factory) -> EvalReport:
     """The default retrieval stage plus popularity and random, on every user of the test split."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("eval-data"))
+    # Every default source, but SASRec trained briefly: this tests the runner, not SASRec.
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("eval-data"), retrieval=RetrievalSettings(sasrec_epochs=2)
+    )
     return evaluate(
         bundled_split,
         settings,
@@ -145,9 +144,7 @@ def test_full_report_shape_and_ordering(full_report, bundled_split):
         low, high = result.intervals["ndcg@10"]
         assert low <= result.metrics["ndcg@10"] <= high
         assert 0 < result.coverage_at_10 <= 1 and 0 <= result.long_tail_at_10 <= 1
-        assert (
-            result.metrics["recall@5"] <= result.metrics["recall@10"] <= result.metrics["recall@20"]
-        )
+        assert result.metrics["recall@5"] <= result.metrics["recall@10"] <= result.metrics["recall@20"]
     # Each configured source is reported on its own too.
     assert {f"source: {s}" for s in Settings().retrieval.sources if s != "content"} <= {
         x.name for x in r.methods
@@ -225,10 +222,7 @@ def test_sampled_protocol(bundled_split, tmp_path):
         assert result.metrics["ndcg@10"] >= result.metrics["ndcg@5"]
     # Sampling negatives inflates everything compared with full ranking.
     full = evaluate(bundled_split, cheap_settings(tmp_path), baselines=["popularity"], users=100)
-    assert (
-        report.method("popularity").metrics["ndcg@10"]
-        > full.method("popularity").metrics["ndcg@10"]
-    )
+    assert report.method("popularity").metrics["ndcg@10"] > full.method("popularity").metrics["ndcg@10"]
     assert report.method(FUSED).metrics["ndcg@10"] > full.method(FUSED).metrics["ndcg@10"]
 
 
@@ -290,9 +284,7 @@ def test_report_write(full_report, tmp_path):
         for key in ("ndcg@10", "recall@20", "mrr@10"):
             assert 0.0 <= method["metrics"][key] <= 1.0
     pop = next(r for r in data["methods"] if r["name"] == "popularity")
-    assert pop["metrics"]["ndcg@10"] == pytest.approx(
-        full_report.method("popularity").metrics["ndcg@10"]
-    )
+    assert pop["metrics"]["ndcg@10"] == pytest.approx(full_report.method("popularity").metrics["ndcg@10"])
     assert data["published"]
 
     md = (run / "report.md").read_text()

@@ -27,9 +27,7 @@ def tiny_fit_data(sequences: list[list[int]], n_items: int) -> FitData:
     users = np.concatenate([np.full(len(s), u) for u, s in enumerate(sequences)])
     items = np.concatenate([np.asarray(s) for s in sequences])
     times = np.concatenate([np.arange(len(s)) * 86400 for s in sequences])
-    return FitData(
-        n_users=len(sequences), n_items=n_items, users=users, items=items, timestamps=times
-    )
+    return FitData(n_users=len(sequences), n_items=n_items, users=users, items=items, timestamps=times)
 
 
 def masked_source_ranks(scores: np.ndarray, history: np.ndarray) -> np.ndarray:

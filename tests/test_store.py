@@ -84,9 +84,7 @@ def test_where_filter_clauses():
     assert where_filter() is None
     assert where_filter(genres=["Sci-Fi"]) == {"genre_sci_fi": True}
     clause = where_filter(genres=["Comedy"], year_min=1995, year_max=1999)
-    assert clause == {
-        "$and": [{"genre_comedy": True}, {"year": {"$gte": 1995}}, {"year": {"$lte": 1999}}]
-    }
+    assert clause == {"$and": [{"genre_comedy": True}, {"year": {"$gte": 1995}}, {"year": {"$lte": 1999}}]}
     assert genre_key("(no genres listed)") == "genre__no_genres_listed_"
 
 
@@ -114,9 +112,7 @@ def test_foreign_collection_is_refused(tmp_path):
 def test_foreign_collection_without_embedding_function_is_refused(tmp_path):
     settings = Settings(data_dir=tmp_path)
     client = chromadb.PersistentClient(path=str(settings.chroma_dir))
-    client.create_collection(
-        settings.chroma_collection, embedding_function=None, metadata={"owner": "x"}
-    )
+    client.create_collection(settings.chroma_collection, embedding_function=None, metadata={"owner": "x"})
     with pytest.raises(VectorStoreError, match="rebuild"):
         ContentIndex.from_settings(settings, FakeEmbedder())
 
@@ -220,9 +216,7 @@ def test_filtered_query_returns_only_matching_items(built, catalog):
         assert "Comedy" in meta["genres"].split("|")
         assert 1995 <= meta["year"] <= 1999
         assert meta["genre_comedy"] is True
-    assert len(index.query_text("x", 500, where)) == len(
-        expected
-    )  # k beyond the matches: all of them
+    assert len(index.query_text("x", 500, where)) == len(expected)  # k beyond the matches: all of them
 
 
 @pytest.mark.slow
@@ -297,10 +291,7 @@ def chroma_server(tmp_path_factory) -> Iterator[int]:
             if process.poll() is not None:
                 pytest.fail(f"chroma run exited with {process.returncode}")
             try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code
-                    == 200
-                ):
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

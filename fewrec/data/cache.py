@@ -76,6 +76,4 @@ def load_split(folder: Path) -> LeaveOneOutSplit | None:
             loaded = {name: arrays[name] for name in _ARRAYS}
     except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
         return None  # JSONDecodeError is a ValueError; a non-dict meta.json an AttributeError
-    return LeaveOneOutSplit(
-        name=split_name, catalog=Catalog(catalog[CATALOG_COLUMNS]), train=train, **loaded
-    )
+    return LeaveOneOutSplit(name=split_name, catalog=Catalog(catalog[CATALOG_COLUMNS]), train=train, **loaded)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from fewrec.data import readers
 from fewrec.data.errors import DatasetError
-from fewrec.data.models import Catalog, Dataset, Interactions, build_catalog
+from fewrec.data.models import Dataset, Interactions, build_catalog
 
 Duplicates = Literal["error", "drop"]
 
@@ -48,9 +48,7 @@ def _interactions(
 
 
 def _split_genres(series: pd.Series, sep: str = "|") -> list[list[str]]:
-    return [
-        [g for g in str(v).split(sep) if g and g != "(no genres listed)"] for v in series.fillna("")
-    ]
+    return [[g for g in str(v).split(sep) if g and g != "(no genres listed)"] for v in series.fillna("")]
 
 
 def _tags_by_item(path: Path, item_col: str, tag_col: str) -> dict:
@@ -100,7 +98,10 @@ def load_movielens_100k(root: Path, duplicates: Duplicates = "error", encoding: 
         encoding=encoding, optional=ML100K_GENRES,
     )  # fmt: skip
     genre_flags = items[[g for g in ML100K_GENRES if g in items.columns]]
-    genres = [[g for g in genre_flags.columns if row[g] == "1" and g != "unknown"] for _, row in genre_flags.iterrows()]
+    genres = [
+        [g for g in genre_flags.columns if row[g] == "1" and g != "unknown"]
+        for _, row in genre_flags.iterrows()
+    ]
     catalog = build_catalog(readers.ids(items, "item"), items["title"], genres=pd.Series(genres))
     inter = _interactions(ratings, "user", "item", "rating", "timestamp", duplicates)
     return Dataset(root.name, catalog, inter, _sources(root, ["u.data", "u.item"]))
@@ -131,7 +132,11 @@ def load_amazon(path: Path, meta: Path | None = None, duplicates: Duplicates = "
     """
     path = Path(path)
     if path.is_dir():
-        reviews = sorted(p for p in path.iterdir() if p.name.endswith((".json", ".json.gz")) and not p.name.startswith("meta_"))
+        reviews = sorted(
+            p
+            for p in path.iterdir()
+            if p.name.endswith((".json", ".json.gz")) and not p.name.startswith("meta_")
+        )
         metas = sorted(p for p in path.iterdir() if p.name.startswith("meta_"))
         if not reviews:
             raise DatasetError("no reviews file (*.json or *.json.gz) in this folder", path=path)
@@ -145,7 +150,9 @@ def load_amazon(path: Path, meta: Path | None = None, duplicates: Duplicates = "
     texts = pd.Series("", index=asins.to_numpy())
     sources = [str(path)]
     if meta is not None:
-        m = readers.read_json_lines(Path(meta), ["asin"], optional=["title", "categories", "category", "description"])
+        m = readers.read_json_lines(
+            Path(meta), ["asin"], optional=["title", "categories", "category", "description"]
+        )
         m = m.drop_duplicates("asin").set_index("asin")
         m.index = m.index.astype(asins.dtype) if asins.dtype.kind == "i" else m.index
         known = m.index.intersection(titles.index)

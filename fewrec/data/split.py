@@ -155,7 +155,9 @@ class LeaveOneOutSplit:
         if split == "all":
             held.append((self.test_item, self.test_time))
         extra = [
-            pd.DataFrame({"user": np.arange(self.n_users), "item": items, "rating": np.nan, "timestamp": times})
+            pd.DataFrame(
+                {"user": np.arange(self.n_users), "item": items, "rating": np.nan, "timestamp": times}
+            )
             for items, times in held
         ]
         frame = pd.concat([self.train, *extra], ignore_index=True)

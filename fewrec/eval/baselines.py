@@ -17,7 +17,10 @@ from fewrec.retrieval.fusion import Retriever
 # name -> (source, grid over RetrievalSettings fields); the first grid point is the default.
 BASELINES: dict[str, tuple[str, list[dict]]] = {
     "popularity": ("popularity", [{}]),
-    "item-knn": ("itemknn", [{"itemknn_k": k, "recency_half_life": h} for k in (50, 200) for h in (3.0, 1000.0)]),
+    "item-knn": (
+        "itemknn",
+        [{"itemknn_k": k, "recency_half_life": h} for k in (50, 200) for h in (3.0, 1000.0)],
+    ),
     "als": ("als", [{"als_factors": f, "als_regularization": r} for f in (32, 64) for r in (0.05, 1.0)]),
     "bpr": ("bpr", [{"bpr_factors": f, "bpr_learning_rate": lr} for f in (32, 64) for lr in (0.01, 0.05)]),
     "ease": ("ease", [{"ease_lambda": lam, "ease_half_life": 1000.0} for lam in (100.0, 300.0, 1000.0)]),

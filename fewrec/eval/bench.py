@@ -34,8 +34,12 @@ def run_bench(settings: Settings, users: int = 200, seed: int = 0) -> BenchResul
     split = load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=None)
     f["load_split_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir)
-    load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir)
+    load_dataset(
+        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
+    )
+    load_dataset(
+        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
+    )
     f["load_split_cached_s"] = round((time.perf_counter() - started) / 2, 3)
 
     vectors = None

@@ -69,5 +69,5 @@ def long_tail_share(top_items: np.ndarray, popularity: np.ndarray, head_share: f
     """Share of recommended items outside the most popular `head_share` of the catalog."""
     order = np.argsort(-popularity, kind="stable")
     head = np.zeros(len(popularity), dtype=bool)
-    head[order[: int(round(head_share * len(popularity)))]] = True
+    head[order[: round(head_share * len(popularity))]] = True
     return float((~head[top_items]).mean()) if top_items.size else 0.0

@@ -58,10 +58,19 @@ def markdown(report: EvalReport) -> str:
         lines.append(f"| {r.name} | published, not measured | {cells} | |")
     ours = [r for r in report.methods if r.candidate_recall]
     if ours:
-        lines += ["", "Candidate recall (share of users whose held-out item is among the first N candidates):", ""]
-        lines += ["| method | " + " | ".join(ours[0].candidate_recall) + " |", "|---|" + "---|" * len(ours[0].candidate_recall)]
+        lines += [
+            "",
+            "Candidate recall (share of users whose held-out item is among the first N candidates):",
+            "",
+        ]
+        lines += [
+            "| method | " + " | ".join(ours[0].candidate_recall) + " |",
+            "|---|" + "---|" * len(ours[0].candidate_recall),
+        ]
         for r in ours:
-            lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |")
+            lines.append(
+                f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |"
+            )
     lines += ["", "| method | coverage@10 | long-tail share@10 | seconds |", "|---|---|---|---|"]
     for r in report.methods:
         seconds = "(with fused)" if r.seconds is None else r.seconds
@@ -93,9 +102,15 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
     written: list[Path] = []
     if report.methods:
         names = [r.name for r in report.methods] + [r.name for r in report.published]
-        values = [r.metrics["ndcg@10"] for r in report.methods] + [r.metrics["ndcg@10"] for r in report.published]
-        lows = [r.metrics["ndcg@10"] - r.intervals["ndcg@10"][0] for r in report.methods] + [0] * len(report.published)
-        highs = [r.intervals["ndcg@10"][1] - r.metrics["ndcg@10"] for r in report.methods] + [0] * len(report.published)
+        values = [r.metrics["ndcg@10"] for r in report.methods] + [
+            r.metrics["ndcg@10"] for r in report.published
+        ]
+        lows = [r.metrics["ndcg@10"] - r.intervals["ndcg@10"][0] for r in report.methods] + [0] * len(
+            report.published
+        )
+        highs = [r.intervals["ndcg@10"][1] - r.metrics["ndcg@10"] for r in report.methods] + [0] * len(
+            report.published
+        )
         colours = ["tab:blue" if r.kind == "fewrec" else "tab:gray" for r in report.methods]
         colours += ["tab:orange"] * len(report.published)
         fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))

@@ -105,7 +105,16 @@ def _git_commit() -> str | None:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for package in ("fewrec", "numpy", "pandas", "scipy", "implicit", "chromadb", "sentence-transformers", "torch"):
+    for package in (
+        "fewrec",
+        "numpy",
+        "pandas",
+        "scipy",
+        "implicit",
+        "chromadb",
+        "sentence-transformers",
+        "torch",
+    ):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -129,7 +138,9 @@ def validate_args(
     if unknown:
         raise EvalError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(ALL_BASELINES)}")
     if users is not None and not 1 <= users <= split.n_users:
-        raise EvalError(f"--users must be between 1 and {split.n_users} (this dataset's user count), got {users}")
+        raise EvalError(
+            f"--users must be between 1 and {split.n_users} (this dataset's user count), got {users}"
+        )
     if any(c < 1 for c in cuts):
         raise EvalError("history cuts must be ≥ 1 item")
 
@@ -179,7 +190,11 @@ def evaluate(
     say = progress or (lambda _msg: None)
 
     rng = np.random.default_rng(seed)
-    rows = np.arange(split.n_users) if users is None else np.sort(rng.choice(split.n_users, users, replace=False))
+    rows = (
+        np.arange(split.n_users)
+        if users is None
+        else np.sort(rng.choice(split.n_users, users, replace=False))
+    )
     targets = split.targets(split_name)[rows]
     histories = [split.history(int(u), split_name) for u in rows]
     popularity = np.bincount(split.interactions_before(split_name)["item"], minlength=split.n_items)
@@ -222,7 +237,9 @@ def evaluate(
         )
         if kind == "fewrec" and not sampled:
             full_ranks = m.target_ranks(scores, targets, histories)
-            result.candidate_recall = {f"recall@{d}": float((full_ranks < d).mean()) for d in CANDIDATE_DEPTHS}
+            result.candidate_recall = {
+                f"recall@{d}": float((full_ranks < d).mean()) for d in CANDIDATE_DEPTHS
+            }
         report.methods.append(result)
         say(f"{name}: NDCG@10 {result.metrics['ndcg@10']:.4f}, Recall@10 {result.metrics['recall@10']:.4f}")
         if on_result:
@@ -231,21 +248,33 @@ def evaluate(
     try:
         if "retrieval" in stages:
             started = time.perf_counter()
-            retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir).fit(split_name)
+            retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir).fit(
+                split_name
+            )
             context = retriever.context_for(rows, split_name)
             batch = retriever.score(histories, context, evidence=True)
-            record("fewrec retrieval (fused)", "fewrec", batch.fused, {"weights": settings.retrieval.weights}, started)
+            record(
+                "fewrec retrieval (fused)",
+                "fewrec",
+                batch.fused,
+                {"weights": settings.retrieval.weights},
+                started,
+            )
             for name, scores in batch.by_source.items():
                 record(f"source: {name}", "source", scores, {}, None)  # timed with the fused row
             for cut in history_cuts:
                 cut_histories = [h[-cut:] for h in histories]
                 cut_batch = retriever.score(cut_histories, context)
                 ranks = m.target_ranks(cut_batch.fused, targets, histories)
-                report.slices.setdefault(str(cut), {})["fewrec retrieval (fused)"] = m.summarise(m.per_user_metrics(ranks))
+                report.slices.setdefault(str(cut), {})["fewrec retrieval (fused)"] = m.summarise(
+                    m.per_user_metrics(ranks)
+                )
         for name in baselines:
             started = time.perf_counter()
             say(f"baseline {name} …")
-            result = run_baseline(name, split, settings.retrieval.model_copy(update={"seed": seed}), split_name)
+            result = run_baseline(
+                name, split, settings.retrieval.model_copy(update={"seed": seed}), split_name
+            )
             scores = result.scores[split_name][rows]
             record(name, "baseline", scores, result.params, started)
             if history_cuts and name in ("popularity", "ease", "item-knn"):
@@ -253,7 +282,9 @@ def evaluate(
                 base = settings.retrieval.model_copy(update={**result.params, "weights": {source: 1.0}})
                 single = Retriever(split, base, sources=[source]).fit(split_name)
                 for cut in history_cuts:
-                    cut_scores = single.score([h[-cut:] for h in histories], single.context_for(rows, split_name)).fused
+                    cut_scores = single.score(
+                        [h[-cut:] for h in histories], single.context_for(rows, split_name)
+                    ).fused
                     ranks = m.target_ranks(cut_scores, targets, histories)
                     report.slices.setdefault(str(cut), {})[name] = m.summarise(m.per_user_metrics(ranks))
     except KeyboardInterrupt:
@@ -261,9 +292,11 @@ def evaluate(
         report.notes.append("interrupted: the methods listed are complete, the rest were not run")
 
     if not sampled:
-        report.published = [
-            MethodResult(name=n, kind="published", metrics=v) for n, v in PUBLISHED.items()
-        ] if split.name == "ml-latest-small" and split_name == "test" else []
+        report.published = (
+            [MethodResult(name=n, kind="published", metrics=v) for n, v in PUBLISHED.items()]
+            if split.name == "ml-latest-small" and split_name == "test"
+            else []
+        )
     report.comparison = _compare(report, per_user, seed)
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
     return report

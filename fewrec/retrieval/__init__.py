@@ -26,7 +26,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def load_item_vectors(settings: Settings, split: LeaveOneOutSplit, build: bool = True, progress: bool = True) -> np.ndarray:
+def load_item_vectors(
+    settings: Settings, split: LeaveOneOutSplit, build: bool = True, progress: bool = True
+) -> np.ndarray:
     """Item vectors from the Chroma index (built or updated first when `build`)."""
     from fewrec.retrieval.content import aligned_vectors
     from fewrec.retrieval.store import ContentIndex
@@ -51,4 +53,6 @@ def open_retriever(
     vectors = None
     if "content" in settings.retrieval.sources:
         vectors = load_item_vectors(settings, split, progress=progress)
-    return Retriever(split, settings.retrieval, vectors, model_dir=settings.model_dir, progress=progress).fit(fit_on)
+    return Retriever(split, settings.retrieval, vectors, model_dir=settings.model_dir, progress=progress).fit(
+        fit_on
+    )

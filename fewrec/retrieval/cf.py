@@ -229,7 +229,14 @@ class ALS(_ImplicitFactors):
         a = yty + y.T @ y * (alpha - 1.0) + self.model.regularization * np.eye(len(yty))
         return np.linalg.solve(a, y.sum(axis=0) * alpha)
 
-    def __init__(self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        iterations: int = 15,
+        regularization: float = 0.05,
+        alpha: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
@@ -249,7 +256,9 @@ class BPR(_ImplicitFactors):
         vector[-1] = 1.0
         return vector
 
-    def __init__(self, factors: int = 64, iterations: int = 100, learning_rate: float = 0.01, seed: int = 0) -> None:
+    def __init__(
+        self, factors: int = 64, iterations: int = 100, learning_rate: float = 0.01, seed: int = 0
+    ) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         self.model = BayesianPersonalizedRanking(

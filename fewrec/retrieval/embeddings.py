@@ -75,7 +75,9 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
         chunks = [
-            model.encode(list(batch), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+            model.encode(
+                list(batch), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
             for batch in _batches(texts, self.batch_size * 8, progress, "embedding")
         ]
         return _normalise(np.concatenate(chunks))

@@ -154,7 +154,9 @@ class Retriever:
             fused[cold] = max_normalise(self.popularity.counts[None, :])[0]
         return ScoredBatch(fused=fused, by_source=by_source)
 
-    def score_split(self, split_name: SplitName, users: np.ndarray | None = None, last: int | None = None) -> ScoredBatch:
+    def score_split(
+        self, split_name: SplitName, users: np.ndarray | None = None, last: int | None = None
+    ) -> ScoredBatch:
         """Scores for users of a split (their history before the target, cut to `last` items)."""
         users = np.arange(self.split.n_users) if users is None else np.asarray(users)
         histories = [self.split.history(int(u), split_name, last) for u in users]

@@ -9,9 +9,11 @@ Needs torch (the 'embed' extra).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,7 +108,9 @@ class SASRec:
         window = p["max_len"] + 1
         # Each sequence cut into windows from its end, so every training target is used once an epoch.
         chunks = [s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))]
-        bar = tqdm(range(p["epochs"]), desc=f"training SASRec (seed {seed})", unit="epoch", disable=not self.progress)
+        bar = tqdm(
+            range(p["epochs"]), desc=f"training SASRec (seed {seed})", unit="epoch", disable=not self.progress
+        )
         for _ in bar:
             net.train()
             order = rng.permutation(len(chunks))
@@ -138,7 +142,7 @@ class SASRec:
         torch.set_num_threads(self.threads)
         users, items = np.asarray(data.users), np.asarray(data.items)
         bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-        sequences = [items[a:b] + 1 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        sequences = [items[a:b] + 1 for a, b in itertools.pairwise(bounds)]
         self.n_items = data.n_items
         self.nets = []
         p = self.params
@@ -151,7 +155,7 @@ class SASRec:
                     net.eval()
                     self.nets.append(net)
                     continue
-                except (RuntimeError, OSError, ValueError):
+                except (RuntimeError, OSError, ValueError, pickle.UnpicklingError, EOFError):
                     pass  # unreadable cache entry: train again and overwrite it
             net = self._train(sequences, data.n_items, seed)
             if path is not None:

@@ -8,6 +8,7 @@ so an interrupted build leaves a usable index that the next build completes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,6 @@ class VectorStoreError(FewrecError):
     """The vector store is unreachable, or holds a collection fewrec cannot use."""
 
 
-
-
 @dataclass
 class BuildReport:
     added: int = 0
@@ -39,8 +38,7 @@ class BuildReport:
 
     def __str__(self) -> str:
         return (
-            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.removed} removed"
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed"
         )
 
 
@@ -68,7 +66,9 @@ def genre_key(genre: str) -> str:
     return "genre_" + "".join(ch if ch.isalnum() else "_" for ch in genre.lower())
 
 
-def where_filter(genres: list[str] | None = None, year_min: int | None = None, year_max: int | None = None) -> dict | None:
+def where_filter(
+    genres: list[str] | None = None, year_min: int | None = None, year_max: int | None = None
+) -> dict | None:
     """A Chroma `where` clause for genre and year-range constraints (None: no filter)."""
     clauses: list[dict] = [{genre_key(g): True} for g in genres or []]
     if year_min is not None:
@@ -118,8 +118,16 @@ class ContentIndex:
         self.collection = self._open()
 
     @classmethod
-    def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> ContentIndex:
-        return cls(connect(settings), settings.chroma_collection, embedder or make_embedder(settings.embedding))
+    def from_settings(
+        cls, settings: Settings, embedder: Embedder | None = None, rebuild: bool = False
+    ) -> ContentIndex:
+        """Open (or create) the configured collection; `rebuild` first deletes whatever is there,
+        including a foreign collection or one written with another embedding model."""
+        client = connect(settings)
+        if rebuild:
+            with contextlib.suppress(Exception):  # absent already
+                client.delete_collection(settings.chroma_collection)
+        return cls(client, settings.chroma_collection, embedder or make_embedder(settings.embedding))
 
     def _open(self) -> Any:
         function = ChromaEmbeddingFunction(self.embedder)
@@ -155,10 +163,8 @@ class ContentIndex:
 
     def drop(self) -> None:
         """Delete the collection and start an empty one (the rebuild path)."""
-        try:
+        with contextlib.suppress(Exception):
             self.client.delete_collection(self.name)
-        except Exception:  # noqa: BLE001 - absent or foreign: either way it goes
-            pass
         self._vectors = None
         self.collection = self._open()
 
@@ -171,7 +177,9 @@ class ContentIndex:
         docs = {str(it.item_id): item_document(it) for it in items}
         hashes = {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in docs.items()}
         stored = self.collection.get(include=["metadatas"])
-        old = {i: (m or {}).get("content_hash") for i, m in zip(stored["ids"], stored["metadatas"], strict=True)}
+        old = {
+            i: (m or {}).get("content_hash") for i, m in zip(stored["ids"], stored["metadatas"], strict=True)
+        }
         todo = [it for it in items if old.get(str(it.item_id)) != hashes[str(it.item_id)]]
         report.unchanged = len(items) - len(todo)
         stale = [i for i in old if i not in docs]
@@ -221,6 +229,13 @@ class ContentIndex:
     def query_vector(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """(item id as stored, cosine similarity), best first."""
         return self._query(vector, k, where)
+
+    def titles(self, ids: list[str]) -> dict[str, str]:
+        """Stored titles of the given ids (as stored: strings)."""
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=["metadatas"])
+        return {i: (m or {}).get("title", "") for i, m in zip(got["ids"], got["metadatas"], strict=True)}
 
     def query_text(self, text: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         text = (text or "").strip()[:MAX_QUERY_CHARS]
