@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= embed,dev
 
-.PHONY: run test lint bench clean venv
+.PHONY: run test lint bench results clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+results: $(STAMP)
+	$(BIN)/fewrec eval --stages retrieval --history-cut 1,3,5 --out docs/results --readme README.md
 
 bench: $(STAMP)
 	$(BIN)/fewrec bench

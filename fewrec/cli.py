@@ -233,6 +233,9 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed for sampling users, negatives and bootstrap.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>).")] = None,
     no_content: Annotated[bool, typer.Option(help="Skip the Chroma content source.")] = False,
+    readme: Annotated[
+        Path | None, typer.Option(help="Also rewrite the Results section of this README.")
+    ] = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
@@ -270,6 +273,14 @@ def eval_command(
     files = write(report, folder)
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
+    if readme is not None:
+        from fewrec.eval.report import readme_section, update_readme
+
+        try:
+            update_readme(readme, readme_section(report, folder, readme))
+        except (OSError, ValueError) as exc:
+            raise FewrecError(f"cannot update {readme}: {exc}") from exc
+        console.print(f"updated the Results section of {readme}")
     if not report.complete:
         raise typer.Exit(130)
 

@@ -149,3 +149,56 @@ def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Pat
     if with_plots:
         written += plots(report, folder)
     return written
+
+
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+
+
+def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
+    """A short results table for the README, linking the full report and plot."""
+    rel = os.path.relpath(folder, readme.parent)
+    lines = [
+        f"`fewrec eval` on {report.dataset}, {report.split} split, {report.protocol}, "
+        f"{report.users} users, seed {report.seed}, commit `{(report.git_commit or 'unknown')[:10]}`.",
+        "",
+        "| method | NDCG@10 | Recall@10 | Recall@20 | MRR@10 | 95% CI NDCG@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report.methods:
+        ci = r.intervals.get("ndcg@10")
+        name = f"**{r.name}**" if r.kind == "fewrec" else r.name
+        lines.append(
+            f"| {name} | {r.metrics['ndcg@10']:.4f} | {r.metrics['recall@10']:.4f} | "
+            f"{r.metrics['recall@20']:.4f} | {r.metrics['mrr@10']:.4f} | "
+            f"{f'{ci[0]:.4f}–{ci[1]:.4f}' if ci else ''} |"
+        )
+    for r in report.published:
+        lines.append(
+            f"| {r.name} (published, not measured) | {r.metrics['ndcg@10']:.4f} | "
+            f"{r.metrics['recall@10']:.4f} | – | – | |"
+        )
+    for r in report.methods:
+        if r.candidate_recall:
+            depths = ", ".join(f"{k.split('@')[1]}: {v:.3f}" for k, v in r.candidate_recall.items())
+            lines += ["", f"Candidate recall of {r.name} (held-out item among the first N): {depths}."]
+    if report.comparison:
+        c = report.comparison
+        lines += ["", f"Against the best baseline ({c.baseline}): {c.difference:+.4f} NDCG@10; {c.verdict}."]
+    lines += [
+        "",
+        f"Full report: [{rel}/report.md]({rel}/report.md).",
+        "",
+        f"![NDCG@10 by method]({rel}/ndcg_by_method.png)",
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, section: str) -> None:
+    """Replace the text between the results markers of `readme` with `section`."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} … {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    _atomic_write(readme, f"{head}{README_START}\n{section}\n{README_END}{tail}".encode())
