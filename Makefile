@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= embed,dev
+EXTRAS ?= embed,llm,dev
 
 .PHONY: run test lint bench results clean venv
 

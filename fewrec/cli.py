@@ -236,6 +236,12 @@ def eval_command(
     readme: Annotated[
         Path | None, typer.Option(help="Also rewrite the Results section of this README.")
     ] = None,
+    k_shot: Annotated[
+        str | None, typer.Option(help="LLM stages: demonstrations per prompt, e.g. 0,3.")
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="LLM stages: llamacpp or openai.")] = None,
+    model: Annotated[str | None, typer.Option(help="LLM stages: model name or GGUF path.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="LLM weight in the fused score (0..1).")] = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
@@ -257,6 +263,20 @@ def eval_command(
     ]  # fmt: skip
     cuts = _int_list(history_cut, "--history-cut")
     validate_args(data, stage_list, baseline_list, users, cuts)
+    if backend is not None:
+        if backend not in ("llamacpp", "openai"):
+            raise EvalError(f"unknown backend {backend!r}; choose llamacpp or openai")
+        settings.llm.backend = backend  # type: ignore[assignment]
+    if model is not None:
+        settings.llm.model = model
+    if alpha is not None:
+        if not 0.0 <= alpha <= 1.0:
+            raise EvalError("--alpha must be between 0 and 1")
+        settings.rerank.alpha = alpha
+    k_shots = _int_list(k_shot, "--k-shot") if k_shot else None
+    reranker, pool = None, None
+    if any(stage in ("rerank", "fused") for stage in stage_list):
+        reranker, pool = _llm_parts(settings, data)
     folder = out or default_run_dir()
     vectors = None
     if "content" in settings.retrieval.sources and not no_content:
@@ -268,6 +288,7 @@ def eval_command(
     report = evaluate(
         data, settings, split_name=split, stages=stage_list, baselines=baseline_list, history_cuts=cuts,
         users=users, sampled=sampled, seed=seed, item_vectors=vectors, on_result=save,
+        reranker=reranker, demo_pool=pool, k_shots=k_shots,
         progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
     )  # fmt: skip
     files = write(report, folder)
@@ -283,6 +304,21 @@ def eval_command(
         console.print(f"updated the Results section of {readme}")
     if not report.complete:
         raise typer.Exit(130)
+
+
+def _llm_parts(settings: Settings, data):
+    """The reranker over the configured backend, and the demonstration pool (Chroma)."""
+    from fewrec.agent.rerank import LLMReranker
+    from fewrec.llm import make_backend
+    from fewrec.prompts.demos import DemonstrationPool
+    from fewrec.retrieval.embeddings import make_embedder
+    from fewrec.retrieval.store import connect
+
+    backend = make_backend(settings)
+    pool = DemonstrationPool(
+        data, connect(settings), make_embedder(settings.embedding), settings.rerank.demo_history_items
+    )
+    return LLMReranker(data, backend, settings.rerank), pool
 
 
 @app.command()

@@ -97,6 +97,48 @@ class RetrievalSettings(BaseModel):
     seed: int = 0
 
 
+class LLMSettings(BaseModel):
+    """Which language model scores and explains candidates, and how it is reached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["llamacpp", "openai"] = "llamacpp"
+    # llamacpp: a bundled name ('gemma3-270m', 'smollm2-135m') or a GGUF path;
+    # openai: the model name the server serves (e.g. what `vllm serve MODEL` was given).
+    model: str = "gemma3-270m"
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    api_key: str = "EMPTY"
+    timeout_s: float = 30.0
+    max_retries: int = 3  # attempts after the first, on connection errors, 429 and 5xx
+    retry_max_wait_s: float = 8.0  # cap of the exponential back-off between attempts
+    retry_deadline_s: float | None = (
+        None  # total time for one call and its retries (None: max(60, 2·timeout))
+    )
+    concurrency: int = 8  # requests in flight during batch evaluation (keeps vLLM batching busy)
+    top_logprobs: int = 20  # choice mode over HTTP; vLLM needs --max-logprobs at least this
+    n_ctx: int = 4096  # llamacpp context window
+    threads: int | None = None  # llamacpp threads (default: all cores)
+
+
+class RerankSettings(BaseModel):
+    """The LLM reranking step: prompt, demonstrations, scoring mode and fusion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    mode: Literal["likelihood", "choice"] = "likelihood"  # choice: instruction-tuned models only
+    candidates: int = 20
+    k_shot: int = 3  # demonstrations from other users' histories (0 = zero-shot)
+    history_items: int = 10  # most recent items of the user shown in the prompt
+    demo_history_items: int = 5  # items shown per demonstration
+    calibrate: bool = True  # likelihood mode: subtract the content-free log-likelihood (PMI)
+    title_words: int = 4  # likelihood mode: words of each candidate's title that are scored
+    permutations: int = 1  # choice mode: average over this many candidate orders (position bias)
+    alpha: float = 0.0  # final = alpha * z(LLM) + (1 - alpha) * z(retrieval); chosen on validation
+    prompt_version: str = "v1"
+    explain_top: int = 3
+
+
 class Settings(BaseSettings):
     """All of fewrec's knobs. `Settings.load(config_path)` reads a TOML file too."""
 
@@ -117,6 +159,8 @@ class Settings(BaseSettings):
     chroma_collection: str = "fewrec-items"
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
     ui_host: str = "127.0.0.1"
     ui_port: int = 7860
     seed: int = 0

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -25,6 +25,10 @@ from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import metrics as m
 from fewrec.eval.baselines import BASELINES, run_baseline
 from fewrec.retrieval.fusion import SOURCE_NAMES, Retriever
+
+if TYPE_CHECKING:
+    from fewrec.agent.rerank import LLMReranker
+    from fewrec.prompts.demos import DemonstrationPool
 
 STAGES = ("retrieval", "rerank", "fused")
 LLM_STAGES = ("rerank", "fused")
@@ -79,6 +83,7 @@ class EvalReport(BaseModel):
     published: list[MethodResult] = Field(default_factory=list)
     slices: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)  # cut -> method -> metrics
     comparison: Comparison | None = None
+    llm: dict = Field(default_factory=dict)  # LLM stage: timing, fallbacks, alpha sweep, within-candidate MRR
     notes: list[str] = Field(default_factory=list)
 
     def method(self, name: str) -> MethodResult:
@@ -128,12 +133,6 @@ def validate_args(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise EvalError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    pending = [s for s in stages if s in LLM_STAGES]
-    if pending:
-        raise EvalError(
-            f"stage(s) {', '.join(pending)} need the LLM reranker, which this version does not "
-            "have yet; run --stages retrieval"
-        )
     unknown = [b for b in baselines if b not in ALL_BASELINES]
     if unknown:
         raise EvalError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(ALL_BASELINES)}")
@@ -176,6 +175,9 @@ def evaluate(
     item_vectors: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
     on_result: Callable[[EvalReport], None] | None = None,
+    reranker: LLMReranker | None = None,
+    demo_pool: DemonstrationPool | None = None,
+    k_shots: list[int] | None = None,
 ) -> EvalReport:
     """Evaluate fewrec's stages and the baselines on one split; see the module docstring.
 
@@ -187,6 +189,12 @@ def evaluate(
     baselines = list(ALL_BASELINES) if baselines is None else baselines
     history_cuts = history_cuts or []
     validate_args(split, stages, baselines, users, history_cuts)
+    llm_stages = [s for s in stages if s in LLM_STAGES]
+    if llm_stages and reranker is None:
+        raise EvalError(f"stage(s) {', '.join(llm_stages)} need an LLM backend (reranker)")
+    k_shots = [settings.rerank.k_shot] if k_shots is None else k_shots
+    if any(k < 0 for k in k_shots):
+        raise EvalError("--k-shot values must be ≥ 0")
     say = progress or (lambda _msg: None)
 
     rng = np.random.default_rng(seed)
@@ -246,20 +254,17 @@ def evaluate(
             on_result(report)
 
     try:
-        if "retrieval" in stages:
+        if "retrieval" in stages or llm_stages:
             started = time.perf_counter()
-            retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir).fit(
-                split_name
-            )
+            retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir)
+            retriever.fit(split_name)
             context = retriever.context_for(rows, split_name)
             batch = retriever.score(histories, context, evidence=True)
-            record(
-                "fewrec retrieval (fused)",
-                "fewrec",
-                batch.fused,
-                {"weights": settings.retrieval.weights},
-                started,
-            )
+            weights = {"weights": settings.retrieval.weights}
+            record("fewrec retrieval (fused)", "fewrec", batch.fused, weights, started)
+            for k in k_shots if llm_stages and reranker is not None else []:
+                _llm_stage(report, record, reranker, demo_pool, split, split_name, rows, histories,
+                           targets, batch.fused, k, settings, llm_stages, seed)  # fmt: skip
             for name, scores in batch.by_source.items():
                 record(f"source: {name}", "source", scores, {}, None)  # timed with the fused row
             for cut in history_cuts:
@@ -300,6 +305,55 @@ def evaluate(
     report.comparison = _compare(report, per_user, seed)
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
     return report
+
+
+def _llm_stage(
+    report: EvalReport, record: Callable, reranker: LLMReranker, pool: DemonstrationPool | None,
+    split: LeaveOneOutSplit, split_name: SplitName, rows: np.ndarray, histories: list[np.ndarray],
+    targets: np.ndarray, fused: np.ndarray, k: int, settings: Settings, stages: list[str], seed: int,
+) -> None:  # fmt: skip
+    from fewrec.eval import llm_stage
+
+    started = time.perf_counter()
+    scores = llm_stage.score_with_llm(
+        reranker, pool, split, split_name, rows, histories, fused, k, settings.rerank.candidates
+    )
+    fallbacks = [int(split.user_ids[rows[i]]) for i, f in enumerate(scores.fallbacks) if f is not None]
+    seconds = np.array(scores.seconds) if scores.seconds else np.zeros(1)
+    info = {
+        "backend": reranker.backend.name,
+        "mode": settings.rerank.mode,
+        "candidates": settings.rerank.candidates,
+        "per_user_seconds_p50": float(np.percentile(seconds, 50)),
+        "per_user_seconds_p95": float(np.percentile(seconds, 95)),
+        "prompt_tokens_p50": float(np.median(scores.prompt_tokens)) if scores.prompt_tokens else 0.0,
+        "fallback_users": fallbacks,
+        "fallback_reasons": sorted({f for f in scores.fallbacks if f}),
+        "within_candidates": llm_stage.within_candidates(scores, targets, seed),
+    }
+    if "rerank" in stages:
+        record(
+            f"fewrec LLM only (k={k})",
+            "fewrec",
+            llm_stage.full_ranking(scores, fused, scores.llm),
+            {"k_shot": k},
+            started,
+        )
+    if "fused" in stages:
+        alpha = settings.rerank.alpha
+        sweep = {}
+        for a in llm_stage.ALPHA_GRID:
+            ranks = m.target_ranks(
+                llm_stage.full_ranking(scores, fused, llm_stage.fused_order(scores, a)), targets, histories
+            )
+            sweep[str(a)] = float(m.per_user_metrics(ranks, (10,))["ndcg@10"].mean())
+        info["alpha_sweep_ndcg@10"] = sweep
+        if split_name == "valid":
+            info["best_alpha"] = float(max(sweep, key=lambda a: (sweep[a], -float(a))))
+        order = llm_stage.fused_order(scores, alpha)
+        record(f"fewrec fused (k={k}, alpha={alpha})", "fewrec", llm_stage.full_ranking(scores, fused, order),
+               {"k_shot": k, "alpha": alpha}, started)  # fmt: skip
+    report.llm[f"k={k}"] = info
 
 
 def _compare(report: EvalReport, per_user: dict[str, dict[str, np.ndarray]], seed: int) -> Comparison | None:

@@ -1,0 +1,190 @@
+"""LLM reranking of retrieval candidates with few-shot prompts, then fusion with retrieval.
+
+Two scoring modes (RerankSettings.mode):
+- likelihood (base models): log P(title | few-shot prompt) − log P(title | content-free prompt);
+  the prompt is evaluated once and each candidate costs only its own tokens; the calibration
+  term depends on the item alone and is cached.
+- choice (instruction-tuned models): candidates labelled A, B, …; log-probabilities of the
+  letters as the next token, optionally averaged over several candidate orders.
+
+Any backend failure falls back to the retrieval order and says so; it never raises.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+import time
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from fewrec.config import RerankSettings
+from fewrec.data.split import LeaveOneOutSplit
+from fewrec.llm.base import LLMBackend, LLMError
+from fewrec.prompts.demos import Demonstration
+from fewrec.prompts.templates import display_title, load_template
+
+LABELS = string.ascii_uppercase
+
+
+class LLMScores(BaseModel):
+    """The LLM's opinion of each candidate (same order as given), or why there is none."""
+
+    scores: list[float] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    seconds: float = 0.0
+    fallback: str | None = None
+
+
+def short_title(title: str, words: int) -> str:
+    """'The Matrix (1999)' -> 'The Matrix'; at most `words` words."""
+    bare = re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip() or title
+    return " ".join(bare.split()[: max(words, 1)])
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if finite.sum() < 2:
+        return np.zeros_like(values)
+    filled = np.where(finite, values, values[finite].min() - 1.0)  # missing ranks below present
+    spread = filled.std()
+    return (filled - filled.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+
+def fuse(llm: np.ndarray, retrieval: np.ndarray, alpha: float) -> np.ndarray:
+    """final = alpha · z(LLM) + (1 − alpha) · z(retrieval), over one user's candidates."""
+    return alpha * zscore(llm) + (1.0 - alpha) * zscore(retrieval)
+
+
+class LLMReranker:
+    def __init__(self, split: LeaveOneOutSplit, backend: LLMBackend, settings: RerankSettings) -> None:
+        self.split = split
+        self.backend = backend
+        self.settings = settings
+        self.template = load_template(settings.mode, settings.prompt_version)
+        self._titles = [display_title(str(t)) for t in split.catalog.frame["title"]]
+        self._calibration: dict[int, float] = {}
+        self._calibration_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ prompts
+    def _history(self, items: np.ndarray | tuple[int, ...], limit: int) -> str:
+        items = list(items)[-limit:] if limit > 0 else []
+        return self.template["separator"].join(self._titles[i] for i in items) or "N/A"
+
+    def likelihood_prompt(self, history: np.ndarray, demos: list[Demonstration]) -> str:
+        t = self.template
+        blocks = [
+            t["demonstration"].format(
+                history=self._history(d.history, self.settings.demo_history_items),
+                next=self._titles[d.next_item],
+            )
+            for d in demos
+        ]
+        return (
+            t["header"]
+            + "".join(blocks)
+            + t["query"].format(history=self._history(history, self.settings.history_items))
+        )
+
+    def choice_prompt(self, history: np.ndarray, candidates: list[int], demos: list[Demonstration]) -> str:
+        t = self.template
+        blocks = []
+        for d in demos:
+            # A demonstration shows its true next item among a few of its own history's neighbours.
+            options = [d.next_item]
+            listing = "\n".join(
+                t["candidate"].format(label=LABELS[i], title=self._titles[c]) for i, c in enumerate(options)
+            )
+            blocks.append(
+                t["demonstration"].format(
+                    history=self._history(d.history, self.settings.demo_history_items),
+                    candidates=listing,
+                    answer="A",
+                )
+            )
+        listing = "\n".join(
+            t["candidate"].format(label=LABELS[i], title=self._titles[c]) for i, c in enumerate(candidates)
+        )
+        query = t["query"].format(
+            history=self._history(history, self.settings.history_items), candidates=listing
+        )
+        return t["header"] + "".join(blocks) + query
+
+    def continuation(self, item: int) -> str:
+        return self.template["continuation"].format(
+            title=self._titles[item], short_title=short_title(self._titles[item], self.settings.title_words)
+        )
+
+    # ------------------------------------------------------------------ scoring
+    def calibration(self, items: list[int]) -> np.ndarray:
+        """log P(title | content-free prompt), computed once per item."""
+        with self._calibration_lock:
+            missing = [i for i in dict.fromkeys(items) if i not in self._calibration]
+            step = 32
+            for start in range(0, len(missing), step):
+                part = missing[start : start + step]
+                values = self.backend.score_continuations(
+                    self.template["content_free"], [self.continuation(i) for i in part]
+                )
+                self._calibration.update(zip(part, values, strict=True))
+            return np.array([self._calibration[i] for i in items])
+
+    def score(
+        self,
+        history: np.ndarray,
+        candidates: list[int],
+        demos: list[Demonstration] | None = None,
+        seed: int = 0,
+    ) -> LLMScores:
+        """The LLM's scores for `candidates` (item indices); never raises on backend failure."""
+        started = time.perf_counter()
+        demos = demos or []
+        try:
+            if self.settings.mode == "likelihood":
+                prompt = self.likelihood_prompt(history, demos)
+                raw = np.array(
+                    self.backend.score_continuations(prompt, [self.continuation(c) for c in candidates])
+                )
+                if self.settings.calibrate:
+                    raw = raw - self.calibration(candidates)
+                tokens = self.backend.count_tokens(prompt)
+            else:
+                raw, tokens = self._score_choices(history, candidates, demos, seed)
+        except LLMError as exc:
+            return LLMScores(
+                fallback=f"LLM unavailable, retrieval order kept: {exc}",
+                seconds=time.perf_counter() - started,
+            )
+        if not np.isfinite(raw).any():
+            return LLMScores(
+                fallback="the LLM named no candidate, retrieval order kept",
+                seconds=time.perf_counter() - started,
+            )
+        return LLMScores(
+            scores=[float(x) for x in raw], prompt_tokens=tokens, seconds=time.perf_counter() - started
+        )
+
+    def _score_choices(
+        self, history: np.ndarray, candidates: list[int], demos: list[Demonstration], seed: int
+    ) -> tuple[np.ndarray, int]:
+        if len(candidates) > len(LABELS):
+            raise LLMError(f"choice mode labels at most {len(LABELS)} candidates")
+        rng = np.random.default_rng(seed)
+        total = np.zeros(len(candidates))
+        tokens = 0
+        permutations = max(1, self.settings.permutations)
+        for p in range(permutations):
+            order = np.arange(len(candidates)) if p == 0 else rng.permutation(len(candidates))
+            shown = [candidates[i] for i in order]
+            prompt = self.choice_prompt(history, shown, demos)
+            labels = [f" {LABELS[i]}" for i in range(len(shown))]
+            logprobs = self.backend.score_choices(prompt, labels)
+            values = np.array([logprobs.get(label, float("-inf")) for label in labels])
+            # A letter outside a server's top-k ranks below every letter that is present.
+            floor = values[np.isfinite(values)].min() - 1.0 if np.isfinite(values).any() else -1e9
+            total[order] += np.where(np.isfinite(values), values, floor)
+            tokens += self.backend.count_tokens(prompt)
+        return total / permutations, tokens // permutations

@@ -1,0 +1,129 @@
+"""Evaluating the LLM stage: score each user's retrieval candidates with the reranker, then
+turn the scores into full rankings (candidates first, in the new order; every other item after
+them, in retrieval order) so that the usual full-ranking metrics apply unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fewrec.agent.rerank import LLMReranker, fuse
+from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.prompts.demos import DemonstrationPool
+
+ALPHA_GRID = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
+
+
+@dataclass
+class CandidateScores:
+    """Per user (row): the candidates, their retrieval and LLM scores, and any fallback."""
+
+    candidates: np.ndarray  # (n, C) item indices, retrieval order
+    retrieval: np.ndarray  # (n, C)
+    llm: np.ndarray  # (n, C); NaN where the LLM fell back
+    fallbacks: list[str | None] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def top_candidates(fused: np.ndarray, histories: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    masked = np.array(fused, dtype=np.float64, copy=True)
+    for row, history in enumerate(histories):
+        masked[row, history] = -np.inf
+    top = np.argsort(-masked, axis=1, kind="stable")[:, :n]
+    return top, np.take_along_axis(masked, top, axis=1)
+
+
+def cutoff_times(split: LeaveOneOutSplit, rows: np.ndarray, split_name: SplitName) -> list[int]:
+    if split_name == "valid":
+        return [int(split.train_times(int(u))[-1]) for u in rows]
+    return [int(t) for t in split.valid_time[rows]]
+
+
+def score_with_llm(
+    reranker: LLMReranker,
+    pool: DemonstrationPool | None,
+    split: LeaveOneOutSplit,
+    split_name: SplitName,
+    rows: np.ndarray,
+    histories: list[np.ndarray],
+    fused: np.ndarray,
+    k_shot: int,
+    n_candidates: int,
+    progress: bool = True,
+    stop: Callable[[], bool] | None = None,
+) -> CandidateScores:
+    candidates, retrieval = top_candidates(fused, histories, n_candidates)
+    demos = (
+        pool.select_many(histories, [int(u) for u in rows], cutoff_times(split, rows, split_name), k_shot)
+        if pool is not None and k_shot > 0
+        else [[] for _ in rows]
+    )
+    llm = np.full(candidates.shape, np.nan)
+    out = CandidateScores(candidates=candidates, retrieval=retrieval, llm=llm)
+    bar = tqdm(range(len(rows)), desc=f"LLM scoring (k={k_shot})", unit="user", disable=not progress)
+    for row in bar:
+        if stop is not None and stop():
+            break
+        result = reranker.score(histories[row], [int(c) for c in candidates[row]], demos[row], seed=row)
+        if result.fallback is None:
+            llm[row] = result.scores
+        out.fallbacks.append(result.fallback)
+        out.prompt_tokens.append(result.prompt_tokens)
+        out.seconds.append(result.seconds)
+    return out
+
+
+def full_ranking(scores: CandidateScores, fused: np.ndarray, order_by: np.ndarray) -> np.ndarray:
+    """Score matrix whose ranking puts the candidates first (ordered by `order_by`, NaN rows keep
+    the retrieval order) and everything else after them in retrieval order."""
+    base = np.array(fused, dtype=np.float64, copy=True)
+    n = scores.candidates.shape[1]
+    top = np.nanmax(base[np.isfinite(base)]) if np.isfinite(base).any() else 0.0
+    for row in range(len(base)):
+        values = order_by[row]
+        if np.isnan(values).any():
+            values = -np.arange(n, dtype=np.float64)  # fallback: retrieval order
+        ranks = np.argsort(np.argsort(-values, kind="stable"), kind="stable")
+        # Candidates sit above everything else: top + 1 … top + n, best first.
+        base[row, scores.candidates[row]] = top + n - ranks
+    return base
+
+
+def fused_order(scores: CandidateScores, alpha: float) -> np.ndarray:
+    out = np.full(scores.llm.shape, np.nan)
+    for row in range(len(out)):
+        if not np.isnan(scores.llm[row]).any():
+            out[row] = fuse(scores.llm[row], scores.retrieval[row], alpha)
+    return out
+
+
+def within_candidates(scores: CandidateScores, targets: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """MRR of the target among the candidates, for users whose target is a candidate:
+    LLM order vs retrieval order vs a random order."""
+    rng = np.random.default_rng(seed)
+    hit_rows = [
+        r
+        for r in range(len(targets))
+        if targets[r] in scores.candidates[r] and not np.isnan(scores.llm[r]).any()
+    ]
+    if not hit_rows:
+        return {"users": 0}
+    n = scores.candidates.shape[1]
+    llm_rr, ret_rr, rnd_rr = [], [], []
+    for r in hit_rows:
+        position = int(np.flatnonzero(scores.candidates[r] == targets[r])[0])
+        llm_rank = int((scores.llm[r] > scores.llm[r][position]).sum())
+        llm_rr.append(1.0 / (llm_rank + 1))
+        ret_rr.append(1.0 / (position + 1))
+        rnd_rr.append(1.0 / (int(rng.integers(0, n)) + 1))
+    return {
+        "users": len(hit_rows),
+        "mrr_llm": float(np.mean(llm_rr)),
+        "mrr_retrieval": float(np.mean(ret_rr)),
+        "mrr_random": float(np.mean(rnd_rr)),
+        "mrr_random_expected": float(np.mean(1.0 / np.arange(1, n + 1))),
+    }
