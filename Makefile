@@ -20,7 +20,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/fewrec datasets
 	$(BIN)/fewrec index
-	$(BIN)/fewrec recommend --user 42 --k 10
+	$(BIN)/fewrec recommend --user 42 --k 10 --rerank
 	$(BIN)/fewrec eval --stages retrieval
 
 test: $(STAMP)

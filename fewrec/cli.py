@@ -133,6 +133,10 @@ def recommend(
     user: Annotated[str | None, typer.Option(help="A user id of the dataset.")] = None,
     like: Annotated[list[str] | None, typer.Option(help="A liked title (repeatable).")] = None,
     k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    rerank: Annotated[
+        bool, typer.Option(help="Rerank the candidates with the LLM (few-shot prompt).")
+    ] = False,
+    explain: Annotated[bool, typer.Option(help="Explain the top items (grounded in the history).")] = True,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
@@ -171,7 +175,11 @@ def recommend(
             notes.append(f"user {user!r} is not in the dataset: treated as a new user (popularity)")
     else:
         raise FewrecError("give --user ID or at least one --like TITLE")
-    candidates = retriever.candidates(history_arr, k, context or ScoringContext())
+    depth = max(k, settings.rerank.candidates) if rerank else k
+    candidates = retriever.candidates(history_arr, depth, context or ScoringContext())
+    if rerank and len(history_arr) and candidates:
+        candidates = _rerank_candidates(settings, retriever, history_arr, candidates, context, notes)
+    candidates = candidates[:k]
     for note in notes:
         console.print(f"[dim]{note}[/]", highlight=False)
     table = Table(title="Recommendations")
@@ -183,6 +191,42 @@ def recommend(
         )
         table.add_row(str(c.rank), str(c.item_id), c.title, f"{c.score:.3f}", found)
     console.print(table)
+    if explain and candidates:
+        from fewrec.agent.explain import Explainer
+
+        explainer = Explainer(split, retriever)
+        for c in candidates[: settings.rerank.explain_top]:
+            console.print(f"{c.rank}. {explainer.explain(history_arr, c).text}", highlight=False)
+
+
+def _rerank_candidates(settings, retriever, history, candidates, context, notes: list[str]):
+    """LLM scores for the candidates, fused with retrieval (alpha from Settings)."""
+    import numpy as np
+
+    from fewrec.agent.rerank import fuse
+
+    split = retriever.split
+    reranker, pool = _llm_parts(settings, split)
+    user = int(context.users[0]) if context is not None and context.users is not None else -1
+    cutoff = int(context.times[0]) if context is not None and context.times is not None else 2**62
+    demos = pool.select_many([history], [user], [cutoff], settings.rerank.k_shot)[0]
+    indices = [split.item_index(c.item_id) for c in candidates]
+    result = reranker.score(history, indices, demos)
+    if result.fallback:
+        notes.append(result.fallback)
+        return candidates
+    alpha = settings.rerank.alpha
+    final = fuse(np.array(result.scores), np.array([c.score for c in candidates]), alpha)
+    order = np.argsort(-final, kind="stable")
+    notes.append(
+        f"reranked {len(candidates)} candidates with {reranker.backend.name} ({settings.rerank.mode}, "
+        f"{len(demos)} demonstrations, alpha={alpha}, {result.prompt_tokens} prompt tokens, "
+        f"{result.seconds:.2f} s)"
+    )
+    return [
+        candidates[i].model_copy(update={"rank": rank, "score": float(final[i])})
+        for rank, i in enumerate(order, start=1)
+    ]
 
 
 @app.command()
@@ -346,6 +390,7 @@ def tune(
 @app.command()
 def bench(
     users: Annotated[int, typer.Option(help="Users sampled for latency figures.")] = 200,
+    llm_users: Annotated[int, typer.Option(help="Users sampled for LLM rerank latency (0: skip).")] = 30,
     out: Annotated[Path, typer.Option(help="Where to save the figures as JSON.")] = Path("runs/bench.json"),
     config: ConfigOption = None,
     dataset: DatasetOption = None,
@@ -356,7 +401,7 @@ def bench(
     from fewrec.eval.report import _atomic_write
 
     settings = _settings(config, dataset, format)
-    result = run_bench(settings, users=users)
+    result = run_bench(settings, users=users, llm_users=llm_users)
     table = Table(title="fewrec bench (this machine)")
     table.add_column("figure")
     table.add_column("value", justify="right")

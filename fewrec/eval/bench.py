@@ -1,5 +1,6 @@
 """Speed figures on this machine: dataset load + split, embedding and index build, retrieval
-latency per user, and peak memory. `fewrec bench` prints them and saves them as JSON."""
+latency per user, LLM rerank latency and prompt tokens per user, end-to-end recommend, and
+peak memory. `fewrec bench` prints them and saves them as JSON."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_bench(settings: Settings, users: int = 200, seed: int = 0) -> BenchResult:
+def run_bench(settings: Settings, users: int = 200, seed: int = 0, llm_users: int = 30) -> BenchResult:
     from fewrec.data import load_dataset
     from fewrec.retrieval import Retriever
     from fewrec.retrieval.content import aligned_vectors
@@ -78,6 +79,58 @@ def run_bench(settings: Settings, users: int = 200, seed: int = 0) -> BenchResul
     started = time.perf_counter()
     retriever.score_split("test")
     f["batch_scoring_all_users_s"] = round(time.perf_counter() - started, 2)
+    if settings.rerank.enabled and llm_users > 0:
+        _bench_rerank(settings, split, retriever, sample[:llm_users], f)
     f["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    f["rerank"] = "not built yet (LLM stage)"
     return out
+
+
+def _bench_rerank(settings: Settings, split, retriever, users: np.ndarray, f: dict) -> None:
+    """Per-user LLM rerank latency (20 candidates, k demonstrations) and end-to-end recommend."""
+    from fewrec.agent.explain import Explainer
+    from fewrec.agent.rerank import LLMReranker, fuse
+    from fewrec.llm import make_backend
+    from fewrec.prompts.demos import DemonstrationPool
+    from fewrec.retrieval.embeddings import make_embedder
+    from fewrec.retrieval.store import connect
+
+    started = time.perf_counter()
+    backend = make_backend(settings)
+    f["llm_load_s"] = round(time.perf_counter() - started, 2)
+    reranker = LLMReranker(split, backend, settings.rerank)
+    pool = DemonstrationPool(
+        split, connect(settings), make_embedder(settings.embedding), settings.rerank.demo_history_items
+    )
+    explainer = Explainer(split, retriever)
+    started = time.perf_counter()
+    reranker.calibration(list(range(split.n_items)))
+    f["llm_calibration_all_items_s"] = round(time.perf_counter() - started, 2)
+    rerank_s, end_to_end_s, tokens = [], [], []
+    for u in users:
+        begin = time.perf_counter()
+        history = split.history(int(u), "all")
+        context = retriever.context_for(np.array([u]), "all")
+        candidates = retriever.candidates(history, settings.rerank.candidates, context)
+        demos = pool.select_many([history], [int(u)], [int(context.times[0])], settings.rerank.k_shot)[0]
+        indices = [split.item_index(c.item_id) for c in candidates]
+        mid = time.perf_counter()
+        result = reranker.score(history, indices, demos)
+        rerank_s.append(time.perf_counter() - mid)
+        tokens.append(result.prompt_tokens)
+        if result.fallback is None:
+            order = np.argsort(
+                -fuse(np.array(result.scores), np.array([c.score for c in candidates]), settings.rerank.alpha)
+            )
+            top = [candidates[i] for i in order[: settings.rerank.explain_top]]
+            for candidate in top:
+                explainer.explain(history, candidate)
+        end_to_end_s.append(time.perf_counter() - begin)
+    f["rerank_backend"] = (
+        f"{backend.name} ({settings.rerank.mode}, k={settings.rerank.k_shot}, "
+        f"{settings.rerank.candidates} candidates)"
+    )
+    f["rerank_users"] = len(users)
+    f["rerank_p50_s"] = round(float(np.percentile(rerank_s, 50)), 3)
+    f["rerank_p95_s"] = round(float(np.percentile(rerank_s, 95)), 3)
+    f["prompt_tokens_per_user_p50"] = int(np.median(tokens))
+    f["recommend_end_to_end_p50_s"] = round(float(np.percentile(end_to_end_s, 50)), 3)

@@ -82,6 +82,39 @@ def markdown(report: EvalReport) -> str:
         for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0])):
             cells = " | ".join(f"{by_method[n]['ndcg@10']:.4f}" if n in by_method else "–" for n in methods)
             lines.append(f"| {cut} | {cells} |")
+    if report.llm:
+        lines += [
+            "",
+            "LLM stage (per k-shot): latency, prompt tokens, fallbacks, and MRR of the held-out item "
+            "within the candidates (users whose held-out item is a candidate) for the LLM order, the "
+            "retrieval order and a random order:",
+            "",
+            "| k | backend | p50 s/user | p95 s/user | prompt tokens p50 | fallbacks | users | MRR LLM "
+            "| MRR retrieval | MRR random (expected) | best alpha (valid) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for k, info in report.llm.items():
+            w = info.get("within_candidates", {})
+            nan = float("nan")
+            cells = [
+                k,
+                f"{info.get('backend')} ({info.get('mode')})",
+                f"{info.get('per_user_seconds_p50', 0):.2f}",
+                f"{info.get('per_user_seconds_p95', 0):.2f}",
+                f"{info.get('prompt_tokens_p50', 0):.0f}",
+                str(len(info.get("fallback_users", []))),
+                str(w.get("users", 0)),
+                f"{w.get('mrr_llm', nan):.4f}",
+                f"{w.get('mrr_retrieval', nan):.4f}",
+                f"{w.get('mrr_random_expected', nan):.4f}",
+                str(info.get("best_alpha", "–")),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        for k, info in report.llm.items():
+            sweep = info.get("alpha_sweep_ndcg@10")
+            if sweep:
+                cells = ", ".join(f"{a}: {v:.4f}" for a, v in sweep.items())
+                lines.append(f"\nNDCG@10 by alpha ({k}): {cells}")
     if report.comparison:
         c = report.comparison
         lines += [
