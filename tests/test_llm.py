@@ -263,3 +263,19 @@ def test_runner_with_the_real_embedded_model(bundled_split, smollm, tmp_path):
     assert set(info["alpha_sweep_ndcg@10"]) == {str(a) for a in llm_stage.ALPHA_GRID}
     assert "best_alpha" in info
     assert report.method("fewrec fused (k=0, alpha=0.5)").metrics["ndcg@10"] >= 0.0
+
+
+def test_reranker_over_http_to_a_closed_port_falls_back(bundled_split):
+    import socket
+
+    from fewrec.llm.openai_http import OpenAICompatibleBackend
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the with-block ends
+    backend = OpenAICompatibleBackend(
+        f"http://127.0.0.1:{port}/v1", "m", timeout_s=1.0, max_retries=1, retry_max_wait_s=0.05
+    )
+    reranker = LLMReranker(bundled_split, backend, RerankSettings())
+    result = reranker.score(bundled_split.history(0, "valid"), [1, 2, 3])
+    assert result.scores == [] and f"127.0.0.1:{port}" in result.fallback
