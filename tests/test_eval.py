@@ -192,7 +192,7 @@ def test_users_sample_size(bundled_split, tmp_path):
         ({"users": 0}, "between 1 and 610"),
         ({"stages": ["foo"]}, "unknown stage"),
         ({"stages": ["rerank"]}, "rerank"),
-        ({"stages": ["retrieval", "fused"]}, "LLM reranker"),
+        ({"stages": ["retrieval", "fused"]}, "LLM backend"),
         ({"baselines": ["popularity", "sasrec"]}, "unknown baseline"),
         ({"history_cuts": [0]}, "history cuts"),
     ],
