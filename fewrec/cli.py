@@ -206,7 +206,11 @@ def _rerank_candidates(settings, retriever, history, candidates, context, notes:
     from fewrec.agent.rerank import fuse
 
     split = retriever.split
-    reranker, pool = _llm_parts(settings, split)
+    try:
+        reranker, pool = _llm_parts(settings, split)
+    except FewrecError as exc:  # no model or no demonstration store: keep the retrieval order
+        notes.append(f"LLM unavailable, retrieval order kept: {exc}")
+        return candidates
     user = int(context.users[0]) if context is not None and context.users is not None else -1
     cutoff = int(context.times[0]) if context is not None and context.times is not None else 2**62
     demos = pool.select_many([history], [user], [cutoff], settings.rerank.k_shot)[0]

@@ -347,3 +347,12 @@ def test_cli_eval_unknown_stage(cli_env):
     assert result.exit_code != 0
     assert isinstance(result.exception, EvalError)
     assert "foo" in str(result.exception)
+
+
+def test_history_cut_slices_fold_in_factor_models(bundled_split, tmp_path):
+    """ALS would otherwise score a known user from the factors of the full history."""
+    als_only = RetrievalSettings(sources=["als"], weights={"als": 1.0}, als_iterations=3)
+    settings = Settings(data_dir=tmp_path, retrieval=als_only)
+    report = evaluate(bundled_split, settings, baselines=[], users=200, history_cuts=[1])
+    full = report.method(FUSED).metrics["ndcg@10"]
+    assert report.slices["1"][FUSED]["ndcg@10"] != pytest.approx(full)

@@ -279,3 +279,48 @@ def test_reranker_over_http_to_a_closed_port_falls_back(bundled_split):
     reranker = LLMReranker(bundled_split, backend, RerankSettings())
     result = reranker.score(bundled_split.history(0, "valid"), [1, 2, 3])
     assert result.scores == [] and f"127.0.0.1:{port}" in result.fallback
+
+
+def test_string_user_ids_in_fallback_records(bundled_split, tmp_path):
+    import dataclasses
+
+    named = dataclasses.replace(bundled_split, user_ids=np.array([f"u{u}" for u in bundled_split.user_ids]))
+    cheap = RetrievalSettings(sources=["transition"], weights={"transition": 1.0})
+    settings = Settings(data_dir=tmp_path, retrieval=cheap)
+    down = LLMReranker(named, RecordingBackend(fail=True), settings.rerank)
+    report = evaluate(named, settings, stages=["rerank"], baselines=[], users=5, reranker=down, k_shots=[0])
+    assert all(isinstance(u, str) and u.startswith("u") for u in report.llm["k=0"]["fallback_users"])
+
+
+def test_many_candidates_are_scored_in_chunks(bundled_split):
+    class Capped(RecordingBackend):
+        def score_continuations(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+            if len(continuations) > 32:
+                raise LLMError("too many continuations in one call")
+            return super().score_continuations(prompt, continuations)
+
+    reranker = LLMReranker(bundled_split, Capped(), RerankSettings(candidates=70))
+    result = reranker.score(bundled_split.history(0, "valid"), list(range(70)))
+    assert result.fallback is None and len(result.scores) == 70
+
+
+def test_within_candidates_counts_ties_against_the_target():
+    scores = llm_stage.CandidateScores(
+        candidates=np.array([[5, 6, 7, 8]]), retrieval=np.zeros((1, 4)), llm=np.zeros((1, 4))
+    )
+    result = llm_stage.within_candidates(scores, np.array([7]))
+    assert result["mrr_llm"] == pytest.approx(1 / 4)  # a constant scorer earns the worst rank
+
+
+def test_choice_demonstrations_teach_choosing(bundled_split):
+    import re
+
+    reranker = LLMReranker(bundled_split, RecordingBackend(), RerankSettings(mode="choice"))
+    demos = build_demonstrations(bundled_split, 5)[:6]
+    prompt = reranker.choice_prompt(bundled_split.history(0, "valid"), [1, 2, 3], demos)
+    answers = re.findall(r"Answer: ([A-Z])", prompt)
+    assert len(answers) == 6 and len(set(answers)) > 1  # not "always A"
+    blocks = prompt.split("Watched: ")[1:-1]
+    for demo, block, answer in zip(demos, blocks, answers, strict=True):
+        assert len(re.findall(r"^[A-Z]\. ", block, flags=re.MULTILINE)) == 4
+        assert f"{answer}. {reranker._titles[demo.next_item]}" in block

@@ -27,6 +27,8 @@ from fewrec.prompts.demos import Demonstration
 from fewrec.prompts.templates import display_title, load_template
 
 LABELS = string.ascii_uppercase
+CONTINUATIONS_PER_CALL = 32
+DEMO_OPTIONS = 4  # choice-mode demonstrations: the true next item among this many options
 
 
 class LLMScores(BaseModel):
@@ -92,9 +94,14 @@ class LLMReranker:
     def choice_prompt(self, history: np.ndarray, candidates: list[int], demos: list[Demonstration]) -> str:
         t = self.template
         blocks = []
+        rng = np.random.default_rng(len(history))
         for d in demos:
-            # A demonstration shows its true next item among a few of its own history's neighbours.
-            options = [d.next_item]
+            # The true next item among a few random catalog items, at a random letter, so that
+            # the examples teach choosing rather than "always A".
+            pool = np.setdiff1d(np.arange(len(self._titles)), [d.next_item, *d.history])
+            size = min(DEMO_OPTIONS - 1, len(pool))
+            options = [d.next_item, *(int(x) for x in rng.choice(pool, size=size, replace=False))]
+            rng.shuffle(options)
             listing = "\n".join(
                 t["candidate"].format(label=LABELS[i], title=self._titles[c]) for i, c in enumerate(options)
             )
@@ -102,7 +109,7 @@ class LLMReranker:
                 t["demonstration"].format(
                     history=self._history(d.history, self.settings.demo_history_items),
                     candidates=listing,
-                    answer="A",
+                    answer=LABELS[options.index(d.next_item)],
                 )
             )
         listing = "\n".join(
@@ -145,8 +152,16 @@ class LLMReranker:
         try:
             if self.settings.mode == "likelihood":
                 prompt = self.likelihood_prompt(history, demos)
+                continuations = [self.continuation(c) for c in candidates]
+                step = CONTINUATIONS_PER_CALL  # a backend may cap them per call; the prompt stays cached
                 raw = np.array(
-                    self.backend.score_continuations(prompt, [self.continuation(c) for c in candidates])
+                    [
+                        value
+                        for start in range(0, len(continuations), step)
+                        for value in self.backend.score_continuations(
+                            prompt, continuations[start : start + step]
+                        )
+                    ]
                 )
                 if self.settings.calibrate:
                     raw = raw - self.calibration(candidates)

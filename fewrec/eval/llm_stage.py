@@ -116,7 +116,7 @@ def within_candidates(scores: CandidateScores, targets: np.ndarray, seed: int = 
     llm_rr, ret_rr, rnd_rr = [], [], []
     for r in hit_rows:
         position = int(np.flatnonzero(scores.candidates[r] == targets[r])[0])
-        llm_rank = int((scores.llm[r] > scores.llm[r][position]).sum())
+        llm_rank = int((scores.llm[r] >= scores.llm[r][position]).sum()) - 1  # ties count against it
         llm_rr.append(1.0 / (llm_rank + 1))
         ret_rr.append(1.0 / (position + 1))
         rnd_rr.append(1.0 / (int(rng.integers(0, n)) + 1))

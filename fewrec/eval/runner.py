@@ -24,6 +24,7 @@ from fewrec.data.errors import FewrecError
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import metrics as m
 from fewrec.eval.baselines import BASELINES, run_baseline
+from fewrec.retrieval.base import ScoringContext
 from fewrec.retrieval.fusion import SOURCE_NAMES, Retriever
 
 if TYPE_CHECKING:
@@ -267,9 +268,12 @@ def evaluate(
                            targets, batch.fused, k, settings, llm_stages, seed)  # fmt: skip
             for name, scores in batch.by_source.items():
                 record(f"source: {name}", "source", scores, {}, None)  # timed with the fused row
+            # Without user ids, factor models fold in the cut history instead of using the
+            # factors they learned from the full one.
+            cut_context = ScoringContext(users=None, times=context.times)
             for cut in history_cuts:
                 cut_histories = [h[-cut:] for h in histories]
-                cut_batch = retriever.score(cut_histories, context)
+                cut_batch = retriever.score(cut_histories, cut_context)
                 ranks = m.target_ranks(cut_batch.fused, targets, histories)
                 report.slices.setdefault(str(cut), {})["fewrec retrieval (fused)"] = m.summarise(
                     m.per_user_metrics(ranks)
@@ -318,7 +322,7 @@ def _llm_stage(
     scores = llm_stage.score_with_llm(
         reranker, pool, split, split_name, rows, histories, fused, k, settings.rerank.candidates
     )
-    fallbacks = [int(split.user_ids[rows[i]]) for i, f in enumerate(scores.fallbacks) if f is not None]
+    fallbacks = [split.user_ids[rows[i]].item() for i, f in enumerate(scores.fallbacks) if f is not None]
     seconds = np.array(scores.seconds) if scores.seconds else np.zeros(1)
     info = {
         "backend": reranker.backend.name,

@@ -125,6 +125,7 @@ class LlamaCppBackend:
         self._ll.llama_memory_seq_rm(self._memory, -1, common, -1)
         for seq in range(1, self.max_continuations + 1):
             self._ll.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        self._cached = list(tokens[:common])  # still true if the decode below fails midway
         rest = tokens[common:]
         chunk = 512
         for start in range(0, len(rest), chunk):
