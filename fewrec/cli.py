@@ -402,7 +402,7 @@ def bench(
 ) -> None:
     """Speed figures on this machine: load, index build, retrieval latency, peak memory."""
     from fewrec.eval.bench import run_bench
-    from fewrec.eval.report import _atomic_write
+    from fewrec.eval.report import write_atomically
 
     settings = _settings(config, dataset, format)
     result = run_bench(settings, users=users, llm_users=llm_users)
@@ -412,7 +412,7 @@ def bench(
     for key, value in result.figures.items():
         table.add_row(key, str(value))
     console.print(table)
-    _atomic_write(out, result.model_dump_json(indent=2).encode())
+    write_atomically(out, result.model_dump_json(indent=2).encode())
     console.print(f"wrote {out}")
 
 

@@ -14,7 +14,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from fewrec.data.errors import DatasetError, UnknownIdError
@@ -162,14 +161,6 @@ class LeaveOneOutSplit:
         ]
         frame = pd.concat([self.train, *extra], ignore_index=True)
         return frame.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
-
-    def user_item_matrix(self, split: SplitName) -> sp.csr_matrix:
-        frame = self.interactions_before(split)
-        data = np.ones(len(frame), dtype=np.float32)
-        m = sp.csr_matrix((data, (frame["user"], frame["item"])), shape=(self.n_users, self.n_items))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
 
     def stats(self) -> dict[str, int]:
         return {

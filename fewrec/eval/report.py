@@ -16,7 +16,7 @@ from fewrec.eval.runner import EvalReport
 METRIC_COLUMNS = ("ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -176,8 +176,8 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
 
 def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "results.json", report.model_dump_json(indent=2).encode())
-    _atomic_write(folder / "report.md", markdown(report).encode())
+    write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
+    write_atomically(folder / "report.md", markdown(report).encode())
     written = [folder / "results.json", folder / "report.md"]
     if with_plots:
         written += plots(report, folder)
@@ -234,4 +234,4 @@ def update_readme(readme: Path, section: str) -> None:
         raise ValueError(f"{readme} has no {README_START} … {README_END} markers")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    _atomic_write(readme, f"{head}{README_START}\n{section}\n{README_END}{tail}".encode())
+    write_atomically(readme, f"{head}{README_START}\n{section}\n{README_END}{tail}".encode())

@@ -15,29 +15,6 @@ import scipy.sparse as sp
 from fewrec.retrieval.base import FitData, ScoringContext, recency_weights
 
 
-def _history_matrix(
-    histories: list[np.ndarray], n_items: int, half_life: float, limit: int | None
-) -> sp.csr_matrix:
-    rows, cols, vals = [], [], []
-    for row, history in enumerate(histories):
-        if len(history) == 0:
-            continue
-        weights = recency_weights(len(history), half_life, limit)
-        keep = weights > 0
-        rows.append(np.full(int(keep.sum()), row))
-        cols.append(history[keep])
-        vals.append(weights[keep])
-    if not rows:
-        return sp.csr_matrix((len(histories), n_items), dtype=np.float32)
-    m = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(len(histories), n_items),
-        dtype=np.float32,
-    )
-    m.sum_duplicates()
-    return m
-
-
 def _binary_matrix(data: FitData) -> sp.csr_matrix:
     m = sp.csr_matrix(
         (np.ones(len(data.users), dtype=np.float32), (data.users, data.items)),

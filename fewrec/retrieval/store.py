@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
-from fewrec.data.models import Catalog, Item, ItemId
+from fewrec.data.models import Catalog, Item
 from fewrec.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, make_embedder
 
 SCHEMA_VERSION = 1
@@ -80,6 +80,12 @@ def where_filter(
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+def _delete_collection(client: Any, name: str) -> None:
+    """Delete a collection whatever it holds (foreign, other model); absent is fine too."""
+    with contextlib.suppress(Exception):
+        client.delete_collection(name)
+
+
 def connect(settings: Settings) -> Any:
     """A Chroma client as Settings choose it, with a clear error when a server is down."""
     import chromadb
@@ -125,8 +131,7 @@ class ContentIndex:
         including a foreign collection or one written with another embedding model."""
         client = connect(settings)
         if rebuild:
-            with contextlib.suppress(Exception):  # absent already
-                client.delete_collection(settings.chroma_collection)
+            _delete_collection(client, settings.chroma_collection)
         return cls(client, settings.chroma_collection, embedder or make_embedder(settings.embedding))
 
     def _open(self) -> Any:
@@ -163,8 +168,7 @@ class ContentIndex:
 
     def drop(self) -> None:
         """Delete the collection and start an empty one (the rebuild path)."""
-        with contextlib.suppress(Exception):
-            self.client.delete_collection(self.name)
+        _delete_collection(self.client, self.name)
         self._vectors = None
         self.collection = self._open()
 
@@ -242,7 +246,3 @@ class ContentIndex:
         if not text:
             return []
         return self._query(self.embedder.embed([text])[0], k, where)
-
-
-def stored_id(item_id: ItemId) -> str:
-    return str(item_id)
