@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= embed,llm,dev
+EXTRAS ?= embed,llm,ui,dev
 
 .PHONY: run test lint bench results clean venv
 

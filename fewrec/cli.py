@@ -133,104 +133,85 @@ def recommend(
     user: Annotated[str | None, typer.Option(help="A user id of the dataset.")] = None,
     like: Annotated[list[str] | None, typer.Option(help="A liked title (repeatable).")] = None,
     k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    query: Annotated[str | None, typer.Option(help="A wish in words, e.g. 'something funny'.")] = None,
+    genre: Annotated[list[str] | None, typer.Option(help="Only items of this genre (repeatable).")] = None,
+    year_min: Annotated[int | None, typer.Option(help="Earliest release year.")] = None,
+    year_max: Annotated[int | None, typer.Option(help="Latest release year.")] = None,
     rerank: Annotated[
-        bool, typer.Option(help="Rerank the candidates with the LLM (few-shot prompt).")
-    ] = False,
-    explain: Annotated[bool, typer.Option(help="Explain the top items (grounded in the history).")] = True,
+        bool | None,
+        typer.Option(
+            "--rerank/--no-rerank", help="Rerank with the LLM (default: when Settings give it weight)."
+        ),
+    ] = None,
+    explain: Annotated[bool, typer.Option(help="Explain the items (grounded in the history).")] = True,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
 ) -> None:
     """Print ranked items for a user id or a few liked titles, with the sources behind each."""
-    import numpy as np
+    from fewrec.agent.recommender import Filters, Recommender
 
-    from fewrec.retrieval import open_retriever
-    from fewrec.retrieval.base import ScoringContext
-
-    if k < 1:
-        raise FewrecError("--k must be at least 1")
+    if user is None and not like and not query:
+        raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
     settings = _settings(config, dataset, format)
-    retriever = open_retriever(settings)
-    split = retriever.split
-    notes: list[str] = []
-    context = None
-    if like:
-        history = []
-        for title in like:
-            matches, close = split.catalog.match_title(title)
-            if not matches:
-                hint = f" Close matches: {'; '.join(close)}." if close else " No close match either."
-                raise FewrecError(f"no catalog title matches {title!r}.{hint}")
-            history.append(split.item_index(matches[0]))
-            notes.append(f"took {title!r} as {split.catalog.title(matches[0])!r}")
-        history_arr = np.array(history, dtype=np.int64)
-    elif user is not None:
-        if split.has_user(user):
-            u = split.user_index(user)
-            history_arr = split.history(u, "all")
-            context = retriever.context_for(np.array([u]), "all")
-            notes.append(f"user {user}: {len(history_arr)} items in the history")
-        else:
-            history_arr = np.array([], dtype=np.int64)
-            notes.append(f"user {user!r} is not in the dataset: treated as a new user (popularity)")
-    else:
-        raise FewrecError("give --user ID or at least one --like TITLE")
-    depth = max(k, settings.rerank.candidates) if rerank else k
-    candidates = retriever.candidates(history_arr, depth, context or ScoringContext())
-    if rerank and len(history_arr) and candidates:
-        candidates = _rerank_candidates(settings, retriever, history_arr, candidates, context, notes)
-    candidates = candidates[:k]
-    for note in notes:
-        console.print(f"[dim]{note}[/]", highlight=False)
+    recommender = Recommender(settings)
+    split = recommender.split
+    for title in like or []:
+        item = recommender.item(title)
+        if item.title.lower() != title.strip().lower():
+            console.print(f"[dim]took {title!r} as {item.title!r}[/]", highlight=False)
+    if user is not None and split.has_user(user):
+        count = len(split.history(split.user_index(user), "all"))
+        console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
+    filters = Filters(genres=genre or [], year_min=year_min, year_max=year_max)
+    recs = recommender.recommend(
+        user_id=user, history=list(like or []), k=k, query=query, filters=filters, explain=explain,
+        rerank=rerank,
+    )  # fmt: skip
+    if recs and recs[0].fallback:
+        console.print(f"[dim]{recs[0].fallback}[/]", highlight=False)
     table = Table(title="Recommendations")
     for col in ("rank", "item", "title", "score", "found by (rank in source)"):
         table.add_column(col)
-    for c in candidates:
+    for r in recs:
         found = ", ".join(
-            f"{name} (#{rank})" for name, rank in sorted(c.source_ranks.items(), key=lambda kv: kv[1])
+            f"{name} (#{rank})" for name, rank in sorted(r.sources.items(), key=lambda kv: kv[1])
         )
-        table.add_row(str(c.rank), str(c.item_id), c.title, f"{c.score:.3f}", found)
+        table.add_row(str(r.rank), str(r.item_id), r.title, f"{r.score:.3f}", found)
     console.print(table)
-    if explain and candidates:
-        from fewrec.agent.explain import Explainer
-
-        explainer = Explainer(split, retriever)
-        for c in candidates[: settings.rerank.explain_top]:
-            console.print(f"{c.rank}. {explainer.explain(history_arr, c).text}", highlight=False)
+    for r in recs[: settings.rerank.explain_top] if explain else []:
+        console.print(f"{r.rank}. {r.explanation}", highlight=False)
 
 
-def _rerank_candidates(settings, retriever, history, candidates, context, notes: list[str]):
-    """LLM scores for the candidates, fused with retrieval (alpha from Settings)."""
-    import numpy as np
+@app.command()
+def chat(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default from Settings: 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from Settings: 7860).")] = None,
+    share: Annotated[
+        bool, typer.Option(help="Also open a public gradio.live link (off by default).")
+    ] = False,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+) -> None:
+    """Start the Gradio chat page on the configured data and model."""
+    from fewrec.agent.chat import ChatAgent
+    from fewrec.agent.recommender import Recommender
+    from fewrec.ui.app import launch
 
-    from fewrec.agent.rerank import fuse
-
-    split = retriever.split
-    try:
-        reranker, pool = _llm_parts(settings, split)
-    except FewrecError as exc:  # no model or no demonstration store: keep the retrieval order
-        notes.append(f"LLM unavailable, retrieval order kept: {exc}")
-        return candidates
-    user = int(context.users[0]) if context is not None and context.users is not None else -1
-    cutoff = int(context.times[0]) if context is not None and context.times is not None else 2**62
-    demos = pool.select_many([history], [user], [cutoff], settings.rerank.k_shot)[0]
-    indices = [split.item_index(c.item_id) for c in candidates]
-    result = reranker.score(history, indices, demos)
-    if result.fallback:
-        notes.append(result.fallback)
-        return candidates
-    alpha = settings.rerank.alpha
-    final = fuse(np.array(result.scores), np.array([c.score for c in candidates]), alpha)
-    order = np.argsort(-final, kind="stable")
-    notes.append(
-        f"reranked {len(candidates)} candidates with {reranker.backend.name} ({settings.rerank.mode}, "
-        f"{len(demos)} demonstrations, alpha={alpha}, {result.prompt_tokens} prompt tokens, "
-        f"{result.seconds:.2f} s)"
-    )
-    return [
-        candidates[i].model_copy(update={"rank": rank, "score": float(final[i])})
-        for rank, i in enumerate(order, start=1)
-    ]
+    settings = _settings(config, dataset, format)
+    if host is not None:
+        settings.chat.host = host
+    if port is not None:
+        settings.chat.port = port
+    console.print("[dim]loading the data, the index and the models…[/]")
+    recommender = Recommender(settings).warm_up()
+    agent = ChatAgent(recommender)
+    users = [str(u) for u in recommender.split.user_ids[:200].tolist()]
+    console.print(f"fewrec chat on http://{settings.chat.host}:{settings.chat.port} (Ctrl-C stops it)")
+    launch(agent, settings.chat.host, settings.chat.port, share=share, users=users)
 
 
 @app.command()

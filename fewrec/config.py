@@ -118,6 +118,10 @@ class LLMSettings(BaseModel):
     top_logprobs: int = 20  # choice mode over HTTP; vLLM needs --max-logprobs at least this
     n_ctx: int = 4096  # llamacpp context window
     threads: int | None = None  # llamacpp threads (default: all cores)
+    instruct: bool = False  # instruction-tuned model: it writes the explanations (checked for grounding)
+    # openai backend only: the server parses tool calls (e.g. `vllm serve --enable-auto-tool-choice
+    # --tool-call-parser hermes`), so the chat agent lets the LLM plan its tool calls.
+    tool_calling: bool = False
 
 
 class RerankSettings(BaseModel):
@@ -137,6 +141,18 @@ class RerankSettings(BaseModel):
     alpha: float = 0.0  # final = alpha * z(LLM) + (1 - alpha) * z(retrieval); chosen on validation
     prompt_version: str = "v1"
     explain_top: int = 3
+
+
+class ChatSettings(BaseModel):
+    """The chat agent and its Gradio page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"  # the page listens on loopback unless told otherwise
+    port: int = 7860
+    cards: int = 5  # recommendations per reply
+    max_message_chars: int = 2000  # longer messages are cut (and the reply says so)
+    planner: Literal["auto", "fixed", "tools"] = "auto"  # auto: tools when llm.tool_calling
 
 
 class Settings(BaseSettings):
@@ -161,8 +177,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
-    ui_host: str = "127.0.0.1"
-    ui_port: int = 7860
+    chat: ChatSettings = Field(default_factory=ChatSettings)
     seed: int = 0
 
     @classmethod

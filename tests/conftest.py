@@ -30,3 +30,26 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def agent_settings(tmp_path_factory):
+    """Settings for the agent/chat/UI tests: the real content index (Chroma + MiniLM) in a
+    temporary data folder, and the two closed-form CF sources (no SASRec training)."""
+    from fewrec.config import Settings
+
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("agent-data"),
+        retrieval={
+            "sources": ["transition", "ease", "content"],
+            "weights": {"transition": 1.0, "ease": 0.5, "content": 1.0},
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def recommender(agent_settings, bundled_split):
+    """One warmed-up Recommender shared by the agent, chat and UI tests (as the page shares it)."""
+    from fewrec.agent.recommender import Recommender
+
+    return Recommender(agent_settings, split=bundled_split).warm_up()

@@ -15,7 +15,9 @@ from fewrec.data import DatasetError, FewrecError
 TOML = """
 seed = 3
 dataset = "from-toml"
-ui_port = 9000
+
+[chat]
+port = 9000
 
 [retrieval]
 ease_lambda = 100.0
@@ -46,7 +48,7 @@ def test_defaults(clean_env):
 
 def test_toml_overrides_defaults(toml_file):
     settings = Settings.load(toml_file)
-    assert (settings.seed, settings.dataset, settings.ui_port) == (3, "from-toml", 9000)
+    assert (settings.seed, settings.dataset, settings.chat.port) == (3, "from-toml", 9000)
     assert settings.retrieval.ease_lambda == 100.0
     assert settings.retrieval.candidates == 30
     assert settings.retrieval.rrf_k == RetrievalSettings().rrf_k  # untouched nested default
@@ -71,7 +73,7 @@ def test_keyword_arguments_override_env_and_toml(toml_file, monkeypatch):
     assert settings.seed == 7
     assert settings.retrieval.ease_lambda == 42.0
     assert settings.dataset == "from-env"
-    assert settings.ui_port == 9000
+    assert settings.chat.port == 9000
 
 
 def test_env_without_toml(clean_env, monkeypatch):
@@ -88,9 +90,9 @@ def test_fewrec_toml_in_working_folder_is_read_by_default(clean_env):
     assert Settings.load().seed == 11
     assert Settings().seed == 11
     other = clean_env / "other.toml"
-    other.write_text("ui_port = 1234\n")
+    other.write_text("[chat]\nport = 1234\n")
     explicit = Settings.load(other)
-    assert (explicit.seed, explicit.ui_port) == (0, 1234)  # only the given file is read
+    assert (explicit.seed, explicit.chat.port) == (0, 1234)  # only the given file is read
 
 
 def test_load_does_not_leak_the_toml_path(toml_file):
@@ -141,8 +143,8 @@ def test_unknown_keyword_is_rejected(clean_env):
 
 def test_wrong_type_in_toml_is_rejected(clean_env):
     path = clean_env / "typed.toml"
-    path.write_text('ui_port = "not a port"\n')
-    with pytest.raises(ValidationError, match="ui_port"):
+    path.write_text('[chat]\nport = "not a port"\n')
+    with pytest.raises(ValidationError, match="port"):
         Settings.load(path)
 
 

@@ -53,3 +53,17 @@ class UnknownIdError(FewrecError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class UnknownTitleError(FewrecError, KeyError):
+    """A title that matches no catalog item; `suggestions` holds the closest titles."""
+
+    def __init__(self, title: str, suggestions: list[str]) -> None:
+        self.title = title
+        self.suggestions = suggestions
+        hint = f" Close matches: {'; '.join(suggestions)}." if suggestions else " No close match either."
+        self.message = f"no catalog title matches {title[:200]!r}.{hint}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message

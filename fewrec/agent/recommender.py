@@ -1,0 +1,409 @@
+"""`Recommender`: the one facade over retrieval → LLM rerank → grounded explanations.
+
+Everything user-facing (the chat agent, the LangChain tools, the Gradio page, `fewrec
+recommend`) goes through this class. Models load once, lazily, behind a lock, so one instance
+serves many threads: the retriever and the content vectors are read-only after loading, and
+the LLM backend serialises its own calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator
+
+from fewrec.config import Settings
+from fewrec.data import LeaveOneOutSplit, load_dataset
+from fewrec.data.errors import FewrecError, UnknownTitleError
+from fewrec.data.models import Item, ItemId
+from fewrec.llm.base import LLMError
+from fewrec.retrieval.base import Candidate, ScoringContext
+from fewrec.retrieval.fusion import Retriever
+
+QUERY_POOL = 300  # items the content index returns for a free-text query before fusion
+MAX_K = 100
+
+
+class Filters(BaseModel):
+    """Constraints on what may be recommended. Genres must all match; years are inclusive."""
+
+    genres: list[str] = Field(default_factory=list)
+    exclude_genres: list[str] = Field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.genres or self.exclude_genres or self.year_min or self.year_max)
+
+
+class Recommendation(BaseModel):
+    """One recommended item with the evidence behind it."""
+
+    item_id: ItemId
+    title: str
+    year: int | None = None
+    genres: list[str] = Field(default_factory=list)
+    score: float
+    rank: int
+    sources: dict[str, int] = Field(default_factory=dict)  # source name -> the item's rank in it
+    explanation: str | None = None
+    anchors: list[str] = Field(default_factory=list)  # history titles the explanation cites
+    fallback: str | None = None  # why a stage was skipped (new user, LLM unavailable, …)
+
+    @field_validator("title")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        return " ".join(value.split())
+
+
+ItemRef = ItemId | str
+
+
+class Recommender:
+    """`Recommender.from_settings()` (or `Recommender()`) on the bundled data and embedded model.
+
+    >>> rec = Recommender()
+    >>> rec.recommend(user_id=42, k=5)
+    >>> rec.recommend(history=["Toy Story", "Up"], query="something funny", k=5)
+    """
+
+    def __init__(self, settings: Settings | None = None, split: LeaveOneOutSplit | None = None) -> None:
+        self.settings = settings or Settings()
+        self._split = split
+        self._lock = threading.RLock()
+        self._content: Any = None
+        self._retriever: Retriever | None = None
+        self._reranker: Any = None
+        self._pool: Any = None
+        self._llm_error: str | None = None
+        self._explainer: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Recommender:
+        return cls(settings)
+
+    # ------------------------------------------------------------------ lazy parts
+    @property
+    def split(self) -> LeaveOneOutSplit:
+        with self._lock:
+            if self._split is None:
+                s = self.settings
+                self._split = load_dataset(s.dataset, s.dataset_format, split=s.split, cache_dir=s.cache_dir)
+            return self._split
+
+    @property
+    def content(self) -> Any:
+        """The Chroma content index, built or updated on first use."""
+        with self._lock:
+            if self._content is None:
+                from fewrec.retrieval.store import ContentIndex
+
+                index = ContentIndex.from_settings(self.settings)
+                index.build(self.split.catalog, progress=False)
+                self._content = index
+            return self._content
+
+    @property
+    def retriever(self) -> Retriever:
+        with self._lock:
+            if self._retriever is None:
+                vectors = None
+                if "content" in self.settings.retrieval.sources:
+                    from fewrec.retrieval.content import aligned_vectors
+
+                    vectors = aligned_vectors(self.content, self.split.item_ids)
+                self._retriever = Retriever(
+                    self.split, self.settings.retrieval, vectors, model_dir=self.settings.model_dir,
+                    progress=False,
+                ).fit("all")  # fmt: skip
+            return self._retriever
+
+    def _llm_parts(self) -> tuple[Any, Any] | None:
+        """The reranker and demonstration pool, or None (and the reason kept) when unavailable."""
+        with self._lock:
+            if self._reranker is None and self._llm_error is None:
+                from fewrec.agent.rerank import LLMReranker
+                from fewrec.llm import make_backend
+                from fewrec.prompts.demos import DemonstrationPool
+
+                try:
+                    backend = make_backend(self.settings)
+                    self._pool = DemonstrationPool(
+                        self.split, self.content.client, self.content.embedder,
+                        self.settings.rerank.demo_history_items,
+                    )  # fmt: skip
+                    self._reranker = LLMReranker(self.split, backend, self.settings.rerank)
+                except (LLMError, FewrecError, OSError) as exc:
+                    self._llm_error = f"LLM unavailable, retrieval order kept: {exc}"
+            return None if self._reranker is None else (self._reranker, self._pool)
+
+    @property
+    def explainer(self) -> Any:
+        with self._lock:
+            if self._explainer is None:
+                from fewrec.agent.explain import Explainer
+
+                backend = None
+                if self.settings.llm.instruct and (parts := self._llm_parts()) is not None:
+                    backend = parts[0].backend
+                self._explainer = Explainer(
+                    self.split, self.retriever, backend, instruct=self.settings.llm.instruct,
+                    version=self.settings.rerank.prompt_version,
+                )  # fmt: skip
+            return self._explainer
+
+    def warm_up(self, llm: bool = False) -> Recommender:
+        """Load everything now (the first call would otherwise pay for it)."""
+        _ = self.retriever, self.explainer
+        if llm:
+            self._llm_parts()
+        return self
+
+    # ------------------------------------------------------------------ lookups
+    @cached_property
+    def _genre_sets(self) -> list[frozenset[str]]:
+        return [frozenset(g.lower() for g in genres) for genres in self.split.catalog.frame["genres"]]
+
+    @cached_property
+    def genres(self) -> list[str]:
+        """Every genre of the catalog, as spelled there."""
+        return sorted({g for genres in self.split.catalog.frame["genres"] for g in genres})
+
+    def resolve(self, ref: ItemRef) -> int:
+        """Item index of an item id or a title ('Toy Story', 'Matrix, The (1999)').
+
+        Among several items with the title, the most popular one; an unknown title raises
+        UnknownTitleError listing close matches."""
+        split = self.split
+        if not isinstance(ref, str) or split.has_item(ref):
+            return split.item_index(ref)
+        matches, close = split.catalog.match_title(ref)
+        if not matches:
+            raise UnknownTitleError(ref, close)
+        counts = self.retriever.popularity.counts
+        return max((split.item_index(m) for m in matches), key=lambda i: counts[i])
+
+    def item(self, ref: ItemRef) -> Item:
+        return self.split.catalog.get(self.split.item_ids[self.resolve(ref)].item())
+
+    def user_history(self, user_id: object, n: int | None = None) -> list[Item]:
+        """A known user's items, most recent last (UnknownIdError for an unknown id)."""
+        items = self.split.history(self.split.user_index(user_id), "all", n)
+        return [self.split.catalog.get(self.split.item_ids[i].item()) for i in items]
+
+    def allowed_mask(self, filters: Filters | None) -> np.ndarray | None:
+        if filters is None or filters.is_empty():
+            return None
+        frame = self.split.catalog.frame
+        allowed = np.ones(len(frame), dtype=bool)
+        wanted = {g.lower() for g in filters.genres}
+        unwanted = {g.lower() for g in filters.exclude_genres}
+        if wanted or unwanted:
+            allowed &= np.array([wanted <= g and not (unwanted & g) for g in self._genre_sets])
+        years = frame["year"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if filters.year_min is not None:
+            allowed &= years >= filters.year_min
+        if filters.year_max is not None:
+            allowed &= years <= filters.year_max
+        return allowed
+
+    # ------------------------------------------------------------------ main calls
+    def recommend(
+        self,
+        user_id: object | None = None,
+        history: list[ItemRef] | None = None,
+        k: int = 10,
+        query: str | None = None,
+        filters: Filters | None = None,
+        explain: bool = True,
+        exclude: list[ItemRef] | None = None,
+        rerank: bool | None = None,
+    ) -> list[Recommendation]:
+        """Ranked items for a user id and/or a list of liked items (ids or titles).
+
+        `query` steers by meaning through the content index; `filters` restrict genre and
+        year; `exclude` removes items (e.g. already shown or disliked). `rerank=None` runs the
+        LLM when Settings enable it with a weight above 0 (alpha, chosen on validation)."""
+        if not 1 <= k <= MAX_K:
+            raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
+        split = self.split
+        notes: list[str] = []
+        items: list[int] = []
+        context = ScoringContext()
+        if user_id is not None and str(user_id).strip():
+            if split.has_user(user_id):
+                u = split.user_index(user_id)
+                items = split.history(u, "all").tolist()
+                context = self.retriever.context_for(np.array([u]), "all")
+            else:
+                notes.append(f"user {str(user_id)[:40]!r} is not in the dataset: treated as a new user")
+        for ref in history or []:
+            index = self.resolve(ref)
+            if index in items:
+                items.remove(index)
+            items.append(index)  # liked now: the most recent item of the profile
+        history_arr = np.array(items, dtype=np.int64)
+        allowed = self.allowed_mask(filters)
+        for ref in exclude or []:
+            if allowed is None:
+                allowed = np.ones(split.n_items, dtype=bool)
+            allowed[self.resolve(ref)] = False
+        if allowed is not None and not allowed.any():
+            return []
+        if not len(history_arr):
+            notes.append("no history: ranked by " + ("the query" if query else "popularity"))
+        do_rerank = (
+            rerank if rerank is not None else self.settings.rerank.enabled and self.settings.rerank.alpha > 0
+        )
+        depth = max(k, self.settings.rerank.candidates) if do_rerank else k
+        candidates = self._candidates(history_arr, depth, context, allowed, query)
+        if do_rerank and candidates:
+            candidates = self._rerank(history_arr, candidates, context, notes)
+        candidates = candidates[:k]
+        fallback = "; ".join(notes) or None
+        out = [self._recommendation(c, fallback) for c in candidates]
+        if explain:
+            for rec, cand in zip(out, candidates, strict=True):
+                explanation = self.explainer.explain(history_arr, cand)
+                rec.explanation, rec.anchors = explanation.text, explanation.anchors
+        return out
+
+    def _candidates(
+        self, history: np.ndarray, depth: int, context: ScoringContext, allowed: np.ndarray | None,
+        query: str | None,
+    ) -> list[Candidate]:  # fmt: skip
+        retriever = self.retriever
+        query = (query or "").strip()
+        if not query:
+            return retriever.candidates(history, depth, context, allowed)
+        with self._lock:
+            hits = self.content.query_text(query, QUERY_POOL)
+        similarity = np.full(self.split.n_items, np.nan)
+        for stored_id, value in hits:
+            if self.split.has_item(stored_id):
+                similarity[self.split.item_index(stored_id)] = value
+        pool = np.isfinite(similarity)
+        if allowed is not None:
+            pool &= allowed
+        if not pool.any():
+            return retriever.candidates(history, depth, context, allowed)
+        # The query decides what is eligible; within it, half meaning, half the user's taste.
+        found = retriever.candidates(history, QUERY_POOL, context, pool)
+        sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
+        base = np.array([c.score for c in found])
+
+        def unit(values: np.ndarray) -> np.ndarray:
+            spread = values.max() - values.min() if len(values) else 0.0
+            return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
+
+        final = 0.5 * unit(sims) + 0.5 * unit(base) if len(history) else unit(sims) + 0.01 * unit(base)
+        order = np.argsort(-final, kind="stable")[:depth]
+        out = []
+        for rank, i in enumerate(order, start=1):
+            sources = {**found[i].sources, "query": float(sims[i])}
+            ranks = {**found[i].source_ranks, "query": int(np.sum(sims > sims[i])) + 1}
+            update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
+            out.append(found[i].model_copy(update=update))
+        return out
+
+    def _rerank(
+        self, history: np.ndarray, candidates: list[Candidate], context: ScoringContext, notes: list[str]
+    ) -> list[Candidate]:
+        from fewrec.agent.rerank import fuse
+
+        if not len(history):
+            notes.append("LLM rerank skipped: no history to prompt with")
+            return candidates
+        parts = self._llm_parts()
+        if parts is None:
+            notes.append(self._llm_error or "LLM unavailable")
+            return candidates
+        reranker, pool = parts
+        user = int(context.users[0]) if context.users is not None else -1
+        cutoff = int(context.times[0]) if context.times is not None else 2**62
+        try:
+            demos = pool.select_many([history], [user], [cutoff], self.settings.rerank.k_shot)[0]
+        except Exception as exc:  # the demonstration store is an aid: zero-shot without it
+            notes.append(f"demonstrations unavailable ({type(exc).__name__}), zero-shot prompt")
+            demos = []
+        result = reranker.score(history, [self.split.item_index(c.item_id) for c in candidates], demos)
+        if result.fallback:
+            notes.append(result.fallback)
+            return candidates
+        final = fuse(
+            np.array(result.scores), np.array([c.score for c in candidates]), self.settings.rerank.alpha
+        )
+        order = np.argsort(-final, kind="stable")
+        return [
+            candidates[i].model_copy(update={"rank": rank, "score": float(final[i])})
+            for rank, i in enumerate(order, start=1)
+        ]
+
+    def _recommendation(self, candidate: Candidate, fallback: str | None) -> Recommendation:
+        item = self.split.catalog.get(candidate.item_id)
+        return Recommendation(
+            item_id=item.item_id, title=item.title, year=item.year, genres=item.genres,
+            score=candidate.score, rank=candidate.rank, sources=dict(candidate.source_ranks),
+            fallback=fallback,
+        )  # fmt: skip
+
+    def similar_items(
+        self, item: ItemRef, k: int = 10, filters: Filters | None = None
+    ) -> list[Recommendation]:
+        """Items most tied to one item: what the sources propose after a history of just it."""
+        if not 1 <= k <= MAX_K:
+            raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
+        index = self.resolve(item)
+        found = self.retriever.candidates(np.array([index]), k, None, self.allowed_mask(filters))
+        return [self._recommendation(c, None) for c in found]
+
+    def search(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Recommendation]:
+        """Items whose description matches the text by meaning (content index), filtered."""
+        if not 1 <= k <= MAX_K:
+            raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
+        allowed = self.allowed_mask(filters)
+        with self._lock:
+            hits = self.content.query_text(text, QUERY_POOL if allowed is not None else k)
+        out: list[Recommendation] = []
+        for stored_id, similarity in hits:
+            if not self.split.has_item(stored_id):
+                continue
+            index = self.split.item_index(stored_id)
+            if allowed is not None and not allowed[index]:
+                continue
+            item = self.split.catalog.get(self.split.item_ids[index].item())
+            out.append(
+                Recommendation(
+                    item_id=item.item_id,
+                    title=item.title,
+                    year=item.year,
+                    genres=item.genres,
+                    score=similarity,
+                    rank=len(out) + 1,
+                    sources={"query": len(out) + 1},
+                )
+            )
+            if len(out) == k:
+                break
+        return out
+
+    def explain(
+        self, item: ItemRef, user_id: object | None = None, history: list[ItemRef] | None = None
+    ) -> str:
+        """Why `item` suits a user (or a list of liked items), grounded in that history."""
+        index = self.resolve(item)
+        items: list[int] = []
+        if user_id is not None:
+            items = self.split.history(self.split.user_index(user_id), "all").tolist()
+        items += [self.resolve(ref) for ref in history or []]
+        history_arr = np.array(items, dtype=np.int64)
+        scored = self.retriever.candidates(history_arr, self.split.n_items, None)
+        candidate = next((c for c in scored if self.split.item_index(c.item_id) == index), None)
+        if candidate is None:  # already in the history
+            return (
+                f"*{self.split.catalog.title(self.split.item_ids[index].item())}* is already in this history."
+            )
+        return self.explainer.explain(history_arr, candidate).text
