@@ -39,9 +39,9 @@ def matched(reader: MessageReader, text: str) -> dict[str, list[str]]:
 
 def test_reader_finds_liked_disliked_and_avoided_titles(reader):
     assert matched(reader, "I loved Alien and Heat") == {"like": ["Alien (1979)", "Heat (1995)"]}
-    assert matched(reader, "I didn't like Titanic") == {"dislike": ["Titanic (1997)"]}
-    said = matched(reader, "I liked The Matrix but nothing like Titanic please")
-    assert said == {"like": ["Matrix, The (1999)"], "avoid": ["Titanic (1997)"]}
+    assert matched(reader, "I didn't like Titanic") == {"dislike": ["Titanic (1997)", "Titanic (1953)"]}
+    said = matched(reader, "I liked The Matrix but nothing like Heat please")
+    assert said == {"like": ["Matrix, The (1999)"], "avoid": ["Heat (1995)"]}
     assert matched(reader, 'What about "Toy Story"?') == {"like": ["Toy Story (1995)"]}
     assert matched(reader, "I like comedies") == {}
 
@@ -81,10 +81,10 @@ def test_a_conversation_keeps_state_and_never_repeats(agent, recommender):
 
 
 def test_ambiguous_title_is_asked_back_then_resolved(agent, recommender):
-    candidates, _ = recommender.split.catalog.match_title("Hamlet")
+    candidates, _ = recommender.split.catalog.match_title("King Kong")
     assert len(candidates) > 1
     state, _ = agent.start()
-    turn, state = agent.respond(state, "I loved Hamlet")
+    turn, state = agent.respond(state, "I loved King Kong")
     assert "Which one did you mean" in turn.reply and state.pending and state.liked == []
     year = recommender.split.catalog.title(candidates[1])[-5:-1]
     turn, state = agent.respond(state, f"the one from {year}")

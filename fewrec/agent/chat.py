@@ -29,6 +29,7 @@ from fewrec.data.models import ItemId
 
 log = logging.getLogger(__name__)
 SIMILAR_TO_AVOID = 20  # "nothing like X" also keeps away X's nearest neighbours
+CLEAR_FAVOURITE = 3.0  # a title shared by several items means the one this many times more watched
 
 
 class PendingChoice(BaseModel):
@@ -154,7 +155,12 @@ class ChatAgent:
                 asks.append(f"I found no film called *{mention.phrase[:80]}*.{hint}")
                 continue
             if len(mention.matches) > 1:
-                options = mention.matches[:5]
+                options = self._by_popularity(mention.matches)[:5]
+                counts = self.recommender.retriever.popularity.counts
+                first, second = (counts[self.recommender.split.item_index(o)] for o in options[:2])
+                if first >= CLEAR_FAVOURITE * max(second, 1):  # "Titanic" is the 1997 one: no need to ask
+                    mention.matches = [options[0]]
+            if len(mention.matches) > 1:
                 state.pending.append(
                     PendingChoice(phrase=mention.phrase[:80], sentiment=mention.sentiment, options=options)
                 )
@@ -197,6 +203,12 @@ class ChatAgent:
             f.year_min, f.year_max = understanding.year_min, understanding.year_max
         if understanding.query:
             state.query = understanding.query
+            if not (understanding.titles or understanding.genres or understanding.exclude_genres):
+                understood.append(f"I searched by meaning for: *{understanding.query[:120]}*.")
+
+    def _by_popularity(self, items: list[ItemId]) -> list[ItemId]:
+        counts = self.recommender.retriever.popularity.counts
+        return sorted(items, key=lambda i: -counts[self.recommender.split.item_index(i)])
 
     def _resolve_pending(self, state: ChatState, understanding: Understanding) -> list[TitleMention]:
         """Answers to an earlier 'which one did you mean?' (a number, a year or a full title)."""

@@ -20,6 +20,7 @@ from fewrec.data import LeaveOneOutSplit, load_dataset
 from fewrec.data.errors import FewrecError, UnknownTitleError
 from fewrec.data.models import Item, ItemId
 from fewrec.llm.base import LLMError
+from fewrec.prompts.templates import display_title
 from fewrec.retrieval.base import Candidate, ScoringContext
 from fewrec.retrieval.fusion import Retriever
 
@@ -158,6 +159,8 @@ class Recommender:
     def warm_up(self, llm: bool = False) -> Recommender:
         """Load everything now (the first call would otherwise pay for it)."""
         _ = self.retriever, self.explainer
+        if "content" in self.settings.retrieval.sources:
+            self.content.embedder.embed(["warm up"])  # loads the embedding model for queries
         if llm:
             self._llm_parts()
         return self
@@ -267,9 +270,32 @@ class Recommender:
         out = [self._recommendation(c, fallback) for c in candidates]
         if explain:
             for rec, cand in zip(out, candidates, strict=True):
-                explanation = self.explainer.explain(history_arr, cand)
-                rec.explanation, rec.anchors = explanation.text, explanation.anchors
+                self._explain_into(rec, cand, history_arr, filters)
         return out
+
+    def _explain_into(
+        self, rec: Recommendation, candidate: Candidate, history: np.ndarray, filters: Filters | None
+    ) -> None:
+        """The grounded explanation; a query match or the filters are said as such, never
+        dressed up as taste evidence."""
+        evidence = {name: r for name, r in candidate.source_ranks.items() if name != "query"}
+        title = display_title(rec.title)
+        asked = ", ".join([*(filters.genres if filters else []), *([str(rec.year)] if rec.year else [])])
+        fits = f" and fits what you asked for ({asked})" if filters and not filters.is_empty() else ""
+        if not len(history) and "query" in candidate.source_ranks:
+            rec.explanation = f"*{title}* matches your description{fits}."
+            return
+        if not len(history):
+            rec.explanation = f"*{title}* is one of the most watched films here{fits}."
+        elif evidence:
+            explanation = self.explainer.explain(
+                history, candidate.model_copy(update={"source_ranks": evidence})
+            )
+            rec.explanation, rec.anchors = explanation.text, explanation.anchors
+        else:
+            rec.explanation = f"*{title}* fits what you asked for" + (f" ({asked})." if asked else ".")
+        if "query" in candidate.source_ranks:
+            rec.explanation += " It matches your description."
 
     def _candidates(
         self, history: np.ndarray, depth: int, context: ScoringContext, allowed: np.ndarray | None,

@@ -41,6 +41,10 @@ GENRE_WORDS: dict[str, str] = {
     "musical": "Musical", "musicals": "Musical", "mystery": "Mystery", "mysteries": "Mystery",
     "fantasy": "Fantasy", "adventure": "Adventure", "adventures": "Adventure",
     "noir": "Film-Noir", "film noir": "Film-Noir", "imax": "IMAX",
+    # a few words of other languages, so that a short request in them is not lost
+    "horreur": "Horror", "terror": "Horror", "comédie": "Comedy", "comedia": "Comedy",
+    "komödie": "Comedy", "ciencia ficción": "Sci-Fi", "science-fiction": "Sci-Fi",
+    "dessin animé": "Animation",
 }  # fmt: skip
 KIDS = re.compile(
     r"\b(?:for (?:my |the )?(?:kids|children|kid|child|family)|family[- ]friendly|kid[- ]friendly)\b"
@@ -110,6 +114,7 @@ def _years(text: str, latest: int) -> tuple[int | None, int | None, str]:
         return " "
 
     text = re.sub(r"\b(?:the\s+)?'?((?:19|20)?\d0)'?s\b", decade, text)
+    text = re.sub(r"\b(?:années|anni|jahre|años|decada de)\s+((?:19|20)?\d0)\b", decade, text)
     named = ("twenties", "thirties", "forties", "fifties", "sixties", "seventies", "eighties", "nineties")
     for word, start in zip(named, range(1920, 2000, 10), strict=True):
         if re.search(rf"\b{word}\b", text):
