@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -46,7 +47,9 @@ class Item(BaseModel):
 
 
 def _normalise_title(title: str) -> str:
-    """Lower-case, drop the year and move MovieLens' trailing articles ('Matrix, The')."""
+    """Lower-case, no accents, drop the year and move MovieLens' trailing articles ('Matrix, The')."""
+    title = unicodedata.normalize("NFKD", title)
+    title = "".join(ch for ch in title if not unicodedata.combining(ch))
     title = re.sub(r"\(\s*\d{4}\s*\)", " ", title.lower())
     title = re.sub(r"^(.*), (the|a|an|la|le|les|il|el|der|die|das)$", r"\2 \1", title.strip())
     return re.sub(r"[^\w]+", " ", title).strip()
@@ -120,9 +123,17 @@ class Catalog:
 
     @cached_property
     def _bare_titles(self) -> dict[str, list[ItemId]]:
+        """Also every alternative name: 'Seven (a.k.a. Se7en) (1995)' is found as 'Seven' and
+        as 'Se7en'; 'Amélie (Fabuleux destin d'Amélie Poulain, Le)' as 'Amelie'."""
         index: dict[str, list[ItemId]] = {}
-        for key, item_ids in self._normalised_titles.items():
-            index.setdefault(_without_article(key), []).extend(item_ids)
+        for item_id, title in zip(self.frame["item_id"], self.frame["title"], strict=True):
+            title = re.sub(r"\(\s*\d{4}\s*\)\s*$", "", str(title)).strip()
+            names = [title, re.sub(r"\([^()]*\)", " ", title)]
+            names += [re.sub(r"^a\.k\.a\.\s*", "", alt) for alt in re.findall(r"\(([^()]*)\)", title)]
+            for name in names:
+                key = _without_article(_normalise_title(name))
+                if key and item_id not in index.setdefault(key, []):
+                    index[key].append(item_id)
         return index
 
     def match_title(self, text: str, n: int = 5) -> tuple[list[ItemId], list[str]]:
