@@ -1,5 +1,5 @@
 # Two entry points, each creating its own virtual environment from pyproject.toml:
-#   make run   – build the index and evaluate the retrieval stage on the bundled demo data
+#   make run   – index, recommend and evaluate on the bundled demo data, then start the chat page
 #   make test  – the whole test suite (offline, CPU only)
 PYTHON ?= python3
 VENV   := .venv
@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(BIN)/fewrec index
 	$(BIN)/fewrec recommend --user 42 --k 10 --rerank
 	$(BIN)/fewrec eval --stages retrieval
+	$(BIN)/fewrec chat
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

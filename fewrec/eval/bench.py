@@ -23,7 +23,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_bench(settings: Settings, users: int = 200, seed: int = 0, llm_users: int = 30) -> BenchResult:
+def run_bench(
+    settings: Settings, users: int = 200, seed: int = 0, llm_users: int = 30, chat_sessions: int = 10
+) -> BenchResult:
     from fewrec.data import load_dataset
     from fewrec.retrieval import Retriever
     from fewrec.retrieval.content import aligned_vectors
@@ -81,6 +83,8 @@ def run_bench(settings: Settings, users: int = 200, seed: int = 0, llm_users: in
     f["batch_scoring_all_users_s"] = round(time.perf_counter() - started, 2)
     if settings.rerank.enabled and llm_users > 0:
         _bench_rerank(settings, split, retriever, sample[:llm_users], f)
+    if chat_sessions > 0:
+        _bench_chat(settings, split, chat_sessions, seed, f)
     f["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return out
 
@@ -134,3 +138,41 @@ def _bench_rerank(settings: Settings, split, retriever, users: np.ndarray, f: di
     f["rerank_p95_s"] = round(float(np.percentile(rerank_s, 95)), 3)
     f["prompt_tokens_per_user_p50"] = int(np.median(tokens))
     f["recommend_end_to_end_p50_s"] = round(float(np.percentile(end_to_end_s, 50)), 3)
+
+
+CHAT_SCRIPTS = [
+    ["I loved Alien and Heat", "something from the 90s, no horror", "more like the first one"],
+    ["a funny animated film for kids", "I liked Toy Story", "nothing like Shrek"],
+    ["dark gritty crime drama", "I didn't like Titanic", "after 2000 please"],
+]
+
+
+def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) -> None:
+    """Seconds until the reply of a chat turn (fixed plan; the page shows it whole), for fresh
+    profiles and for dataset users, with the default settings and with the LLM rerank forced on."""
+    from fewrec.agent.chat import ChatAgent
+    from fewrec.agent.recommender import Recommender
+
+    started = time.perf_counter()
+    recommender = Recommender(settings, split=split).warm_up()
+    f["chat_load_s"] = round(time.perf_counter() - started, 2)
+    rng = np.random.default_rng(seed)
+    users = rng.choice(split.user_ids, size=sessions, replace=False)
+    variants = [("default", settings)]
+    if settings.rerank.enabled:
+        forced = settings.model_copy(deep=True)
+        forced.rerank.alpha = max(settings.rerank.alpha, 0.5)
+        variants.append(("llm_rerank", forced))
+    for name, variant in variants:
+        agent = ChatAgent(
+            recommender if variant is settings else Recommender(variant, split=split).warm_up(True)
+        )
+        seconds = []
+        for n in range(sessions):
+            state, _ = agent.start(str(users[n].item()) if n % 2 else None)
+            for message in CHAT_SCRIPTS[n % len(CHAT_SCRIPTS)]:
+                turn, state = agent.respond(state, message)
+                seconds.append(turn.seconds)
+        f[f"chat_turn_{name}_turns"] = len(seconds)
+        f[f"chat_turn_{name}_p50_s"] = round(float(np.percentile(seconds, 50)), 3)
+        f[f"chat_turn_{name}_p95_s"] = round(float(np.percentile(seconds, 95)), 3)
