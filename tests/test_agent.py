@@ -125,3 +125,16 @@ def test_rerank_with_the_embedded_model_reorders_the_candidates(agent_settings, 
     assert sorted(r.item_id for r in reranked) == sorted(r.item_id for r in plain)
     assert [r.item_id for r in reranked] != [r.item_id for r in plain]
     assert np.all(np.diff([r.score for r in reranked]) <= 1e-9)
+
+
+def test_rerank_against_a_closed_llm_server_falls_back_quickly(agent_settings, bundled_split):
+    settings = agent_settings.model_copy(deep=True)
+    settings.llm = settings.llm.model_copy(
+        update={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "timeout_s": 2.0, "max_retries": 1,
+                "retry_deadline_s": 5.0, "model": "absent"}
+    )  # fmt: skip
+    offline = Recommender(settings, split=bundled_split)
+    plain = offline.recommend(user_id=1, k=5, rerank=False, explain=False)
+    reranked = offline.recommend(user_id=1, k=5, rerank=True, explain=False)
+    assert [r.item_id for r in reranked] == [r.item_id for r in plain]
+    assert all(r.fallback and "127.0.0.1:9" in r.fallback for r in reranked), reranked[0].fallback
