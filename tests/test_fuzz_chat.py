@@ -10,10 +10,28 @@ from hypothesis import strategies as st
 from fewrec.agent.chat import ChatAgent
 
 pytestmark = pytest.mark.slow
-WORDS = (
-    'I|loved|liked|hated|nothing like|no|horror|from the 90s|for kids|Alien|Toy Story|King Kong|and|,|"|*|'
-    "after 2000|(1995)|Matrix, The|start over"
-).split("|")
+WORDS = [
+    "I",
+    "loved",
+    "liked",
+    "hated",
+    "nothing like",
+    "no",
+    "horror",
+    "from the 90s",
+    "for kids",
+    "Alien",
+    "Toy Story",
+    "King Kong",
+    "and",
+    ",",
+    '"',
+    "*",
+    "after 2000",
+    "(1995)",
+    "Matrix, The",
+    "start over",
+]
 messages = st.one_of(
     st.text(max_size=300),
     st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join),
