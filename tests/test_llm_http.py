@@ -14,29 +14,18 @@ import json
 import math
 import random
 import re
-import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
+from servers import FakeServer, Reply, free_port, start_llama_server, stop_process
 
 from fewrec.llm.base import LLMBackend, LLMError
 from fewrec.llm.models import resolve_model
 from fewrec.llm.openai_http import OpenAICompatibleBackend, _continuation_logprob, _first_top_logprobs
 
 # ------------------------------------------------------------------ helpers
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _fast(base_url: str, **kw) -> OpenAICompatibleBackend:
@@ -46,42 +35,6 @@ def _fast(base_url: str, **kw) -> OpenAICompatibleBackend:
     return OpenAICompatibleBackend(base_url, "fake-model", **settings)
 
 
-def _start_llama_server(model_path: Path, log_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path), "--model_alias", "smollm2-135m",
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-        *extra,
-    ]  # fmt: skip
-    log = log_path.open("wb")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"llama_cpp.server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return proc, f"http://127.0.0.1:{port}/v1"
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    _stop(proc)
-    raise RuntimeError(f"llama_cpp.server not ready after 90 s:\n{log_path.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def smollm_path(tmp_path_factory) -> Path:
     return resolve_model("smollm2-135m", tmp_path_factory.mktemp("models"))
@@ -89,17 +42,17 @@ def smollm_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def smollm_server(smollm_path, tmp_path_factory) -> Iterator[str]:
-    proc, url = _start_llama_server(smollm_path, tmp_path_factory.mktemp("server") / "server.log")
+    proc, url = start_llama_server(smollm_path, tmp_path_factory.mktemp("server") / "server.log")
     try:
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
 def smollm_bos_server(smollm_path, tmp_path_factory) -> Iterator[str]:
     """The same model with a BOS token forced, so that the server's echo log-probabilities line up."""
-    proc, url = _start_llama_server(
+    proc, url = start_llama_server(
         smollm_path,
         tmp_path_factory.mktemp("server-bos") / "server.log",
         "--kv_overrides",
@@ -108,7 +61,7 @@ def smollm_bos_server(smollm_path, tmp_path_factory) -> Iterator[str]:
     try:
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture
@@ -123,57 +76,6 @@ def backend_for() -> Iterator[Callable[..., OpenAICompatibleBackend]]:
     yield make
     for backend in made:
         backend.close()
-
-
-# A tiny OpenAI-ish server whose behaviour each test scripts.
-Reply = tuple[int, dict[str, str], bytes]
-
-
-class FakeServer:
-    def __init__(self, respond: Callable[[int, dict], Reply]) -> None:
-        self.respond = respond
-        self.attempts = 0
-        self.in_flight = 0
-        self.peak = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                with server.lock:
-                    server.attempts += 1
-                    attempt = server.attempts
-                    server.in_flight += 1
-                    server.peak = max(server.peak, server.in_flight)
-                try:
-                    status, headers, payload = server.respond(attempt, body)
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
-                try:
-                    self.send_response(status)
-                    for key, value in {"Content-Type": "application/json", **headers}.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client gave up (timeout test)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -332,7 +234,7 @@ def test_live_score_continuations_many(smollm_bos_server, backend_for):
 
 
 def test_closed_port_gives_up_quickly():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     backend = _fast(f"http://127.0.0.1:{port}/v1", max_retries=2)
     start = time.monotonic()
     with pytest.raises(LLMError) as caught:
@@ -345,7 +247,7 @@ def test_closed_port_gives_up_quickly():
 
 
 def test_deadline_bounds_retries():
-    port = _free_port()
+    port = free_port()
     backend = _fast(
         f"http://127.0.0.1:{port}/v1", max_retries=1000, retry_max_wait_s=0.2, retry_deadline_s=1.0
     )

@@ -3,18 +3,13 @@ builds, a real Chroma server, and the errors for an unreachable server or a fore
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import chromadb
-import httpx
 import numpy as np
 import pytest
+from servers import free_port, start_chroma_server, stop_process
 
 from fewrec.config import Settings
 from fewrec.data import Catalog
@@ -50,12 +45,6 @@ class Renamed:
 
     def embed(self, texts, progress: bool = False) -> np.ndarray:
         return self.inner.embed(texts, progress)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -269,44 +258,14 @@ def test_interrupted_build_is_usable_and_completed_later(catalog, embedder, tmp_
 # --------------------------------------------------------------------------- a real Chroma server
 
 
-def chroma_binary() -> str | None:
-    return shutil.which("chroma", path=os.path.dirname(sys.executable))
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory) -> Iterator[int]:
-    binary = chroma_binary()
-    if binary is None:
-        pytest.fail("the chroma CLI is not installed next to the interpreter")
-    port = free_port()
     path = tmp_path_factory.mktemp("chroma-server")
-    log = open(path.parent / "chroma-server.log", "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [binary, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process, port = start_chroma_server(path, path.parent / "chroma-server.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"chroma run exited with {process.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the Chroma server did not answer its heartbeat within 60 s")
-            time.sleep(0.25)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+        stop_process(process)
 
 
 @pytest.mark.slow
