@@ -23,6 +23,7 @@ from fewrec.llm.base import LLMError
 from fewrec.prompts.templates import display_title
 from fewrec.retrieval.base import Candidate, ScoringContext
 from fewrec.retrieval.fusion import Retriever
+from fewrec.retrieval.store import VectorStoreError
 
 QUERY_POOL = 300  # items the content index returns for a free-text query before fusion
 MAX_K = 100
@@ -132,10 +133,11 @@ class Recommender:
 
                 try:
                     backend = make_backend(self.settings)
-                    self._pool = DemonstrationPool(
-                        self.split, self.content.client, self.content.embedder,
-                        self.settings.rerank.demo_history_items,
-                    )  # fmt: skip
+                    if self.settings.rerank.k_shot > 0:  # zero-shot prompts need no demonstrations
+                        self._pool = DemonstrationPool(
+                            self.split, self.content.client, self.content.embedder,
+                            self.settings.rerank.demo_history_items,
+                        )  # fmt: skip
                     self._reranker = LLMReranker(self.split, backend, self.settings.rerank)
                 except (LLMError, FewrecError, OSError) as exc:
                     self._llm_error = f"LLM unavailable, retrieval order kept: {exc}"
@@ -262,7 +264,7 @@ class Recommender:
             rerank if rerank is not None else self.settings.rerank.enabled and self.settings.rerank.alpha > 0
         )
         depth = max(k, self.settings.rerank.candidates) if do_rerank else k
-        candidates = self._candidates(history_arr, depth, context, allowed, query)
+        candidates = self._candidates(history_arr, depth, context, allowed, query, notes)
         if do_rerank and candidates:
             candidates = self._rerank(history_arr, candidates, context, notes)
         candidates = candidates[:k]
@@ -297,16 +299,36 @@ class Recommender:
         if "query" in candidate.source_ranks:
             rec.explanation += " It matches your description."
 
+    def _query_content(self, text: str, k: int) -> list[tuple[str, float]]:
+        """Query the content index; a server that went away becomes a VectorStoreError."""
+        try:
+            with self._lock:
+                return self.content.query_text(text, k)
+        except FewrecError:
+            raise
+        except Exception as exc:  # chromadb raises many types for a lost server or a damaged store
+            where = (
+                f"{self.settings.chroma_host}:{self.settings.chroma_port}"
+                if self.settings.chroma_host
+                else str(self.settings.chroma_dir)
+            )
+            raise VectorStoreError(
+                f"the Chroma index at {where} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _candidates(
         self, history: np.ndarray, depth: int, context: ScoringContext, allowed: np.ndarray | None,
-        query: str | None,
+        query: str | None, notes: list[str],
     ) -> list[Candidate]:  # fmt: skip
         retriever = self.retriever
         query = (query or "").strip()
         if not query:
             return retriever.candidates(history, depth, context, allowed)
-        with self._lock:
-            hits = self.content.query_text(query, QUERY_POOL)
+        try:
+            hits = self._query_content(query, QUERY_POOL)
+        except VectorStoreError as exc:  # the index is an aid here: the user's taste still ranks
+            notes.append(f"the content index is unavailable, your words were not used ({exc})")
+            return retriever.candidates(history, depth, context, allowed)
         similarity = np.full(self.split.n_items, np.nan)
         for stored_id, value in hits:
             if self.split.has_item(stored_id):
@@ -351,7 +373,11 @@ class Recommender:
         user = int(context.users[0]) if context.users is not None else -1
         cutoff = int(context.times[0]) if context.times is not None else 2**62
         try:
-            demos = pool.select_many([history], [user], [cutoff], self.settings.rerank.k_shot)[0]
+            demos = (
+                []
+                if pool is None
+                else pool.select_many([history], [user], [cutoff], self.settings.rerank.k_shot)[0]
+            )
         except Exception as exc:  # the demonstration store is an aid: zero-shot without it
             notes.append(f"demonstrations unavailable ({type(exc).__name__}), zero-shot prompt")
             demos = []
@@ -391,8 +417,7 @@ class Recommender:
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
         allowed = self.allowed_mask(filters)
-        with self._lock:
-            hits = self.content.query_text(text, QUERY_POOL if allowed is not None else k)
+        hits = self._query_content(text, QUERY_POOL if allowed is not None else k)
         out: list[Recommendation] = []
         for stored_id, similarity in hits:
             if not self.split.has_item(stored_id):

@@ -29,12 +29,15 @@ Retries (tenacity): connection errors, timeouts, HTTP 429 and 5xx are retried wi
 back-off (jitter, capped at `retry_max_wait_s`, a 429's Retry-After honoured within that cap), at
 most `max_retries` times after the first attempt and not after `retry_deadline_s` have passed
 since the first attempt. Other 4xx answers fail at once. Whatever fails ends as an LLMError naming
-the URL and the last status or error.
+the URL and the last status or error. A synchronous call (all of its requests together) is also
+bounded: it ends after `retry_deadline_s + timeout_s`, and its first failed request cancels the
+others, so a dead or stalled server costs one bounded wait per call, not one per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -207,7 +210,13 @@ class OpenAICompatibleBackend:
         assert session is not None
         if threading.current_thread() is self._thread:
             raise LLMError("the synchronous API cannot be called from the backend's own event loop")
-        return asyncio.run_coroutine_threadsafe(make(session), loop).result()
+        future = asyncio.run_coroutine_threadsafe(make(session), loop)
+        limit = self.retry_deadline_s + self.timeout_s  # one call, all its requests and retries
+        try:
+            return future.result(timeout=limit)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise LLMError(f"{self.base_url}: no complete answer within {limit:g}s") from exc
 
     # ---------------------------------------------------------------- HTTP
     async def _post(self, session: _Session, url: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +319,14 @@ class OpenAICompatibleBackend:
     async def _score_continuations(
         self, session: _Session, prompt: str, continuations: Sequence[str]
     ) -> list[float]:
-        return list(await asyncio.gather(*(self._score_one(session, prompt, c) for c in continuations)))
+        tasks = [asyncio.ensure_future(self._score_one(session, prompt, c)) for c in continuations]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # the first failure ends the call: stop the rest, free their slots
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _score_one(self, session: _Session, prompt: str, continuation: str) -> float:
         if not continuation:

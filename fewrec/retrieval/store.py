@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from fewrec.config import Settings
@@ -118,10 +120,13 @@ def connect(settings: Settings) -> Any:
 class ContentIndex:
     """Items in a Chroma collection, searchable by vector or text, filterable by metadata."""
 
-    def __init__(self, client: Any, name: str, embedder: Embedder) -> None:
+    def __init__(self, client: Any, name: str, embedder: Embedder, lock_path: Path | None = None) -> None:
         self.client, self.name, self.embedder = client, name, embedder
         self._vectors: tuple[list[str], np.ndarray] | None = None
-        self.collection = self._open()
+        # Chroma's embedded store is not safe for two writing processes: they take turns.
+        self._lock = FileLock(str(lock_path)) if lock_path is not None else contextlib.nullcontext()
+        with self._lock:
+            self.collection = self._open()
 
     @classmethod
     def from_settings(
@@ -130,9 +135,11 @@ class ContentIndex:
         """Open (or create) the configured collection; `rebuild` first deletes whatever is there,
         including a foreign collection or one written with another embedding model."""
         client = connect(settings)
+        lock = None if settings.chroma_host else settings.chroma_dir / f".{settings.chroma_collection}.lock"
         if rebuild:
-            _delete_collection(client, settings.chroma_collection)
-        return cls(client, settings.chroma_collection, embedder or make_embedder(settings.embedding))
+            with FileLock(str(lock)) if lock is not None else contextlib.nullcontext():
+                _delete_collection(client, settings.chroma_collection)
+        return cls(client, settings.chroma_collection, embedder or make_embedder(settings.embedding), lock)
 
     def _open(self) -> Any:
         function = ChromaEmbeddingFunction(self.embedder)
@@ -159,12 +166,17 @@ class ContentIndex:
                     "`fewrec index --rebuild`"
                 )
             return collection
-        return self.client.create_collection(
-            self.name,
-            embedding_function=function,
-            metadata={"fewrec_schema": SCHEMA_VERSION, "fewrec_model": self.embedder.name},
-            configuration={"hnsw": {"space": "cosine"}},
-        )
+        try:
+            return self.client.create_collection(
+                self.name,
+                embedding_function=function,
+                metadata={"fewrec_schema": SCHEMA_VERSION, "fewrec_model": self.embedder.name},
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception:  # another process (e.g. on the same Chroma server) created it meanwhile
+            if self.name not in {getattr(c, "name", str(c)) for c in self.client.list_collections()}:
+                raise
+            return self._open()
 
     def drop(self) -> None:
         """Delete the collection and start an empty one (the rebuild path)."""
@@ -176,6 +188,12 @@ class ContentIndex:
         return int(self.collection.count())
 
     def build(self, catalog: Catalog, progress: bool = True, batch_size: int = 256) -> BuildReport:
+        """Add new and changed items (by content hash), delete removed ones; idempotent. Two
+        processes building the same embedded index take turns (the second finds the work done)."""
+        with self._lock:
+            return self._build(catalog, progress, batch_size)
+
+    def _build(self, catalog: Catalog, progress: bool, batch_size: int) -> BuildReport:
         report = BuildReport()
         items = [catalog.get(i) for i in catalog.ids]
         docs = {str(it.item_id): item_document(it) for it in items}
