@@ -194,3 +194,41 @@ ids = index.collection.get()["ids"]
 report = index.build(load_dataset(cache_dir=None).catalog, progress=False)
 print(len(index), len(set(ids)), report.added)
 """
+
+
+def test_killed_eval_never_leaves_a_half_written_result(tmp_path):
+    """`fewrec eval` killed with SIGKILL right after it starts saving: whatever is on disk parses."""
+    run = tmp_path / "run"
+    env = {"FEWREC_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "FEWREC_RETRIEVAL__SOURCES": '["transition", "ease"]'}  # fmt: skip
+    command = [sys.executable, "-m", "fewrec.cli", "eval", "--baselines", "popularity,item-knn,ease",
+               "--history-cut", "1,3", "--out", str(run)]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "results.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert (run / "results.json").exists(), "the run saved nothing before it was killed"
+    from fewrec.eval.runner import EvalReport
+
+    partial = EvalReport.model_validate_json((run / "results.json").read_text())
+    assert partial.methods and all(m.metrics for m in partial.methods)
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    from fewrec.eval import report
+
+    target = tmp_path / "results.json"
+    report.write_atomically(target, b'{"old": true}')
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_atomically(target, b'{"new": tr')
+    assert target.read_bytes() == b'{"old": true}' and [p.name for p in tmp_path.iterdir()] == [
+        "results.json"
+    ]

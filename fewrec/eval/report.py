@@ -6,6 +6,7 @@ results.json that a later reader trusts.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from datetime import datetime
@@ -153,7 +154,7 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
         ax.set_title(f"{report.dataset}, {report.split} split, {report.users} users")
         fig.tight_layout()
         path = folder / "ndcg_by_method.png"
-        fig.savefig(path, dpi=110)
+        _save_figure(fig, path)
         plt.close(fig)
         written.append(path)
     if report.slices:
@@ -168,10 +169,17 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = folder / "ndcg_by_history_length.png"
-        fig.savefig(path, dpi=110)
+        _save_figure(fig, path)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    """PNG bytes in memory first, then one atomic move: never a half-written plot."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_atomically(path, buffer.getvalue())
 
 
 def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
