@@ -377,6 +377,9 @@ def bench(
     users: Annotated[int, typer.Option(help="Users sampled for latency figures.")] = 200,
     llm_users: Annotated[int, typer.Option(help="Users sampled for LLM rerank latency (0: skip).")] = 30,
     chat_sessions: Annotated[int, typer.Option(help="Scripted chat sessions timed (0: skip).")] = 10,
+    load_threads: Annotated[
+        int, typer.Option(help="Load test: recommend from N threads and N chat sessions (0: skip).")
+    ] = 20,
     out: Annotated[Path, typer.Option(help="Where to save the figures as JSON.")] = Path("runs/bench.json"),
     config: ConfigOption = None,
     dataset: DatasetOption = None,
@@ -387,7 +390,9 @@ def bench(
     from fewrec.eval.report import write_atomically
 
     settings = _settings(config, dataset, format)
-    result = run_bench(settings, users=users, llm_users=llm_users, chat_sessions=chat_sessions)
+    result = run_bench(
+        settings, users=users, llm_users=llm_users, chat_sessions=chat_sessions, load_threads=load_threads
+    )
     table = Table(title="fewrec bench (this machine)")
     table.add_column("figure")
     table.add_column("value", justify="right")

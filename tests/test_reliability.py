@@ -232,3 +232,14 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert target.read_bytes() == b'{"old": true}' and [p.name for p in tmp_path.iterdir()] == [
         "results.json"
     ]
+
+
+def test_bounded_load_reports_figures_and_finds_no_leaks(recommender):
+    from fewrec.eval.load import load_chat_page, load_recommend
+
+    calls = load_recommend(recommender, threads=20, requests=100, time_limit_s=240)
+    assert calls.completed == 100 and not calls.leaks
+    assert calls.throughput_per_s > 0 and 0 < calls.p50_s <= calls.p95_s
+    page = load_chat_page(recommender, sessions=20, turns=2, time_limit_s=240)
+    assert page.completed == 40 and not page.leaks, page.leaks
+    assert 0 < page.p50_s <= page.p95_s

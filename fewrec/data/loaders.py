@@ -28,11 +28,13 @@ def _interactions(
     rating: str | None,
     timestamp: str | None,
     duplicates: Duplicates,
+    item_ids: pd.Series | None = None,
 ) -> Interactions:
+    """`item_ids`: the item column already read (typed like the catalog's ids, see `_catalog_ids`)."""
     out = pd.DataFrame(
         {
             "user_id": readers.ids(frame, user),
-            "item_id": readers.ids(frame, item),
+            "item_id": readers.ids(frame, item) if item_ids is None else item_ids,
             "rating": readers.to_float(frame, rating) if rating else 1.0,
             "timestamp": readers.to_int(frame, timestamp) if timestamp else 0,
         }
@@ -45,6 +47,17 @@ def _interactions(
         out = out.drop_duplicates(subset=key, keep="first")
     out.attrs.clear()
     return Interactions(out.reset_index(drop=True))
+
+
+def _catalog_ids(
+    items: pd.DataFrame, item_col: str, events: pd.DataFrame, event_col: str, what: str = "item id"
+) -> tuple[pd.Series, pd.Series]:
+    """Item ids of the catalog file (checked unique) and of the interactions file, typed alike;
+    every interaction must name an item of the catalog."""
+    ids, item_ids = readers.matching_ids((items, item_col), (events, event_col))
+    readers.check_duplicates(items.assign(**{item_col: ids}), [item_col], what)
+    readers.check_known(events, event_col, item_ids, ids, Path(items.attrs["path"]), what)
+    return ids, item_ids
 
 
 def _split_genres(series: pd.Series, sep: str = "|") -> list[list[str]]:
@@ -68,15 +81,14 @@ def load_movielens_csv(root: Path, duplicates: Duplicates = "error") -> Dataset:
     root = Path(root)
     ratings = readers.read_table(root / "ratings.csv", columns=["userId", "movieId", "rating", "timestamp"])
     movies = readers.read_table(root / "movies.csv", columns=["movieId", "title", "genres"])
-    ids = readers.ids(movies, "movieId")
-    readers.check_duplicates(movies.assign(movieId=ids), ["movieId"], "movie id")
+    ids, item_ids = _catalog_ids(movies, "movieId", ratings, "movieId", "movie id")
     catalog = build_catalog(
         ids,
         movies["title"],
         genres=pd.Series(_split_genres(movies["genres"])),
         tags=_tags_by_item(root / "tags.csv", "movieId", "tag"),
     )
-    inter = _interactions(ratings, "userId", "movieId", "rating", "timestamp", duplicates)
+    inter = _interactions(ratings, "userId", "movieId", "rating", "timestamp", duplicates, item_ids)
     return Dataset(root.name, catalog, inter, _sources(root, ["ratings.csv", "movies.csv", "tags.csv"]))
 
 
@@ -102,8 +114,9 @@ def load_movielens_100k(root: Path, duplicates: Duplicates = "error", encoding: 
         [g for g in genre_flags.columns if row[g] == "1" and g != "unknown"]
         for _, row in genre_flags.iterrows()
     ]
-    catalog = build_catalog(readers.ids(items, "item"), items["title"], genres=pd.Series(genres))
-    inter = _interactions(ratings, "user", "item", "rating", "timestamp", duplicates)
+    ids, item_ids = _catalog_ids(items, "item", ratings, "item")
+    catalog = build_catalog(ids, items["title"], genres=pd.Series(genres))
+    inter = _interactions(ratings, "user", "item", "rating", "timestamp", duplicates, item_ids)
     return Dataset(root.name, catalog, inter, _sources(root, ["u.data", "u.item"]))
 
 
@@ -117,10 +130,9 @@ def load_movielens_1m(root: Path, duplicates: Duplicates = "error", encoding: st
     movies = readers.read_table(
         root / "movies.dat", columns=["item", "title", "genres"], sep="::", header=False, encoding=encoding
     )
-    catalog = build_catalog(
-        readers.ids(movies, "item"), movies["title"], genres=pd.Series(_split_genres(movies["genres"]))
-    )
-    inter = _interactions(ratings, "user", "item", "rating", "timestamp", duplicates)
+    ids, item_ids = _catalog_ids(movies, "item", ratings, "item")
+    catalog = build_catalog(ids, movies["title"], genres=pd.Series(_split_genres(movies["genres"])))
+    inter = _interactions(ratings, "user", "item", "rating", "timestamp", duplicates, item_ids)
     return Dataset(root.name, catalog, inter, _sources(root, ["ratings.dat", "movies.dat"]))
 
 
@@ -143,18 +155,20 @@ def load_amazon(path: Path, meta: Path | None = None, duplicates: Duplicates = "
         path, meta = reviews[0], meta or (metas[0] if metas else None)
     fields = ["reviewerID", "asin", "overall", "unixReviewTime"]
     frame = readers.read_json_lines(path, fields)
-    inter = _interactions(frame, "reviewerID", "asin", "overall", "unixReviewTime", duplicates)
+    m, item_ids = None, None
+    if meta is not None:
+        m = readers.read_json_lines(
+            Path(meta), ["asin"], optional=["title", "categories", "category", "description"]
+        )
+        item_ids, meta_ids = readers.matching_ids((frame, "asin"), (m, "asin"))
+        m = m.assign(asin=meta_ids).drop_duplicates("asin").set_index("asin")
+    inter = _interactions(frame, "reviewerID", "asin", "overall", "unixReviewTime", duplicates, item_ids)
     asins = pd.Series(sorted(inter.frame["item_id"].unique()), dtype=inter.frame["item_id"].dtype)
     titles = pd.Series(asins.astype(str).to_numpy(), index=asins.to_numpy())
     genres = pd.Series([[] for _ in range(len(asins))], index=asins.to_numpy(), dtype=object)
     texts = pd.Series("", index=asins.to_numpy())
     sources = [str(path)]
-    if meta is not None:
-        m = readers.read_json_lines(
-            Path(meta), ["asin"], optional=["title", "categories", "category", "description"]
-        )
-        m = m.drop_duplicates("asin").set_index("asin")
-        m.index = m.index.astype(asins.dtype) if asins.dtype.kind == "i" else m.index
+    if m is not None:
         known = m.index.intersection(titles.index)
         good = m.loc[known, "title"].dropna().astype(str)
         titles.loc[good.index] = good
@@ -164,7 +178,7 @@ def load_amazon(path: Path, meta: Path | None = None, duplicates: Duplicates = "
             flat = cat[0] if isinstance(cat, list) and cat and isinstance(cat[0], list) else cat
             genres.at[asin] = [str(c) for c in flat] if isinstance(flat, list) else [str(flat)]
         for asin, desc in m.loc[known, "description"].dropna().items():
-            texts.at[asin] = " ".join(desc) if isinstance(desc, list) else str(desc)
+            texts.at[asin] = " ".join(map(str, desc)) if isinstance(desc, list) else str(desc)
         sources.append(str(meta))
     catalog = build_catalog(
         asins, pd.Series(titles.to_numpy()), genres=pd.Series(list(genres.to_numpy())),
@@ -190,13 +204,12 @@ def load_generic_csv(
     """Any interactions CSV (+ optional items CSV), with the column names given by the user."""
     cols = [c for c in (user_col, item_col, rating_col, timestamp_col) if c]
     frame = readers.read_table(Path(interactions), columns=cols, sep=sep)
-    inter = _interactions(frame, user_col, item_col, rating_col, timestamp_col, duplicates)
     sources = [str(interactions)]
     if items is not None:
         item_cols = [c for c in (item_col, title_col, genres_col, text_col) if c]
         meta = readers.read_table(Path(items), columns=item_cols, sep=sep)
-        ids = readers.ids(meta, item_col)
-        readers.check_duplicates(meta.assign(**{item_col: ids}), [item_col], "item id")
+        ids, item_ids = _catalog_ids(meta, item_col, frame, item_col)
+        inter = _interactions(frame, user_col, item_col, rating_col, timestamp_col, duplicates, item_ids)
         catalog = build_catalog(
             ids, meta[title_col],
             genres=pd.Series(_split_genres(meta[genres_col])) if genres_col else None,
@@ -204,6 +217,7 @@ def load_generic_csv(
         )  # fmt: skip
         sources.append(str(items))
     else:
+        inter = _interactions(frame, user_col, item_col, rating_col, timestamp_col, duplicates)
         unique = pd.Series(sorted(inter.frame["item_id"].unique()))
         catalog = build_catalog(unique, unique.astype(str))
     return Dataset(Path(interactions).stem, catalog, inter, tuple(sources))

@@ -202,9 +202,17 @@ class Dataset:
             "catalog_items": len(self.catalog),
             "interactions": n,
             "density": n / max(n_users * n_items, 1),
-            "first": str(pd.to_datetime(ts.min(), unit="s").date()) if n else "",
-            "last": str(pd.to_datetime(ts.max(), unit="s").date()) if n else "",
+            "first": _date(ts.min()) if n else "",
+            "last": _date(ts.max()) if n else "",
         }
+
+
+def _date(seconds: int) -> str:
+    """The date of a Unix time, or the number itself when no calendar date can show it."""
+    try:
+        return str(pd.to_datetime(seconds, unit="s").date())
+    except (OverflowError, ValueError):  # OutOfBoundsDatetime is a ValueError
+        return f"{int(seconds)} s"
 
 
 def build_catalog(

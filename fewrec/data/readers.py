@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except OSError as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # EOFError: a truncated file
             raise DatasetError(f"not a valid gzip file ({exc})", path=path) from exc
     try:
         text = raw.decode(encoding)
@@ -92,6 +93,16 @@ def read_table(
         raise DatasetError(f"malformed row ({exc})", path=path) from exc
     except pd.errors.EmptyDataError as exc:
         raise DatasetError("file is empty", path=path) from exc
+    # Line numbers as a user sees them in an editor (1-based, header counted).
+    first_line = leading + (2 if header else 1)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas silently takes the first field(s) as an index when the first row is too long.
+        raise DatasetError(
+            f"malformed row: more fields than the {len(frame.columns)} column(s) "
+            + ("named in the header" if header else "of this format"),
+            path=path,
+            line=first_line,
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -109,8 +120,6 @@ def read_table(
     positions = np.flatnonzero(~blank)
     if len(positions) == 0:
         raise DatasetError("file has a header but no rows", path=path)
-    # Line numbers as a user sees them in an editor (1-based, header counted).
-    first_line = leading + (2 if header else 1)
     if blank.any():
         frame = frame.iloc[positions][keep].reset_index(drop=True)
         frame.attrs["lines"] = (positions + first_line).tolist()  # only when lines were skipped
@@ -135,7 +144,9 @@ def to_numeric(frame: pd.DataFrame, column: str, kind: str) -> pd.Series:
     bad = values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
     if kind == "int" and not bad.all():
         fractional = values.notna().to_numpy() & (values.fillna(0) % 1 != 0).to_numpy()
-        bad |= fractional
+        # Beyond int64 the conversion below would wrap around silently.
+        too_big = np.abs(values.to_numpy(dtype=float, na_value=0.0)) >= 2.0**63
+        bad |= fractional | too_big
     if bad.any():
         position = int(np.flatnonzero(bad)[0])
         raise DatasetError(
@@ -156,9 +167,10 @@ def to_float(frame: pd.DataFrame, column: str) -> pd.Series:
     return to_numeric(frame, column, "float")
 
 
-def ids(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Ids as int64 when every id is an integer, else as stripped strings (e.g. Amazon ASINs)."""
-    raw = frame[column].astype(str).str.strip()
+def ids(frame: pd.DataFrame, column: str, text: bool = False) -> pd.Series:
+    """Ids as int64 when every id is an integer, else (or with `text`) as stripped strings
+    (e.g. Amazon ASINs)."""
+    raw = frame[column].astype(str).fillna("").str.strip()  # a JSON null is an empty id
     empty = (raw == "").to_numpy()
     if empty.any():
         position = int(np.flatnonzero(empty)[0])
@@ -168,9 +180,35 @@ def ids(frame: pd.DataFrame, column: str) -> pd.Series:
             line=_line_of(frame, position),
             column=column,
         )
-    if raw.str.fullmatch(r"-?\d+").all():
+    # ASCII digits that fit int64 and have no leading zero ('0001713353' is an ASIN, not 1713353)
+    if not text and raw.str.fullmatch(r"-?(?:0|[1-9][0-9]{0,17})").all():
         return raw.astype("int64")
     return raw
+
+
+def matching_ids(*columns: tuple[pd.DataFrame, str]) -> list[pd.Series]:
+    """`ids` of several files typed alike, so that an id in one is found in the other: int64
+    only when the ids of every file are integers, else all as strings."""
+    out = [ids(frame, column) for frame, column in columns]
+    if len({s.dtype.kind == "i" for s in out}) > 1:
+        out = [ids(frame, column, text=True) for frame, column in columns]
+    return out
+
+
+def check_known(
+    frame: pd.DataFrame, column: str, values: pd.Series, known: pd.Series, where: Path, what: str
+) -> None:
+    """Every id in `values` (read from `frame[column]`) must be one of `known`, read from `where`."""
+    unknown = ~values.isin(known).to_numpy()
+    if unknown.any():
+        position = int(np.flatnonzero(unknown)[0])
+        raise DatasetError(
+            f"{what} {str(frame[column].iloc[position]).strip()!r} is not in {Path(where).name} "
+            f"({int(unknown.sum())} row(s) with an unknown {what} in all)",
+            path=frame.attrs.get("path"),
+            line=_line_of(frame, position),
+            column=column,
+        )
 
 
 def check_duplicates(frame: pd.DataFrame, key: Sequence[str], what: str) -> None:
@@ -197,15 +235,17 @@ def read_json_lines(path: Path, fields: Sequence[str], optional: Sequence[str] =
     text = read_text(path)
     rows: list[dict] = []
     lines: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split at '\n' only: str.splitlines() also breaks at U+2028, U+0085 and the like, which
+    # JSON allows unescaped inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # ValueError: also an integer of > 4300 digits
             try:
                 record = ast.literal_eval(line)
-            except (ValueError, SyntaxError) as exc:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
                 raise DatasetError(
                     "expected one JSON object per line, could not parse this line", path=path, line=number
                 ) from exc

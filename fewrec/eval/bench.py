@@ -8,6 +8,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -24,7 +25,12 @@ def _peak_rss_mb() -> float:
 
 
 def run_bench(
-    settings: Settings, users: int = 200, seed: int = 0, llm_users: int = 30, chat_sessions: int = 10
+    settings: Settings,
+    users: int = 200,
+    seed: int = 0,
+    llm_users: int = 30,
+    chat_sessions: int = 10,
+    load_threads: int = 0,
 ) -> BenchResult:
     from fewrec.data import load_dataset
     from fewrec.retrieval import Retriever
@@ -83,8 +89,11 @@ def run_bench(
     f["batch_scoring_all_users_s"] = round(time.perf_counter() - started, 2)
     if settings.rerank.enabled and llm_users > 0:
         _bench_rerank(settings, split, retriever, sample[:llm_users], f)
+    recommender = None
     if chat_sessions > 0:
-        _bench_chat(settings, split, chat_sessions, seed, f)
+        recommender = _bench_chat(settings, split, chat_sessions, seed, f)
+    if load_threads > 0:
+        _bench_load(settings, split, recommender, load_threads, f)
     f["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return out
 
@@ -147,7 +156,7 @@ CHAT_SCRIPTS = [
 ]
 
 
-def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) -> None:
+def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) -> Any:
     """Seconds until the reply of a chat turn (fixed plan; the page shows it whole), for fresh
     profiles and for dataset users, with the default settings and with the LLM rerank forced on."""
     from fewrec.agent.chat import ChatAgent
@@ -176,3 +185,23 @@ def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) ->
         f[f"chat_turn_{name}_turns"] = len(seconds)
         f[f"chat_turn_{name}_p50_s"] = round(float(np.percentile(seconds, 50)), 3)
         f[f"chat_turn_{name}_p95_s"] = round(float(np.percentile(seconds, 95)), 3)
+    return recommender
+
+
+def _bench_load(settings: Settings, split, recommender: Any, threads: int, f: dict) -> None:
+    """Bounded load on loopback: recommend from `threads` threads, and as many chat sessions."""
+    from fewrec.agent.recommender import Recommender
+    from fewrec.eval.load import load_chat_page, load_recommend
+
+    recommender = recommender or Recommender(settings, split=split).warm_up()
+    for result in (
+        load_recommend(recommender, threads, threads * 10),
+        load_chat_page(recommender, threads, 2),
+    ):
+        key = "load_" + result.what.replace(" ", "_")
+        f[f"{key}_threads"] = result.threads
+        f[f"{key}_completed"] = f"{result.completed}/{result.requests} in {result.seconds} s"
+        f[f"{key}_per_s"] = result.throughput_per_s
+        f[f"{key}_p50_s"] = result.p50_s
+        f[f"{key}_p95_s"] = result.p95_s
+        f[f"{key}_leaks"] = len(result.leaks)
