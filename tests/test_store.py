@@ -133,6 +133,34 @@ def test_reopening_with_another_model_asks_for_rebuild(tmp_path):
     ContentIndex.from_settings(settings, FakeEmbedder("model-b"))
 
 
+def test_collection_from_an_older_schema_is_refused_then_rebuilt(tmp_path, monkeypatch):
+    from fewrec.retrieval import store
+
+    settings = Settings(data_dir=tmp_path)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 0)  # written by an older fewrec
+    ContentIndex.from_settings(settings, FakeEmbedder())
+    monkeypatch.undo()
+    with pytest.raises(VectorStoreError, match="schema 0") as info:
+        ContentIndex.from_settings(settings, FakeEmbedder())
+    assert "fewrec index --rebuild" in str(info.value)
+    rebuilt = ContentIndex.from_settings(settings, FakeEmbedder(), rebuild=True)
+    assert len(rebuilt) == 0 and rebuilt.collection.metadata["fewrec_schema"] == 1
+
+
+def test_damaged_data_directory_names_itself_and_the_fix(tmp_path, catalog):
+    settings = Settings(data_dir=tmp_path)
+    ContentIndex.from_settings(settings, FakeEmbedder()).build(
+        catalog.subset(catalog.ids[:5]), progress=False
+    )
+    database = settings.chroma_dir / "chroma.sqlite3"
+    assert database.exists()
+    database.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(VectorStoreError) as info:
+        ContentIndex.from_settings(settings, FakeEmbedder())
+    message = str(info.value)
+    assert str(settings.chroma_dir) in message and "fewrec index" in message
+
+
 # --------------------------------------------------------------------------- the real model
 
 
