@@ -138,3 +138,29 @@ def test_rerank_against_a_closed_llm_server_falls_back_quickly(agent_settings, b
     reranked = offline.recommend(user_id=1, k=5, rerank=True, explain=False)
     assert [r.item_id for r in reranked] == [r.item_id for r in plain]
     assert all(r.fallback and "127.0.0.1:9" in r.fallback for r in reranked), reranked[0].fallback
+
+
+def test_text_is_read_as_a_title_before_an_id(recommender, bundled_split):
+    assert "300" in recommender.item("300").title  # the film *300*, not the item with id 300
+    assert recommender.item(300).item_id == 300
+    assert recommender.resolve("Toy Story") == recommender.resolve(1)
+
+
+def test_tools_map_genres_and_apply_the_conversation(recommender):
+    import json
+
+    from fewrec.agent.tools import make_tools
+
+    tools = {t.name: t for t in make_tools(recommender)}
+    found = json.loads(tools["search_items"].invoke({"query": "space", "genre": "science fiction", "k": 3}))
+    assert len(found) == 3 and all("Sci-Fi" in r["genres"] for r in found)
+    error = json.loads(tools["search_items"].invoke({"query": "space", "genre": "Spacey", "k": 3}))
+    assert "unknown genre" in error["error"] and "Comedy" in error["error"]
+    aliens = recommender.item("Aliens").item_id
+    made = make_tools(
+        recommender, bound_user="", filters=Filters(exclude_genres=["Horror"]), exclude=[aliens]
+    )
+    bound = {t.name: t for t in made}
+    recs = json.loads(bound["similar_items"].invoke({"title": "Alien", "k": 10}))
+    assert recs and all("Horror" not in r["genres"] for r in recs)
+    assert aliens not in {r["item_id"] for r in recs}

@@ -64,6 +64,23 @@ class Recommendation(BaseModel):
 ItemRef = ItemId | str
 
 
+def describe_filters(filters: Filters) -> str:
+    """'Comedy + Sci-Fi, no Horror, 1990–1999' (empty when there is no constraint)."""
+    parts = []
+    if filters.genres:
+        parts.append(" + ".join(filters.genres))
+    if filters.exclude_genres:
+        parts.append("no " + ", no ".join(filters.exclude_genres))
+    lo, hi = filters.year_min, filters.year_max
+    if lo is not None and hi is not None:
+        parts.append(f"{lo}–{hi}" if lo != hi else str(lo))
+    elif lo is not None:
+        parts.append(f"from {lo}")
+    elif hi is not None:
+        parts.append(f"up to {hi}")
+    return ", ".join(parts)
+
+
 class Recommender:
     """`Recommender.from_settings()` (or `Recommender()`) on the bundled data and embedded model.
 
@@ -178,14 +195,17 @@ class Recommender:
         return sorted({g for genres in self.split.catalog.frame["genres"] for g in genres})
 
     def resolve(self, ref: ItemRef) -> int:
-        """Item index of an item id or a title ('Toy Story', 'Matrix, The (1999)').
+        """Item index of an item id or a title ('Toy Story', 'Matrix, The (1999)'); text is read
+        as a title first ('300' is the film), as an id only when no title matches.
 
         Among several items with the title, the most popular one; an unknown title raises
         UnknownTitleError listing close matches."""
         split = self.split
-        if not isinstance(ref, str) or split.has_item(ref):
+        if not isinstance(ref, str):
             return split.item_index(ref)
         matches, close = split.catalog.match_title(ref)
+        if not matches and split.has_item(ref):  # text that is an id and no title ("42")
+            return split.item_index(ref)
         if not matches:
             raise UnknownTitleError(ref, close)
         counts = self.retriever.popularity.counts
@@ -282,8 +302,8 @@ class Recommender:
         dressed up as taste evidence."""
         evidence = {name: r for name, r in candidate.source_ranks.items() if name != "query"}
         title = display_title(rec.title)
-        asked = ", ".join([*(filters.genres if filters else []), *([str(rec.year)] if rec.year else [])])
-        fits = f" and fits what you asked for ({asked})" if filters and not filters.is_empty() else ""
+        asked = describe_filters(filters) if filters is not None else ""
+        fits = f" and fits what you asked for ({asked})" if asked else ""
         if not len(history) and "query" in candidate.source_ranks:
             rec.explanation = f"*{title}* matches your description{fits}."
             return
@@ -295,15 +315,17 @@ class Recommender:
             )
             rec.explanation, rec.anchors = explanation.text, explanation.anchors
         else:
-            rec.explanation = f"*{title}* fits what you asked for" + (f" ({asked})." if asked else ".")
+            rec.explanation = (
+                f"*{title}* fits what you asked for ({asked})." if asked else f"*{title}* is widely watched."
+            )
         if "query" in candidate.source_ranks:
             rec.explanation += " It matches your description."
 
     def _query_content(self, text: str, k: int) -> list[tuple[str, float]]:
         """Query the content index; a server that went away becomes a VectorStoreError."""
+        content = self.content  # loaded once under the lock; queries themselves run in parallel
         try:
-            with self._lock:
-                return self.content.query_text(text, k)
+            return content.query_text(text, k)
         except FewrecError:
             raise
         except Exception as exc:  # chromadb raises many types for a lost server or a damaged store

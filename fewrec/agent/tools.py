@@ -72,9 +72,18 @@ def _records(recs: list[Recommendation]) -> str:
     )
 
 
-def _filters(genre: str | None, year_min: int | None, year_max: int | None) -> Filters | None:
-    filters = Filters(genres=[genre] if genre else [], year_min=year_min, year_max=year_max)
-    return None if filters.is_empty() else filters
+def _genre(recommender: Recommender, genre: str | None) -> list[str]:
+    """The catalog's spelling of a genre ('comedies', 'science fiction' → Comedy, Sci-Fi)."""
+    if not genre or not genre.strip():
+        return []
+    from fewrec.agent.understand import GENRE_WORDS
+
+    known = {g.lower(): g for g in recommender.genres}
+    key = genre.strip().lower()
+    found = known.get(key) or known.get(GENRE_WORDS.get(key, "").lower())
+    if found is None:
+        raise FewrecError(f"unknown genre {genre[:40]!r}; the genres are: {', '.join(recommender.genres)}")
+    return [found]
 
 
 def _safe(fn: Callable[..., str]) -> Callable[..., str]:
@@ -95,13 +104,24 @@ def make_tools(
     liked: list[str] | None = None,
     exclude: list[ItemId] | None = None,
     collect: list[Recommendation] | None = None,
+    filters: Filters | None = None,
 ) -> list[BaseTool]:
     """The five tools. With `bound_user` set (even to ''), user ids in calls are ignored and the
     conversation's own profile (`bound_user`, `liked`) is used; `collect` receives every
-    recommendation the tools return (the chat page shows them as cards)."""
+    recommendation the tools return (the chat page shows them as cards); `filters` (the
+    conversation's constraints) apply to every call, together with the call's own."""
     bound = bound_user is not None
+    excluded = set(exclude or [])
+
+    def constraints(genre: str | None, year_min: int | None, year_max: int | None) -> Filters | None:
+        merged = filters.model_copy(deep=True) if filters is not None else Filters()
+        merged.genres = list(dict.fromkeys([*merged.genres, *_genre(recommender, genre)]))
+        merged.year_min = year_min if year_min is not None else merged.year_min
+        merged.year_max = year_max if year_max is not None else merged.year_max
+        return None if merged.is_empty() else merged
 
     def kept(recs: list[Recommendation]) -> list[Recommendation]:
+        recs = [r for r in recs if r.item_id not in excluded]
         if collect is not None:
             collect.extend(recs)
         return recs
@@ -113,7 +133,7 @@ def make_tools(
     def search_items(query: str, k: int = 5, genre: str | None = None, year_min: int | None = None,
                      year_max: int | None = None) -> str:  # fmt: skip
         """Find films whose description matches the query by meaning, optionally filtered."""
-        return _records(kept(recommender.search(query, k, _filters(genre, year_min, year_max))))
+        return _records(kept(recommender.search(query, k, constraints(genre, year_min, year_max))))
 
     def user_history(user_id: str = "", n: int = 10) -> str:
         """The most recent films a user watched, oldest first."""
@@ -132,7 +152,7 @@ def make_tools(
         titles = [*(liked or []), *(liked_titles or [])] if bound else list(liked_titles or [])
         recs = recommender.recommend(
             user_id=user_of(user_id), history=titles, k=min(k, 20) if k else 5, query=query or None,
-            filters=_filters(genre, year_min, year_max), exclude=list(exclude or []),
+            filters=constraints(genre, year_min, year_max), exclude=list(excluded),
         )  # fmt: skip
         return _records(kept(recs))
 
@@ -143,7 +163,7 @@ def make_tools(
 
     def similar_items(title: str, k: int = 5) -> str:
         """Films most like the given film (people who liked it went on to these)."""
-        return _records(kept(recommender.similar_items(title, min(k, 20))))
+        return _records(kept(recommender.similar_items(title, min(k, 20), constraints(None, None, None))))
 
     specs = [
         (search_items, SearchArgs), (user_history, HistoryArgs), (recommend, RecommendArgs),

@@ -136,6 +136,15 @@ class Catalog:
                     index[key].append(item_id)
         return index
 
+    def lookup_title(self, text: str) -> list[ItemId]:
+        """Items whose title is exactly `text` as `match_title` normalises it; no fuzzy search
+        (cheap enough to try every span of a sentence)."""
+        key = _normalise_title(text.strip())
+        if not key:
+            return []
+        found = self._normalised_titles.get(key) or self._bare_titles.get(_without_article(key))
+        return list(found or [])
+
     def match_title(self, text: str, n: int = 5) -> tuple[list[ItemId], list[str]]:
         """Items whose title matches `text`, and close titles when none matches exactly.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 
 import numpy as np
@@ -30,7 +30,7 @@ class LoadResult(BaseModel):
     throughput_per_s: float
     p50_s: float
     p95_s: float
-    leaks: list[str] = Field(default_factory=list)  # answers that belonged to someone else
+    leaks: list[str] = Field(default_factory=list)  # answers that belonged to someone else, or failed
 
 
 def _summary(what: str, threads: int, requests: int, latencies: list[float], seconds: float,
@@ -100,7 +100,8 @@ def load_chat_page(recommender: Recommender, sessions: int = 20, turns: int = 2,
         client = Client(url, verbose=False)
         for n, message in enumerate([f"I loved {title}", *messages][:turns]):
             begin = time.perf_counter()
-            _, _, profile, *_ = client.predict(message, api_name="/chat")
+            left = time_limit_s - (time.perf_counter() - started)
+            _, _, profile, *_ = client.submit(message, api_name="/chat").result(timeout=max(left, 0.1))
             latencies.append(time.perf_counter() - begin)
             liked = profile.split("**Liked:**")[1].split("**Disliked:**")[0]
             foreign = [t for t in SESSION_TITLES if t != title and f"{t} (" in liked and title not in t]
@@ -108,9 +109,16 @@ def load_chat_page(recommender: Recommender, sessions: int = 20, turns: int = 2,
                 leaks.append(f"session {title!r}, turn {n + 1}: liked list {liked.strip()!r}")
 
     started = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=sessions)
     try:
-        with ThreadPoolExecutor(max_workers=sessions) as pool:
-            list(pool.map(session, titles, timeout=time_limit_s))
+        futures = [pool.submit(session, title) for title in titles]
+        done, late = wait(futures, timeout=time_limit_s)
+        for future in late:
+            future.cancel()
+        for future in done:
+            if future.exception() is not None:
+                leaks.append(f"a session failed: {type(future.exception()).__name__}: {future.exception()}")
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         page.close()
     return _summary("chat page", sessions, sessions * turns, latencies, time.perf_counter() - started, leaks)

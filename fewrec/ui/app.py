@@ -57,6 +57,7 @@ def profile_markdown(agent: ChatAgent, state: ChatState) -> str:
             f"**Liked:** {titles(state.liked)}",
             f"**Disliked:** {titles(state.disliked)}",
             f"**Nothing like:** {titles(state.avoid_like)}",
+            f"**Not again:** {titles(state.excluded)}",
             f"**Constraints:** {describe_filters(state.filters) or '—'}"
             + (f"; about *{html.escape(state.query[:80])}*" if state.query else ""),
             f"**Shown so far:** {len(state.shown)}",
