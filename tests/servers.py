@@ -146,10 +146,12 @@ class FaultProxy(FakeServer):
         self.mode = "pass"
         self.delay = 5.0
         self.forwarded = 0
+        self.bodies: list[dict] = []
         self.on_request: Callable[[int], None] | None = None
         super().__init__(self._reply)
 
     def _reply(self, attempt: int, body: dict) -> Reply:
+        self.bodies.append(body)
         if self.on_request is not None:
             self.on_request(attempt)
         mode = self.mode

@@ -254,3 +254,35 @@ def test_chat_state_is_not_shared_between_conversations(agent):
     _, b = agent.respond(b, "I loved Toy Story")
     assert a.liked != b.liked and len(a.liked) == len(b.liked) == 1
     assert ChatState().liked == []
+
+
+def test_tool_calling_planner_against_a_real_server(agent_settings, bundled_split, tmp_path):
+    """llama-cpp-python's server with its function-calling chat format and SmolLM2-135M: the
+    whole HTTP path of the tool-calling plan. The tiny model rarely calls a tool; then the fixed
+    plan answers from the same state, so the person gets cards either way."""
+    from servers import FaultProxy, start_llama_server, stop_process
+
+    from fewrec.agent.recommender import Recommender
+    from fewrec.llm.models import resolve_model
+
+    model = resolve_model("smollm2-135m", tmp_path)
+    proc, url = start_llama_server(model, tmp_path / "server.log", "--chat_format", "chatml-function-calling")
+    proxy = FaultProxy(url)
+    try:
+        settings = agent_settings.model_copy(deep=True)
+        settings.llm = settings.llm.model_copy(
+            update={"backend": "openai", "base_url": proxy.url, "model": "smollm2-135m", "tool_calling": True,
+                    "timeout_s": 120.0}
+        )  # fmt: skip
+        agent = ChatAgent(Recommender(settings, split=bundled_split))
+        assert agent.tool_model is not None
+        state, _ = agent.start()
+        turn, state = agent.respond(state, "I loved Alien. Recommend a space adventure.")
+    finally:
+        proxy.close()
+        stop_process(proc)
+    chat_requests = [b for b in proxy.bodies if "messages" in b]
+    assert chat_requests and all(b.get("tools") for b in chat_requests)
+    assert all(b.get("max_tokens") for b in chat_requests)  # llama.cpp ignores max_completion_tokens
+    assert "went wrong" not in turn.reply and "I took *Alien (1979)*" in turn.reply
+    assert turn.recommendations and all(r.item_id in bundled_split.catalog for r in turn.recommendations)

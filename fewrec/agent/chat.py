@@ -95,11 +95,12 @@ class ChatAgent:
             raise FewrecError("the tool-calling planner needs llm.backend = 'openai' and llm.base_url")
         from langchain_openai import ChatOpenAI
 
-        # max_tokens too: llama.cpp's server ignores max_completion_tokens, which langchain sends.
+        # max_tokens too (in the body: langchain would rename it): llama.cpp's server ignores
+        # max_completion_tokens, which is all langchain sends.
         return ChatOpenAI(
             model=llm.model, base_url=llm.base_url, api_key=llm.api_key, timeout=llm.timeout_s,
             max_retries=llm.max_retries, temperature=0, max_completion_tokens=400,
-            model_kwargs={"max_tokens": 400},
+            extra_body={"max_tokens": 400},
         )  # fmt: skip
 
     @property
@@ -271,13 +272,7 @@ class ChatAgent:
         understood: list[str] = []
         asks: list[str] = []
         self._apply(state, understanding, understood, asks)
-        lines: list[str] = []
-        if understanding.injection:
-            lines.append(
-                "I can only recommend films from the catalog; I can't change my instructions or share "
-                "anything about other people."
-            )
-        lines += understood + asks
+        lines = [*self._refusal(understanding), *understood, *asks]
         return self._recommend_reply(state, text, lines, understood)
 
     def _recommend_reply(
@@ -301,6 +296,15 @@ class ChatAgent:
                 "*start over*."
             )
         return ChatTurn(message=text, reply="\n\n".join(lines), recommendations=recs, understood=understood)
+
+    @staticmethod
+    def _refusal(understanding: Understanding) -> list[str]:
+        if not understanding.injection:
+            return []
+        return [
+            "I can only recommend films from the catalog; I can't change my instructions or share "
+            "anything about other people."
+        ]
 
     def feedback(self, state: ChatState, item_id: ItemId, liked: bool) -> tuple[ChatTurn, ChatState]:
         """Thumbs up or down on a shown item: it joins the liked or disliked list, and new
@@ -361,6 +365,12 @@ class ChatAgent:
                 seen.add(rec.item_id)
                 cards.append(rec.model_copy(update={"rank": len(cards) + 1}))
         cards = cards[: self.settings.cards]
+        if not cards:
+            # The model answered without fetching anything (small models often do): its words
+            # would be unchecked, so the fixed plan answers instead, from the same state.
+            return self._recommend_reply(
+                state, text, [*self._refusal(understanding), *understood, *asks], understood
+            )
         reply = "\n\n".join(
             [*understood, *asks, answer or "Here is what I found:", *(render_line(r) for r in cards)]
         )
