@@ -12,6 +12,7 @@ import pytest
 from gradio_client import Client
 
 from fewrec.agent.chat import ChatAgent
+from fewrec.prompts.templates import display_title
 from fewrec.ui.app import launch
 
 pytestmark = pytest.mark.slow
@@ -48,10 +49,10 @@ def test_page_api_chat_start_and_feedback(page_url, recommender):
     assert "Alien (1979); Heat (1995)" in profile
     assert len(cards) == recommender.settings.chat.cards
     assert all(c["item_id"] in recommender.split.catalog for c in cards)
-    assert cards[0]["title"] in card_texts[0]["value"]
+    assert display_title(cards[0]["title"]) in card_texts[0]["value"]
     first = cards[0]
     conversation, profile, cards, *_ = client.predict(1, True, api_name="/feedback")
-    assert first["title"] in profile.split("**Disliked:**")[0]  # now among the liked
+    assert display_title(first["title"]) in profile.split("**Disliked:**")[0]  # now among the liked
     assert first["item_id"] not in {c["item_id"] for c in cards}
     user = str(recommender.split.user_ids[2].item())
     conversation, profile, cards, *_ = client.predict(user, api_name="/start")
@@ -99,7 +100,7 @@ def test_twenty_concurrent_sessions_keep_their_own_state(page_url):
 def test_browser_types_a_message_and_sees_catalog_cards(page_url, recommender):
     from playwright.sync_api import expect, sync_playwright
 
-    titles = set(recommender.split.catalog.frame["title"])
+    titles = {display_title(t) for t in recommender.split.catalog.frame["title"]}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:

@@ -26,6 +26,7 @@ from fewrec.agent.recommender import Filters, Recommendation, Recommender, descr
 from fewrec.agent.understand import MessageReader, TitleMention, Understanding, clean_message
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
+from fewrec.prompts.templates import display_title
 
 log = logging.getLogger(__name__)
 SIMILAR_TO_AVOID = 20  # "nothing like X" also keeps away X's nearest neighbours
@@ -145,7 +146,7 @@ class ChatAgent:
 
     # ------------------------------------------------------------------ fixed plan
     def _title(self, item_id: ItemId) -> str:
-        return self.recommender.split.catalog.title(item_id)
+        return display_title(self.recommender.split.catalog.title(item_id))
 
     def _apply(
         self, state: ChatState, understanding: Understanding, understood: list[str], asks: list[str]
@@ -391,4 +392,4 @@ TOOL_SYSTEM_PROMPT = (
 def render_line(rec: Recommendation) -> str:
     genres = ", ".join(rec.genres[:3])
     why = f" — {rec.explanation}" if rec.explanation else ""
-    return f"{rec.rank}. **{rec.title}**" + (f" ({genres})" if genres else "") + why
+    return f"{rec.rank}. **{display_title(rec.title)}**" + (f" ({genres})" if genres else "") + why

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn, describe_filters
 from fewrec.agent.recommender import Recommendation
+from fewrec.prompts.templates import display_title
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Session(BaseModel):
 
 def card_markdown(rec: Recommendation) -> str:
     year = f" ({rec.year})" if rec.year and f"({rec.year})" not in rec.title else ""
-    lines = [f"**{rec.rank}. {rec.title}**{year}", ", ".join(rec.genres) or "—"]
+    lines = [f"**{rec.rank}. {display_title(rec.title)}**{year}", ", ".join(rec.genres) or "—"]
     if rec.explanation:
         lines.append(f"*Why:* {rec.explanation}")
     return "\n\n".join(lines)
@@ -48,7 +49,7 @@ def card_markdown(rec: Recommendation) -> str:
 
 def profile_markdown(agent: ChatAgent, state: ChatState) -> str:
     def titles(items: list) -> str:
-        return "; ".join(agent.recommender.split.catalog.title(i) for i in items) or "—"
+        return "; ".join(display_title(agent.recommender.split.catalog.title(i)) for i in items) or "—"
 
     who = f"user {html.escape(state.user_id)}" if state.user_id else "a fresh profile"
     return "\n\n".join(
@@ -133,8 +134,8 @@ def build_app(agent: ChatAgent, users: list[str] | None = None) -> gr.Blocks:
                     with gr.Group(visible=False, elem_classes="rec-card") as group:
                         text = gr.Markdown(elem_id=f"card-{i}")
                         with gr.Row():
-                            up = gr.Button("👍", size="sm", elem_id=f"up-{i}")
-                            down = gr.Button("👎", size="sm", elem_id=f"down-{i}")
+                            up = gr.Button("👍 Liked it", size="sm", elem_id=f"up-{i}")
+                            down = gr.Button("👎 Not for me", size="sm", elem_id=f"down-{i}")
                     card_parts += [group, text]
                     buttons.append((up, down))
         outs = [chatbot, session, profile, cards_json, *card_parts]
