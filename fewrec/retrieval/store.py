@@ -134,10 +134,13 @@ class ContentIndex:
     ) -> ContentIndex:
         """Open (or create) the configured collection; `rebuild` first deletes whatever is there,
         including a foreign collection or one written with another embedding model."""
-        client = connect(settings)
         lock = None if settings.chroma_host else settings.chroma_dir / f".{settings.chroma_collection}.lock"
-        if rebuild:
-            with FileLock(str(lock)) if lock is not None else contextlib.nullcontext():
+        if lock is not None:
+            settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        # Two processes creating a fresh store at once race in Chroma's own set-up: take turns.
+        with FileLock(str(lock)) if lock is not None else contextlib.nullcontext():
+            client = connect(settings)
+            if rebuild:
                 _delete_collection(client, settings.chroma_collection)
         return cls(client, settings.chroma_collection, embedder or make_embedder(settings.embedding), lock)
 
