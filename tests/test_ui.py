@@ -3,27 +3,22 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from servers import free_port
 
 from fewrec.agent.chat import ChatAgent
+from fewrec.eval.load import SESSION_TITLES
 from fewrec.prompts.templates import display_title
 from fewrec.ui.app import launch
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +67,7 @@ def test_page_api_bad_input_never_shows_a_traceback(page_url):
 
 
 def test_twenty_concurrent_sessions_keep_their_own_state(page_url):
-    titles = ["Alien", "Heat", "Toy Story", "Fargo", "Casablanca", "Jumanji", "Braveheart", "Seven",
-              "Clueless", "Apollo 13", "Babe", "Batman", "Speed", "Ghost", "Aladdin", "Gladiator",
-              "Memento", "Shrek", "Amelie", "Chicago"]  # fmt: skip
+    titles = SESSION_TITLES  # twenty titles, one per session
 
     def session(title: str) -> tuple[str, str, str]:
         client = Client(page_url, verbose=False)

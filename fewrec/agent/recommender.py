@@ -473,8 +473,10 @@ class Recommender:
             items = self.split.history(self.split.user_index(user_id), "all").tolist()
         items += [self.resolve(ref) for ref in history or []]
         history_arr = np.array(items, dtype=np.int64)
-        scored = self.retriever.candidates(history_arr, self.split.n_items, None)
-        candidate = next((c for c in scored if self.split.item_index(c.item_id) == index), None)
+        only = np.zeros(self.split.n_items, dtype=bool)
+        only[index] = True  # score everything (the evidence needs ranks), keep just this item
+        scored = self.retriever.candidates(history_arr, 1, None, only)
+        candidate = scored[0] if scored else None
         if candidate is None:  # already in the history
             return (
                 f"*{self.split.catalog.title(self.split.item_ids[index].item())}* is already in this history."

@@ -12,7 +12,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +137,15 @@ def _line_of(frame: pd.DataFrame, position: int) -> int:
     return int(frame.attrs.get("first_line", 1)) + position
 
 
+def _raise_at_first(frame: pd.DataFrame, column: str, bad: np.ndarray, message: Callable[[int], str]) -> None:
+    """A DatasetError at the first bad row (file, line, column), if there is one."""
+    if bad.any():
+        position = int(np.flatnonzero(bad)[0])
+        raise DatasetError(
+            message(position), path=frame.attrs.get("path"), line=_line_of(frame, position), column=column
+        )
+
+
 def to_numeric(frame: pd.DataFrame, column: str, kind: str) -> pd.Series:
     """Convert a string column to numbers; the first bad value is reported with its line."""
     raw = frame[column].astype(str).str.strip()
@@ -147,15 +156,12 @@ def to_numeric(frame: pd.DataFrame, column: str, kind: str) -> pd.Series:
         # Beyond int64 the conversion below would wrap around silently.
         too_big = np.abs(values.to_numpy(dtype=float, na_value=0.0)) >= 2.0**63
         bad |= fractional | too_big
-    if bad.any():
-        position = int(np.flatnonzero(bad)[0])
-        raise DatasetError(
-            f"expected {'an integer' if kind == 'int' else 'a number'}, got {raw.iloc[position]!r}"
-            f" ({int(bad.sum())} bad value(s) in this column)",
-            path=frame.attrs.get("path"),
-            line=_line_of(frame, position),
-            column=column,
-        )
+    expected = "an integer" if kind == "int" else "a number"
+    _raise_at_first(
+        frame, column, bad,
+        lambda at: f"expected {expected}, got {raw.iloc[at]!r} ({int(bad.sum())} bad value(s) in this "
+        "column)",
+    )  # fmt: skip
     return values.astype("int64") if kind == "int" else values.astype("float64")
 
 
@@ -171,15 +177,7 @@ def ids(frame: pd.DataFrame, column: str, text: bool = False) -> pd.Series:
     """Ids as int64 when every id is an integer, else (or with `text`) as stripped strings
     (e.g. Amazon ASINs)."""
     raw = frame[column].astype(str).fillna("").str.strip()  # a JSON null is an empty id
-    empty = (raw == "").to_numpy()
-    if empty.any():
-        position = int(np.flatnonzero(empty)[0])
-        raise DatasetError(
-            "expected an id, got an empty value",
-            path=frame.attrs.get("path"),
-            line=_line_of(frame, position),
-            column=column,
-        )
+    _raise_at_first(frame, column, (raw == "").to_numpy(), lambda at: "expected an id, got an empty value")
     # ASCII digits that fit int64 and have no leading zero ('0001713353' is an ASIN, not 1713353)
     if not text and raw.str.fullmatch(r"-?(?:0|[1-9][0-9]{0,17})").all():
         return raw.astype("int64")
@@ -200,15 +198,11 @@ def check_known(
 ) -> None:
     """Every id in `values` (read from `frame[column]`) must be one of `known`, read from `where`."""
     unknown = ~values.isin(known).to_numpy()
-    if unknown.any():
-        position = int(np.flatnonzero(unknown)[0])
-        raise DatasetError(
-            f"{what} {str(frame[column].iloc[position]).strip()!r} is not in {Path(where).name} "
-            f"({int(unknown.sum())} row(s) with an unknown {what} in all)",
-            path=frame.attrs.get("path"),
-            line=_line_of(frame, position),
-            column=column,
-        )
+    _raise_at_first(
+        frame, column, unknown,
+        lambda at: f"{what} {str(frame[column].iloc[at]).strip()!r} is not in {Path(where).name} "
+        f"({int(unknown.sum())} row(s) with an unknown {what} in all)",
+    )  # fmt: skip
 
 
 def check_duplicates(frame: pd.DataFrame, key: Sequence[str], what: str) -> None:
