@@ -353,23 +353,63 @@ def _llm_parts(settings: Settings, data):
 @app.command()
 def tune(
     no_content: Annotated[bool, typer.Option(help="Leave the Chroma content source out.")] = False,
+    pseudo: Annotated[
+        int, typer.Option(help="Earlier targets per user pooled with the validation one (0: only it).")
+    ] = 2,
+    folds: Annotated[
+        int, typer.Option(help="Also estimate out-of-sample NDCG@10 by cross-validating over users.")
+    ] = 0,
+    sweep: Annotated[
+        str | None,
+        typer.Option(help="Try values of one retrieval setting, e.g. timed_transition_tau_days=30,100,365."),
+    ] = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
 ) -> None:
-    """Choose the fusion weights on the validation split; prints them as TOML for fewrec.toml."""
-    from fewrec.eval.tune import tune_weights
+    """Choose the fusion weights on validation targets; prints them as TOML for fewrec.toml."""
+    from fewrec.eval.tune import sweep_setting, tune_weights
     from fewrec.retrieval import load_item_vectors
 
+    if pseudo < 0 or folds < 0:
+        raise typer.BadParameter("--pseudo and --folds must be 0 or more")
     settings = _settings(config, dataset, format)
     data = _load_split(settings)
     vectors = None
     if "content" in settings.retrieval.sources and not no_content:
         vectors = load_item_vectors(settings, data)
-    weights, ndcg = tune_weights(data, settings.retrieval, vectors, settings.model_dir)
-    console.print(f"validation NDCG@10 {ndcg:.4f} with these weights (test split not used):")
-    body = ", ".join(f"{name} = {value}" for name, value in weights.items())
-    print(f"[retrieval]\nweights = {{ {body} }}")
+    if sweep:
+        key, _, raw = sweep.partition("=")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not values:
+            raise typer.BadParameter("--sweep takes KEY=V1,V2,...", param_hint="--sweep")
+        try:
+            results = sweep_setting(
+                data, settings.retrieval, key.strip(), values, vectors, settings.model_dir, pseudo, folds
+            )
+        except ValueError as exc:  # pydantic ValidationError is a ValueError
+            raise typer.BadParameter(str(exc), param_hint="--sweep") from exc
+        table = Table(title=f"{key} on validation targets (test split not used)")
+        for column in ("value", "NDCG@10 in sample", "out of sample", "weights"):
+            table.add_column(column)
+        for value, result in results:
+            oos = "–" if result.out_of_sample is None else f"{result.out_of_sample:.4f}"
+            table.add_row(str(value), f"{result.ndcg:.4f}", oos, _weights_toml(result.weights))
+        console.print(table)
+        return
+    result = tune_weights(data, settings.retrieval, vectors, settings.model_dir, pseudo=pseudo, folds=folds)
+    per_split = ", ".join(f"{label} {value:.4f}" for label, value in result.per_split.items())
+    console.print(
+        f"validation NDCG@10 {result.ndcg:.4f} over {result.targets} targets ({per_split}); "
+        "test split not used"
+    )
+    if result.out_of_sample is not None:
+        console.print(f"out of sample ({folds}-fold over users): NDCG@10 {result.out_of_sample:.4f}")
+    print(f"[retrieval]\nweights = {{ {_weights_toml(result.weights)} }}")
+
+
+def _weights_toml(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} = {value}" for name, value in weights.items())
 
 
 @app.command()

@@ -49,6 +49,7 @@ class RetrievalSettings(BaseModel):
 
     sources: list[str] = Field(
         default_factory=lambda: [
+            "timed_transition",
             "transition",
             "ease",
             "timepop",
@@ -62,8 +63,8 @@ class RetrievalSettings(BaseModel):
     fusion: Literal["weighted", "rrf"] = "weighted"
     # Sources with weight 0 are still fitted (their evidence is shown) but do not move the rank.
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"transition": 1.0, "ease": 0.5, "timepop": 0.1, "itemknn": 0.0,
-                                 "content": 1.0, "als": 0.35, "bpr": 0.75, "sasrec": 1.0}
+        default_factory=lambda: {"timed_transition": 1.0, "transition": 0.5, "ease": 0.75, "timepop": 0.0,
+                                 "itemknn": 0.0, "content": 0.75, "als": 0.2, "bpr": 0.2, "sasrec": 0.5}
     )  # fmt: skip
     rrf_k: int = 60
     candidates: int = 20
@@ -76,6 +77,7 @@ class RetrievalSettings(BaseModel):
     transition_half_life: float = 2.0
     transition_normalise: float = 0.75
     transition_backward: float = 0.25
+    timed_transition_tau_days: float = 100.0  # how far in time a pair still counts (e^-1 at tau)
     timepop_tau_days: float = 100.0
     itemknn_k: int = 100
     als_factors: int = 64

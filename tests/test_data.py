@@ -689,3 +689,31 @@ def test_match_title_typo_gives_suggestions(bundled_split):
     assert matches == []
     assert "Toy Story (1995)" in suggestions
     assert bundled_split.catalog.match_title("zzzzqqqq xxyy") == ([], [])
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_shifted_split_moves_the_validation_target_back(bundled_split, steps):
+    pseudo, users = bundled_split.shifted(steps)
+    lengths = np.array([len(bundled_split.train_sequence(u)) for u in range(bundled_split.n_users)])
+    np.testing.assert_array_equal(users, np.flatnonzero(lengths > steps))
+    for u in users[:: max(1, len(users) // 40)]:
+        full = bundled_split.train_sequence(u)
+        assert pseudo.valid_item[u] == full[-steps]
+        assert pseudo.valid_time[u] == bundled_split.train_times(u)[-steps]
+        np.testing.assert_array_equal(pseudo.history(u, "valid"), full[:-steps])
+    # What a source fits on never holds a pseudo-target, a later item, or a real held-out item.
+    fit_pairs = set(zip(pseudo.train["user"], pseudo.train["item"], strict=True))
+    assert not any((u, pseudo.valid_item[u]) in fit_pairs for u in users)
+    assert not any((u, bundled_split.valid_item[u]) in fit_pairs for u in range(bundled_split.n_users))
+    assert len(pseudo.train) == len(bundled_split.train) - steps * len(users)
+
+
+def test_shifted_split_keeps_short_users_out_and_rejects_zero_steps(bundled_split):
+    shortest = min(len(bundled_split.train_sequence(u)) for u in range(bundled_split.n_users))
+    pseudo, users = bundled_split.shifted(shortest)
+    assert len(users) < bundled_split.n_users  # users with exactly `shortest` items stay out
+    short = [u for u in range(bundled_split.n_users) if u not in set(users.tolist())]
+    for u in short:  # their training data is left as it was
+        np.testing.assert_array_equal(pseudo.train_sequence(u), bundled_split.train_sequence(u))
+    with pytest.raises(ValueError, match="at least one"):
+        bundled_split.shifted(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from fewrec.data import FewrecError
 from fewrec.eval import metrics as m
 from fewrec.eval.report import write
 from fewrec.eval.runner import EvalError, EvalReport, evaluate
+from fewrec.eval.tune import ValidationQueries, tune_on, validation_queries
+from fewrec.retrieval import Retriever
 
 FUSED = "fewrec retrieval (fused)"
 # A cheap retrieval configuration for tests about the runner's mechanics, not its quality.
@@ -356,3 +359,73 @@ def test_history_cut_slices_fold_in_factor_models(bundled_split, tmp_path):
     report = evaluate(bundled_split, settings, baselines=[], users=200, history_cuts=[1])
     full = report.method(FUSED).metrics["ndcg@10"]
     assert report.slices["1"][FUSED]["ndcg@10"] != pytest.approx(full)
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def synthetic_queries(seed: int, users: int = 60, items: int = 40) -> ValidationQueries:
+    """'signal' puts the target near the top; 'noise' is random."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(5, items, users)
+    signal = rng.random((users, items)).astype(np.float32) * 0.5
+    signal[np.arange(users), targets] += rng.random(users).astype(np.float32) * 0.7
+    noise = rng.random((users, items)).astype(np.float32)
+    seen = np.zeros((users, items), dtype=bool)
+    seen[:, :3] = True
+    return ValidationQueries(f"q{seed}", np.arange(users), targets, seen, {"noise": noise, "signal": signal})
+
+
+def test_tune_on_finds_the_informative_source_and_reports_out_of_sample():
+    queries = [synthetic_queries(0), synthetic_queries(1)]
+    start = {"noise": 1.0, "signal": 0.0}
+    before = float(np.concatenate([q.ndcg(start) for q in queries]).mean())
+    result = tune_on(queries, start, anchor="noise", folds=3)
+    assert result.weights["noise"] == 1.0  # the anchor keeps its weight
+    assert result.weights["signal"] >= 1.0
+    assert result.ndcg > before + 0.1
+    assert set(result.per_split) == {"q0", "q1"} and result.targets == 120
+    assert result.out_of_sample is not None and before < result.out_of_sample <= 1.0
+    # Seen items are never ranked: a target among them would score 0.
+    queries[0].targets[:] = 0
+    assert not queries[0].ndcg(result.weights).any()
+
+
+def test_tune_weights_pools_pseudo_validation_targets(bundled_split):
+    settings = RetrievalSettings(
+        sources=["transition", "timed_transition", "timepop"],
+        weights={"transition": 1.0, "timed_transition": 0.0, "timepop": 0.0},
+    )
+    queries = validation_queries(bundled_split, settings, pseudo=1, progress=False)
+    assert [q.label for q in queries] == ["valid", "valid-1"]
+    _, moved = bundled_split.shifted(1)
+    assert len(queries[1].users) == len(moved)
+    np.testing.assert_array_equal(queries[1].targets, [bundled_split.train_sequence(u)[-1] for u in moved])
+    result = tune_on(queries, settings.weights)
+    start = float(np.concatenate([q.ndcg(settings.weights) for q in queries]).mean())
+    assert result.ndcg >= start  # coordinate ascent never ends below where it started
+    assert result.targets == bundled_split.n_users + len(moved)
+    assert set(result.weights) == {"transition", "timed_transition", "timepop"}
+    # The figure it reports is the metric the evaluation suite computes.
+    retriever = Retriever(bundled_split, settings.model_copy(update={"weights": result.weights})).fit("valid")
+    fused = retriever.score_split("valid").fused
+    ranks = m.target_ranks(fused, bundled_split.targets("valid"), bundled_split.histories("valid"))
+    ndcg = m.per_user_metrics(ranks, (10,))["ndcg@10"].mean()
+    assert ndcg == pytest.approx(result.per_split["valid"], abs=2e-3)
+
+
+def test_cli_tune_rejects_an_unknown_sweep_setting(cli_env):
+    result = CliRunner().invoke(app, ["tune", "--no-content", "--pseudo", "0", "--sweep", "tau=1,2"])
+    assert result.exit_code != 0
+    assert "unknown retrieval setting 'tau'" in result.output
+    result = CliRunner().invoke(app, ["tune", "--no-content", "--sweep", "timed_transition_tau_days="])
+    assert result.exit_code != 0 and "KEY=V1,V2" in result.output
+
+
+def test_cli_tune_prints_weights_as_toml(cli_env):
+    result = CliRunner().invoke(app, ["tune", "--no-content", "--pseudo", "1", "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "over 1" in result.output and "out of sample (2-fold over users)" in result.output
+    toml = result.output[result.output.index("[retrieval]") :]
+    weights = tomllib.loads(toml)["retrieval"]["weights"]
+    assert set(weights) == {"transition", "timepop"} and weights["transition"] == 1.0

@@ -17,7 +17,7 @@ from fewrec.data import FewrecError
 from fewrec.eval.metrics import per_user_metrics, target_ranks
 from fewrec.retrieval import FitData, Retriever, ScoringContext
 from fewrec.retrieval.base import recency_weights
-from fewrec.retrieval.cf import ALS, BPR, EASE, Popularity, Transition
+from fewrec.retrieval.cf import ALS, BPR, EASE, Popularity, TimedTransition, Transition
 from fewrec.retrieval.fusion import EVIDENCE_DEPTH, fit_data, make_source
 
 FAST_SOURCES = ["transition", "ease", "timepop"]
@@ -86,6 +86,64 @@ def test_transition_window_and_backward():
     backward = Transition(window=1, backward=0.25).fit(tiny_fit_data(sequences, 6))
     s = backward.score([np.array([C])])[0]
     assert s[B] > 0 and s[A] == 0  # B precedes C, A never does within the window
+
+
+def test_transition_matrix_matches_the_pair_counts():
+    # The counts written out by hand: forward pairs within the window, backward ones at 0.25.
+    rng = np.random.default_rng(3)
+    sequences = [list(rng.choice(6, size=rng.integers(2, 6), replace=False)) for _ in range(20)]
+    expected = np.zeros((6, 6))
+    for seq in sequences:
+        for i, first in enumerate(seq):
+            for step, then in enumerate(seq[i + 1 : i + 3], start=1):
+                expected[first, then] += 0.5 ** (step - 1)
+                expected[then, first] += 0.25 * 0.5 ** (step - 1)
+    expected /= np.power(np.maximum(expected.sum(axis=1, keepdims=True), 1e-9), 0.75)
+    source = Transition(window=2, decay=0.5).fit(tiny_fit_data(sequences, 6))
+    np.testing.assert_allclose(source.matrix, expected, rtol=1e-5)
+
+
+def timed_fit_data() -> FitData:
+    """A is followed by B in 2000 and by C in 2015 (three users each)."""
+    year_2000, year_2015 = 946_684_800, 1_420_070_400
+    sequences = [[A, B], [A, B], [A, B], [A, C], [A, C], [A, C]]
+    users = np.repeat(np.arange(6), 2)
+    items = np.concatenate(sequences)
+    start = [year_2000] * 3 + [year_2015] * 3
+    times = np.concatenate([[t, t + 60] for t in start])
+    return FitData(n_users=6, n_items=6, users=users, items=items, timestamps=times)
+
+
+def test_timed_transition_follows_what_came_next_at_that_time():
+    source = TimedTransition(tau_days=365).fit(timed_fit_data())
+    early = ScoringContext(times=np.array([946_684_800 + 86400 * 30]))
+    late = ScoringContext(times=np.array([1_420_070_400 + 86400 * 30]))
+    history = [np.array([A])]
+    scores_early = source.score(history, early)[0]
+    scores_late = source.score(history, late)[0]
+    assert scores_early[B] > 10 * scores_early[C]
+    assert scores_late[C] > 10 * scores_late[B]
+    assert scores_early[D] == scores_early[E] == 0.0
+    # Without a reference time it is the plain, global transition model.
+    untimed = source.score(history)[0]
+    assert untimed[B] == pytest.approx(untimed[C])
+    np.testing.assert_allclose(untimed, Transition().fit(timed_fit_data()).score(history)[0], rtol=1e-6)
+
+
+def test_timed_transition_without_time_equals_transition_on_real_data(bundled_split):
+    data = fit_data(bundled_split, "valid")
+    histories = [bundled_split.history(u, "valid") for u in (0, 5, 99, 300)] + [np.array([], dtype=np.int64)]
+    timed = TimedTransition(tau_days=100).fit(data).score(histories)
+    plain = Transition().fit(data).score(histories)
+    np.testing.assert_allclose(timed, plain, rtol=1e-4, atol=1e-7)
+    assert not timed[-1].any()  # an empty history scores nothing
+
+
+def test_timed_transition_rejects_a_non_positive_scale():
+    with pytest.raises(ValueError, match="tau_days"):
+        TimedTransition(tau_days=0)
+    with pytest.raises(ValueError, match="tau_days"):
+        make_source("timed_transition", RetrievalSettings(timed_transition_tau_days=-1))
 
 
 def test_ease_scores_co_occurring_items_higher():

@@ -162,6 +162,33 @@ class LeaveOneOutSplit:
         frame = pd.concat([self.train, *extra], ignore_index=True)
         return frame.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
 
+    def shifted(self, steps: int) -> tuple[LeaveOneOutSplit, np.ndarray]:
+        """A pseudo-validation split `steps` items earlier, and the users it holds targets for.
+
+        Its validation target is each user's `steps`-th last training item and its training
+        data everything before that, so tuning gets more targets than the one validation item
+        per user, all strictly before the real validation and test targets. Users with `steps`
+        or fewer training items keep their training data and are left out of the returned users.
+        Only its validation side is meant for use: its test targets are the real ones.
+        """
+        if steps < 1:
+            raise ValueError("a pseudo-validation split must move at least one item")
+        from_end = self.train.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+        lengths = np.diff(self._train_offsets)
+        users = np.flatnonzero(lengths > steps)
+        moved = np.isin(self.train["user"].to_numpy(), users)
+        targets = self.train[moved & (from_end == steps - 1)].sort_values("user")
+        valid_item, valid_time = self.valid_item.copy(), self.valid_time.copy()
+        valid_item[targets["user"].to_numpy()] = targets["item"].to_numpy()
+        valid_time[targets["user"].to_numpy()] = targets["timestamp"].to_numpy()
+        train = self.train[~moved | (from_end >= steps)].reset_index(drop=True)
+        pseudo = LeaveOneOutSplit(
+            name=f"{self.name} (pseudo-validation {steps} back)", catalog=self.catalog,
+            user_ids=self.user_ids, train=train, valid_item=valid_item, test_item=self.test_item,
+            valid_time=valid_time, test_time=self.test_time,
+        )  # fmt: skip
+        return pseudo, users
+
     def stats(self) -> dict[str, int]:
         return {
             "users": self.n_users,

@@ -1,5 +1,5 @@
-"""Collaborative-filtering candidate sources: EASE, item-to-item transitions, item-kNN,
-ALS and BPR (the last two from `implicit`), and popularity.
+"""Collaborative-filtering candidate sources: EASE, item-to-item transitions (global and
+time-local), item-kNN, ALS and BPR (the last two from `implicit`), and popularity.
 
 Every source scores a user from a recency-weighted history, because the task is the next
 item: what a user watched last says more than what they watched years ago.
@@ -64,6 +64,26 @@ class EASE(_ItemMatrixSource):
         return self
 
 
+def transition_pairs(
+    data: FitData, window: int, decay: float, backward: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (item, later item) pair within `window` steps of one user's training sequence:
+    (from, to, weight, time of the later interaction). A step further counts `decay` times less;
+    each pair also counts `backward` times in the reverse direction."""
+    users, items = np.asarray(data.users), np.asarray(data.items)
+    times = np.asarray(data.timestamps, dtype=np.float64)
+    sources, targets, weights, when = [], [], [], []
+    for step in range(1, window + 1):
+        same = users[step:] == users[:-step]
+        first, then, at = items[:-step][same], items[step:][same], times[step:][same]
+        forward = np.full(len(first), decay ** (step - 1), dtype=np.float32)
+        sources += [first, then]
+        targets += [then, first]
+        weights += [forward, forward * backward]
+        when += [at, at]
+    return tuple(np.concatenate(part) for part in (sources, targets, weights, when))  # type: ignore[return-value]
+
+
 class Transition(_ItemMatrixSource):
     """Item-to-item transitions: how often item j follows item i within `window` steps in
     the training sequences (a step further counts `decay` times less; j *preceding* i counts
@@ -79,22 +99,63 @@ class Transition(_ItemMatrixSource):
         self.normalise, self.backward = normalise, backward
 
     def fit(self, data: FitData) -> Transition:
-        users, items = np.asarray(data.users), np.asarray(data.items)
-        rows, cols, vals = [], [], []
-        for step in range(1, self.window + 1):
-            same = users[step:] == users[:-step]
-            rows.append(items[:-step][same])
-            cols.append(items[step:][same])
-            vals.append(np.full(int(same.sum()), self.decay ** (step - 1), dtype=np.float32))
-        t = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(data.n_items, data.n_items),
-        ).toarray()
-        if self.backward:
-            t = t + self.backward * t.T
+        sources, targets, weights, _ = transition_pairs(data, self.window, self.decay, self.backward)
+        t = sp.csr_matrix((weights, (sources, targets)), shape=(data.n_items, data.n_items)).toarray()
         out_degree = t.sum(axis=1, keepdims=True)
         self.matrix = (t / np.power(np.maximum(out_degree, 1e-9), self.normalise)).astype(np.float32)
         return self
+
+
+class TimedTransition:
+    """Transitions as they were when this user was last active: the same pairs as
+    `Transition`, each counted exp(-|pair time - user's time| / tau).
+
+    What follows a film changes over the years (new releases, what the site showed next), and
+    the training data holds other users' sequences from 1996 to 2018. On the bundled data's
+    validation targets this source adds about +0.01 NDCG@10 to the fusion (`fewrec tune`).
+    Without a reference time (a history typed into the chat) every pair counts fully.
+    """
+
+    name = "timed_transition"
+
+    def __init__(
+        self, tau_days: float = 100.0, window: int = 5, decay: float = 1.0, half_life: float = 2.0,
+        limit: int | None = 20, normalise: float = 0.75, backward: float = 0.25,
+    ) -> None:  # fmt: skip
+        if tau_days <= 0:
+            raise ValueError("tau_days must be positive")
+        self.tau_days, self.window, self.decay = tau_days, window, decay
+        self.half_life, self.limit, self.normalise, self.backward = half_life, limit, normalise, backward
+
+    def fit(self, data: FitData) -> TimedTransition:
+        sources, targets, weights, when = transition_pairs(data, self.window, self.decay, self.backward)
+        order = np.argsort(sources, kind="stable")
+        # Pairs grouped by their first item: item i's pairs are [offsets[i], offsets[i + 1]).
+        self.offsets = np.searchsorted(sources[order], np.arange(data.n_items + 1))
+        self.targets, self.weights, self.times = targets[order], weights[order], when[order]
+        out_degree = np.bincount(sources, weights=weights, minlength=data.n_items)
+        self.row_scale = np.power(np.maximum(out_degree, 1e-9), -self.normalise)
+        self.n_items = data.n_items
+        return self
+
+    def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
+        times = context.times if context is not None and context.times is not None else None
+        out = np.zeros((len(histories), self.n_items), dtype=np.float32)
+        scale = self.tau_days * 86400.0
+        for row, history in enumerate(histories):
+            history = np.asarray(history, dtype=np.int64)
+            recency = recency_weights(len(history), self.half_life, self.limit)
+            keep = recency > 0
+            if not keep.any():
+                continue
+            spans = [np.arange(self.offsets[i], self.offsets[i + 1]) for i in history[keep]]
+            pairs = np.concatenate(spans)
+            per_item = recency[keep] * self.row_scale[history[keep]]
+            weights = self.weights[pairs] * np.repeat(per_item, [len(s) for s in spans])
+            if times is not None:
+                weights = weights * np.exp(-np.abs(self.times[pairs] - float(times[row])) / scale)
+            out[row] = np.bincount(self.targets[pairs], weights=weights, minlength=self.n_items)
+        return out
 
 
 class ItemKNN(_ItemMatrixSource):

@@ -12,10 +12,22 @@ import numpy as np
 from fewrec.config import RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.retrieval.base import Candidate, CandidateSource, FitData, ScoringContext
-from fewrec.retrieval.cf import ALS, BPR, EASE, ItemKNN, Popularity, TimePopularity, Transition
+from fewrec.retrieval.cf import (
+    ALS,
+    BPR,
+    EASE,
+    ItemKNN,
+    Popularity,
+    TimedTransition,
+    TimePopularity,
+    Transition,
+)
 from fewrec.retrieval.content import ContentSimilarity
 
-SOURCE_NAMES = ("ease", "transition", "itemknn", "als", "bpr", "timepop", "content", "sasrec", "popularity")
+SOURCE_NAMES = (
+    "ease", "transition", "timed_transition", "itemknn", "als", "bpr", "timepop", "content", "sasrec",
+    "popularity",
+)  # fmt: skip
 EVIDENCE_DEPTH = 100  # a source "found" a candidate when it ranks it this high or higher
 
 
@@ -34,6 +46,12 @@ def make_source(
         return Transition(
             window=s.transition_window, decay=s.transition_decay, half_life=s.transition_half_life,
             normalise=s.transition_normalise, backward=s.transition_backward,
+        )  # fmt: skip
+    if name == "timed_transition":
+        return TimedTransition(
+            tau_days=s.timed_transition_tau_days, window=s.transition_window, decay=s.transition_decay,
+            half_life=s.transition_half_life, normalise=s.transition_normalise,
+            backward=s.transition_backward,
         )  # fmt: skip
     if name == "itemknn":
         return ItemKNN(k=s.itemknn_k, half_life=s.recency_half_life, limit=s.profile_items)
