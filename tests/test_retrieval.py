@@ -20,7 +20,7 @@ from fewrec.retrieval.base import recency_weights
 from fewrec.retrieval.cf import ALS, BPR, EASE, Popularity, TimedTransition, Transition
 from fewrec.retrieval.fusion import EVIDENCE_DEPTH, fit_data, make_source
 
-FAST_SOURCES = ["transition", "ease", "timepop"]
+FAST_SOURCES = ["timed_transition", "transition", "ease"]
 
 
 def tiny_fit_data(sequences: list[list[int]], n_items: int) -> FitData:
@@ -292,7 +292,7 @@ def test_fused_validation_ndcg_regression_guard(retriever, bundled_split):
     fused = retriever.score_split("valid").fused
     ranks = target_ranks(fused, bundled_split.targets("valid"), bundled_split.histories("valid"))
     ndcg = per_user_metrics(ranks, (10,))["ndcg@10"].mean()
-    assert ndcg >= 0.09, ndcg  # measured ≈ 0.107 with the tuned defaults
+    assert ndcg >= 0.10, ndcg  # measured ≈ 0.110 with the tuned defaults
 
 
 # --------------------------------------------------------------------------- ALS and BPR

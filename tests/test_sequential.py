@@ -71,3 +71,16 @@ def test_sasrec_retrains_over_a_damaged_cache_entry(tmp_path):
     model = _small(tmp_path).fit(data)
     assert int(np.argmax(model.score([np.array([3, 4, 5])])[0])) == 6
     assert entry.stat().st_size > 100  # rewritten with real weights
+
+
+def test_sasrec_scores_on_one_thread_and_gives_the_threads_back(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = _small(tmp_path, threads=2).fit(_patterned_data())
+    assert torch.get_num_threads() == 2  # training used what it was given
+    seen: list[int] = []
+    net = model.nets[0]
+    original = net.forward
+    net.forward = lambda x: (seen.append(torch.get_num_threads()), original(x))[1]
+    scores = model.score([np.array([3, 4, 5])])
+    assert seen == [1] and int(np.argmax(scores[0])) == 6
+    assert torch.get_num_threads() == 2

@@ -20,8 +20,6 @@ from fewrec.prompts.templates import display_title, load_template
 from fewrec.retrieval.base import Candidate
 from fewrec.retrieval.fusion import Retriever
 
-COLLABORATIVE = ("transition", "ease", "itemknn", "als", "bpr", "sasrec", "timepop")
-
 
 class Explanation(BaseModel):
     text: str

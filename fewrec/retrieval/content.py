@@ -25,7 +25,8 @@ def user_profile(vectors: np.ndarray, history: np.ndarray, half_life: float, lim
     if len(history) == 0:
         return np.zeros(vectors.shape[1], dtype=np.float32)
     weights = recency_weights(len(history), half_life, limit)
-    profile = weights @ vectors[history]
+    keep = weights > 0  # only the recent items: a long history would copy thousands of vectors
+    profile = weights[keep].astype(np.float32) @ vectors[np.asarray(history)[keep]]
     return profile / max(float(np.linalg.norm(profile)), 1e-12)
 
 

@@ -103,6 +103,18 @@ def ranks_of(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def ranks_among_unseen(scores: np.ndarray, items: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """1-based rank of each of `items` among the items not in `seen`, ties broken by item index
+    (what `ranks_of` gives after masking, without sorting the whole catalog)."""
+    masked = np.asarray(scores, dtype=np.float64).copy()
+    masked[np.asarray(seen, dtype=np.int64)] = -np.inf
+    values = masked[items][:, None]
+    higher = (masked[None, :] > values).sum(axis=1)
+    earlier = np.arange(len(masked))[None, :] < np.asarray(items)[:, None]
+    tied_before = ((masked[None, :] == values) & earlier).sum(axis=1)
+    return higher + tied_before + 1
+
+
 @dataclass
 class ScoredBatch:
     """Fused scores for a batch of users, with every source's own scores kept as evidence."""
@@ -133,6 +145,7 @@ class Retriever:
         }
         self.popularity = Popularity()
         self.fitted_on: SplitName | None = None
+        self._titles = [str(t) for t in split.catalog.frame["title"]]  # a pandas lookup per item is slow
 
     def fit(self, split_name: SplitName = "test") -> Retriever:
         """Learn from every interaction known before the `split_name` targets."""
@@ -209,27 +222,22 @@ class Retriever:
             fused[~allowed] = -np.inf
         top = np.argsort(-fused, kind="stable")[:k]
         top = top[np.isfinite(fused[top])]
-
-        def unseen_ranks(scores: np.ndarray) -> np.ndarray:  # a source's rank among unseen items
-            masked = scores.astype(np.float64)
-            masked[history] = -np.inf
-            return ranks_of(masked[None, :])[0]
-
-        evidence = {name: (scores[0], unseen_ranks(scores[0])) for name, scores in batch.by_source.items()}
         if len(history) == 0:
-            evidence = {"popularity": (self.popularity.counts, ranks_of(self.popularity.counts[None, :])[0])}
+            by_source = {"popularity": self.popularity.counts}
+        else:
+            by_source = {name: scores[0] for name, scores in batch.by_source.items()}
+        ranks = {name: ranks_among_unseen(scores, top, history) for name, scores in by_source.items()}
         out = []
-        for rank, item in enumerate(top, start=1):
-            sources = {n: float(s[item]) for n, (s, r) in evidence.items() if r[item] <= EVIDENCE_DEPTH}
-            ranks = {n: int(r[item]) for n, (s, r) in evidence.items() if r[item] <= EVIDENCE_DEPTH}
+        for position, item in enumerate(top):
+            found = [name for name in by_source if ranks[name][position] <= EVIDENCE_DEPTH]
             out.append(
                 Candidate(
                     item_id=self.split.item_ids[item].item(),
-                    title=str(self.split.catalog.frame["title"].iat[item]),
+                    title=self._titles[item],
                     score=float(fused[item]),
-                    rank=rank,
-                    sources=sources,
-                    source_ranks=ranks,
+                    rank=position + 1,
+                    sources={name: float(by_source[name][item]) for name in found},
+                    source_ranks={name: int(ranks[name][position]) for name in found},
                 )
             )
         return out
