@@ -255,6 +255,16 @@ def test_movielens_csv_loader(movielens_dir):
     assert ds.stats()["users"] == 2 and ds.stats()["items_rated"] == 2
 
 
+def test_movielens_csv_warns_about_tags_of_unknown_items(movielens_dir, caplog):
+    with (movielens_dir / "tags.csv").open("a") as f:
+        f.write("1,999,orphan,4\n2,999,orphan,5\n")
+    ds = load_movielens_csv(movielens_dir)
+    assert ds.catalog.get(10).tags == ["heist", "pacino"]  # the known items keep theirs
+    assert "orphan" not in {t for item in (10, 20, 30) for t in ds.catalog.get(item).tags}
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("2 tag rows" in m and "999" in m and "tags.csv" in m for m in messages), messages
+
+
 def test_movielens_csv_without_tags_file(movielens_dir):
     (movielens_dir / "tags.csv").unlink()
     assert load_movielens_csv(movielens_dir).catalog.get(10).tags == []

@@ -6,6 +6,7 @@ and a generic interactions + items CSV pair with user-given column names.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,8 @@ import pandas as pd
 from fewrec.data import readers
 from fewrec.data.errors import DatasetError
 from fewrec.data.models import Dataset, Interactions, build_catalog
+
+logger = logging.getLogger(__name__)
 
 Duplicates = Literal["error", "drop"]
 
@@ -64,13 +67,22 @@ def _split_genres(series: pd.Series, sep: str = "|") -> list[list[str]]:
     return [[g for g in str(v).split(sep) if g and g != "(no genres listed)"] for v in series.fillna("")]
 
 
-def _tags_by_item(path: Path, item_col: str, tag_col: str) -> dict:
-    """Distinct tags per item, most used first."""
+def _tags_by_item(path: Path, item_col: str, tag_col: str, known: pd.Series) -> dict:
+    """Distinct tags per item, most used first. Tags of items the catalog lacks are dropped,
+    with a warning that says how many (a tags file from another version of the dataset)."""
     if not path.exists():
         return {}
     frame = readers.read_table(path, columns=[item_col, tag_col])
     frame = frame.assign(item=readers.ids(frame, item_col), tag=frame[tag_col].str.strip().str.lower())
     frame = frame[frame["tag"] != ""]
+    unknown = ~frame["item"].isin(set(known.tolist()))
+    if unknown.any():
+        examples = ", ".join(map(str, frame.loc[unknown, "item"].drop_duplicates().head(5)))
+        logger.warning(
+            "%s: %d tag rows name items that are not in the catalog and were ignored (e.g. %s)",
+            path, int(unknown.sum()), examples,
+        )  # fmt: skip
+        frame = frame[~unknown]
     counts = frame.groupby(["item", "tag"]).size().reset_index(name="n")
     counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
     return counts.groupby("item")["tag"].agg(list).to_dict()
@@ -86,7 +98,7 @@ def load_movielens_csv(root: Path, duplicates: Duplicates = "error") -> Dataset:
         ids,
         movies["title"],
         genres=pd.Series(_split_genres(movies["genres"])),
-        tags=_tags_by_item(root / "tags.csv", "movieId", "tag"),
+        tags=_tags_by_item(root / "tags.csv", "movieId", "tag", ids),
     )
     inter = _interactions(ratings, "userId", "movieId", "rating", "timestamp", duplicates, item_ids)
     return Dataset(root.name, catalog, inter, _sources(root, ["ratings.csv", "movies.csv", "tags.csv"]))
