@@ -386,6 +386,11 @@ def test_tune_on_finds_the_informative_source_and_reports_out_of_sample():
     assert result.ndcg > before + 0.1
     assert set(result.per_split) == {"q0", "q1"} and result.targets == 120
     assert result.out_of_sample is not None and before < result.out_of_sample <= 1.0
+    # Tuning never proposes weights that do worse on validation than the configured ones.
+    configured = {"noise": 1.0, "signal": 7.0}  # off the grid: only reachable as a start
+    configured_ndcg = float(np.concatenate([q.ndcg(configured) for q in queries]).mean())
+    kept = tune_on(queries, anchor="noise", current=configured)
+    assert kept.ndcg >= max(configured_ndcg, result.ndcg)
     # Seen items are never ranked: a target among them would score 0.
     queries[0].targets[:] = 0
     assert not queries[0].ndcg(result.weights).any()
