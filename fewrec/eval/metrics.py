@@ -19,6 +19,12 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.nda
     scores = np.array(scores, dtype=np.float64, copy=True)
     for row, history in enumerate(histories):
         scores[row, history] = -np.inf
+    return masked_target_ranks(scores, targets)
+
+
+def masked_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`target_ranks` for scores whose history items are already -inf (the caller may reuse
+    one masked array, or mask with a boolean array, instead of a loop over histories)."""
     target_scores = scores[np.arange(len(targets)), targets]
     better_or_tied = (scores >= target_scores[:, None]).sum(axis=1) - 1
     return np.where(np.isfinite(target_scores), better_or_tied, scores.shape[1])

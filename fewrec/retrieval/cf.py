@@ -112,7 +112,8 @@ class TimedTransition:
 
     What follows a film changes over the years (new releases, what the site showed next), and
     the training data holds other users' sequences from 1996 to 2018. On the bundled data's
-    validation targets this source adds about +0.01 NDCG@10 to the fusion (`fewrec tune`).
+    validation targets it lifts the fusion from 0.1176 to 0.1262 NDCG@10 in sample and from
+    0.1149 to 0.1179 out of sample (`fewrec tune --folds 5`, with and without it).
     Without a reference time (a history typed into the chat) every pair counts fully.
     """
 
