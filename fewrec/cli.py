@@ -33,6 +33,58 @@ FormatOption = Annotated[
 ]
 
 
+ProtocolOption = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol",
+        help="loo: the paper's leave-one-out (default); temporal: a global time cut, nothing after it seen.",
+    ),
+]
+TiesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ties", help="Same-second interactions ordered by item id (default) or at random (seeded)."
+    ),
+]
+TestCutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--test-cut", help="Temporal protocol: test cut as a date, Unix seconds or a quantile (0.9)."
+    ),
+]
+ValidCutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--valid-cut", help="Temporal protocol: validation cut (date, Unix seconds or quantile 0.8)."
+    ),
+]
+
+
+def _with_split_options(
+    settings: Settings, protocol: str | None, ties: str | None, test_cut: str | None, valid_cut: str | None
+) -> Settings:
+    """Apply --protocol/--ties/--test-cut/--valid-cut, naming the allowed values on a bad one."""
+    from fewrec.data.split import PROTOCOLS, TIE_ORDERS
+
+    update: dict = {}
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise FewrecError(f"unknown --protocol {protocol!r}; choose {' or '.join(PROTOCOLS)}")
+        update["protocol"] = protocol
+    if ties is not None:
+        if ties not in TIE_ORDERS:
+            raise FewrecError(f"unknown --ties {ties!r}; choose {' or '.join(TIE_ORDERS)}")
+        update["ties"] = ties
+    for key, value in (("test_cut", test_cut), ("valid_cut", valid_cut)):
+        if value is not None:
+            update[key] = value
+    if (test_cut or valid_cut) and (protocol or settings.split.protocol) != "temporal":
+        raise FewrecError("--test-cut and --valid-cut apply to --protocol temporal only")
+    if update:
+        settings.split = settings.split.model_copy(update=update)
+    return settings
+
+
 def _settings(config: Path | None, dataset: str | None = None, fmt: str | None = None) -> Settings:
     overrides: dict = {}
     if dataset is not None:
@@ -271,6 +323,10 @@ def eval_command(
     backend: Annotated[str | None, typer.Option(help="LLM stages: llamacpp or openai.")] = None,
     model: Annotated[str | None, typer.Option(help="LLM stages: model name or GGUF path.")] = None,
     alpha: Annotated[float | None, typer.Option(help="LLM weight in the fused score (0..1).")] = None,
+    protocol: ProtocolOption = None,
+    ties: TiesOption = None,
+    test_cut: TestCutOption = None,
+    valid_cut: ValidCutOption = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
@@ -284,14 +340,14 @@ def eval_command(
         raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
     if sampled is not None and sampled < 2:
         raise EvalError("--sampled needs at least 2 items (1 held-out + negatives)")
-    settings = _settings(config, dataset, format)
+    settings = _with_split_options(_settings(config, dataset, format), protocol, ties, test_cut, valid_cut)
     data = _load_split(settings)
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     baseline_list = list(ALL_BASELINES) if baselines == "all" else [] if baselines == "none" else [
         b.strip() for b in baselines.split(",") if b.strip()
     ]  # fmt: skip
     cuts = _int_list(history_cut, "--history-cut")
-    validate_args(data, stage_list, baseline_list, users, cuts)
+    validate_args(data, stage_list, baseline_list, users, cuts, split)  # type: ignore[arg-type]
     if backend is not None:
         if backend not in ("llamacpp", "openai"):
             raise EvalError(f"unknown backend {backend!r}; choose llamacpp or openai")
@@ -324,10 +380,10 @@ def eval_command(
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
     if readme is not None:
-        from fewrec.eval.report import readme_section, update_readme
+        from fewrec.eval.report import readme_markers, readme_section, update_readme
 
         try:
-            update_readme(readme, readme_section(report, folder, readme))
+            update_readme(readme, readme_section(report, folder, readme), readme_markers(report))
         except (OSError, ValueError) as exc:
             raise FewrecError(f"cannot update {readme}: {exc}") from exc
         console.print(f"updated the Results section of {readme}")
@@ -363,6 +419,10 @@ def tune(
         str | None,
         typer.Option(help="Try values of one retrieval setting, e.g. timed_transition_tau_days=30,100,365."),
     ] = None,
+    protocol: ProtocolOption = None,
+    ties: TiesOption = None,
+    test_cut: TestCutOption = None,
+    valid_cut: ValidCutOption = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
@@ -373,7 +433,7 @@ def tune(
 
     if pseudo < 0 or folds < 0:
         raise typer.BadParameter("--pseudo and --folds must be 0 or more")
-    settings = _settings(config, dataset, format)
+    settings = _with_split_options(_settings(config, dataset, format), protocol, ties, test_cut, valid_cut)
     data = _load_split(settings)
     vectors = None
     if "content" in settings.retrieval.sources and not no_content:

@@ -77,6 +77,7 @@ class RetrievalSettings(BaseModel):
     transition_half_life: float = 2.0
     transition_normalise: float = 0.75
     transition_backward: float = 0.25
+    transition_limit: int = 20  # how many recent items a transition profile reads
     timed_transition_tau_days: float = 100.0  # how far in time a pair still counts (e^-1 at tau)
     timepop_tau_days: float = 100.0
     itemknn_k: int = 100

@@ -196,7 +196,7 @@ def test_users_sample_size(bundled_split, tmp_path):
         ({"stages": ["foo"]}, "unknown stage"),
         ({"stages": ["rerank"]}, "rerank"),
         ({"stages": ["retrieval", "fused"]}, "LLM backend"),
-        ({"baselines": ["popularity", "sasrec"]}, "unknown baseline"),
+        ({"baselines": ["popularity", "gru4rec"]}, "unknown baseline"),
         ({"history_cuts": [0]}, "history cuts"),
     ],
 )
@@ -207,7 +207,7 @@ def test_bad_arguments_raise_eval_error(bundled_split, tmp_path, kwargs, message
     if "stages" in kwargs and kwargs["stages"] == ["foo"]:
         assert "foo" in str(info.value) and "retrieval" in str(info.value)
     if kwargs.get("baselines"):
-        assert "sasrec" in str(info.value)
+        assert "gru4rec" in str(info.value) and "markov" in str(info.value)
 
 
 def test_sampled_protocol(bundled_split, tmp_path):

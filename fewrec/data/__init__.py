@@ -12,7 +12,7 @@ from fewrec.data import cache
 from fewrec.data.errors import DatasetError, FewrecError, UnknownIdError
 from fewrec.data.loaders import BUNDLED_DIR, LOADERS, detect_format, load_raw
 from fewrec.data.models import Catalog, Dataset, Interactions, Item
-from fewrec.data.split import LeaveOneOutSplit, SplitSettings, leave_one_out
+from fewrec.data.split import LeaveOneOutSplit, SplitSettings, TemporalSplit, leave_one_out, make_split
 
 __all__ = [
     "BUNDLED_DIR",
@@ -25,6 +25,7 @@ __all__ = [
     "Item",
     "LeaveOneOutSplit",
     "SplitSettings",
+    "TemporalSplit",
     "UnknownIdError",
     "detect_format",
     "leave_one_out",
@@ -55,17 +56,19 @@ def load_dataset(
 ) -> LeaveOneOutSplit:
     """Load, filter and split a dataset, using the on-disk cache when it is still valid.
 
-    No `path`: the bundled ml-latest-small. `cache_dir=None` disables caching.
+    No `path`: the bundled ml-latest-small. `cache_dir=None` disables caching. The split is the
+    one `split.protocol` names; a temporal split is derived from the cached leave-one-out one.
     """
     split = split or SplitSettings()
+    # The cached leave-one-out split does not depend on the temporal protocol's cuts.
+    base = split.model_copy(update={"protocol": "loo", "test_cut": None, "valid_cut": None})
     if cache_dir is None:
-        return leave_one_out(load_raw(path, format, **options), split)
+        return make_split(leave_one_out(load_raw(path, format, **options), base), split)
     key_options = {"format": format, **options}
-    key = cache.cache_key(_source_files(path, format, options), key_options, split)
+    key = cache.cache_key(_source_files(path, format, options), key_options, base)
     folder = Path(cache_dir) / "splits" / key
-    cached = cache.load_split(folder)
-    if cached is not None:
-        return cached
-    result = leave_one_out(load_raw(path, format, **options), split)
-    cache.save_split(result, folder)
-    return result
+    result = cache.load_split(folder)
+    if result is None:
+        result = leave_one_out(load_raw(path, format, **options), base)
+        cache.save_split(result, folder)
+    return make_split(result, split)

@@ -1,16 +1,24 @@
-"""The evaluation split of the LlamaRec paper, and few-shot views of it.
+"""The evaluation splits: the LlamaRec paper's leave-one-out and a leak-free global temporal
+split, and few-shot views of them.
 
-All ratings are interactions; items without a title are dropped; iterative 5-core filtering
-(users and items with >= min_count interactions); each user's items ordered by
-(timestamp, item id); the last item is the test target, the second-last the validation
-target, the rest is training history.
+Leave-one-out (`protocol="loo"`, the paper's): all ratings are interactions; items without a
+title are dropped; iterative 5-core filtering (users and items with >= min_count
+interactions); each user's items ordered by (timestamp, item id); the last item is the test
+target, the second-last the validation target, the rest is training history. Other users'
+later interactions are in the training data, and 15% of the bundled users' test items share
+their second with the item before them, so "next" is then decided by the item id (`ties`).
+
+Global temporal (`protocol="temporal"`, LensKit's `split_global_time`): everything before a
+cut time T is known; each user's first interaction at or after T is their target and their
+history is what came before T. Validation uses an earlier cut with the same rule, fitted on
+what came before it. Nothing from after T is ever seen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,6 +28,10 @@ from fewrec.data.errors import DatasetError, UnknownIdError
 from fewrec.data.models import Catalog, Dataset, ItemId, UserId
 
 SplitName = Literal["valid", "test", "all"]  # "all": everything known, for serving
+Protocol = Literal["loo", "temporal"]
+TieOrder = Literal["id", "random"]
+PROTOCOLS: tuple[str, ...] = ("loo", "temporal")
+TIE_ORDERS: tuple[str, ...] = ("id", "random")
 
 
 class SplitSettings(BaseModel):
@@ -30,6 +42,19 @@ class SplitSettings(BaseModel):
     min_count: int = 5
     min_rating: float | None = None  # None: every rating is an interaction (the paper's rule)
     holdout: int = 2  # last = test, second-last = valid
+    protocol: Protocol = "loo"
+    # Interactions in the same second: ordered by item id (the paper's, and the published
+    # anchors', order) or by a seeded random key, to show how much a method leans on the id order.
+    ties: TieOrder = "id"
+    tie_seed: int = 0
+    # Temporal protocol: the test and validation cut times, as a date ('2017-01-01'), Unix
+    # seconds, or a quantile of the interaction times (0 < q < 1). None: the defaults below.
+    test_cut: str | float | None = None
+    valid_cut: str | float | None = None
+
+
+DEFAULT_TEST_CUT = 0.9  # quantile of interaction times: the last 10% of events lie after T
+DEFAULT_VALID_CUT = 0.8
 
 
 def core_filter(frame: pd.DataFrame, min_count: int) -> pd.DataFrame:
@@ -160,7 +185,40 @@ class LeaveOneOutSplit:
             for items, times in held
         ]
         frame = pd.concat([self.train, *extra], ignore_index=True)
-        return frame.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+        # Each held-out item follows the user's training sequence in the split's own order
+        # (which may break same-second ties at random), so only the user needs sorting.
+        return frame.sort_values("user", kind="stable").reset_index(drop=True)
+
+    protocol: ClassVar[str] = "loo"
+
+    def eval_users(self, split: SplitName) -> np.ndarray:
+        """The users that hold a `split` target (here: everyone)."""
+        self.targets(split)  # validates the name
+        return np.arange(self.n_users)
+
+    def reference_times(self, users: np.ndarray, split: SplitName) -> np.ndarray:
+        """The moment each user is scored at: their last activity before the `split` target.
+        Time-aware sources count nothing after it."""
+        users = np.asarray(users, dtype=np.int64)
+        if split == "valid":
+            return np.array([self.train_times(int(u))[-1] for u in users], dtype=np.int64)
+        if split == "test":
+            return self.valid_time[users]
+        if split == "all":
+            return self.test_time[users]
+        raise ValueError(f"unknown split {split!r}; expected 'valid', 'test' or 'all'")
+
+    def tied(self, split: SplitName) -> np.ndarray:
+        """Per user: does the `split` target share its timestamp with the item before it? For
+        those users "what came next" was decided by the tie order, not by time."""
+        if split == "test":
+            return self.test_time == self.valid_time
+        if split == "valid":
+            return self.valid_time == np.array([self.train_times(u)[-1] for u in range(self.n_users)])
+        raise ValueError(f"unknown split {split!r}; expected 'valid' or 'test'")
+
+    def describe(self) -> str:
+        return "leave-one-out (last item = test, second-last = validation; the LlamaRec paper's)"
 
     def shifted(self, steps: int) -> tuple[LeaveOneOutSplit, np.ndarray]:
         """A pseudo-validation split `steps` items earlier, and the users it holds targets for.
@@ -206,6 +264,17 @@ def _coerce(value: object, reference: np.ndarray) -> object:
     return value
 
 
+def chronological(frame: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame:
+    """Interactions ordered by user, then time; same-second ties by item id or a seeded key.
+
+    Item indices are sorted like raw ids, so ordering by index breaks ties like the raw id."""
+    if settings.ties == "id":
+        return frame.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+    key = np.random.default_rng(settings.tie_seed).permutation(len(frame))
+    keyed = frame.assign(_tie=key).sort_values(["user", "timestamp", "_tie"], kind="stable")
+    return keyed.drop(columns="_tie").reset_index(drop=True)
+
+
 def leave_one_out(dataset: Dataset, settings: SplitSettings | None = None) -> LeaveOneOutSplit:
     settings = settings or SplitSettings()
     frame = dataset.interactions.frame[["user_id", "item_id", "rating", "timestamp"]]
@@ -233,8 +302,7 @@ def leave_one_out(dataset: Dataset, settings: SplitSettings | None = None) -> Le
             "timestamp": frame["timestamp"].to_numpy(dtype=np.int64),
         }
     )
-    # Item indices are sorted like raw ids, so ordering by index breaks ties like the raw id.
-    ordered = ordered.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+    ordered = chronological(ordered, settings)
     position_from_end = ordered.groupby("user").cumcount(ascending=False).to_numpy()
     test = ordered[position_from_end == 0]
     valid = ordered[position_from_end == 1]
@@ -251,3 +319,212 @@ def leave_one_out(dataset: Dataset, settings: SplitSettings | None = None) -> Le
         valid_time=valid["timestamp"].to_numpy(),
         test_time=test["timestamp"].to_numpy(),
     )
+
+
+@dataclass(frozen=True)
+class TemporalSplit(LeaveOneOutSplit):
+    """Global temporal split (LensKit's `split_global_time`): the same interface as
+    `LeaveOneOutSplit`, but a split's history and fit data are everything before its cut.
+
+    `train` holds what came before the validation cut; `events` every interaction, in order.
+    `valid_item` / `test_item` are -1 for users without an interaction after that cut.
+    """
+
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    valid_cut: int = 0
+    test_cut: int = 0
+    protocol: ClassVar[str] = "temporal"
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.events)
+
+    @cached_property
+    def _event_offsets(self) -> np.ndarray:
+        counts = np.bincount(self.events["user"].to_numpy(), minlength=self.n_users)
+        return np.concatenate([[0], np.cumsum(counts)])
+
+    def _cut(self, split: SplitName) -> int | None:
+        if split == "valid":
+            return self.valid_cut
+        if split == "test":
+            return self.test_cut
+        if split == "all":
+            return None
+        raise ValueError(f"unknown split {split!r}; expected 'valid', 'test' or 'all'")
+
+    def _known_counts(self, split: SplitName) -> np.ndarray:
+        """How many of each user's interactions lie before the `split` cut."""
+        cut = self._cut(split)
+        if cut is None:
+            return np.diff(self._event_offsets)
+        before = self.events["timestamp"].to_numpy() < cut
+        return np.bincount(self.events["user"].to_numpy()[before], minlength=self.n_users)
+
+    def history(self, user: int, split: SplitName, last: int | None = None) -> np.ndarray:
+        start = self._event_offsets[user]
+        seq = self.events["item"].to_numpy()[start : start + self._known_counts_cached(split)[user]]
+        if last is not None:
+            if last < 1:
+                raise ValueError("a history cut must keep at least one item")
+            seq = seq[-last:]
+        return seq
+
+    @cached_property
+    def _counts_by_split(self) -> dict[str, np.ndarray]:
+        return {name: self._known_counts(name) for name in ("valid", "test", "all")}
+
+    def _known_counts_cached(self, split: SplitName) -> np.ndarray:
+        if split not in self._counts_by_split:
+            self._cut(split)  # raises for an unknown name
+        return self._counts_by_split[split]
+
+    def eval_users(self, split: SplitName) -> np.ndarray:
+        """Users with an interaction after the cut and at least one before it."""
+        targets = self.targets(split)
+        return np.flatnonzero((targets >= 0) & (self._known_counts_cached(split) > 0))
+
+    def interactions_before(self, split: SplitName) -> pd.DataFrame:
+        cut = self._cut(split)
+        if cut is None:
+            return self.events
+        return self.events[self.events["timestamp"].to_numpy() < cut].reset_index(drop=True)
+
+    def reference_times(self, users: np.ndarray, split: SplitName) -> np.ndarray:
+        """Everyone is scored at the cut: what was known then, and nothing later."""
+        users = np.asarray(users, dtype=np.int64)
+        cut = self._cut(split)
+        if cut is None:
+            last = self._event_offsets[users + 1] - 1
+            return self.events["timestamp"].to_numpy()[np.maximum(last, 0)]
+        return np.full(len(users), cut, dtype=np.int64)
+
+    def tied(self, split: SplitName) -> np.ndarray:
+        """Per user: does another of their interactions share the target's second (so which one
+        is "first after the cut" was decided by the tie order)?"""
+        targets = self.targets(split)
+        when = self.test_time if split == "test" else self.valid_time
+        users = self.events["user"].to_numpy()
+        same = (self.events["timestamp"].to_numpy() == when[users]) & (targets[users] >= 0)
+        return np.bincount(users[same], minlength=self.n_users) > 1
+
+    def describe(self) -> str:
+        return (
+            f"global temporal (fit on what came before the cut; target = each user's first "
+            f"interaction after it): test cut {_date(self.test_cut)}, validation cut {_date(self.valid_cut)}"
+        )
+
+    def shifted(self, steps: int) -> tuple[TemporalSplit, np.ndarray]:
+        """A pseudo-validation split whose cut lies `steps` validation windows earlier; its
+        targets are each user's first interaction in the window before the next cut, so all lie
+        before the real validation targets. Only its validation side is meant for use."""
+        if steps < 1:
+            raise ValueError("a pseudo-validation split must move at least one window")
+        window = self.test_cut - self.valid_cut
+        earlier = _temporal_from_events(
+            f"{self.name} (pseudo-validation {steps} back)", self.catalog, self.user_ids, self.events,
+            valid_cut=self.valid_cut - steps * window, test_cut=self.valid_cut - (steps - 1) * window,
+        )  # fmt: skip
+        return earlier, earlier.eval_users("valid")
+
+    def stats(self) -> dict[str, int]:
+        return {
+            **super().stats(),
+            "test users": len(self.eval_users("test")),
+            "valid users": len(self.eval_users("valid")),
+        }
+
+
+def _date(seconds: int) -> str:
+    try:
+        return str(pd.to_datetime(int(seconds), unit="s", utc=True).date())
+    except (OverflowError, ValueError):
+        return f"{int(seconds)} s"
+
+
+def resolve_cut(spec: str | float | None, default: float, times: np.ndarray, what: str) -> int:
+    """A cut time in Unix seconds from a date, Unix seconds or a quantile of `times`."""
+    spec = default if spec is None else spec
+    value: float | None = None
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        value = float(spec)
+    else:
+        text = str(spec).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                value = pd.Timestamp(text, tz="UTC").timestamp()
+            except (ValueError, TypeError) as exc:
+                raise DatasetError(
+                    f"cannot read the {what} cut {spec!r}: give a date (2017-01-01), Unix seconds, "
+                    "or a quantile of the interaction times between 0 and 1"
+                ) from exc
+    cut = int(np.quantile(times, value, method="higher")) if 0.0 < value < 1.0 else int(value)
+    first, last = int(times.min()), int(times.max())
+    if not first < cut <= last:
+        raise DatasetError(
+            f"the {what} cut {spec!r} ({_date(cut)}) is outside the data, which runs from "
+            f"{_date(first)} to {_date(last)}: the cut must leave interactions before and after it"
+        )
+    return cut
+
+
+def _temporal_from_events(
+    name: str, catalog: Catalog, user_ids: np.ndarray, events: pd.DataFrame, valid_cut: int, test_cut: int
+) -> TemporalSplit:
+    times = events["timestamp"].to_numpy()
+    n_users = len(user_ids)
+
+    def first_after(start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
+        inside = times >= start if end is None else (times >= start) & (times < end)
+        first = events[inside].drop_duplicates("user")  # events are in order within each user
+        item = np.full(n_users, -1, dtype=np.int64)
+        when = np.full(n_users, -1, dtype=np.int64)
+        item[first["user"].to_numpy()] = first["item"].to_numpy()
+        when[first["user"].to_numpy()] = first["timestamp"].to_numpy()
+        return item, when
+
+    valid_item, valid_time = first_after(valid_cut, test_cut)
+    test_item, test_time = first_after(test_cut, None)
+    return TemporalSplit(
+        name=name, catalog=catalog, user_ids=user_ids,
+        train=events[times < valid_cut].reset_index(drop=True),
+        valid_item=valid_item, test_item=test_item, valid_time=valid_time, test_time=test_time,
+        events=events, valid_cut=valid_cut, test_cut=test_cut,
+    )  # fmt: skip
+
+
+def temporal_split(loo: LeaveOneOutSplit, settings: SplitSettings | None = None) -> TemporalSplit:
+    """The global temporal split of the same filtered interactions as `loo`.
+
+    The users and items are those the 5-core filter kept over the whole data (a vocabulary,
+    not interactions: nothing after a cut is fitted on or shown as history).
+    """
+    settings = settings or SplitSettings(protocol="temporal")
+    events = chronological(loo.interactions_before("all"), settings)
+    times = events["timestamp"].to_numpy()
+    if len(np.unique(times)) < 2:
+        raise DatasetError(
+            f"{loo.name!r} has no timestamps (every interaction has the same time), so it cannot be "
+            "split by time; use the leave-one-out protocol (--protocol loo)"
+        )
+    test_cut = resolve_cut(settings.test_cut, DEFAULT_TEST_CUT, times, "test")
+    valid_cut = resolve_cut(settings.valid_cut, DEFAULT_VALID_CUT, times, "validation")
+    if valid_cut >= test_cut:
+        raise DatasetError(
+            f"the validation cut ({_date(valid_cut)}) must come before the test cut ({_date(test_cut)})"
+        )
+    split = _temporal_from_events(loo.name, loo.catalog, loo.user_ids, events, valid_cut, test_cut)
+    for what in ("test", "valid"):
+        if len(split.eval_users(what)) == 0:  # type: ignore[arg-type]
+            raise DatasetError(
+                f"no user has both a history before the {what} cut and an interaction after it; "
+                "choose another cut (--test-cut / --valid-cut)"
+            )
+    return split
+
+
+def make_split(loo: LeaveOneOutSplit, settings: SplitSettings) -> LeaveOneOutSplit:
+    """The split `settings.protocol` asks for, built from the leave-one-out one."""
+    return temporal_split(loo, settings) if settings.protocol == "temporal" else loo

@@ -38,9 +38,7 @@ def top_candidates(fused: np.ndarray, histories: list[np.ndarray], n: int) -> tu
 
 
 def cutoff_times(split: LeaveOneOutSplit, rows: np.ndarray, split_name: SplitName) -> list[int]:
-    if split_name == "valid":
-        return [int(split.train_times(int(u))[-1]) for u in rows]
-    return [int(t) for t in split.valid_time[rows]]
+    return [int(t) for t in split.reference_times(rows, split_name)]
 
 
 def score_with_llm(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_KS = (5, 10, 20)
+PAIRED_RESAMPLES = 2000
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
@@ -56,8 +57,10 @@ def bootstrap_interval(
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
-def paired_bootstrap_p(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> float:
-    """Two-sided p-value that mean(a) - mean(b) is 0, by a paired bootstrap over users."""
+def paired_bootstrap_p(a: np.ndarray, b: np.ndarray, n: int = PAIRED_RESAMPLES, seed: int = 0) -> float:
+    """Two-sided p-value that mean(a) - mean(b) is 0, by a paired bootstrap over users.
+
+    0.0 means that no resample crossed zero: report it as "p < 1/n", not as 0."""
     rng = np.random.default_rng(seed)
     diff = a - b
     idx = rng.integers(0, len(diff), size=(n, len(diff)))

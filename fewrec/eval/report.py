@@ -43,9 +43,12 @@ def markdown(report: EvalReport) -> str:
     lines = [
         f"# fewrec evaluation — {report.dataset}, {report.split} split",
         "",
-        f"Protocol: **{report.protocol}**, leave-one-out, {report.users} users, seed {report.seed}."
+        f"Protocol: **{report.protocol}**, {report.split_description or report.split_protocol}, "
+        f"{report.users} users, seed {report.seed}."
         + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
         f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
+        "",
+        *_tie_lines(report),
         "",
         "| method | kind | " + " | ".join(METRIC_COLUMNS) + " | 95% CI NDCG@10 |",
         "|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|",
@@ -76,6 +79,25 @@ def markdown(report: EvalReport) -> str:
     for r in report.methods:
         seconds = "(with fused)" if r.seconds is None else r.seconds
         lines.append(f"| {r.name} | {r.coverage_at_10:.4f} | {r.long_tail_at_10:.4f} | {seconds} |")
+    if any(r.ties for r in report.methods):
+        lines += [
+            "",
+            "Tied and untied users (tied: the target shares its timestamp with the item before it, "
+            "so the tie order decided what came next). Baselines also show the validation NDCG@10 "
+            "of their chosen grid point, which picks the best baseline:",
+            "",
+            "| method | NDCG@10 tied | Recall@10 tied | NDCG@10 untied | Recall@10 untied | valid NDCG@10 "
+            "| chosen parameters |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in report.methods:
+            tied, untied = r.ties.get("tied", {}), r.ties.get("untied", {})
+            valid = "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
+            params = ", ".join(f"{k}={v}" for k, v in r.params.items()) if r.kind == "baseline" else ""
+            lines.append(
+                f"| {r.name} | {tied.get('ndcg@10', 0):.4f} | {tied.get('recall@10', 0):.4f} | "
+                f"{untied.get('ndcg@10', 0):.4f} | {untied.get('recall@10', 0):.4f} | {valid} | {params} |"
+            )
     if report.slices:
         methods = sorted({name for cut in report.slices.values() for name in cut})
         lines += ["", "Few-shot slices (history cut to the last k items), NDCG@10:", ""]
@@ -121,10 +143,23 @@ def markdown(report: EvalReport) -> str:
         lines += [
             "",
             f"Paired bootstrap over users, {c.metric}: {c.method} − {c.baseline} = {c.difference:+.4f} "
-            f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
+            f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}, {c.resamples} resamples); "
+            f"{c.verdict}. The baseline was chosen as the best by {c.chosen_on}.",
         ]
     lines += [""] + [f"Note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def _tie_lines(report: EvalReport) -> list[str]:
+    if report.ties is None:
+        return []
+    t = report.ties
+    total = max(t.tied_users + t.untied_users, 1)
+    order = "item id (the paper's order)" if t.order == "id" else "a seeded random key"
+    return [
+        f"Ties: {t.tied_users} of {total} users ({t.tied_users / total:.0%}) have a target that shares "
+        f"its timestamp with the item before it; same-second interactions are ordered by {order}."
+    ]
 
 
 def plots(report: EvalReport, folder: Path) -> list[Path]:
@@ -201,23 +236,29 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
     rel = os.path.relpath(folder, readme.parent)
     lines = [
         f"`fewrec eval` on {report.dataset}, {report.split} split, {report.protocol}, "
-        f"{report.users} users, seed {report.seed}, commit `{(report.git_commit or 'unknown')[:10]}`.",
+        f"{report.split_description or report.split_protocol}, {report.users} users, seed {report.seed}, "
+        f"commit `{(report.git_commit or 'unknown')[:10]}`.",
         "",
-        "| method | NDCG@10 | Recall@10 | Recall@20 | MRR@10 | 95% CI NDCG@10 |",
-        "|---|---|---|---|---|---|",
+        *_tie_lines(report),
+        "",
+        "| method | NDCG@10 | Recall@10 | Recall@20 | 95% CI NDCG@10 | NDCG@10 tied | NDCG@10 untied "
+        "| valid NDCG@10 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report.methods:
         ci = r.intervals.get("ndcg@10")
         name = f"**{r.name}**" if r.kind == "fewrec" else r.name
+        tied, untied = r.ties.get("tied", {}), r.ties.get("untied", {})
+        valid = "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
         lines.append(
             f"| {name} | {r.metrics['ndcg@10']:.4f} | {r.metrics['recall@10']:.4f} | "
-            f"{r.metrics['recall@20']:.4f} | {r.metrics['mrr@10']:.4f} | "
-            f"{f'{ci[0]:.4f}–{ci[1]:.4f}' if ci else ''} |"
+            f"{r.metrics['recall@20']:.4f} | {f'{ci[0]:.4f}–{ci[1]:.4f}' if ci else ''} | "
+            f"{tied.get('ndcg@10', 0):.4f} | {untied.get('ndcg@10', 0):.4f} | {valid} |"
         )
     for r in report.published:
         lines.append(
             f"| {r.name} (published, not measured) | {r.metrics['ndcg@10']:.4f} | "
-            f"{r.metrics['recall@10']:.4f} | – | – | |"
+            f"{r.metrics['recall@10']:.4f} | – | | | | |"
         )
     for r in report.methods:
         if r.candidate_recall:
@@ -225,7 +266,11 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
             lines += ["", f"Candidate recall of {r.name} (held-out item among the first N): {depths}."]
     if report.comparison:
         c = report.comparison
-        lines += ["", f"Against the best baseline ({c.baseline}): {c.difference:+.4f} NDCG@10; {c.verdict}."]
+        lines += [
+            "",
+            f"Against the best baseline by validation NDCG@10 ({c.baseline}): {c.difference:+.4f} NDCG@10 "
+            f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
+        ]
     lines += [
         "",
         f"Full report: [{rel}/report.md]({rel}/report.md).",
@@ -235,11 +280,20 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, section: str) -> None:
-    """Replace the text between the results markers of `readme` with `section`."""
+def readme_markers(report: EvalReport) -> tuple[str, str]:
+    """Each protocol (and tie order) has its own Results block in the README."""
+    label = "results" if report.split_protocol == "loo" else f"results-{report.split_protocol}"
+    if report.ties is not None and report.ties.order != "id":
+        label += f"-ties-{report.ties.order}"
+    return f"<!-- {label}:start -->", f"<!-- {label}:end -->"
+
+
+def update_readme(readme: Path, section: str, markers: tuple[str, str] = (README_START, README_END)) -> None:
+    """Replace the text between the `markers` of `readme` with `section`."""
+    start, end = markers
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} … {README_END} markers")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    write_atomically(readme, f"{head}{README_START}\n{section}\n{README_END}{tail}".encode())
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} … {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    write_atomically(readme, f"{head}{start}\n{section}\n{end}{tail}".encode())

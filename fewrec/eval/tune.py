@@ -69,7 +69,7 @@ def validation_queries(
 ) -> list[ValidationQueries]:
     """The real validation split plus `pseudo` pseudo-validation splits, each scored by every
     configured source fitted on what came before its targets."""
-    splits: list[tuple[str, LeaveOneOutSplit, np.ndarray]] = [("valid", split, np.arange(split.n_users))]
+    splits: list[tuple[str, LeaveOneOutSplit, np.ndarray]] = [("valid", split, split.eval_users("valid"))]
     for steps in range(1, pseudo + 1):
         earlier, users = split.shifted(steps)
         splits.append((f"valid-{steps}", earlier, users))
@@ -83,7 +83,7 @@ def validation_queries(
         for row, history in enumerate(histories):
             seen[row, history] = True
         scores = {name: max_normalise(s).astype(np.float32) for name, s in batch.by_source.items()}
-        out.append(ValidationQueries(label, users, part.valid_item[users], seen, scores))
+        out.append(ValidationQueries(label, users, part.targets("valid")[users], seen, scores))
     return out
 
 

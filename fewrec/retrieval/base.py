@@ -36,9 +36,16 @@ class ScoringContext:
 
 @runtime_checkable
 class CandidateSource(Protocol):
-    """Anything that scores all items for user histories (item indices, oldest first)."""
+    """Anything that scores all items for user histories (item indices, oldest first).
+
+    `time_aware` sources read the context's reference times; they must be causal: a row scored
+    at time t uses only training interactions at or before t (tests/test_causality.py checks
+    every source). The others learn from the whole fit data, so a leak-free protocol has to
+    fit them on the past only (`fewrec eval --protocol temporal`).
+    """
 
     name: str
+    time_aware: bool
 
     def fit(self, interactions: FitData) -> CandidateSource: ...
 

@@ -3,6 +3,11 @@ time-local), item-kNN, ALS and BPR (the last two from `implicit`), and popularit
 
 Every source scores a user from a recency-weighted history, because the task is the next
 item: what a user watched last says more than what they watched years ago.
+
+The time-aware sources (`time_aware = True`) are causal: scoring a history at reference time t
+they count only training interactions at or before t, weighted exp(-(t - time) / tau). Under
+the leave-one-out protocol the training data holds other users' later interactions; a
+deployed recommender has no future, so neither may these sources.
 """
 
 from __future__ import annotations
@@ -25,10 +30,17 @@ def _binary_matrix(data: FitData) -> sp.csr_matrix:
     return m
 
 
+def causal_weights(event_times: np.ndarray, reference: float, tau_seconds: float) -> np.ndarray:
+    """exp(-(t - time) / tau) for events at or before the reference time t, 0 after it."""
+    age = reference - event_times
+    return np.where(age >= 0, np.exp(-np.maximum(age, 0.0) / tau_seconds), 0.0)
+
+
 class _ItemMatrixSource:
     """A source whose scores are (weighted history) @ item-item matrix."""
 
     name = "item-matrix"
+    time_aware = False
     half_life: float = 10.0
     limit: int | None = None
     matrix: np.ndarray
@@ -108,7 +120,8 @@ class Transition(_ItemMatrixSource):
 
 class TimedTransition:
     """Transitions as they were when this user was last active: the same pairs as
-    `Transition`, each counted exp(-|pair time - user's time| / tau).
+    `Transition`, each counted exp(-(user's time - pair time) / tau) if it happened at or
+    before the user's time, and not at all after it (a pair dates from its later interaction).
 
     What follows a film changes over the years (new releases, what the site showed next), and
     the training data holds other users' sequences from 1996 to 2018. On the bundled data's
@@ -118,6 +131,7 @@ class TimedTransition:
     """
 
     name = "timed_transition"
+    time_aware = True
 
     def __init__(
         self, tau_days: float = 100.0, window: int = 5, decay: float = 1.0, half_life: float = 2.0,
@@ -142,7 +156,7 @@ class TimedTransition:
     def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
         times = context.times if context is not None and context.times is not None else None
         out = np.zeros((len(histories), self.n_items), dtype=np.float32)
-        scale = self.tau_days * 86400.0
+        tau = self.tau_days * 86400.0
         for row, history in enumerate(histories):
             history = np.asarray(history, dtype=np.int64)
             recency = recency_weights(len(history), self.half_life, self.limit)
@@ -150,11 +164,19 @@ class TimedTransition:
             if not keep.any():
                 continue
             spans = [np.arange(self.offsets[i], self.offsets[i + 1]) for i in history[keep]]
+            lengths = [len(span) for span in spans]
             pairs = np.concatenate(spans)
-            per_item = recency[keep] * self.row_scale[history[keep]]
-            weights = self.weights[pairs] * np.repeat(per_item, [len(s) for s in spans])
-            if times is not None:
-                weights = weights * np.exp(-np.abs(self.times[pairs] - float(times[row])) / scale)
+            if times is None:
+                weights = self.weights[pairs]
+                scale = self.row_scale[history[keep]]
+            else:
+                # Out-degrees as they stood at the reference time too: a later pair must not
+                # change the normalisation either.
+                weights = self.weights[pairs] * causal_weights(self.times[pairs], float(times[row]), tau)
+                segment = np.repeat(np.arange(len(spans)), lengths)
+                degree = np.bincount(segment, weights=weights, minlength=len(spans))
+                scale = np.power(np.maximum(degree, 1e-9), -self.normalise)
+            weights = weights * np.repeat(recency[keep] * scale, lengths)
             out[row] = np.bincount(self.targets[pairs], weights=weights, minlength=self.n_items)
         return out
 
@@ -182,6 +204,7 @@ class Popularity:
     """Items by how many training users have them; the cold-start fallback."""
 
     name = "popularity"
+    time_aware = False
 
     def fit(self, data: FitData) -> Popularity:
         counts = np.bincount(np.asarray(data.items), minlength=data.n_items).astype(np.float32)
@@ -196,10 +219,12 @@ class TimePopularity:
     """Items popular among *other* users around the time this user was last active.
 
     A user's next item tends to be something that was being watched then (new releases, a
-    season's favourites). Each training interaction counts exp(-|Δt| / tau) towards its item.
+    season's favourites). Each training interaction at or before the user's time counts
+    exp(-Δt / tau) towards its item; later ones do not count.
     """
 
     name = "timepop"
+    time_aware = True
 
     def __init__(self, tau_days: float = 100.0) -> None:
         self.tau_days = tau_days
@@ -217,7 +242,7 @@ class TimePopularity:
             out[:] = np.bincount(self.items, minlength=self.n_items)
             return out
         for row, when in enumerate(context.times):
-            weights = np.exp(-np.abs(self.times - float(when)) / (self.tau_days * 86400.0))
+            weights = causal_weights(self.times, float(when), self.tau_days * 86400.0)
             if context.users is not None and context.users[row] >= 0:
                 weights = weights * (self.users != context.users[row])
             out[row] = np.bincount(self.items, weights=weights, minlength=self.n_items)
@@ -229,6 +254,7 @@ class _ImplicitFactors:
     history from anyone else is folded in (ALS: solved exactly; BPR: mean item factors)."""
 
     name = "factors"
+    time_aware = False
     model: Any
 
     def fit(self, data: FitData) -> _ImplicitFactors:

@@ -34,6 +34,7 @@ class ContentSimilarity:
     """Cosine similarity between a user's profile and every item's text embedding."""
 
     name = "content"
+    time_aware = False
 
     def __init__(self, item_vectors: np.ndarray, half_life: float = 10.0, limit: int = 50) -> None:
         self.vectors = item_vectors

@@ -45,12 +45,12 @@ def make_source(
     if name == "transition":
         return Transition(
             window=s.transition_window, decay=s.transition_decay, half_life=s.transition_half_life,
-            normalise=s.transition_normalise, backward=s.transition_backward,
+            limit=s.transition_limit, normalise=s.transition_normalise, backward=s.transition_backward,
         )  # fmt: skip
     if name == "timed_transition":
         return TimedTransition(
             tau_days=s.timed_transition_tau_days, window=s.transition_window, decay=s.transition_decay,
-            half_life=s.transition_half_life, normalise=s.transition_normalise,
+            half_life=s.transition_half_life, limit=s.transition_limit, normalise=s.transition_normalise,
             backward=s.transition_backward,
         )  # fmt: skip
     if name == "itemknn":
@@ -194,13 +194,8 @@ class Retriever:
         return self.score(histories, self.context_for(users, split_name))
 
     def context_for(self, users: np.ndarray, split_name: SplitName) -> ScoringContext:
-        if split_name == "valid":
-            times = np.array([self.split.train_times(int(u))[-1] for u in users])
-        elif split_name == "test":
-            times = self.split.valid_time[users]
-        else:
-            times = self.split.test_time[users]
-        return ScoringContext(users=np.asarray(users), times=times)
+        users = np.asarray(users)
+        return ScoringContext(users=users, times=self.split.reference_times(users, split_name))
 
     def candidates(
         self,

@@ -90,6 +90,7 @@ class SASRec:
     max-normalised per user and averaged over `seeds`."""
 
     name = "sasrec"
+    time_aware = False
 
     def __init__(
         self, dim: int = 64, max_len: int = 50, layers: int = 2, heads: int = 1, dropout: float = 0.2,
