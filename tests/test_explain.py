@@ -10,6 +10,7 @@ import pytest
 
 from fewrec.agent.explain import Explainer, anchor_items, check_explanation
 from fewrec.config import RetrievalSettings
+from fewrec.retrieval.base import Candidate
 from fewrec.retrieval.fusion import Retriever
 
 
@@ -43,7 +44,7 @@ def test_anchors_are_history_items_tied_to_the_candidate(bundled_split, retrieve
     history = bundled_split.history(user, "all")
     for candidate in retriever.candidates(history, 5):
         item = bundled_split.item_index(candidate.item_id)
-        anchors = anchor_items(retriever, history, item)
+        anchors = [a.item for a in anchor_items(retriever, history, item)]
         assert 1 <= len(anchors) <= 2 and set(anchors) <= set(history.tolist())
         assert item not in anchors
     assert anchor_items(retriever, np.array([], dtype=np.int64), 0) == []
@@ -84,3 +85,109 @@ def test_llm_sentence_used_only_when_grounded(bundled_split, retriever):
     if not {"Pulp Fiction (1994)", "Titanic (1997)"} & history_titles:
         rejected = Explainer(bundled_split, retriever, liar, instruct=True).explain(history, candidate)
         assert rejected.written_by == "template"
+
+
+# ------------------------------------------------------------------ which sources an explanation names
+
+
+class PromptRecorder(WritingBackend):
+    """Writes nothing usable, but keeps the prompts it was given."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.prompts: list[str] = []
+
+    def generate(self, prompt: str, max_tokens: int = 64, stop: Sequence[str] = ("\n",)) -> str:
+        self.prompts.append(prompt)
+        return ""
+
+
+@pytest.fixture(scope="module")
+def with_silent_sources(bundled_split) -> Retriever:
+    """Transition and EASE count; item-kNN and time-popularity are fitted but weigh 0."""
+    settings = RetrievalSettings(
+        sources=["transition", "ease", "itemknn", "timepop"],
+        weights={"transition": 1.0, "ease": 0.5, "itemknn": 0.0, "timepop": 0.0},
+    )
+    return Retriever(bundled_split, settings).fit("all")
+
+
+def test_a_weight_zero_source_is_never_named(bundled_split, with_silent_sources):
+    retriever = with_silent_sources
+    history = bundled_split.history(7, "all")
+    # An item found only by item-kNN (weight 0), the one it ties most strongly to the history.
+    knn = retriever.sources["itemknn"].matrix
+    ties = np.asarray(knn[history[-50:]].sum(axis=0)).ravel()
+    ties[history] = -np.inf
+    item = int(np.argmax(ties))
+    candidate = Candidate(
+        item_id=bundled_split.item_ids[item].item(), title="", score=0.1, rank=1,
+        sources={"itemknn": 0.9}, source_ranks={"itemknn": 1},
+    )  # fmt: skip
+    recorder = PromptRecorder()
+    explanation = Explainer(bundled_split, retriever, recorder, instruct=True).explain(history, candidate)
+    assert explanation.source == "" and "itemknn" not in explanation.anchor_sources
+    assert set(explanation.anchor_sources) == {"recent"} and "went on to watch" not in explanation.text
+    assert recorder.prompts and "itemknn" not in recorder.prompts[0]
+    # Real candidates: sources of weight 0 are kept as evidence, never named.
+    explainer = Explainer(bundled_split, retriever, PromptRecorder(), instruct=True)
+    silent_best = 0
+    for user in range(0, 60, 3):
+        history = bundled_split.history(user, "all")
+        for candidate in retriever.candidates(history, 10):
+            best = min(candidate.source_ranks, key=candidate.source_ranks.get)
+            silent_best += best in ("itemknn", "timepop")
+            explanation = explainer.explain(history, candidate)
+            assert explanation.source in ("transition", "ease")
+            assert set(explanation.anchor_sources) <= {"transition", "ease", "recent"}
+            found_by = explainer.backend.prompts[-1].split("found by:")[1]
+            assert "itemknn" not in found_by and "timepop" not in found_by
+    assert silent_best > 0  # the case under test happened: a weight-0 source ranked it best
+
+
+def test_transition_wording_only_for_transition_anchors(bundled_split, retriever):
+    explainer = Explainer(bundled_split, retriever)
+    kinds = set()
+    for user in range(0, 40, 2):
+        history = bundled_split.history(user, "all")
+        for candidate in retriever.candidates(history, 5):
+            explanation = explainer.explain(history, candidate)
+            kinds |= set(explanation.anchor_sources)
+            by_transition = [
+                a for a, s in zip(explanation.anchors, explanation.anchor_sources, strict=True)
+                if s == "transition"
+            ]  # fmt: skip
+            assert ("went on to watch" in explanation.text) == bool(by_transition)
+            if by_transition:  # that sentence cites exactly the transition anchors
+                sentence = explanation.text.split(" went on to watch ")[0]
+                assert [a for a in explanation.anchors if f"*{a}*" in sentence] == by_transition
+    assert {"transition", "ease"} <= kinds  # both wordings, and mixed explanations, were checked
+
+
+def test_ease_anchors_get_neutral_wording(bundled_split):
+    settings = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 0.0, "ease": 1.0})
+    retriever = Retriever(bundled_split, settings).fit("all")
+    explainer = Explainer(bundled_split, retriever)
+    for user in (3, 7, 11):
+        history = bundled_split.history(user, "all")
+        for candidate in retriever.candidates(history, 5):
+            explanation = explainer.explain(history, candidate)
+            assert explanation.source == "ease" and set(explanation.anchor_sources) == {"ease"}
+            assert "went on to watch" not in explanation.text and " is similar to " in explanation.text
+
+
+def test_timed_transition_anchors_are_real_transitions(bundled_split):
+    settings = RetrievalSettings(
+        sources=["timed_transition", "transition"], weights={"timed_transition": 1.0, "transition": 0.0}
+    )
+    retriever = Retriever(bundled_split, settings).fit("all")
+    pairs = retriever.sources["transition"].matrix  # the same pairs, here as a matrix (weight 0)
+    explainer = Explainer(bundled_split, retriever)
+    history = bundled_split.history(5, "all")
+    for candidate in retriever.candidates(history, 5):
+        item = bundled_split.item_index(candidate.item_id)
+        anchors = anchor_items(retriever, history, item)
+        assert anchors and all(a.source == "timed_transition" for a in anchors)
+        assert all(pairs[a.item, item] > 0 for a in anchors)
+        explanation = explainer.explain(history, candidate)
+        assert explanation.source == "timed_transition" and "went on to watch" in explanation.text

@@ -1,15 +1,22 @@
 """Grounded explanations for the final top items.
 
 Each explanation cites items that are really in the user's history (the "anchors": those the
-candidate's sources tie most strongly to it) and the source that found it. With an
-instruction-tuned backend the LLM writes the sentence from those facts; with a base model a
-template from fewrec/prompts is filled in. `check_explanation` rejects any text that names a
-catalog title which is neither an anchor nor the candidate, so an LLM cannot invent evidence.
+candidate's sources tie most strongly to it) and names only sources that contributed to the
+candidate's fused score (nonzero fusion weight, and the source found the item). Each anchor
+carries the source that tied it, and the wording follows that source: "people who watched X
+went on to watch Y" only for transition sources, which count what people watched next.
+With an instruction-tuned backend the LLM writes the sentence from those facts; with a base
+model a template from fewrec/prompts is filled in. `check_explanation` rejects any text that
+names a catalog title which is neither an anchor nor the candidate, so an LLM cannot invent
+evidence.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -20,38 +27,95 @@ from fewrec.prompts.templates import display_title, load_template
 from fewrec.retrieval.base import Candidate
 from fewrec.retrieval.fusion import Retriever
 
+TRANSITION_SOURCES = ("transition", "timed_transition")  # "watched X, then Y" evidence
+ITEM_ITEM_SOURCES = (*TRANSITION_SOURCES, "ease", "itemknn")
+RECENT = "recent"  # an anchor no source ties to the candidate: just a recent history item
+# Which template sentence an anchor's source gets (anything else: the neutral "similar" one).
+_TEMPLATE_KEYS = {
+    "transition": "grounded_collaborative",
+    "timed_transition": "grounded_collaborative",
+    "content": "grounded_content",
+    RECENT: "grounded_recent",
+}
+
 
 class Explanation(BaseModel):
     text: str
     anchors: list[str] = Field(default_factory=list)  # history titles the text cites
-    source: str = ""
+    anchor_sources: list[str] = Field(default_factory=list)  # the source behind each anchor
+    source: str = ""  # the best-ranked contributing source ("" when none found the item)
     written_by: str = "template"  # "template" or the LLM backend's name
 
 
-def anchor_items(retriever: Retriever, history: np.ndarray, item: int, n: int = 2) -> list[int]:
-    """The history items most tied to `item` by the item-item sources (transition, EASE, kNN),
-    or by content similarity; the most recent items when no source ties them."""
+@dataclass(frozen=True)
+class Anchor:
+    """A history item cited as evidence and the source that ties it most strongly to the
+    candidate: an item-item source, "content", or RECENT when nothing ties it."""
+
+    item: int
+    source: str
+
+
+def _ties(source: Any, recent: np.ndarray, item: int) -> np.ndarray | None:
+    """How strongly each of `recent` leads to `item` in an item-item source (None: not one)."""
+    matrix = getattr(source, "matrix", None)
+    if matrix is not None:
+        return np.asarray(matrix[recent, item], dtype=np.float64)
+    offsets = getattr(source, "offsets", None)
+    if offsets is None:
+        return None
+    # TimedTransition keeps its pairs grouped by first item instead of a matrix. An explanation
+    # has no reference time, so the pairs count undecayed: they still show that the step exists.
+    out = np.zeros(len(recent))
+    for row, first in enumerate(recent):
+        span = slice(int(offsets[first]), int(offsets[first + 1]))
+        hit = source.targets[span] == item
+        out[row] = float(source.weights[span][hit].sum()) * float(source.row_scale[first])
+    return out
+
+
+def anchor_items(
+    retriever: Retriever,
+    history: np.ndarray,
+    item: int,
+    n: int = 2,
+    sources: Collection[str] | None = None,
+) -> list[Anchor]:
+    """The history items most tied to `item` by the item-item sources with a nonzero fusion
+    weight (restricted to `sources` when given), each with the source that ties it most; else
+    by content similarity; else the most recent items."""
     history = np.asarray(history, dtype=np.int64)
     if len(history) == 0:
         return []
     recent = history[-50:]
+
+    def allowed(name: str) -> bool:
+        wanted = sources is None or name in sources
+        return wanted and name in retriever.sources and retriever.weight(name) != 0
+
     strength = np.zeros(len(recent))
-    for name in ("transition", "ease", "itemknn"):
-        source = retriever.sources.get(name)
-        matrix = getattr(source, "matrix", None)
-        if matrix is not None:
-            column = np.asarray(matrix[recent, item], dtype=np.float64)
-            peak = np.abs(column).max()
-            if peak > 0:
-                strength += column / peak
+    best = np.zeros(len(recent))  # the largest single-source share of each history item's tie
+    best_source = np.full(len(recent), RECENT, dtype=object)
+    for name in filter(allowed, ITEM_ITEM_SOURCES):
+        column = _ties(retriever.sources[name], recent, item)
+        peak = 0.0 if column is None else float(np.abs(column).max())
+        if column is None or peak <= 0:
+            continue
+        share = retriever.weight(name) * column / peak  # weighted as in the fusion
+        strength += share
+        better = share > best
+        best[better], best_source[better] = share[better], name
+    if strength.any():
+        order = np.argsort(-strength, kind="stable")
+        chosen = [Anchor(int(recent[i]), str(best_source[i])) for i in order if strength[i] > 0][:n]
+        return chosen or [Anchor(int(recent[-1]), RECENT)]
     content = retriever.sources.get("content")
-    if not strength.any() and content is not None:
-        strength = content.vectors[recent] @ content.vectors[item]
-    if not strength.any():
-        return [int(i) for i in recent[-n:][::-1]]
-    order = np.argsort(-strength, kind="stable")
-    chosen = [int(recent[i]) for i in order if strength[i] > 0][:n]
-    return chosen or [int(recent[-1])]
+    if content is not None and allowed("content"):
+        similarity = content.vectors[recent] @ content.vectors[item]
+        order = np.argsort(-similarity, kind="stable")
+        chosen = [Anchor(int(recent[i]), "content") for i in order if similarity[i] > 0][:n]
+        return chosen or [Anchor(int(recent[-1]), RECENT)]
+    return [Anchor(int(i), RECENT) for i in recent[-n:][::-1]]
 
 
 def _title_list(titles: list[str]) -> str:
@@ -87,23 +151,49 @@ class Explainer:
         self.template = load_template("explain", version)
         self.titles = [display_title(str(t)) for t in split.catalog.frame["title"]]
 
+    def contributing(self, candidate: Candidate) -> list[str]:
+        """The sources that found the candidate and count in its fused score, best rank first
+        (a source with fusion weight 0 is only evidence kept for inspection)."""
+        found = candidate.source_ranks
+        return sorted(
+            (n for n in found if n in self.retriever.sources and self.retriever.weight(n) != 0),
+            key=lambda n: found[n],
+        )
+
     def explain(self, history: np.ndarray, candidate: Candidate) -> Explanation:
         item = self.split.item_index(candidate.item_id)
         title = self.titles[item]
-        source = min(candidate.source_ranks, key=candidate.source_ranks.get) if candidate.source_ranks else ""
-        if source in ("popularity", "") or len(history) == 0:
+        contributing = self.contributing(candidate)
+        source = contributing[0] if contributing else ""
+        if source == "popularity" or len(history) == 0:  # a cold history is served by popularity
             text = self.template["grounded_popular"].format(title=f"*{title}*")
-            return Explanation(text=text, source=source or "popularity")
-        anchors = [self.titles[i] for i in anchor_items(self.retriever, history, item)]
-        key = "grounded_content" if source == "content" else "grounded_collaborative"
-        text = self.template[key].format(title=f"*{title}*", anchors=_title_list(anchors))
-        explanation = Explanation(text=text[0].upper() + text[1:], anchors=anchors, source=source)
+            return Explanation(text=text, source="popularity")
+        anchors = anchor_items(self.retriever, history, item, sources=contributing)
+        titles = [self.titles[a.item] for a in anchors]
+        groups: dict[str, list[str]] = {}  # template key -> its anchors' titles, strongest first
+        for anchor, anchor_title in zip(anchors, titles, strict=True):
+            groups.setdefault(_TEMPLATE_KEYS.get(anchor.source, "grounded_similar"), []).append(anchor_title)
+        # One sentence per kind of evidence; after the first, "it" instead of the title again.
+        sentences = [
+            self.template[key].format(title=f"*{title}*" if n == 0 else "it", anchors=_title_list(group))
+            for n, (key, group) in enumerate(groups.items())
+        ]
+        explanation = Explanation(
+            text=" ".join(s[0].upper() + s[1:] for s in sentences),
+            anchors=titles,
+            anchor_sources=[a.source for a in anchors],
+            source=source,
+        )
         if self.instruct and self.backend is not None:
-            prompt = self.template["instruct"].format(title=title, anchors="; ".join(anchors), sources=source)
+            prompt = self.template["instruct"].format(
+                title=title,
+                anchors="; ".join(titles),
+                sources=", ".join(contributing) or "the combined scores, no single source",
+            )
             try:
                 written = self.backend.generate(prompt, max_tokens=60)
             except LLMError:
                 return explanation
-            if written and check_explanation(written, [*anchors, title], self.titles):
-                return Explanation(text=written, anchors=anchors, source=source, written_by=self.backend.name)
+            if written and check_explanation(written, [*titles, title], self.titles):
+                return explanation.model_copy(update={"text": written, "written_by": self.backend.name})
         return explanation

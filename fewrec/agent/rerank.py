@@ -3,7 +3,8 @@
 Two scoring modes (RerankSettings.mode):
 - likelihood (base models): log P(title | few-shot prompt) − log P(title | content-free prompt);
   the prompt is evaluated once and each candidate costs only its own tokens; the calibration
-  term depends on the item alone and is cached.
+  term depends on the item alone and is cached. The scored text of each item is the shortest
+  form of its title that no other catalog item shares (`scored_titles`), built once.
 - choice (instruction-tuned models): candidates labelled A, B, …; log-probabilities of the
   letters as the next token, optionally averaged over several candidate orders.
 
@@ -16,6 +17,8 @@ import re
 import string
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -40,10 +43,51 @@ class LLMScores(BaseModel):
     fallback: str | None = None
 
 
+_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
+
+
 def short_title(title: str, words: int) -> str:
     """'The Matrix (1999)' -> 'The Matrix'; at most `words` words."""
-    bare = re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip() or title
+    bare = _YEAR.sub("", title).strip() or title
     return " ".join(bare.split()[: max(words, 1)])
+
+
+def _title_forms(title: str, words: int) -> list[str]:
+    """The forms of one (display) title, shortest first: its first `words` words, one more word
+    at a time up to the whole title without the year, then the whole title with its year."""
+    match = _YEAR.search(title)
+    bare = title[: match.start()].strip() if match else title
+    tokens = bare.split() or title.split()
+    forms = [" ".join(tokens[:n]) for n in range(min(words, len(tokens)), len(tokens) + 1)]
+    if match:
+        forms.append(f"{' '.join(tokens)} ({match.group(1)})")
+    return forms
+
+
+def scored_titles(titles: Sequence[str], item_ids: Sequence[object], words: int) -> list[str]:
+    """The text scored for each item in likelihood mode: the shortest form of its title (see
+    `_title_forms`; 'Matrix, The' read as 'The Matrix') that no other item's forms contain, so
+    that distinct items never get the same likelihood. Exact duplicates (same title and year)
+    get their item id appended.
+
+    Counting every form of every title in one dict makes a chosen form unique by construction:
+    had another item chosen the same text, that text would be one of both items' forms.
+    """
+    forms = [_title_forms(display_title(str(t)), max(words, 1)) for t in titles]
+    counts = Counter(form for item_forms in forms for form in dict.fromkeys(item_forms))
+    chosen: list[str | None] = [next((f for f in fs if counts[f] == 1), None) for fs in forms]
+    # Items with no unique form: their longest form, unless another item has that text too.
+    fallback = Counter(fs[-1] for fs, c in zip(forms, chosen, strict=True) if c is None)
+    taken = {c for c in chosen if c is not None}
+    out = []
+    for item_forms, text, item_id in zip(forms, chosen, item_ids, strict=True):
+        if text is None:
+            last = item_forms[-1]
+            text = last if fallback[last] == 1 and last not in taken else f"{last} #{item_id}"
+        out.append(text)
+    # A title that itself reads like "X #12" could still meet an appended id; ids settle it.
+    seen = Counter(out)
+    return [f"{t} #{i}" if seen[t] > 1 else t for t, i in zip(out, item_ids, strict=True)]
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
@@ -68,6 +112,8 @@ class LLMReranker:
         self.settings = settings
         self.template = load_template(settings.mode, settings.prompt_version)
         self._titles = [display_title(str(t)) for t in split.catalog.frame["title"]]
+        # Scored texts for the whole catalog at once: uniqueness is a property of the catalog.
+        self._scored = scored_titles(self._titles, split.item_ids.tolist(), settings.title_words)
         self._calibration: dict[int, float] = {}
         self._calibration_lock = threading.Lock()
 
@@ -121,9 +167,8 @@ class LLMReranker:
         return t["header"] + "".join(blocks) + query
 
     def continuation(self, item: int) -> str:
-        return self.template["continuation"].format(
-            title=self._titles[item], short_title=short_title(self._titles[item], self.settings.title_words)
-        )
+        """The text scored for `item`, the same in the user's prompt and in calibration."""
+        return self.template["continuation"].format(title=self._titles[item], short_title=self._scored[item])
 
     # ------------------------------------------------------------------ scoring
     def calibration(self, items: list[int]) -> np.ndarray:
