@@ -465,6 +465,8 @@ def tune(
     )
     if result.out_of_sample is not None:
         console.print(f"out of sample ({folds}-fold over users): NDCG@10 {result.out_of_sample:.4f}")
+    untuned = ", ".join(f"{label} {value:.4f}" for label, value in result.untuned.items())
+    console.print(f"untuned, in sample: {untuned}")
     print(f"[retrieval]\nweights = {{ {_weights_toml(result.weights)} }}")
 
 

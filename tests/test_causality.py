@@ -159,7 +159,7 @@ def test_tuning_never_reads_a_test_item(bundled_split, scrambled):
             np.testing.assert_array_equal(a.scores[name], b.scores[name])
 
 
-@pytest.mark.parametrize("name", ["popularity", "markov", "ease"])
+@pytest.mark.parametrize("name", ["popularity", "markov"])
 def test_baselines_never_read_a_test_item(bundled_split, scrambled, name):
     users = np.arange(0, bundled_split.n_users, 5)
     real = run_baseline(name, bundled_split, RetrievalSettings(), "test", users)

@@ -391,6 +391,15 @@ def test_tune_on_finds_the_informative_source_and_reports_out_of_sample():
     configured_ndcg = float(np.concatenate([q.ndcg(configured) for q in queries]).mean())
     kept = tune_on(queries, anchor="noise", current=configured)
     assert kept.ndcg >= max(configured_ndcg, result.ndcg)
+    # The untuned weightings are reported too (with few targets one may beat the tuned weights).
+    assert list(kept.untuned) == [
+        "equal weights",
+        "the anchor alone",
+        "the others at half",
+        "the configured weights",
+    ]
+    assert kept.untuned["the anchor alone"] == pytest.approx(before)
+    assert kept.untuned["the configured weights"] == pytest.approx(configured_ndcg)
     # Seen items are never ranked: a target among them would score 0.
     queries[0].targets[:] = 0
     assert not queries[0].ndcg(result.weights).any()

@@ -14,7 +14,7 @@ a default.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ class TuneResult:
     per_split: dict[str, float]  # the same, per validation split
     targets: int
     out_of_sample: float | None = None  # mean over users tuned without them (when folds > 1)
+    # Each untuned weighting's in-sample NDCG@10: the neutral starts, and the configured weights.
+    # With few targets a start can beat the tuned weights out of sample.
+    untuned: dict[str, float] = field(default_factory=dict)
 
 
 def validation_queries(
@@ -110,6 +113,9 @@ def coordinate_ascent(
         if not improved:
             break
     return weights, best
+
+
+NEUTRAL_LABELS = ("equal weights", "the anchor alone", "the others at half")
 
 
 def neutral_starts(names: Sequence[str], anchor: str) -> list[dict[str, float]]:
@@ -167,6 +173,12 @@ def tune_on(
     weights, best = best_of_starts(objective_for(None), names, first_starts, anchor)
     per_split = {q.label: float(q.ndcg(weights).mean()) for q in queries}
     result = TuneResult(weights, best, per_split, targets=sum(len(q.users) for q in queries))
+    neutral = starts == neutral_starts(names, anchor)
+    objective = objective_for(None)
+    for i, start in enumerate(starts):
+        result.untuned[NEUTRAL_LABELS[i] if neutral else f"start {i + 1}"] = objective(start)
+    if current:
+        result.untuned["the configured weights"] = objective({n: float(current.get(n, 0.0)) for n in names})
     if folds > 1:
         everyone = np.unique(np.concatenate([q.users for q in queries]))
         parts = np.array_split(np.random.default_rng(seed).permutation(everyone), folds)
