@@ -318,7 +318,7 @@ def evaluate(
             say(f"baseline {name} (tuned on validation) …")
             result = run_baseline(
                 name, split, settings.retrieval.model_copy(update={"seed": seed}), split_name, rows,
-                model_dir=settings.model_dir,
+                model_dir=settings.model_dir, progress=progress is not None,
             )  # fmt: skip
             record(name, "baseline", result.scores, result.params, started, result.validation_ndcg)
             if history_cuts and name in ("popularity", "ease", "item-knn", "markov"):
