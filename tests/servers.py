@@ -139,7 +139,8 @@ class FaultProxy(FakeServer):
     """Forwards to a real upstream server unless `mode` says otherwise:
     'pass', 'error' (HTTP 500), 'garbage' (200 with non-JSON), 'no-logprobs' (the real reply with
     its log-probabilities removed), 'slow' (sleeps `delay` seconds, then forwards). `on_request`
-    runs before each forward (e.g. to kill the upstream after N requests)."""
+    runs before each forward (e.g. to kill the upstream after N requests); `rewrite` changes the
+    body that is forwarded (`bodies` keeps what the client sent)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
@@ -148,6 +149,7 @@ class FaultProxy(FakeServer):
         self.forwarded = 0
         self.bodies: list[dict] = []
         self.on_request: Callable[[int], None] | None = None
+        self.rewrite: Callable[[dict], dict] | None = None
         super().__init__(self._reply)
 
     def _reply(self, attempt: int, body: dict) -> Reply:
@@ -162,6 +164,8 @@ class FaultProxy(FakeServer):
         if mode == "slow":
             time.sleep(self.delay)
         path = "/completions" if "prompt" in body else "/chat/completions"
+        if self.rewrite is not None:
+            body = self.rewrite(json.loads(json.dumps(body)))
         try:
             answer = httpx.post(self.upstream + path, json=body, timeout=120)
         except httpx.HTTPError:

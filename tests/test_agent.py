@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import require_gguf, sharing_fits
 
-from fewrec import Filters, Recommender
+from fewrec import Filters
 from fewrec.data.errors import FewrecError, UnknownIdError, UnknownTitleError
 from fewrec.prompts.templates import display_title
 
@@ -104,21 +105,22 @@ def test_concurrent_calls_match_serial_calls(recommender, bundled_split):
     assert parallel == serial
 
 
-def test_rerank_falls_back_to_retrieval_order_when_the_llm_is_missing(agent_settings, bundled_split):
-    settings = agent_settings.model_copy(deep=True)
+def test_rerank_falls_back_to_retrieval_order_when_the_llm_is_missing(recommender):
+    settings = recommender.settings.model_copy(deep=True)
     settings.llm.model = "/nonexistent/model.gguf"
-    broken = Recommender(settings, split=bundled_split)
+    broken = sharing_fits(recommender, settings)
     plain = broken.recommend(user_id=1, k=5, rerank=False, explain=False)
     reranked = broken.recommend(user_id=1, k=5, rerank=True, explain=False)
     assert [r.item_id for r in reranked] == [r.item_id for r in plain]
     assert all("LLM unavailable" in (r.fallback or "") for r in reranked)
 
 
-def test_rerank_with_the_embedded_model_reorders_the_candidates(agent_settings, bundled_split):
-    settings = agent_settings.model_copy(deep=True)
+def test_rerank_with_the_embedded_model_reorders_the_candidates(recommender):
+    settings = recommender.settings.model_copy(deep=True)
+    require_gguf(settings.llm.model, settings.model_dir)  # the default model: Gemma 3 270M
     settings.rerank.alpha = 1.0  # the LLM alone decides the order among the candidates
     settings.rerank.k_shot = 0
-    llm = Recommender(settings, split=bundled_split)
+    llm = sharing_fits(recommender, settings)
     plain = llm.recommend(user_id=1, k=20, rerank=False, explain=False)
     reranked = llm.recommend(user_id=1, k=20, rerank=True, explain=False)
     assert all(r.fallback is None for r in reranked)
@@ -127,13 +129,13 @@ def test_rerank_with_the_embedded_model_reorders_the_candidates(agent_settings, 
     assert np.all(np.diff([r.score for r in reranked]) <= 1e-9)
 
 
-def test_rerank_against_a_closed_llm_server_falls_back_quickly(agent_settings, bundled_split):
-    settings = agent_settings.model_copy(deep=True)
+def test_rerank_against_a_closed_llm_server_falls_back_quickly(recommender):
+    settings = recommender.settings.model_copy(deep=True)
     settings.llm = settings.llm.model_copy(
         update={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "timeout_s": 2.0, "max_retries": 1,
                 "retry_deadline_s": 5.0, "model": "absent"}
     )  # fmt: skip
-    offline = Recommender(settings, split=bundled_split)
+    offline = sharing_fits(recommender, settings)
     plain = offline.recommend(user_id=1, k=5, rerank=False, explain=False)
     reranked = offline.recommend(user_id=1, k=5, rerank=True, explain=False)
     assert [r.item_id for r in reranked] == [r.item_id for r in plain]

@@ -218,18 +218,57 @@ class ScriptedToolModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+def returned_ids(turn) -> list:
+    """The item ids the turn's tool calls returned, in call order (tools answer JSON records)."""
+    out = []
+    for call in turn.tool_calls:
+        answer = json.loads(call.output)
+        if isinstance(answer, list):
+            out += [record["item_id"] for record in answer]
+    return out
+
+
 def test_tool_calling_planner_shows_what_the_tools_returned(recommender):
     model = ScriptedToolModel(script=[{"name": "recommend", "args": {"query": "space adventure", "k": 4}}])
     agent = ChatAgent(recommender, tool_model=model)
     state, _ = agent.start()
     turn, state = agent.respond(state, "I loved Alien, show me a space adventure")
     assert turn.planner == "tools" and "Here are films you may like." in turn.reply
+    assert [(c.name, c.args) for c in turn.tool_calls] == [
+        ("recommend", {"query": "space adventure", "k": 4})
+    ]
     assert 1 <= len(turn.recommendations) <= agent.settings.cards
     alien = recommender.split.item_ids[recommender.resolve("Alien")].item()
     assert state.liked == [alien] and alien not in {r.item_id for r in turn.recommendations}
     tool_output = next(m for m in model.seen[-1] if isinstance(m, ToolMessage))
+    assert turn.tool_calls[0].output == tool_output.content  # the record is what the model was given
     returned = [r["item_id"] for r in json.loads(tool_output.content)]
+    assert returned_ids(turn) == returned
     assert [r.item_id for r in turn.recommendations] == returned[: len(turn.recommendations)]
+
+
+def test_tool_planner_without_a_tool_call_is_answered_by_the_fixed_plan(recommender):
+    model = ScriptedToolModel(script=[])  # answers at once, fetches nothing
+    agent = ChatAgent(recommender, tool_model=model)
+    state, _ = agent.start()
+    turn, state = agent.respond(state, "I loved Alien, show me a space adventure")
+    assert turn.planner == "fixed" and turn.tool_calls == [] and returned_ids(turn) == []
+    assert "Here are films you may like." not in turn.reply  # the model's unchecked words are not shown
+    assert len(turn.recommendations) == agent.settings.cards and "I took *Alien (1979)*" in turn.reply
+
+
+def test_a_model_that_keeps_calling_tools_is_stopped_and_what_they_returned_is_shown(recommender):
+    queries = ["space", "aliens", "robots", "planets", "rockets", "stars", "moon", "mars", "time", "war"]
+    model = ScriptedToolModel(script=[{"name": "recommend", "args": {"query": q, "k": 2}} for q in queries])
+    agent = ChatAgent(recommender, tool_model=model)
+    state, _ = agent.start()
+    turn, _ = agent.respond(state, "I loved Alien, show me a space adventure")
+    assert "went wrong" not in turn.reply and turn.planner == "tools"
+    assert 1 <= len(turn.tool_calls) < len(queries)  # stopped by the step limit, not by the script
+    assert "Here are films you may like." not in turn.reply and "Here is what I found:" in turn.reply
+    shown = [r.item_id for r in turn.recommendations]
+    assert len(shown) == agent.settings.cards
+    assert shown == list(dict.fromkeys(returned_ids(turn)))[: len(shown)]
 
 
 def test_tools_in_a_chat_never_reveal_another_users_history(recommender):
@@ -256,25 +295,35 @@ def test_chat_state_is_not_shared_between_conversations(agent):
     assert ChatState().liked == []
 
 
-def test_tool_calling_planner_against_a_real_server(agent_settings, bundled_split, tmp_path):
+def force_recommend_then_answer(body: dict) -> dict:
+    """What the 135M model may not do reliably by itself: call `recommend` on the turn's first
+    request, then (once a tool has answered) write its answer instead of calling tools on."""
+    if body.get("tools"):
+        answered = any(m.get("role") == "tool" for m in body.get("messages", []))
+        body["tool_choice"] = "none" if answered else {"type": "function", "function": {"name": "recommend"}}
+    return body
+
+
+def test_tool_calling_planner_against_a_real_server(recommender, tmp_path):
     """llama-cpp-python's server with its function-calling chat format and SmolLM2-135M: the
-    whole HTTP path of the tool-calling plan. The tiny model rarely calls a tool; then the fixed
-    plan answers from the same state, so the person gets cards either way."""
+    whole HTTP path of the tool-calling plan, on the default settings. The proxy in front of the
+    server asks for a `recommend` call on the turn's first request and for an answer after it;
+    the turn must show that call, send its result back to the model, and show as cards exactly
+    what the tool returned (no fallback to the fixed plan)."""
+    from conftest import require_llama_server, sharing_fits
     from servers import FaultProxy, start_llama_server, stop_process
 
-    from fewrec.agent.recommender import Recommender
-    from fewrec.llm.models import resolve_model
-
-    model = resolve_model("smollm2-135m", tmp_path)
+    model = require_llama_server("smollm2-135m", tmp_path)
     proc, url = start_llama_server(model, tmp_path / "server.log", "--chat_format", "chatml-function-calling")
     proxy = FaultProxy(url)
+    proxy.rewrite = force_recommend_then_answer
     try:
-        settings = agent_settings.model_copy(deep=True)
+        settings = recommender.settings.model_copy(deep=True)
         settings.llm = settings.llm.model_copy(
             update={"backend": "openai", "base_url": proxy.url, "model": "smollm2-135m", "tool_calling": True,
                     "timeout_s": 120.0}
         )  # fmt: skip
-        agent = ChatAgent(Recommender(settings, split=bundled_split))
+        agent = ChatAgent(sharing_fits(recommender, settings))
         assert agent.tool_model is not None
         state, _ = agent.start()
         turn, state = agent.respond(state, "I loved Alien. Recommend a space adventure.")
@@ -283,6 +332,17 @@ def test_tool_calling_planner_against_a_real_server(agent_settings, bundled_spli
         stop_process(proc)
     chat_requests = [b for b in proxy.bodies if "messages" in b]
     assert chat_requests and all(b.get("tools") for b in chat_requests)
+    # llama.cpp's server offers no tool unless asked: the planner asks for the OpenAI default
+    assert all(b.get("tool_choice") == "auto" for b in chat_requests)
     assert all(b.get("max_tokens") for b in chat_requests)  # llama.cpp ignores max_completion_tokens
     assert "went wrong" not in turn.reply and "I took *Alien (1979)*" in turn.reply
-    assert turn.recommendations and all(r.item_id in bundled_split.catalog for r in turn.recommendations)
+    assert turn.planner == "tools", turn.reply
+    assert turn.tool_calls and turn.tool_calls[0].name == "recommend", turn.tool_calls
+    # the tool's answer went back to the model over HTTP
+    assert any(m.get("role") == "tool" for m in chat_requests[-1]["messages"])
+    returned = returned_ids(turn)
+    shown = [r.item_id for r in turn.recommendations]
+    assert shown and shown == list(dict.fromkeys(returned))[: len(shown)]
+    alien = recommender.split.item_ids[recommender.resolve("Alien")].item()
+    assert state.liked == [alien] and alien not in shown
+    assert all(r.item_id in recommender.split.catalog for r in turn.recommendations)

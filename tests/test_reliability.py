@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from conftest import require_chroma_cli, require_embedding_model, require_llama_server, sharing_fits
 from servers import FaultProxy, start_chroma_server, start_llama_server, stop_process
 
 from fewrec.agent.chat import ChatAgent
@@ -26,7 +27,6 @@ from fewrec.agent.recommender import Recommender
 from fewrec.agent.rerank import LLMReranker
 from fewrec.config import Settings
 from fewrec.eval.runner import evaluate
-from fewrec.llm.models import resolve_model
 from fewrec.llm.openai_http import OpenAICompatibleBackend
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ TIGHT = {"timeout_s": 3.0, "retry_deadline_s": 6.0}
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    return resolve_model("smollm2-135m", tmp_path_factory.mktemp("models"))
+    return require_llama_server("smollm2-135m", tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,10 @@ def http_settings(base: Settings, url: str, limits: dict) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def recommenders(agent_settings, bundled_split, llm_server) -> dict[str, Recommender]:
+def recommenders(recommender, llm_server) -> dict[str, Recommender]:
     url = llm_server["proxy"].url
     return {
-        name: Recommender(http_settings(agent_settings, url, limits), split=bundled_split)
+        name: sharing_fits(recommender, http_settings(recommender.settings, url, limits))
         for name, limits in (("generous", GENEROUS), ("tight", TIGHT))
     }
 
@@ -120,6 +120,11 @@ def test_eval_goes_on_when_the_server_dies_mid_run_and_recovers_after_a_restart(
 ):
     proxy = llm_server["proxy"]
     settings = http_settings(agent_settings, proxy.url, GENEROUS)
+    # The subject is the LLM stage; its candidates come from two closed-form sources, since the
+    # default ones would train SASRec on the validation split, which no other test here needs.
+    settings.retrieval = settings.retrieval.model_copy(
+        update={"sources": ["transition", "ease"], "weights": {"transition": 1.0, "ease": 0.5}}
+    )
     backend = OpenAICompatibleBackend.from_settings(settings.llm)
     reranker = LLMReranker(bundled_split, backend, settings.rerank)
     killed = {"done": False}
@@ -149,25 +154,27 @@ def test_eval_goes_on_when_the_server_dies_mid_run_and_recovers_after_a_restart(
     assert after.fallback is None and np.all(np.isfinite(after.scores))
 
 
-def test_chroma_server_going_away_mid_session(agent_settings, bundled_split, tmp_path):
+def test_chroma_server_going_away_mid_session(recommender, tmp_path):
+    require_chroma_cli()
     proc, port = start_chroma_server(tmp_path / "chroma", tmp_path / "chroma.log")
-    settings = agent_settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": port})
+    settings = recommender.settings.model_copy(update={"chroma_host": "127.0.0.1", "chroma_port": port})
     try:
-        recommender = Recommender(settings, split=bundled_split).warm_up()
-        assert recommender.search("space adventure", 3)
-        before = recommender.recommend(history=["Alien"], query="space", k=5)
+        served = sharing_fits(recommender, settings).warm_up()  # its own index, on the server
+        assert served.search("space adventure", 3)
+        before = served.recommend(history=["Alien"], query="space", k=5)
         assert all("query" in r.sources for r in before)
     finally:
         stop_process(proc)
-    after = recommender.recommend(history=["Alien"], query="space", k=5)
+    after = served.recommend(history=["Alien"], query="space", k=5)
     assert len(after) == 5 and all(f"127.0.0.1:{port}" in (r.fallback or "") for r in after)
     with pytest.raises(Exception, match=f"127.0.0.1:{port}"):
-        recommender.search("space adventure", 3)
-    turn, _ = ChatAgent(recommender).respond(ChatAgent(recommender).start()[0], "dark space horror")
+        served.search("space adventure", 3)
+    turn, _ = ChatAgent(served).respond(ChatAgent(served).start()[0], "dark space horror")
     assert turn.recommendations and "went wrong" not in turn.reply
 
 
 def test_two_processes_building_the_same_index(tmp_path):
+    require_embedding_model()
     env_data = str(tmp_path / "data")
     command = [sys.executable, "-m", "fewrec.cli", "index"]
     env = {"FEWREC_DATA_DIR": env_data, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from fewrec.retrieval.base import FitData
 from fewrec.retrieval.sequential import SASRec
+
+torch = require_module("torch", "torch (the 'embed' extra; the 'sasrec' source needs it)")
 
 
 def _patterned_data(n_users: int = 60, n_items: int = 12, length: int = 12) -> FitData:
@@ -74,7 +77,6 @@ def test_sasrec_retrains_over_a_damaged_cache_entry(tmp_path):
 
 
 def test_sasrec_scores_on_one_thread_and_gives_the_threads_back(tmp_path):
-    torch = pytest.importorskip("torch")
     model = _small(tmp_path, threads=2).fit(_patterned_data())
     assert torch.get_num_threads() == 2  # training used what it was given
     seen: list[int] = []

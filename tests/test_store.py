@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import chromadb
 import numpy as np
 import pytest
+from conftest import require_chroma_cli, require_embedding_model
 from servers import free_port, start_chroma_server, stop_process
 
 from fewrec.config import Settings
@@ -49,6 +50,7 @@ class Renamed:
 
 @pytest.fixture(scope="module")
 def embedder() -> DefaultEmbedder:
+    require_embedding_model()
     return DefaultEmbedder()
 
 
@@ -288,6 +290,7 @@ def test_interrupted_build_is_usable_and_completed_later(catalog, embedder, tmp_
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory) -> Iterator[int]:
+    require_chroma_cli()
     path = tmp_path_factory.mktemp("chroma-server")
     process, port = start_chroma_server(path, path.parent / "chroma-server.log")
     try:

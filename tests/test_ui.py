@@ -8,21 +8,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from conftest import require, require_module
 from servers import free_port
 
 from fewrec.agent.chat import ChatAgent
 from fewrec.eval.load import SESSION_TITLES
 from fewrec.prompts.templates import display_title
-from fewrec.ui.app import launch
 
 pytestmark = pytest.mark.slow
+require_module("gradio", "gradio (the 'ui' extra)")
+Client = require_module("gradio_client", "gradio_client (the 'ui' extra)").Client
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
 def page_url(recommender):
+    from fewrec.ui.app import launch
+
     port = free_port()
     users = [str(u) for u in recommender.split.user_ids[:50].tolist()]
     page = launch(ChatAgent(recommender), "127.0.0.1", port, users=users, block=False)
@@ -89,9 +92,10 @@ def test_twenty_concurrent_sessions_keep_their_own_state(page_url):
         assert "1990–1999" in second
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_browser_types_a_message_and_sees_catalog_cards(page_url, recommender):
-    from playwright.sync_api import expect, sync_playwright
+    require(CHROMIUM.exists(), f"Debian's headless Chromium at {CHROMIUM} (.ci/run installs it)")
+    playwright = require_module("playwright.sync_api", "playwright (the 'dev' extra)")
+    expect, sync_playwright = playwright.expect, playwright.sync_playwright
 
     titles = {display_title(t) for t in recommender.split.catalog.frame["title"]}
     with sync_playwright() as p:

@@ -15,6 +15,7 @@ one `ChatAgent` serves any number of conversations at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -61,6 +62,14 @@ class ChatState(BaseModel):
     pending: list[PendingChoice] = Field(default_factory=list)
 
 
+class ToolCall(BaseModel):
+    """One call the tool-calling planner made in a turn, and what the tool answered (JSON text)."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    output: str = ""
+
+
 class ChatTurn(BaseModel):
     """One exchange: the message, the reply (Markdown) and the cards shown with it."""
 
@@ -69,6 +78,7 @@ class ChatTurn(BaseModel):
     recommendations: list[Recommendation] = Field(default_factory=list)
     understood: list[str] = Field(default_factory=list)  # "I took *Alien (1979)* as …"
     planner: Literal["fixed", "tools"] = "fixed"
+    tool_calls: list[ToolCall] = Field(default_factory=list)  # the tools planner's calls, in order
     seconds: float = 0.0
 
 
@@ -94,14 +104,14 @@ class ChatAgent:
         llm = self.recommender.settings.llm
         if llm.backend != "openai" or not llm.base_url:
             raise FewrecError("the tool-calling planner needs llm.backend = 'openai' and llm.base_url")
-        from langchain_openai import ChatOpenAI
-
         # max_tokens too (in the body: langchain would rename it): llama.cpp's server ignores
-        # max_completion_tokens, which is all langchain sends.
-        return ChatOpenAI(
+        # max_completion_tokens, which is all langchain sends. tool_choice "auto" is OpenAI's
+        # default when tools are given, but llama-cpp-python's server reads a missing one as
+        # "none" (the tools never reach the prompt), and langchain's agent sends none.
+        return _chat_openai()(
             model=llm.model, base_url=llm.base_url, api_key=llm.api_key, timeout=llm.timeout_s,
             max_retries=llm.max_retries, temperature=0, max_completion_tokens=400,
-            extra_body={"max_tokens": 400},
+            extra_body={"max_tokens": 400, "tool_choice": "auto"},
         )  # fmt: skip
 
     @property
@@ -333,6 +343,8 @@ class ChatAgent:
     # ------------------------------------------------------------------ tool-calling plan
     def _respond_with_tools(self, state: ChatState, text: str) -> ChatTurn:
         from langchain.agents import create_agent
+        from langchain_core.messages import AIMessage
+        from langgraph.errors import GraphRecursionError
 
         from fewrec.agent.tools import make_tools
 
@@ -357,8 +369,17 @@ class ChatAgent:
         agent = create_agent(
             self.tool_model, tools, system_prompt=TOOL_SYSTEM_PROMPT + "\n" + "\n".join(facts)
         )
-        result = agent.invoke({"messages": [{"role": "user", "content": text}]}, {"recursion_limit": 8})
-        answer = str(result["messages"][-1].content or "").strip()
+        messages: list[Any] = []
+        request = {"messages": [{"role": "user", "content": text}]}
+        try:
+            for step in agent.stream(request, {"recursion_limit": 8}, stream_mode="values"):
+                messages = step["messages"]
+        except GraphRecursionError:  # a model that keeps calling tools: what they returned still counts
+            log.info("the tool-calling model was stopped after %d messages", len(messages))
+        last = messages[-1] if messages else None
+        final = isinstance(last, AIMessage) and not last.tool_calls  # else: stopped mid-plan, no answer
+        answer = str(last.content or "").strip() if final else ""
+        calls = tool_calls_in(messages)
         seen: set[ItemId] = set()
         cards = []
         for rec in collected:
@@ -369,15 +390,49 @@ class ChatAgent:
         if not cards:
             # The model answered without fetching anything (small models often do): its words
             # would be unchecked, so the fixed plan answers instead, from the same state.
-            return self._recommend_reply(
+            turn = self._recommend_reply(
                 state, text, [*self._refusal(understanding), *understood, *asks], understood
             )
+            turn.tool_calls = calls
+            return turn
         reply = "\n\n".join(
             [*understood, *asks, answer or "Here is what I found:", *(render_line(r) for r in cards)]
         )
         return ChatTurn(
-            message=text, reply=reply, recommendations=cards, understood=understood, planner="tools"
-        )
+            message=text, reply=reply, recommendations=cards, understood=understood, planner="tools",
+            tool_calls=calls,
+        )  # fmt: skip
+
+
+@functools.cache
+def _chat_openai() -> type:
+    """langchain's ChatOpenAI, except that an assistant message with tool calls is sent with
+    content "" rather than null: llama-cpp-python's server rejects null (HTTP 500 on the request
+    that carries the tool's answer); OpenAI and vLLM accept both."""
+    from langchain_openai import ChatOpenAI
+
+    class ChatOpenAICompatible(ChatOpenAI):
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            for message in payload.get("messages", []):
+                if message.get("role") == "assistant" and message.get("content") is None:
+                    message["content"] = ""
+            return payload
+
+    return ChatOpenAICompatible
+
+
+def tool_calls_in(messages: list[Any]) -> list[ToolCall]:
+    """The tool calls of an agent run, each with the answer its tool gave."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    outputs = {m.tool_call_id: str(m.content) for m in messages if isinstance(m, ToolMessage)}
+    return [
+        ToolCall(name=call["name"], args=dict(call["args"] or {}), output=outputs.get(call["id"] or "", ""))
+        for m in messages
+        if isinstance(m, AIMessage)
+        for call in m.tool_calls
+    ]
 
 
 TOOL_SYSTEM_PROMPT = (
