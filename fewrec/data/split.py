@@ -353,36 +353,33 @@ class TemporalSplit(LeaveOneOutSplit):
             return None
         raise ValueError(f"unknown split {split!r}; expected 'valid', 'test' or 'all'")
 
-    def _known_counts(self, split: SplitName) -> np.ndarray:
-        """How many of each user's interactions lie before the `split` cut."""
-        cut = self._cut(split)
-        if cut is None:
-            return np.diff(self._event_offsets)
-        before = self.events["timestamp"].to_numpy() < cut
-        return np.bincount(self.events["user"].to_numpy()[before], minlength=self.n_users)
+    @cached_property
+    def _known_counts(self) -> dict[str, np.ndarray]:
+        """How many of each user's interactions lie before each split's cut (events are in
+        time order within a user, so these are the first ones)."""
+        users, times = self.events["user"].to_numpy(), self.events["timestamp"].to_numpy()
+        counts = {"all": np.diff(self._event_offsets)}
+        for name, cut in (("valid", self.valid_cut), ("test", self.test_cut)):
+            counts[name] = np.bincount(users[times < cut], minlength=self.n_users)
+        return counts
+
+    def _known(self, split: SplitName) -> np.ndarray:
+        self._cut(split)  # raises for an unknown name
+        return self._known_counts[split]
 
     def history(self, user: int, split: SplitName, last: int | None = None) -> np.ndarray:
         start = self._event_offsets[user]
-        seq = self.events["item"].to_numpy()[start : start + self._known_counts_cached(split)[user]]
+        seq = self.events["item"].to_numpy()[start : start + self._known(split)[user]]
         if last is not None:
             if last < 1:
                 raise ValueError("a history cut must keep at least one item")
             seq = seq[-last:]
         return seq
 
-    @cached_property
-    def _counts_by_split(self) -> dict[str, np.ndarray]:
-        return {name: self._known_counts(name) for name in ("valid", "test", "all")}
-
-    def _known_counts_cached(self, split: SplitName) -> np.ndarray:
-        if split not in self._counts_by_split:
-            self._cut(split)  # raises for an unknown name
-        return self._counts_by_split[split]
-
     def eval_users(self, split: SplitName) -> np.ndarray:
         """Users with an interaction after the cut and at least one before it."""
         targets = self.targets(split)
-        return np.flatnonzero((targets >= 0) & (self._known_counts_cached(split) > 0))
+        return np.flatnonzero((targets >= 0) & (self._known(split) > 0))
 
     def interactions_before(self, split: SplitName) -> pd.DataFrame:
         cut = self._cut(split)
