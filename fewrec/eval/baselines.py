@@ -5,7 +5,7 @@ grid point is fitted on what came before the validation targets and scored on th
 point by validation NDCG@10 is refitted for the reported split. Its validation NDCG@10 is kept,
 so that the best baseline is chosen on validation too, never on the test split.
 
-The grids (fields of RetrievalSettings; the first point is the default):
+The grids (fields of RetrievalSettings; every other field keeps fewrec's default):
 - popularity: none.
 - item-knn: neighbours k in {50, 100, 200} x profile half-life in {1, 3, 10, 1000} items.
 - ease: L2 lambda in {100, 300, 1000} x profile half-life in {1, 3, 1000} items.
@@ -19,6 +19,7 @@ The grids (fields of RetrievalSettings; the first point is the default):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def run_baseline(
     base: RetrievalSettings,
     report_on: SplitName,
     users: np.ndarray,
-    model_dir=None,
+    model_dir: Path | None = None,
     progress: bool = False,
 ) -> BaselineResult:
     """Pick the grid point with the best validation NDCG@10, then score `users` on `report_on`."""
