@@ -156,6 +156,10 @@ class ChatSettings(BaseModel):
     cards: int = 5  # recommendations per reply
     max_message_chars: int = 2000  # longer messages are cut (and the reply says so)
     planner: Literal["auto", "fixed", "tools"] = "auto"  # auto: tools when llm.tool_calling
+    # How much a meaning query weighs against the taste of the liked titles (0–1), without and
+    # with liked titles in the conversation; chosen on `fewrec eval --chat` (validation users).
+    query_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    query_weight_with_titles: float = Field(default=0.25, ge=0.0, le=1.0)
 
 
 class Settings(BaseSettings):

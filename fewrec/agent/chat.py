@@ -37,6 +37,13 @@ SENTIMENT_WORDS = {
     "avoid": "a film to keep away from, with the films most like it",
     "seen": "a film not to suggest",
 }
+PLURAL_WORDS = {
+    "like": "films you liked",
+    "dislike": "films you didn't like",
+    "avoid": "films to keep away from, with the films most like them",
+    "seen": "films not to suggest",
+}
+LISTED_TITLES = 8  # a longer list of titles is summed up in the reply
 CLEAR_FAVOURITE = 3.0  # a title shared by several items means the one this many times more watched
 
 
@@ -60,6 +67,8 @@ class ChatState(BaseModel):
     filters: Filters = Field(default_factory=Filters)
     query: str = ""
     pending: list[PendingChoice] = Field(default_factory=list)
+    # Score as of this Unix time (an evaluation replaying a past request); None is now.
+    as_of: int | None = None
 
 
 class ToolCall(BaseModel):
@@ -164,6 +173,7 @@ class ChatAgent:
         """Fold what the message said into the state; collect what to tell and what to ask."""
         for mention in self._resolve_pending(state, understanding):
             understanding.titles.append(mention)
+        took: dict[str, list[str]] = {}  # sentiment -> titles, as read in this message
         for mention in understanding.titles:
             if not mention.matches:
                 hint = (
@@ -197,8 +207,21 @@ class ChatAgent:
                     other.remove(item)
             if item not in target:
                 target.append(item)
-            title = f"*{self._title(item)}*"
-            understood.append(f"I took {title} as {SENTIMENT_WORDS[mention.sentiment]}.")
+            took.setdefault(mention.sentiment, []).append(f"*{self._title(item)}*")
+        for sentiment, titles in took.items():
+            if len(titles) == 1:
+                understood.append(f"I took {titles[0]} as {SENTIMENT_WORDS[sentiment]}.")
+                continue
+            more = len(titles) - LISTED_TITLES
+            named = ", ".join(titles[:LISTED_TITLES]) + (f" and {more} more" if more > 0 else "")
+            if more <= 0:
+                named = ", ".join(titles[:-1]) + " and " + titles[-1]
+            understood.append(f"I took {named} as {PLURAL_WORDS[sentiment]}.")
+        if understanding.other_script and not understanding.titles:
+            asks.append(
+                "I can only read titles and wishes written in the catalog's language and script; "
+                "try the title as the catalog lists it (e.g. *Spirited Away*)."
+            )
         f = state.filters
         if understanding.genres:
             f.genres = list(understanding.genres)
@@ -292,9 +315,12 @@ class ChatAgent:
         constraints = describe_filters(state.filters)
         if constraints:
             lines.append(f"Looking for: {constraints}.")
+        # Named liked titles say more about taste than the leftover words: the query weighs less.
+        weight = self.settings.query_weight_with_titles if state.liked else self.settings.query_weight
         recs = self.recommender.recommend(
             user_id=state.user_id, history=list(state.liked), k=self.settings.cards,
             query=state.query or None, filters=state.filters, exclude=self._exclusions(state),
+            query_weight=weight, as_of=state.as_of,
         )  # fmt: skip
         if not state.user_id and not state.liked and not state.query and state.filters.is_empty():
             lines.append("I don't know your taste yet, so these are popular picks. " + HELP)

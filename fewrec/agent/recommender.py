@@ -19,6 +19,7 @@ from fewrec.config import Settings
 from fewrec.data import LeaveOneOutSplit, load_dataset
 from fewrec.data.errors import FewrecError, UnknownTitleError
 from fewrec.data.models import Item, ItemId
+from fewrec.data.split import SplitName
 from fewrec.llm.base import LLMError
 from fewrec.prompts.templates import display_title
 from fewrec.retrieval.base import Candidate, ScoringContext
@@ -89,9 +90,15 @@ class Recommender:
     >>> rec.recommend(history=["Toy Story", "Up"], query="something funny", k=5)
     """
 
-    def __init__(self, settings: Settings | None = None, split: LeaveOneOutSplit | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, split: LeaveOneOutSplit | None = None,
+        fit_on: SplitName = "all",
+    ) -> None:  # fmt: skip
+        """`fit_on="test"` learns only from what came before each user's held-out item: the
+        evaluations (`fewrec eval --chat`) replay requests through this facade that way."""
         self.settings = settings or Settings()
         self._split = split
+        self.fit_on: SplitName = fit_on
         self._lock = threading.RLock()
         self._content: Any = None
         self._retriever: Retriever | None = None
@@ -137,7 +144,7 @@ class Recommender:
                 self._retriever = Retriever(
                     self.split, self.settings.retrieval, vectors, model_dir=self.settings.model_dir,
                     progress=False,
-                ).fit("all")  # fmt: skip
+                ).fit(self.fit_on)  # fmt: skip
             return self._retriever
 
     def _llm_parts(self) -> tuple[Any, Any] | None:
@@ -246,12 +253,17 @@ class Recommender:
         explain: bool = True,
         exclude: list[ItemRef] | None = None,
         rerank: bool | None = None,
+        query_weight: float | None = None,
+        as_of: int | None = None,
     ) -> list[Recommendation]:
         """Ranked items for a user id and/or a list of liked items (ids or titles).
 
-        `query` steers by meaning through the content index; `filters` restrict genre and
+        `query` steers by meaning through the content index, with `query_weight` (0–1, default
+        `chat.query_weight`) against the taste of the history; `filters` restrict genre and
         year; `exclude` removes items (e.g. already shown or disliked). `rerank=None` runs the
-        LLM when Settings enable it with a weight above 0 (alpha, chosen on validation)."""
+        LLM when Settings enable it with a weight above 0 (alpha, chosen on validation).
+        `as_of` (Unix seconds) scores as of that moment: time-aware sources count nothing later
+        (evaluations replay past requests with it; None is now)."""
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
         split = self.split
@@ -261,8 +273,8 @@ class Recommender:
         if user_id is not None and str(user_id).strip():
             if split.has_user(user_id):
                 u = split.user_index(user_id)
-                items = split.history(u, "all").tolist()
-                context = self.retriever.context_for(np.array([u]), "all")
+                items = split.history(u, self.fit_on).tolist()
+                context = self.retriever.context_for(np.array([u]), self.fit_on)
             else:
                 notes.append(f"user {str(user_id)[:40]!r} is not in the dataset: treated as a new user")
         for ref in history or []:
@@ -271,6 +283,13 @@ class Recommender:
                 items.remove(index)
             items.append(index)  # liked now: the most recent item of the profile
         history_arr = np.array(items, dtype=np.int64)
+        if as_of is not None:
+            users = context.users if context.users is not None else np.array([-1])
+            context = ScoringContext(users=users, times=np.array([int(as_of)], dtype=np.int64))
+        if query_weight is None:
+            query_weight = self.settings.chat.query_weight
+        if not 0.0 <= query_weight <= 1.0:
+            raise FewrecError(f"query_weight must be between 0 and 1, got {query_weight}")
         allowed = self.allowed_mask(filters)
         for ref in exclude or []:
             if allowed is None:
@@ -284,42 +303,47 @@ class Recommender:
             rerank if rerank is not None else self.settings.rerank.enabled and self.settings.rerank.alpha > 0
         )
         depth = max(k, self.settings.rerank.candidates) if do_rerank else k
-        candidates = self._candidates(history_arr, depth, context, allowed, query, notes)
+        candidates = self._candidates(history_arr, depth, context, allowed, query, query_weight, notes)
         if do_rerank and candidates:
             candidates = self._rerank(history_arr, candidates, context, notes)
         candidates = candidates[:k]
         fallback = "; ".join(notes) or None
         out = [self._recommendation(c, fallback) for c in candidates]
         if explain:
+            query_counts = bool((query or "").strip()) and (query_weight > 0 or not len(history_arr))
             for rec, cand in zip(out, candidates, strict=True):
-                self._explain_into(rec, cand, history_arr, filters)
+                self._explain_into(rec, cand, history_arr, filters, query_counts)
         return out
 
     def _explain_into(
-        self, rec: Recommendation, candidate: Candidate, history: np.ndarray, filters: Filters | None
-    ) -> None:
-        """The grounded explanation; a query match or the filters are said as such, never
-        dressed up as taste evidence."""
+        self, rec: Recommendation, candidate: Candidate, history: np.ndarray, filters: Filters | None,
+        query_counts: bool,
+    ) -> None:  # fmt: skip
+        """The grounded explanation: the liked titles that led to the item when a source tied
+        it to them; "matches your description" only when a query counted in the score;
+        "most watched" only when popularity ranked it. Filters are said as such."""
         evidence = {name: r for name, r in candidate.source_ranks.items() if name != "query"}
         title = display_title(rec.title)
         asked = describe_filters(filters) if filters is not None else ""
         fits = f" and fits what you asked for ({asked})" if asked else ""
-        if not len(history) and "query" in candidate.source_ranks:
-            rec.explanation = f"*{title}* matches your description{fits}."
-            return
+        described = query_counts and "query" in candidate.source_ranks
         if not len(history):
-            rec.explanation = f"*{title}* is one of the most watched films here{fits}."
-        elif evidence:
+            what = "matches your description" if described else "is one of the most watched films here"
+            rec.explanation = f"*{title}* {what}{fits}."
+            return
+        if evidence:
             explanation = self.explainer.explain(
                 history, candidate.model_copy(update={"source_ranks": evidence})
             )
             rec.explanation, rec.anchors = explanation.text, explanation.anchors
+            if described:
+                rec.explanation += " It also matches your description."
+        elif described:
+            rec.explanation = f"*{title}* matches your description{fits}."
+        elif asked:
+            rec.explanation = f"*{title}* fits what you asked for ({asked}), and is widely watched."
         else:
-            rec.explanation = (
-                f"*{title}* fits what you asked for ({asked})." if asked else f"*{title}* is widely watched."
-            )
-        if "query" in candidate.source_ranks:
-            rec.explanation += " It matches your description."
+            rec.explanation = f"*{title}* is widely watched."
 
     def _query_content(self, text: str, k: int) -> list[tuple[str, float]]:
         """Query the content index; a server that went away becomes a VectorStoreError."""
@@ -340,7 +364,7 @@ class Recommender:
 
     def _candidates(
         self, history: np.ndarray, depth: int, context: ScoringContext, allowed: np.ndarray | None,
-        query: str | None, notes: list[str],
+        query: str | None, query_weight: float, notes: list[str],
     ) -> list[Candidate]:  # fmt: skip
         retriever = self.retriever
         query = (query or "").strip()
@@ -360,7 +384,8 @@ class Recommender:
             pool &= allowed
         if not pool.any():
             return retriever.candidates(history, depth, context, allowed)
-        # The query decides what is eligible; within it, half meaning, half the user's taste.
+        # The query decides what is eligible; within it, meaning and the user's taste are mixed
+        # by `query_weight` (chosen on `fewrec eval --chat`).
         found = retriever.candidates(history, QUERY_POOL, context, pool)
         sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
         base = np.array([c.score for c in found])
@@ -369,7 +394,10 @@ class Recommender:
             spread = values.max() - values.min() if len(values) else 0.0
             return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
 
-        final = 0.5 * unit(sims) + 0.5 * unit(base) if len(history) else unit(sims) + 0.01 * unit(base)
+        if len(history):
+            final = query_weight * unit(sims) + (1.0 - query_weight) * unit(base)
+        else:
+            final = unit(sims) + 0.01 * unit(base)
         order = np.argsort(-final, kind="stable")[:depth]
         out = []
         for rank, i in enumerate(order, start=1):
@@ -470,7 +498,7 @@ class Recommender:
         index = self.resolve(item)
         items: list[int] = []
         if user_id is not None:
-            items = self.split.history(self.split.user_index(user_id), "all").tolist()
+            items = self.split.history(self.split.user_index(user_id), self.fit_on).tolist()
         items += [self.resolve(ref) for ref in history or []]
         history_arr = np.array(items, dtype=np.int64)
         only = np.zeros(self.split.n_items, dtype=bool)

@@ -1,19 +1,29 @@
 """Reading a chat message without an LLM: titles, likes and dislikes, genres, years, free text.
 
 The embedded default is a base model that cannot plan tool calls, so the fixed chat plan
-needs its own reading of the message. It is deliberately plain: patterns for what people
-say ("I loved X and Y", "nothing like X", "no horror", "from the 90s", "for kids"), catalog
-title matching for the titles, and whatever words remain become a meaning query for the
-content index. Nothing here can reach data other than the catalog.
+needs its own reading of the message:
+- titles are found anywhere, whatever the sentence shape, by the catalog's title index
+  (`fewrec/data/titles.py`: every name, longest match first, a typo allowed in long names).
+  A title that is also an everyday word ("Up", "It", "Her", "Heat") counts only with
+  evidence: quotes, a year, a capital letter inside a sentence, a word like "loved" just
+  before it, or a place in a list of other titles;
+- how the person feels about each title comes from its clause ("A, B and C are movies I
+  liked", "I loved A but hated B", "nothing like C", "not D");
+- genres, decades and "for kids" become filters;
+- what is left becomes a meaning query only when it still carries content: request
+  boilerplate ("can you suggest something I might like", "what next", greetings) never does.
+Nothing here can reach data other than the catalog.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 from fewrec.data.models import Catalog, ItemId
+from fewrec.data.titles import TitleSpan
 
 # Words that say how the person feels about the titles that follow (checked in this order).
 AVOID = r"(?:nothing like|not like|no more|anything but|other than|unlike|not another)"
@@ -21,15 +31,22 @@ DISLIKE = r"(?:hated|hate|disliked|dislike|didn'?t like|did not like|don'?t like
     r"not a fan of|can'?t stand|cannot stand|was bored by|bored me|not into)"  # fmt: skip
 SEEN = r"(?:(?:i'?ve|i have|already|just)\s+(?:seen|watched)|seen|but not|except|not|no|skip)"
 LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|like|loved|love|enjoyed|enjoy|adored|adore|watched|saw|" \
-    r"fan of|similar to|such as|more like|something like|films? like|movies? like|like the film)"  # fmt: skip
+    r"fan of|similar to|such as|more like|something like|films? like|movies? like|like the film|" \
+    r"favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
+# Words after a title that say how it was liked ("A and B are movies I liked", "… and hated it").
+POSTFIX_LIKE = r"(?:liked|loved|enjoyed|adored|were (?:great|amazing|fantastic|brilliant)|" \
+    r"was (?:great|amazing|fantastic|brilliant))"  # fmt: skip
+POSTFIX_DISLIKE = r"(?:hated|disliked|didn'?t (?:like|enjoy)|did not (?:like|enjoy)|bored me|" \
+    r"(?:was|were|is|are) (?:boring|awful|terrible|bad|overrated|disappointing))"  # fmt: skip
+# Triggers that only say the film was seen: a feeling said after the title wins over them.
+WEAK = re.compile(r"(?:watched|saw|seen|i'?ve seen|i have seen|already seen|just watched|skip)$", re.I)
 # "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
 TRIGGERS = (("avoid", AVOID), ("dislike", DISLIKE), ("like", LIKE), ("seen", SEEN))
-# Where the words after such a trigger end, when they name no catalog title.
-STOP = (
+STOP = (  # where the words after a trigger end, for "I found no film called …"
     r"(?=[.;!?\n]|,\s*(?:but|so|and then|please)\b|\s+(?:but|so|please|from|for|with|without|that|which"
     r"|because|in the|set in|already|yesterday|again|too|before)\b|\s+\d{4}s?\b|$)"
 )
-PRONOUNS = frozenset("it this that them these those this one that one the one one".split())  # noqa: SIM905
+PRONOUNS = frozenset("it this that them these those one her him us me you they".split())  # noqa: SIM905
 CONNECTORS = frozenset("and or & plus also , as well".split())  # noqa: SIM905
 
 # Genre words as people say them -> catalog genre (MovieLens spelling; others map by lowercase).
@@ -67,7 +84,29 @@ FILLER = frozenset(
     what which who how can could should will let lets let's get got need looking look find kind sort
     one ones thing things thanks thank hi hello hey ok okay yes no not didn't don't can't cannot stand fan
     nothing fine already seen watched second first third last again yet else other another i've ive
-    had have has much lot lots bit yesterday week weekend ago recently last night""".split()  # noqa: SIM905
+    had have has much lot lots bit yesterday week weekend ago recently last night
+    suggest suggestion suggestions suggested recommended recommending might may enjoy enjoyed enjoying
+    next after then list here there are my favourite favourites favorite favorites favs fave faves
+    similar similarly same alike watching seeing something someone somewhere anyone everyone
+    please thx ty cheers hiya greetings dear guys folks friend buddy mate well um uh hmm hm
+    go going gone up down out off over into onto as if than too only even ever never always still
+    think thought guess wonder wondering mind tell said say know knew help helping try trying
+    films films' flick flicks pick picks idea ideas option options choice choices titles title
+    tv series show shows stuff whatever ones night evening weekend them they their he she his
+    hers him her us we'd i'd you'd would've could've should've gonna wanna let's lemme
+    them all both each every few many several
+    je voudrais veux un une des le la les de du et pour avec moi ich möchte will einen eine ein der
+    die das und mit für quiero una el los las para por con y vorrei voglio il lo gli""".split()  # noqa: SIM905
+)
+# Everyday words that are also titles: alone, they count as a title only with evidence.
+COMMON = FILLER | frozenset(
+    """big home life love man men woman women girl boy boys girls kids kid day days time times war
+    speed signs crash heat rush fury seven ten nine two three one five six eight twelve eleven
+    run ran walk home game games house room door fear hope faith trust truth lies doubt
+    friends family money power love actually rain snow sun moon star stars light dark night
+    red blue green black white gold silver brave free wild true real good bad evil cars drive
+    taken split us them next now later before after always never still here there yes no
+    fame grease jaws hook gravity birds clue heist cold warm hot old young new""".split()  # noqa: SIM905
 )
 INJECTION = re.compile(
     r"\b(?:ignore (?:all |your |the |previous |any )*(?:instructions|rules|prompts?)|system prompt|"
@@ -98,6 +137,7 @@ class Understanding:
     injection: bool = False
     query: str = ""  # the words left over, for a meaning search
     message: str = ""  # as read
+    other_script: bool = False  # words in a script the catalog's titles are not written in
 
 
 def clean_message(text: str, limit: int) -> tuple[str, bool]:
@@ -170,29 +210,221 @@ def _split_titles(span: str) -> list[str]:
     return [p.strip(" '\"“”*") for p in parts if p.strip(" '\"“”*")]
 
 
+@dataclass
+class _Link:
+    """A span of the message taken as a title (or, with no rows, as a title not found)."""
+
+    start: int
+    end: int
+    rows: tuple[int, ...]
+    quoted: bool = False
+    phrase: str = ""
+    suggestions: list[str] = field(default_factory=list)
+
+
+TRIGGER_RE = re.compile(
+    rf"\b(?:(?P<avoid>{AVOID})|(?P<dislike>{DISLIKE})|(?P<like>{LIKE})|(?P<seen>{SEEN}))\b", re.I
+)
+POSTFIX_RE = re.compile(rf"\b(?:(?P<dislike>{POSTFIX_DISLIKE})|(?P<like>{POSTFIX_LIKE}))\b", re.I)
+CLAUSE_END = re.compile(r"[.!?;\n]+|\b(?:but|however|though|although|whereas|except that)\b", re.I)
+# What may stand between two titles of one list: commas, "and", bullets, numbers, quotes.
+LIST_GAP = re.compile(r"(?:[\s,;/&+|\-*•·\"'“”()\[\]]|\band\b|\bor\b|\bplus\b|\d{1,2}[.)])*", re.I)
+QUOTED = re.compile(r"[\"“”«»*]([^\"“”«»*\n]{1,120})[\"“”«»*]")
+LATIN = re.compile(r"^[a-z0-9à-ɏ'’-]+$", re.I)
+MAX_FUZZY_CHUNKS = 40  # a very long message gets its typos checked in its first chunks only
+
+
 class MessageReader:
     """Turns a chat message into an `Understanding` against one catalog."""
 
     def __init__(self, catalog: Catalog, genres: list[str]) -> None:
         self.catalog = catalog
+        self.index = catalog.titles
+        self.item_ids: list[ItemId] = catalog.frame["item_id"].tolist()
         known = {g.lower(): g for g in genres}
         self.genre_words = {w: known[g.lower()] for w, g in GENRE_WORDS.items() if g.lower() in known}
         self.genre_words.update({g.lower(): g for g in genres if g.lower() not in ("(no genres listed)",)})
         years = catalog.frame["year"].dropna()
         self.latest = int(years.max()) if len(years) else 2020
 
-    def _match(self, phrase: str, sentiment: str, quoted: bool) -> TitleMention | None:
-        words = phrase.split()
-        if not words or len(words) > MAX_TITLE_WORDS:
-            return None
-        phrase = re.sub(
-            r"^(?:the (?:film|movie)|(?:films?|movies?)\s+(?:called|named))\s+", "", phrase, flags=re.I
-        )
-        matches, suggestions = self.catalog.match_title(phrase)
-        if not matches and phrase.lower() in self.genre_words:
-            return None  # "I like comedies" names a genre, not a title
-        return TitleMention(phrase, sentiment, matches, suggestions, quoted)
+    # ------------------------------------------------------------------ titles
+    def _linked_quotes(self, text: str) -> list[_Link]:
+        out = []
+        for found in QUOTED.finditer(text):
+            phrase = found.group(1).strip(" ,;:!?")
+            if not phrase or phrase.lower() in PRONOUNS:
+                continue
+            rows = self.index.lookup(phrase)
+            if not rows and (near := self.index.fuzzy(phrase)) is not None:
+                rows = list(near.items)
+            if rows or phrase.lower() not in self.genre_words:
+                suggestions = [] if rows else self._suggestions(phrase)
+                out.append(_Link(found.start(), found.end(), tuple(rows), True, phrase, suggestions))
+        return out
 
+    def _suggestions(self, phrase: str) -> list[str]:
+        return [self.index.titles[r] for r in self.index.suggest(phrase)]
+
+    def _shouting(self, text: str) -> bool:
+        """Everyday words capitalised too ("I Loved Alien And Up", "I LOVED UP"): then capitals
+        say nothing about titles."""
+        words = [w for w in re.findall(r"[^\W\d_]+", text) if w.lower() in FILLER and w != "I"]
+        return len(words) >= 2 and sum(w[0].isupper() for w in words) / len(words) > 0.5
+
+    def _sentence_start(self, text: str, at: int) -> bool:
+        return re.search(r"(?:^|[.!?:;\n]|^\s*[-*•]|\n\s*[-*•]|\d[.)])\s*[\"'“(]?\s*$", text[:at]) is not None
+
+    def _evidence(self, text: str, span: TitleSpan, triggers: list[re.Match], shouting: bool) -> str:
+        """'strong' (a title for sure), 'list' (a title if it sits in a list of titles) or ''."""
+        words = span.key.split()
+        written = text[span.start : span.end]
+        lowered = written.lower()
+        if span.key in self.genre_words or lowered in self.genre_words:
+            return ""  # "I like comedies": a genre, not the film *Comedy*
+        if len(words) == 1 and re.fullmatch(rf"(?:{AVOID}|{DISLIKE}|{LIKE}|{SEEN})", lowered, re.I):
+            return ""  # "hate", "loved": the sentence's own words
+        everyday = len(words) == 1 or all(w in COMMON for w in words)
+        if not everyday:
+            return "strong"
+        if span.year is not None:
+            return "strong"
+        capital = written[:1].isupper() and written != "I" and not shouting
+        if capital and not (self._sentence_start(text, span.start) and words[0] in COMMON):
+            return "strong"
+        if lowered in PRONOUNS:
+            return ""  # "I loved it"
+        before = text[: span.start]
+        for trigger in triggers:
+            if trigger.lastgroup != "seen" or re.search(r"seen|watched", trigger.group(), re.I):
+                gap = before[trigger.end() :]
+                if trigger.end() <= span.start and re.fullmatch(
+                    r"\s*(?:the\s+(?:film|movie)\s+|(?:films?|movies?)\s+(?:called|named)\s+)?", gap, re.I
+                ):
+                    return "strong"
+        return "" if words[0] in FILLER and not capital else "list"  # "more like that"
+
+    def _link(self, text: str) -> list[_Link]:
+        """The message's titles: quoted ones, then the longest names with enough evidence, then
+        everyday-word titles that sit in a list with those, then long names with a typo."""
+        links = self._linked_quotes(text)
+        taken = [(link.start, link.end) for link in links]
+
+        def free(start: int, end: int) -> bool:
+            return all(end <= s or start >= e for s, e in taken)
+
+        triggers = list(TRIGGER_RE.finditer(text))
+        shouting = self._shouting(text)
+        strong: list[TitleSpan] = []
+        listed: list[TitleSpan] = []
+        for span in self.index.spans(text):
+            if not free(span.start, span.end):
+                continue
+            kind = self._evidence(text, span, triggers, shouting)
+            (strong if kind == "strong" else listed if kind == "list" else []).append(span)
+        chosen: list[TitleSpan] = []
+        for span in sorted(strong, key=lambda s: (-s.n_tokens, -(s.year is not None), s.start)):
+            if free(span.start, span.end):
+                chosen.append(span)
+                taken.append((span.start, span.end))
+        changed = True
+        while changed:  # "I loved Alien and Up": *Up* is a title because it sits in that list
+            changed = False
+            for span in sorted(listed, key=lambda s: (-s.n_tokens, s.start)):
+                if not free(span.start, span.end):
+                    continue
+                if any(LIST_GAP.fullmatch(_gap(span.start, span.end, s, e, text)) for s, e in taken):
+                    chosen.append(span)
+                    taken.append((span.start, span.end))
+                    changed = True
+        links += [_Link(s.start, s.end, s.items, False, text[s.start : s.end]) for s in chosen]
+        links += self._typos(text, taken)
+        return sorted(links, key=lambda link: link.start)
+
+    def _typos(self, text: str, taken: list[tuple[int, int]]) -> list[_Link]:
+        """Long titles written with a typo, in the stretches no exact title claimed."""
+        masked = _blank(text, taken)
+        out = []
+        chunks = [c for c in re.finditer(r"[^.,;:!?\n()\[\]\"“”]+", masked) if c.group().strip()]
+        for chunk in chunks[:MAX_FUZZY_CHUNKS]:
+            for part in re.finditer(r"(?:(?!\s(?:and|or|&)\s).)+", chunk.group(), re.I):
+                start = chunk.start() + part.start()
+                words = list(re.finditer(r"\S+", part.group()))
+                boiler = {*FILLER, *self.genre_words}
+                while words and _bare(words[0].group()) in boiler | _trigger_words():
+                    words.pop(0)
+                while words and _bare(words[-1].group()) in boiler | _trigger_words():
+                    words.pop()
+                if not words:
+                    continue
+                begin, end = start + words[0].start(), start + words[-1].end()
+                span = self.index.fuzzy(text[begin:end])
+                if span is not None:
+                    out.append(_Link(begin, end, span.items, False, text[begin:end]))
+                    taken.append((begin, end))
+        return out
+
+    def _not_found(self, text: str, links: list[_Link]) -> list[_Link]:
+        """A capitalised phrase right after "I loved" (or another feeling) that names no title:
+        reported back as not found, with close titles."""
+        masked = _blank(text, [(link.start, link.end) for link in links])
+        out = []
+        for trigger in TRIGGER_RE.finditer(masked):
+            if trigger.lastgroup == "seen":  # "no"/"not" precede too much to report misses
+                continue
+            start = trigger.end()
+            if any(start <= link.start < start + 3 for link in links):
+                continue
+            ending = re.match(rf"\s*(.+?){STOP}", masked[start:], flags=re.I)
+            if not ending:
+                continue
+            part = _split_titles(ending.group(1))[:1]
+            if not part or not part[0][:1].isupper() or len(part[0].split()) > MAX_TITLE_WORDS:
+                continue
+            phrase = part[0]
+            if phrase.lower() in self.genre_words or phrase.lower() in PRONOUNS or phrase == "I":
+                continue
+            at = masked.find(phrase, start)
+            out.append(_Link(at, at + len(phrase), (), False, phrase, self._suggestions(phrase)))
+        # A capitalised member of a list of titles ("Magnolia, The Barbarian Invasions, and …")
+        for piece in re.finditer(r"[^,;\n]+", masked):
+            lead = re.match(r"\s*(?:(?:and|or|&|plus)\s+)?", piece.group(), re.I)
+            start = piece.start() + (lead.end() if lead else 0)
+            phrase = masked[start : piece.end()].rstrip(" .!?:")
+            words = phrase.split()
+            if not words or len(words) > MAX_TITLE_WORDS or not phrase[:1].isupper():
+                continue
+            capitals = sum(
+                w[:1].isupper() or w.lower() in ("of", "the", "a", "an", "and", "in") for w in words
+            )
+            end = start + len(phrase)
+            beside = any(LIST_GAP.fullmatch(_gap(start, end, k.start, k.end, text)) for k in links)
+            first = words[0].lower()
+            known = phrase.lower() in self.genre_words or (
+                first in FILLER and first not in ("the", "a", "an")
+            )
+            if capitals == len(words) and beside and not known and all(o.start != start for o in out):
+                out.append(_Link(start, end, (), False, phrase, self._suggestions(phrase)))
+        return out
+
+    def _sentiment(self, text: str, link: _Link, masked: str) -> str:
+        """How the person feels about one title, from its clause: the nearest feeling word
+        before it, unless that only says it was seen and a feeling follows; default "like"."""
+        bounds = [0, *(m.end() for m in CLAUSE_END.finditer(masked) if m.end() <= link.start)]
+        begin = max(bounds)
+        after = CLAUSE_END.search(masked, link.end)
+        end = after.start() if after else len(masked)
+        before = [m for m in TRIGGER_RE.finditer(masked, begin, link.start)]
+        prefix = before[-1] if before else None
+        if prefix is not None and not WEAK.search(prefix.group()):
+            return str(prefix.lastgroup)
+        postfix = POSTFIX_RE.search(masked, link.end, end)
+        if postfix is not None:
+            return str(postfix.lastgroup)
+        if prefix is not None:
+            return "like" if prefix.lastgroup == "like" else str(prefix.lastgroup)
+        return "like"
+
+    # ------------------------------------------------------------------ the whole message
     def read(self, message: str) -> Understanding:
         out = Understanding(message=message)
         text = message
@@ -201,72 +433,16 @@ class MessageReader:
             out.reset = True
             return out
         out.injection = bool(INJECTION.search(text.lower()))
-        consumed: list[tuple[int, int]] = []
-
-        def add(
-            phrase: str, sentiment: str, quoted: bool, span: tuple[int, int], matches: list | None = None
-        ) -> None:
-            phrase = phrase.strip(" ,;:!?'\"“”*")
-            if not phrase or (not quoted and phrase.lower() in PRONOUNS):
-                return  # "I loved it" is about the film just named, not the film *It*
-            if matches is not None:
-                mention: TitleMention | None = TitleMention(phrase, sentiment, matches, [], quoted)
-            else:
-                mention = self._match(phrase, sentiment, quoted)
-            if mention is not None and (mention.matches or quoted or phrase[:1].isupper()):
-                out.titles.append(mention)
-                consumed.append(span)
-
-        def sentiment_before(start: int) -> str:
-            before = text[max(0, start - 40) : start]
-            for sentiment, trigger in TRIGGERS:
-                if re.search(rf"\b{trigger}\s*$", before, flags=re.I):
-                    return sentiment
-            return "like"
-
-        def blank(source: str) -> str:  # indices stay valid: spans are replaced by spaces
-            chars = list(source)
-            for start, end in consumed:
-                chars[start:end] = " " * (end - start)
-            return "".join(chars)
-
-        # Quoted titles first: their words never count as genres or query words.
-        for found in re.finditer(r"[\"“*]([^\"”*\n]{1,120})[\"”*]", text):
-            add(found.group(1), sentiment_before(found.start()), True, found.span())
-        text = blank(text)
-        claimed: list[tuple[int, int]] = []  # trigger words already read ("not a fan of")
-        starts: dict[int, int] = {}  # id(mention) -> where it starts
-        for sentiment, trigger in TRIGGERS:
-            for found in re.finditer(rf"\b{trigger}\s+", text, flags=re.I):
-                start = found.end()
-                inside = any(s <= found.start() < e for s, e in [*claimed, *consumed])
-                if inside or any(s <= start < e for s, e in consumed):
-                    continue
-                claimed.append(found.span())
-                before = len(out.titles)
-                titles = self._titles_from(text, start)
-                for phrase, span, matches in titles:
-                    add(phrase, sentiment, False, span, matches)
-                for mention in out.titles[before:]:
-                    starts[id(mention)] = start
-                if titles or sentiment == "seen":  # "no"/"not" precede too much to report misses
-                    continue
-                # No catalog title there: a capitalised phrase is reported as not found.
-                ending = re.match(rf"(.+?){STOP}", text[start:], flags=re.I)
-                if ending:
-                    part = _split_titles(ending.group(1))[:1]
-                    if part and part[0][:1].isupper() and len(part[0].split()) <= MAX_TITLE_WORDS:
-                        at = text.find(part[0], start)
-                        add(part[0], sentiment, False, (at, at + len(part[0])))
-        # "I watched Titanic and hated it": the feeling about "it" belongs to the title before.
-        for found in re.finditer(
-            rf"\b({DISLIKE}|{LIKE})\s+(?:it|that one|this one|that|this)\b", text, flags=re.I
-        ):
-            earlier = [m for m in out.titles if starts.get(id(m), -1) < found.start() and m.matches]
-            if earlier:
-                latest = max(earlier, key=lambda m: starts.get(id(m), -1))
-                latest.sentiment = "dislike" if re.fullmatch(DISLIKE, found.group(1), flags=re.I) else "like"
-        rest = blank(text).lower()
+        links = self._link(text)
+        links += self._not_found(text, links)
+        masked = _blank(text, [(link.start, link.end) for link in links])
+        for link in sorted(links, key=lambda link: link.start):
+            items = [self.item_ids[r] for r in link.rows]
+            out.titles.append(
+                TitleMention(link.phrase, self._sentiment(text, link, masked), items, link.suggestions,
+                             link.quoted)
+            )  # fmt: skip
+        rest = masked.lower()
         if KIDS.search(rest):
             out.kids = True
             rest = KIDS.sub(" ", rest)
@@ -281,44 +457,44 @@ class MessageReader:
             rest = re.sub(pattern, " ", rest)
         out.genres = [g for g in out.genres if g not in out.exclude_genres]
         if not out.injection:
-            rest = re.sub(rf"\b(?:{AVOID}|{DISLIKE}|{SEEN}|{LIKE})\b", " ", rest)
-            words = [w for w in re.findall(r"[^\W_]+(?:['-][^\W_]+)*", rest) if w not in FILLER]
-            out.query = " ".join(words)[:500]
+            out.query, out.other_script = content_words(rest)
         return out
 
-    def _titles_from(self, text: str, start: int) -> list[tuple[str, tuple[int, int], list[ItemId]]]:
-        """The catalog titles that follow `start`, longest first, chained by 'and' or commas:
-        "Beauty and the Beast, Heat and Up" gives three. Stops at the first word that starts
-        no title, and at the end of a sentence."""
-        tokens = list(re.finditer(r"\S+", text[start : start + 400]))
-        out: list[tuple[str, tuple[int, int], list[ItemId]]] = []
-        i = 0
-        while i < len(tokens):
-            if tokens[i].group().lower().strip(",") in CONNECTORS or tokens[i].group() == ",":
-                i += 1
-                continue
-            found = None
-            for j in range(min(len(tokens), i + MAX_TITLE_WORDS), i, -1):
-                phrase = text[start + tokens[i].start() : start + tokens[j - 1].end()].rstrip(",;:!?")
-                lowered = phrase.lower()
-                if lowered in FILLER or lowered in PRONOUNS or lowered in self.genre_words:
-                    continue
-                matches = self.catalog.lookup_title(phrase)
-                if matches:
-                    found = (
-                        phrase,
-                        (start + tokens[i].start(), start + tokens[i].start() + len(phrase)),
-                        matches,
-                    )
-                    break
-            if found is None:
-                break
-            out.append(found)
-            i = next(
-                k
-                for k in range(i, len(tokens) + 1)
-                if k == len(tokens) or start + tokens[k].start() >= found[1][1]
-            )
-            if re.search(r"[.;!?]$", text[found[1][0] : found[1][1] + 1].rstrip()):
-                break  # the sentence ended with this title
-        return out
+
+@functools.cache
+def _trigger_words() -> frozenset[str]:
+    words = re.findall(r"[a-z']+", " ".join([AVOID, DISLIKE, LIKE, SEEN]).replace("'?", "'"))
+    return frozenset(w.replace("'", "") for w in words)
+
+
+def _bare(word: str) -> str:
+    return re.sub(r"['’]", "", word.strip(" ,;:!?.\"'“”()-").lower())
+
+
+def _gap(start: int, end: int, other_start: int, other_end: int, text: str) -> str:
+    """The text between two spans that do not overlap."""
+    return text[end:other_start] if end <= other_start else text[other_end:start]
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text with the spans replaced by spaces (offsets stay valid)."""
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
+def content_words(rest: str) -> tuple[str, bool]:
+    """The meaning query left in `rest` (lower case, titles and filters taken out): its content
+    words, or "" when only request boilerplate is left; and whether words in another script
+    were dropped (the content index reads the catalog's language)."""
+    rest = re.sub(rf"\b(?:{AVOID}|{DISLIKE}|{SEEN}|{LIKE}|{POSTFIX_DISLIKE})\b", " ", rest)
+    words = re.findall(r"[^\W_]+(?:['’-][^\W_]+)*", rest)
+    other = [w for w in words if not LATIN.match(w)]
+    kept = [
+        w for w in words
+        if LATIN.match(w) and _bare(w) not in FILLER and w not in FILLER and not w.isdigit() and len(w) > 1
+    ]  # fmt: skip
+    if not any(len(w) >= 3 for w in kept):
+        kept = []
+    return " ".join(kept)[:500], bool(other)

@@ -5,9 +5,7 @@ Bulk data stays in pandas; `Item` is the pydantic record handed across package b
 
 from __future__ import annotations
 
-import difflib
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -16,6 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fewrec.data.errors import UnknownIdError
+from fewrec.data.titles import TitleIndex
 
 ItemId = int | str
 UserId = int | str
@@ -44,20 +43,6 @@ class Item(BaseModel):
         if self.text:
             parts.append(self.text)
         return ". ".join(parts)
-
-
-def _normalise_title(title: str) -> str:
-    """Lower-case, no accents, drop the year and move MovieLens' trailing articles ('Matrix, The')."""
-    title = unicodedata.normalize("NFKD", title)
-    title = "".join(ch for ch in title if not unicodedata.combining(ch))
-    title = re.sub(r"\(\s*\d{4}\s*\)", " ", title.lower())
-    title = re.sub(r"^(.*), (the|a|an|la|le|les|il|el|der|die|das)$", r"\2 \1", title.strip())
-    return re.sub(r"[^\w]+", " ", title).strip()
-
-
-def _without_article(key: str) -> str:
-    """A normalised title without its leading English article ('the matrix' -> 'matrix')."""
-    return re.sub(r"^(the|a|an) ", "", key)
 
 
 @dataclass(frozen=True)
@@ -115,56 +100,34 @@ class Catalog:
         return Catalog(self.frame[self.frame["item_id"].isin(item_ids)].reset_index(drop=True))
 
     @cached_property
-    def _normalised_titles(self) -> dict[str, list[ItemId]]:
-        index: dict[str, list[ItemId]] = {}
-        for item_id, title in zip(self.frame["item_id"], self.frame["title"], strict=True):
-            index.setdefault(_normalise_title(str(title)), []).append(item_id)
-        return index
-
-    @cached_property
-    def _bare_titles(self) -> dict[str, list[ItemId]]:
-        """Also every alternative name: 'Seven (a.k.a. Se7en) (1995)' is found as 'Seven' and
-        as 'Se7en'; 'Amélie (Fabuleux destin d'Amélie Poulain, Le)' as 'Amelie'."""
-        index: dict[str, list[ItemId]] = {}
-        for item_id, title in zip(self.frame["item_id"], self.frame["title"], strict=True):
-            title = re.sub(r"\(\s*\d{4}\s*\)\s*$", "", str(title)).strip()
-            names = [title, re.sub(r"\([^()]*\)", " ", title)]
-            names += [re.sub(r"^a\.k\.a\.\s*", "", alt) for alt in re.findall(r"\(([^()]*)\)", title)]
-            for name in names:
-                key = _without_article(_normalise_title(name))
-                if key and item_id not in index.setdefault(key, []):
-                    index[key].append(item_id)
-        return index
+    def titles(self) -> TitleIndex:
+        """Every title and other name of the catalog's items, for lookups and for finding
+        titles in a sentence (`fewrec/data/titles.py`)."""
+        return TitleIndex(
+            self.frame["title"].tolist(), [None if pd.isna(y) else int(y) for y in self.frame["year"]]
+        )
 
     def lookup_title(self, text: str) -> list[ItemId]:
-        """Items whose title is exactly `text` as `match_title` normalises it; no fuzzy search
-        (cheap enough to try every span of a sentence)."""
-        key = _normalise_title(text.strip())
-        if not key:
-            return []
-        found = self._normalised_titles.get(key) or self._bare_titles.get(_without_article(key))
-        return list(found or [])
+        """Items named exactly `text` once case, accents, punctuation, a trailing year and a
+        moved article are set aside; no typo distance."""
+        ids = self.frame["item_id"].tolist()
+        return [ids[r] for r in self.titles.lookup(text)]
 
     def match_title(self, text: str, n: int = 5) -> tuple[list[ItemId], list[str]]:
         """Items whose title matches `text`, and close titles when none matches exactly.
 
-        An exact title (with year) wins; else a normalised title (case and year ignored,
-        'Matrix, The' read as 'The Matrix'); else the same without a leading article
-        ('Matrix' finds 'Matrix, The'). Returns (matches, suggestions).
+        An exact title (with year) wins; else a name as `lookup_title` reads it ('Matrix, The'
+        as 'The Matrix'; 'Matrix' finds it too; a.k.a. names count). Returns (matches,
+        suggestions), the suggestions from a typo-tolerant search (rapidfuzz).
         """
         text = text.strip()
         exact = self.frame.loc[self.frame["title"].str.lower() == text.lower(), "item_id"].tolist()
         if exact:
             return exact, []
-        key = _normalise_title(text)
-        if key and key in self._normalised_titles:
-            return list(self._normalised_titles[key]), []
-        bare = _without_article(key)
-        if bare and bare in self._bare_titles:
-            return list(self._bare_titles[bare]), []
-        close = difflib.get_close_matches(key, list(self._normalised_titles), n=n, cutoff=0.6)
-        suggestions = [self.title(self._normalised_titles[c][0]) for c in close]
-        return [], suggestions
+        found = self.lookup_title(text)
+        if found:
+            return found, []
+        return [], [str(self.frame["title"].iat[r]) for r in self.titles.suggest(text, n)]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,229 @@
+"""Finding catalog titles in free text: the title index behind title lookups and the chat.
+
+`TitleIndex` normalises every title and its other names (a.k.a. names, names in parentheses,
+"Matrix, The" read as "The Matrix", the title without its leading article, and as a weaker
+name the part before a colon: "Terminator 2" for "Terminator 2: Judgment Day") into token
+strings, and finds them anywhere in a sentence: `spans` returns every exact token run that
+names a title (overlapping; the caller chooses among them), `fuzzy` matches a fragment with a
+small typo distance (rapidfuzz), `suggest` lists close titles for a name that matched nothing.
+Deciding which spans a person *meant* as titles (a title that is also a common word, "Up",
+"It", "Her") needs the sentence around them, so that lives with the message reader
+(`fewrec/agent/understand.py`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from rapidfuzz import fuzz, process
+
+ARTICLES = ("the", "a", "an")
+TRAILING_ARTICLE = re.compile(r"^(.*), (the|a|an|la|le|les|il|el|der|die|das|l')$", re.IGNORECASE)
+TRAILING_YEAR = re.compile(r"\(\s*(\d{4})\s*(?:[-–]\s*\d{0,4}\s*)?\)\s*$")
+TOKEN = re.compile(r"[^\W_]+")
+MAX_NAME_TOKENS = 16
+FUZZY_MIN_CHARS = 8  # shorter names only match exactly: one typo in "Heat" is another word
+FUZZY_CUTOFF = 88.0  # rapidfuzz ratio (0-100): about one edit per eight characters
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, apostrophes dropped ("Schindler's" = "schindlers"), "&" as
+    "and"; the same folding for titles and for messages, character for character where it can
+    (offsets into a message stay usable)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return re.sub(r"['’`´]", "", text.casefold()).replace("&", " and ")
+
+
+def name_key(name: str) -> str:
+    """A name as space-separated folded tokens: 'Matrix, The' -> 'the matrix'."""
+    name = TRAILING_ARTICLE.sub(r"\2 \1", name.strip())
+    return " ".join(TOKEN.findall(fold(name)))
+
+
+def _strip_article(key: str) -> str:
+    head, _, rest = key.partition(" ")
+    return rest if head in ARTICLES and rest else key
+
+
+def title_names(title: str) -> tuple[list[str], list[str], list[str]]:
+    """The keys a title is known by, strongest first: the whole title ('Matrix, The' as 'the
+    matrix' and as written); its other names (without the parentheses, a.k.a. and
+    parenthesised names) and all of those without a leading article ('matrix'); the part
+    before a colon ('terminator 2')."""
+    bare = TRAILING_YEAR.sub("", title).strip()
+    main = re.sub(r"\s*\([^()]*\)", " ", bare).strip()
+    others = [main]
+    others += [re.sub(r"^a\.k\.a\.\s*", "", alt, flags=re.I) for alt in re.findall(r"\(([^()]*)\)", bare)]
+
+    def keys(name: str) -> list[str]:  # "the matrix", and "matrix the" as catalogs list it
+        return [name_key(name), " ".join(TOKEN.findall(fold(name)))]
+
+    whole = list(dict.fromkeys(k for k in keys(bare) if k))
+    other = [k for name in others for k in keys(name) if k and k not in whole]
+    other += [_strip_article(k) for k in [*whole, *other]]
+    other = [k for k in dict.fromkeys(other) if k not in whole]
+    short: list[str] = []
+    for name in [bare, *others]:
+        head = re.split(r":\s| - ", TRAILING_ARTICLE.sub(r"\2 \1", name.strip()), maxsplit=1)
+        if len(head) == 2:
+            for key in (name_key(head[0]), _strip_article(name_key(head[0]))):
+                if key and key not in (*whole, *other, *short):
+                    short.append(key)
+    return whole, other, short
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str  # folded
+    start: int  # character offsets in the original text
+    end: int
+
+
+@dataclass(frozen=True)
+class TitleSpan:
+    """A run of a text's tokens that names catalog items."""
+
+    start: int  # character offsets in the original text
+    end: int
+    first: int  # token positions [first, last)
+    last: int
+    key: str
+    items: tuple[int, ...]  # row positions in the catalog
+    score: float = 100.0  # rapidfuzz ratio; 100 for an exact name
+    year: int | None = None  # a year written after the title, which narrowed the items
+
+    @property
+    def n_tokens(self) -> int:
+        return self.last - self.first
+
+
+def tokenize(text: str) -> list[Token]:
+    """Folded word tokens with their offsets in `text` (folding per token keeps offsets)."""
+    out = []
+    for found in re.finditer(r"[^\W_]+(?:['’`´][^\W_]+)*|&", text):
+        folded = fold(found.group())
+        for part in TOKEN.findall(folded):
+            out.append(Token(part, found.start(), found.end()))
+    return out
+
+
+class TitleIndex:
+    """Every name of every title (rows of the catalog in the given order) -> rows."""
+
+    def __init__(self, titles: Sequence[str], years: Sequence[int | None]) -> None:
+        self.titles = [str(t) for t in titles]
+        self.years = list(years)
+        # One dict per strength of name: a key found in an earlier one hides the later ones
+        # ("heat" is *Heat* (1995), not *The Heat* without its article).
+        self.tiers: tuple[dict[str, list[int]], ...] = ({}, {}, {})
+        for row, title in enumerate(self.titles):
+            for tier, keys in zip(self.tiers, title_names(title), strict=True):
+                for key in keys:
+                    rows = tier.setdefault(key, [])
+                    if row not in rows:
+                        rows.append(row)
+        self.names = self.tiers[0]
+
+    @cached_property
+    def _prefixes(self) -> frozenset[str]:
+        out = set()
+        for key in (key for tier in self.tiers for key in tier):
+            parts = key.split()
+            for n in range(1, len(parts) + 1):
+                out.add(" ".join(parts[:n]))
+        return frozenset(out)
+
+    @cached_property
+    def _fuzzy_choices(self) -> list[str]:
+        keys = dict.fromkeys(key for tier in self.tiers for key in tier if len(key) >= FUZZY_MIN_CHARS)
+        return list(keys)
+
+    def lookup(self, text: str) -> list[int]:
+        """Rows whose name is exactly `text` once folded (no typo distance); a trailing year
+        ("Heat (1995)") picks the items of that year among all that carry the name."""
+        year = TRAILING_YEAR.search(text)
+        key = name_key(TRAILING_YEAR.sub("", text))
+        if year:
+            dated = self._dated(key, int(year.group(1)))
+            if dated:
+                return dated
+        return self._rows(key)
+
+    def _dated(self, key: str, year: int) -> list[int]:
+        """Rows of any strength of name `key` from that year."""
+        rows = dict.fromkeys(r for tier in self.tiers for r in tier.get(key, ()))
+        return [r for r in rows if self.years[r] == year]
+
+    def _rows(self, key: str) -> list[int]:
+        for tier in self.tiers:
+            if key in tier:
+                return list(tier[key])
+        return []
+
+    def spans(self, text: str, tokens: list[Token] | None = None) -> list[TitleSpan]:
+        """Every token run of `text` that is a name, overlapping ones included; a year written
+        right after one (with or without parentheses) narrows it to the items of that year."""
+        tokens = tokenize(text) if tokens is None else tokens
+        out: list[TitleSpan] = []
+        for first in range(len(tokens)):
+            key = ""
+            for last in range(first + 1, min(len(tokens), first + MAX_NAME_TOKENS) + 1):
+                key = f"{key} {tokens[last - 1].text}" if key else tokens[last - 1].text
+                if key not in self._prefixes:
+                    break
+                rows = self._rows(key)
+                if rows:
+                    out.append(self._with_year(text, tokens, first, last, key, rows, 100.0))
+        return out
+
+    def _with_year(
+        self, text: str, tokens: list[Token], first: int, last: int, key: str, rows: list[int], score: float
+    ) -> TitleSpan:
+        end = tokens[last - 1].end
+        year = None
+        if last < len(tokens) and re.fullmatch(r"(?:19|20)\d\d", tokens[last].text):
+            gap = text[end : tokens[last].start]
+            if re.fullmatch(r"\s*[(\[,]?\s*", gap):
+                year = int(tokens[last].text)
+                rows = self._dated(key, year) or rows
+                closing = re.match(r"\s*[)\]]", text[tokens[last].end :])
+                end = tokens[last].end + (closing.end() if closing else 0)
+                last += 1
+        return TitleSpan(tokens[first].start, end, first, last, key, tuple(rows), score, year)
+
+    def fuzzy(self, text: str, cutoff: float = FUZZY_CUTOFF) -> TitleSpan | None:
+        """The title `text` names with a typo or two (names of at least FUZZY_MIN_CHARS
+        characters), as one span over the whole text; None below `cutoff`."""
+        tokens = tokenize(text)
+        key = " ".join(t.text for t in tokens)
+        if len(key) < FUZZY_MIN_CHARS or not tokens:
+            return None
+        found = process.extractOne(
+            key, self._fuzzy_choices, scorer=fuzz.ratio, processor=None, score_cutoff=cutoff
+        )
+        if found is None:
+            return None
+        name, score, _ = found
+        return TitleSpan(
+            tokens[0].start, tokens[-1].end, 0, len(tokens), name, tuple(self._rows(name)), score
+        )
+
+    def suggest(self, text: str, n: int = 5) -> list[int]:
+        """Rows with a name close to `text`, best first (for "did you mean …?")."""
+        key = name_key(text)
+        if not key:
+            return []
+        found = process.extract(
+            key, list(self.names), scorer=fuzz.ratio, processor=None, limit=n * 3, score_cutoff=65
+        )
+        rows: list[int] = []
+        for name, _, _ in found:
+            for row in self.names[name]:
+                if row not in rows:
+                    rows.append(row)
+        return rows[:n]
