@@ -18,6 +18,7 @@ Nothing here can reach data other than the catalog.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -226,7 +227,12 @@ TRIGGER_RE = re.compile(
     rf"\b(?:(?P<avoid>{AVOID})|(?P<dislike>{DISLIKE})|(?P<like>{LIKE})|(?P<seen>{SEEN}))\b", re.I
 )
 POSTFIX_RE = re.compile(rf"\b(?:(?P<dislike>{POSTFIX_DISLIKE})|(?P<like>{POSTFIX_LIKE}))\b", re.I)
-CLAUSE_END = re.compile(r"[.!?;\n]+|\b(?:but|however|though|although|whereas|except that)\b", re.I)
+CLAUSE_END = re.compile(
+    r"[.!?;\n]+|(?<!anything )(?<!all )\b(?:but|however|though|although|whereas|except that)\b", re.I
+)
+# Where a message splits into stretches that may hold one title: punctuation, except the dots
+# of initials and abbreviations ("L.A.", "Mr.").
+CHUNK_END = re.compile(r"(?<![\s.][A-Za-z])(?<!^[A-Za-z])(?<!Mr|Dr|St|Jr|vs)(?<!Mrs)\.|[,;:!?\n()\[\]\"“”]")
 # What may stand between two titles of one list: commas, "and", bullets, numbers, quotes.
 LIST_GAP = re.compile(r"(?:[\s,;/&+|\-*•·\"'“”()\[\]]|\band\b|\bor\b|\bplus\b|\d{1,2}[.)])*", re.I)
 QUOTED = re.compile(r"[\"“”«»*]([^\"“”«»*\n]{1,120})[\"“”«»*]")
@@ -291,6 +297,8 @@ class MessageReader:
         capital = written[:1].isupper() and written != "I" and not shouting
         if capital and not (self._sentence_start(text, span.start) and words[0] in COMMON):
             return "strong"
+        if capital and re.match(r"\s*[,;]\s*(?:and\s+)?[\"“]?[A-Z0-9]", text[span.end :]):
+            return "strong"  # "Heat, The Barbarian Invasions, and …": the head of a list of titles
         if lowered in PRONOUNS:
             return ""  # "I loved it"
         before = text[: span.start]
@@ -344,10 +352,16 @@ class MessageReader:
         """Long titles written with a typo, in the stretches no exact title claimed."""
         masked = _blank(text, taken)
         out = []
-        chunks = [c for c in re.finditer(r"[^.,;:!?\n()\[\]\"“”]+", masked) if c.group().strip()]
-        for chunk in chunks[:MAX_FUZZY_CHUNKS]:
-            for part in re.finditer(r"(?:(?!\s(?:and|or|&)\s).)+", chunk.group(), re.I):
-                start = chunk.start() + part.start()
+        cuts = [0, *(m.start() for m in CHUNK_END.finditer(masked)), len(masked)]
+        chunks = [
+            (a + 1 if a else 0, b)
+            for a, b in itertools.pairwise(cuts)
+            if masked[a + 1 if a else 0 : b].strip()
+        ]
+        for begin_chunk, end_chunk in chunks[:MAX_FUZZY_CHUNKS]:
+            piece = masked[begin_chunk:end_chunk]
+            for part in re.finditer(r"(?:(?!\s(?:and|or|&)\s).)+", piece, re.I):
+                start = begin_chunk + part.start()
                 words = list(re.finditer(r"\S+", part.group()))
                 boiler = {*FILLER, *self.genre_words}
                 while words and _bare(words[0].group()) in boiler | _trigger_words():

@@ -45,6 +45,11 @@ def name_key(name: str) -> str:
     return " ".join(TOKEN.findall(fold(name)))
 
 
+def _joined_initials(key: str) -> str:
+    """'l a confidential' -> 'la confidential': initials are often typed without the dots."""
+    return re.sub(r"\b(?:[a-z0-9] )+[a-z0-9]\b", lambda m: m.group().replace(" ", ""), key)
+
+
 def _strip_article(key: str) -> str:
     head, _, rest = key.partition(" ")
     return rest if head in ARTICLES and rest else key
@@ -60,8 +65,9 @@ def title_names(title: str) -> tuple[list[str], list[str], list[str]]:
     others = [main]
     others += [re.sub(r"^a\.k\.a\.\s*", "", alt, flags=re.I) for alt in re.findall(r"\(([^()]*)\)", bare)]
 
-    def keys(name: str) -> list[str]:  # "the matrix", and "matrix the" as catalogs list it
-        return [name_key(name), " ".join(TOKEN.findall(fold(name)))]
+    def keys(name: str) -> list[str]:  # "the matrix", "matrix the" as catalogs list it, "la" for L.A.
+        written = [name_key(name), " ".join(TOKEN.findall(fold(name)))]
+        return written + [_joined_initials(k) for k in written]
 
     whole = list(dict.fromkeys(k for k in keys(bare) if k))
     other = [k for name in others for k in keys(name) if k and k not in whole]
