@@ -346,3 +346,51 @@ def test_tool_calling_planner_against_a_real_server(recommender, tmp_path):
     alien = recommender.split.item_ids[recommender.resolve("Alien")].item()
     assert state.liked == [alien] and alien not in shown
     assert all(r.item_id in recommender.split.catalog for r in turn.recommendations)
+
+
+def _fifty_titles(recommender) -> list[str]:
+    from fewrec.data.titles import name_key
+
+    titles = recommender.split.catalog.frame["title"]
+    return [t for t in titles if len(name_key(t).split()) >= 4][:50]
+
+
+def test_the_issue_first_message_gets_cards_tied_to_the_titles_not_to_request_words(agent):
+    state, _ = agent.start()
+    turn, state = agent.respond(state, "hi! I loved Alien and Blade Runner, what should I watch next?")
+    assert state.query == "" and len(state.liked) == 2
+    assert turn.recommendations
+    for card in turn.recommendations:
+        assert "next" not in card.title.lower().split()
+        assert "matches your description" not in (card.explanation or "")
+        assert "Alien" in (card.explanation or "") or "Blade Runner" in (card.explanation or ""), card
+
+
+@pytest.mark.parametrize("kind", ["boilerplate", "punctuation", "long", "fifty", "script", "everyday_words"])
+def test_the_issue_bad_input_gets_a_sensible_answer_and_no_junk_query(agent, recommender, kind):
+    messages = {
+        "boilerplate": "Hi! Can you suggest something I might like to watch next, please?",
+        "punctuation": "?!... ,,, ;;; !!! --",
+        "long": "I loved Alien. " + "What should I watch next? " * 400,
+        "fifty": "I liked " + ", ".join(_fifty_titles(recommender)) + ". What next?",
+        "script": "Я люблю Матрицу и Титаник",
+        "everyday_words": "It was great, up next something with heat for her",
+    }
+    state, _ = agent.start()
+    turn, state = agent.respond(state, messages[kind])
+    assert "went wrong" not in turn.reply
+    assert state.query == ("heat" if kind == "everyday_words" else "")  # "with heat" is a wish
+    assert all(r.item_id in recommender.split.catalog for r in turn.recommendations)
+    if kind == "boilerplate":
+        assert "popular picks" in turn.reply and not state.liked
+    if kind == "punctuation":
+        assert "didn't catch" in turn.reply and not turn.recommendations
+    if kind == "long":
+        assert "first 2,000 characters" in turn.reply and len(state.liked) == 1
+    if kind == "fifty":
+        assert len(state.liked) == 50 and "and 42 more" in turn.reply
+        assert not {r.item_id for r in turn.recommendations} & set(state.liked)
+    if kind == "script":
+        assert "script" in turn.reply and not state.liked and turn.recommendations
+    if kind == "everyday_words":
+        assert not state.liked and turn.recommendations

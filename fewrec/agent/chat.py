@@ -157,7 +157,8 @@ class ChatAgent:
             turn = ChatTurn(message=text, reply="Sorry, something went wrong on my side. Please try again.")
         if cut:
             turn.reply = (
-                f"(Your message was long, so I read its first {len(text):,} characters.)\n\n" + turn.reply
+                f"(Your message was long, so I read its first {self.settings.max_message_chars:,} characters.)\n\n"
+                + turn.reply
             )
         turn.seconds = time.perf_counter() - started
         state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)

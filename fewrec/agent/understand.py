@@ -146,7 +146,12 @@ def clean_message(text: str, limit: int) -> tuple[str, bool]:
     text = unicodedata.normalize("NFKC", text or "")
     text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text)
     text = re.sub(r"[ \t]+", " ", text).strip()
-    return (text[:limit], True) if len(text) > limit else (text, False)
+    if len(text) <= limit:
+        return text, False
+    cut = text[:limit]
+    if not text[limit].isspace() and " " in cut:  # no half word left to be read as one
+        cut = cut.rsplit(" ", 1)[0]
+    return cut, True
 
 
 def _years(text: str, latest: int) -> tuple[int | None, int | None, str]:
