@@ -156,9 +156,9 @@ class ChatAgent:
             log.exception("chat turn failed")
             turn = ChatTurn(message=text, reply="Sorry, something went wrong on my side. Please try again.")
         if cut:
+            limit = self.settings.max_message_chars
             turn.reply = (
-                f"(Your message was long, so I read its first {self.settings.max_message_chars:,} characters.)\n\n"
-                + turn.reply
+                f"(Your message was long, so I read its first {limit:,} characters.)\n\n" + turn.reply
             )
         turn.seconds = time.perf_counter() - started
         state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
