@@ -15,6 +15,7 @@ from pydantic import Field
 
 from fewrec.agent.chat import ChatAgent, ChatState
 from fewrec.agent.understand import MessageReader
+from fewrec.data.errors import FewrecError
 
 pytestmark = pytest.mark.slow
 
@@ -394,3 +395,15 @@ def test_the_issue_bad_input_gets_a_sensible_answer_and_no_junk_query(agent, rec
         assert "script" in turn.reply and not state.liked and turn.recommendations
     if kind == "everyday_words":
         assert not state.liked and turn.recommendations
+
+
+def test_explanations_say_only_what_counted(recommender):
+    no_weight = recommender.recommend(history=["Alien"], k=5, query="space station", query_weight=0.0)
+    assert no_weight and all("matches your description" not in r.explanation for r in no_weight)
+    assert all("Alien" in r.explanation or "most watched" in r.explanation for r in no_weight)
+    weighted = recommender.recommend(history=["Alien"], k=5, query="space station", query_weight=0.5)
+    assert all("matches your description" in r.explanation for r in weighted)
+    cold = recommender.recommend(k=3)
+    assert all("most watched" in r.explanation for r in cold)
+    with pytest.raises(FewrecError, match="query_weight"):
+        recommender.recommend(history=["Alien"], query="space", query_weight=1.5)
