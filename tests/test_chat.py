@@ -50,7 +50,10 @@ def test_reader_finds_liked_disliked_and_avoided_titles(reader):
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ("I loved Beauty and the Beast", {"like": ["Beauty and the Beast (1991)"]}),
+        (  # both carry the name; the chat takes the far more watched one (below)
+            "I loved Beauty and the Beast",
+            {"like": ["Beauty and the Beast (1991)", "Beauty and the Beast (La belle et la bête) (1946)"]},
+        ),
         ("I liked Toy Story 2 and Up", {"like": ["Toy Story 2 (1999)", "Up (2009)"]}),
         ("I loved Dances with Wolves", {"like": ["Dances with Wolves (1990)"]}),
         ("I loved No Country for Old Men", {"like": ["No Country for Old Men (2007)"]}),
@@ -407,3 +410,12 @@ def test_explanations_say_only_what_counted(recommender):
     assert all("most watched" in r.explanation for r in cold)
     with pytest.raises(FewrecError, match="query_weight"):
         recommender.recommend(history=["Alien"], query="space", query_weight=1.5)
+
+
+def test_a_shared_title_goes_to_the_clearly_more_watched_film(agent, recommender):
+    state, _ = agent.start()
+    turn, state = agent.respond(state, "I loved Beauty and the Beast and Ghostbusters")
+    assert [recommender.split.catalog.title(i) for i in state.liked] == [
+        "Beauty and the Beast (1991)", "Ghostbusters (a.k.a. Ghost Busters) (1984)",
+    ]  # fmt: skip
+    assert not state.pending and "Several films" not in turn.reply

@@ -59,8 +59,10 @@ class Anchor:
 def _ties(source: Any, recent: np.ndarray, item: int) -> np.ndarray | None:
     """How strongly each of `recent` leads to `item` in an item-item source (None: not one)."""
     matrix = getattr(source, "matrix", None)
-    if matrix is not None:
-        return np.asarray(matrix[recent, item], dtype=np.float64)
+    if matrix is not None:  # dense, or sparse item neighbours (a column of them)
+        column = matrix[recent, item]
+        column = column.toarray() if hasattr(column, "toarray") else column
+        return np.asarray(column, dtype=np.float64).ravel()
     offsets = getattr(source, "offsets", None)
     if offsets is None:
         return None

@@ -384,25 +384,41 @@ class Recommender:
             pool &= allowed
         if not pool.any():
             return retriever.candidates(history, depth, context, allowed)
-        # The query decides what is eligible; within it, meaning and the user's taste are mixed
-        # by `query_weight` (chosen on `fewrec eval --chat`).
-        found = retriever.candidates(history, QUERY_POOL, context, pool)
-        sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
-        base = np.array([c.score for c in found])
 
         def unit(values: np.ndarray) -> np.ndarray:
             spread = values.max() - values.min() if len(values) else 0.0
             return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
 
-        if len(history):
-            final = query_weight * unit(sims) + (1.0 - query_weight) * unit(base)
+        if not len(history):  # nothing known of the person's taste: the words decide
+            found = retriever.candidates(history, QUERY_POOL, context, pool)
+            sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
+            final = unit(sims) + 0.01 * unit(np.array([c.score for c in found]))
         else:
-            final = unit(sims) + 0.01 * unit(base)
+            # Taste proposes, and so do the words: the top of the taste ranking and the items
+            # the query found, mixed by `query_weight` (chosen on `fewrec eval --chat`). An item
+            # only the query found ranks below the taste list on taste; weight 0 is the taste
+            # ranking itself, so words that say nothing about taste cannot cost anything.
+            found = retriever.candidates(history, max(QUERY_POOL, depth), context, allowed)
+            listed = {self.split.item_index(c.item_id) for c in found} | set(history.tolist())
+            floor = min((c.score for c in found), default=0.0)
+            for item in np.flatnonzero(pool):
+                if int(item) not in listed:
+                    item_id = self.split.item_ids[item].item()
+                    title = self.split.catalog.title(item_id)
+                    found.append(Candidate(item_id=item_id, title=title, score=floor, rank=len(found) + 1))
+            sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
+            sims = np.where(np.isfinite(sims), sims, np.nanmin(sims) if np.isfinite(sims).any() else 0.0)
+            final = query_weight * unit(sims) + (1.0 - query_weight) * unit(
+                np.array([c.score for c in found])
+            )
         order = np.argsort(-final, kind="stable")[:depth]
         out = []
         for rank, i in enumerate(order, start=1):
-            sources = {**found[i].sources, "query": float(sims[i])}
-            ranks = {**found[i].source_ranks, "query": int(np.sum(sims > sims[i])) + 1}
+            sources, ranks = dict(found[i].sources), dict(found[i].source_ranks)
+            item = self.split.item_index(found[i].item_id)
+            if np.isfinite(similarity[item]):  # the query found it
+                sources["query"] = float(similarity[item])
+                ranks["query"] = int(np.sum(similarity[pool] > similarity[item])) + 1
             update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
             out.append(found[i].model_copy(update=update))
         return out

@@ -23,8 +23,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fewrec.data.models import Catalog, ItemId
-from fewrec.data.titles import TitleSpan
+from fewrec.data.titles import TitleSpan, tokenize
 
 # Words that say how the person feels about the titles that follow (checked in this order).
 AVOID = r"(?:nothing like|not like|no more|anything but|other than|unlike|not another)"
@@ -32,7 +34,7 @@ DISLIKE = r"(?:hated|hate|disliked|dislike|didn'?t like|did not like|don'?t like
     r"not a fan of|can'?t stand|cannot stand|was bored by|bored me|not into)"  # fmt: skip
 SEEN = r"(?:(?:i'?ve|i have|already|just)\s+(?:seen|watched)|seen|but not|except|not|no|skip)"
 LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|like|loved|love|enjoyed|enjoy|adored|adore|watched|saw|" \
-    r"fan of|similar to|such as|more like|something like|films? like|movies? like|like the film|" \
+    r"also|fan of|similar to|such as|more like|something like|films? like|movies? like|like the film|" \
     r"favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
 # Words after a title that say how it was liked ("A and B are movies I liked", "… and hated it").
 POSTFIX_LIKE = r"(?:liked|loved|enjoyed|adored|were (?:great|amazing|fantastic|brilliant)|" \
@@ -98,6 +100,12 @@ FILLER = frozenset(
     them all both each every few many several
     je voudrais veux un une des le la les de du et pour avec moi ich möchte will einen eine ein der
     die das und mit für quiero una el los las para por con y vorrei voglio il lo gli""".split()  # noqa: SIM905
+)
+# Words that are never a title on their own without quotes or a capital ("I loved Alien and more").
+FUNCTION_WORDS = frozenset(
+    """a an the and or but so i me my we you it is are was were be to of in on at for with from by
+    as more some any one this that these those what which who how all no not yes ok okay then than
+    too very just also else other another something anything nothing please thanks""".split()  # noqa: SIM905
 )
 # Everyday words that are also titles: alone, they count as a title only with evidence.
 COMMON = FILLER | frozenset(
@@ -237,12 +245,15 @@ CLAUSE_END = re.compile(
 )
 # Where a message splits into stretches that may hold one title: punctuation, except the dots
 # of initials and abbreviations ("L.A.", "Mr.").
-CHUNK_END = re.compile(r"(?<![\s.][A-Za-z])(?<!^[A-Za-z])(?<!Mr|Dr|St|Jr|vs)(?<!Mrs)\.|[,;:!?\n()\[\]\"“”]")
+CHUNK_END = re.compile(
+    r"(?<![\s.][A-Za-z])(?<!^[A-Za-z])(?<!Mr|Dr|St|Jr|vs)(?<!Mrs)\.|[,;!?\n()\[\]\"“”]|:(?!\s*\w)"
+)
 # What may stand between two titles of one list: commas, "and", bullets, numbers, quotes.
 LIST_GAP = re.compile(r"(?:[\s,;/&+|\-*•·\"'“”()\[\]]|\band\b|\bor\b|\bplus\b|\d{1,2}[.)])*", re.I)
-QUOTED = re.compile(r"[\"“”«»*]([^\"“”«»*\n]{1,120})[\"“”«»*]")
+QUOTED = re.compile(r"(?<![\w*])[\"“”«»*]([^\"“”«»*\n]{1,120})[\"“”«»*](?![\w*])")
 LATIN = re.compile(r"^[a-z0-9à-ɏ'’-]+$", re.I)
 MAX_FUZZY_CHUNKS = 40  # a very long message gets its typos checked in its first chunks only
+MAX_FUZZY_PARTS = 21  # runs of parts tried per chunk (six parts between "and"s)
 
 
 class MessageReader:
@@ -294,6 +305,8 @@ class MessageReader:
             return ""  # "I like comedies": a genre, not the film *Comedy*
         if len(words) == 1 and re.fullmatch(rf"(?:{AVOID}|{DISLIKE}|{LIKE}|{SEEN})", lowered, re.I):
             return ""  # "hate", "loved": the sentence's own words
+        if re.fullmatch(r"(?:19|20)\d\d", span.key) and re.search(r"[(\[]\s*$", text[: span.start]):
+            return ""  # "(2001)" after a title is its year, not *2001: A Space Odyssey*
         everyday = len(words) == 1 or all(w in COMMON for w in words)
         if not everyday:
             return "strong"
@@ -314,73 +327,114 @@ class MessageReader:
                     r"\s*(?:the\s+(?:film|movie)\s+|(?:films?|movies?)\s+(?:called|named)\s+)?", gap, re.I
                 ):
                     return "strong"
-        return "" if words[0] in FILLER and not capital else "list"  # "more like that"
+        return "" if len(words) == 1 and words[0] in FUNCTION_WORDS else "list"  # "and more"
 
     def _link(self, text: str) -> list[_Link]:
-        """The message's titles: quoted ones, then the longest names with enough evidence, then
-        everyday-word titles that sit in a list with those, then long names with a typo."""
+        """The message's titles: quoted ones first; then, longest first, the names with enough
+        evidence and the long names written with a typo; everyday-word titles when they sit in a
+        list next to another title."""
         links = self._linked_quotes(text)
         taken = [(link.start, link.end) for link in links]
 
         def free(start: int, end: int) -> bool:
             return all(end <= s or start >= e for s, e in taken)
 
+        def beside(span: TitleSpan, others: list[tuple[int, int]]) -> bool:
+            return any(
+                (span.end <= s or span.start >= e)
+                and LIST_GAP.fullmatch(_gap(span.start, span.end, s, e, text))
+                for s, e in others
+            )
+
         triggers = list(TRIGGER_RE.finditer(text))
         shouting = self._shouting(text)
-        strong: list[TitleSpan] = []
-        listed: list[TitleSpan] = []
-        for span in self.index.spans(text):
-            if not free(span.start, span.end):
-                continue
-            kind = self._evidence(text, span, triggers, shouting)
-            (strong if kind == "strong" else listed if kind == "list" else []).append(span)
-        chosen: list[TitleSpan] = []
-        for span in sorted(strong, key=lambda s: (-s.n_tokens, -(s.year is not None), s.start)):
+        kinds: dict[TitleSpan, str] = {}
+        exact = self.index.spans(text)
+        for span in [*exact, *self._typos(text, taken, exact)]:
             if free(span.start, span.end):
+                kinds[span] = "strong" if span.score < 100 else self._evidence(text, span, triggers, shouting)
+        strong = [(s.start, s.end) for s, kind in kinds.items() if kind == "strong"]
+        order = sorted(
+            (s for s, kind in kinds.items() if kind),
+            key=lambda s: (-s.n_tokens, s.tier, -s.score, -(s.year is not None), s.start),
+        )
+        chosen: list[TitleSpan] = []
+        for span in order:  # longest first: "Into the Wild" before *Wild*
+            if free(span.start, span.end) and (kinds[span] == "strong" or beside(span, [*strong, *taken])):
                 chosen.append(span)
                 taken.append((span.start, span.end))
         changed = True
-        while changed:  # "I loved Alien and Up": *Up* is a title because it sits in that list
+        while changed:  # "I loved Alien, Heat and Up": *Up* is a title because it sits in that list
             changed = False
-            for span in sorted(listed, key=lambda s: (-s.n_tokens, s.start)):
-                if not free(span.start, span.end):
-                    continue
-                if any(LIST_GAP.fullmatch(_gap(span.start, span.end, s, e, text)) for s, e in taken):
+            for span in order:
+                if span not in chosen and free(span.start, span.end) and beside(span, taken):
                     chosen.append(span)
                     taken.append((span.start, span.end))
                     changed = True
         links += [_Link(s.start, s.end, s.items, False, text[s.start : s.end]) for s in chosen]
-        links += self._typos(text, taken)
         return sorted(links, key=lambda link: link.start)
 
-    def _typos(self, text: str, taken: list[tuple[int, int]]) -> list[_Link]:
-        """Long titles written with a typo, in the stretches no exact title claimed."""
+    def _typos(self, text: str, taken: list[tuple[int, int]], exact: list[TitleSpan]) -> list[TitleSpan]:
+        """Long titles written with a typo: each stretch between punctuation (and each pair of
+        neighbouring stretches: "Sorry, Wrong Number"), and each run of its parts between
+        "and"/"or" ("Bonnie and Cylde"), that holds a word no exact name covers and is close to
+        a name once boilerplate at its ends is set aside (or not: "What Dreams May Come")."""
         masked = _blank(text, taken)
-        out = []
-        cuts = [0, *(m.start() for m in CHUNK_END.finditer(masked)), len(masked)]
-        chunks = [
-            (a + 1 if a else 0, b)
-            for a, b in itertools.pairwise(cuts)
-            if masked[a + 1 if a else 0 : b].strip()
-        ]
-        for begin_chunk, end_chunk in chunks[:MAX_FUZZY_CHUNKS]:
+        covered = np.zeros(len(text) + 1, dtype=bool)
+        for span in exact:
+            covered[span.start : span.end] = True
+        cuts = [-1, *(m.start() for m in CHUNK_END.finditer(masked)), len(masked)]
+        stretches = [(a + 1, b) for a, b in itertools.pairwise(cuts) if masked[a + 1 : b].strip()]
+        stretches += [(a[0], b[1]) for a, b in itertools.pairwise(stretches) if masked[a[1]] == ","]
+        boiler = {*FILLER, *self.genre_words, *_trigger_words()}
+        out: dict[tuple[int, int], TitleSpan] = {}
+        matched: set[tuple[int, int]] = set()  # misspelt words a smaller stretch already explained
+        for begin_chunk, end_chunk in stretches[: 2 * MAX_FUZZY_CHUNKS]:  # single stretches first
             piece = masked[begin_chunk:end_chunk]
-            for part in re.finditer(r"(?:(?!\s(?:and|or|&)\s).)+", piece, re.I):
-                start = begin_chunk + part.start()
-                words = list(re.finditer(r"\S+", part.group()))
-                boiler = {*FILLER, *self.genre_words}
-                while words and _bare(words[0].group()) in boiler | _trigger_words():
-                    words.pop(0)
-                while words and _bare(words[-1].group()) in boiler | _trigger_words():
-                    words.pop()
-                if not words:
-                    continue
-                begin, end = start + words[0].start(), start + words[-1].end()
-                span = self.index.fuzzy(text[begin:end])
-                if span is not None:
-                    out.append(_Link(begin, end, span.items, False, text[begin:end]))
-                    taken.append((begin, end))
-        return out
+            bounds = [0, *(m.start() for m in re.finditer(r"\s(?:and|or|&)\s", piece, re.I)), len(piece)]
+            parts = [
+                (bounds[i], bounds[j]) for i in range(len(bounds) - 1) for j in range(i + 1, len(bounds))
+            ]
+            for lo, hi in sorted(parts, key=lambda p: p[1] - p[0])[:MAX_FUZZY_PARTS]:  # smallest first
+                words = [  # each word without the punctuation around it
+                    (begin_chunk + lo + w.start(), begin_chunk + lo + w.end())
+                    for w in re.finditer(
+                        r"[^\s\"“”«»,;:!?()\[\]]+(?:[^\s\"“”«»,;!?()\[\]]*[^\W_])?", piece[lo:hi]
+                    )
+                ]
+                unknown = [
+                    w for w in words
+                    if _bare(text[w[0] : w[1]]) not in boiler and not covered[w[0] : w[1]].all()
+                ]  # fmt: skip
+                if not unknown or all(u in matched for u in unknown):
+                    continue  # every word is known (a name, boilerplate) or already explained
+                first = 0
+                while first < len(words) and _bare(text[slice(*words[first])]) in boiler:
+                    first += 1
+                last = len(words)
+                while last > first and _bare(text[slice(*words[last - 1])]) in boiler:
+                    last -= 1
+                best: TitleSpan | None = None
+                variants = {
+                    (first, last),
+                    (first, len(words)),
+                    (max(first - 1, 0), len(words)),
+                    (0, len(words)),
+                }
+                for i, j in sorted(variants):
+                    if i >= j or not any(words[i][0] <= u[0] < words[j - 1][1] for u in unknown):
+                        continue
+                    begin, end = words[i][0], words[j - 1][1]
+                    if self.index.lookup(text[begin:end]):
+                        continue  # an exact name: the exact spans have it
+                    span = self.index.fuzzy(text[begin:end])
+                    if span is not None and (best is None or span.score > best.score):
+                        n_tokens = len(tokenize(text[begin:end]))
+                        best = TitleSpan(begin, end, 0, n_tokens, span.key, span.items, span.score)
+                if best is not None:
+                    out[(best.start, best.end)] = best
+                    matched.update(u for u in unknown if best.start <= u[0] < best.end)
+        return list(out.values())
 
     def _not_found(self, text: str, links: list[_Link]) -> list[_Link]:
         """A capitalised phrase right after "I loved" (or another feeling) that names no title:

@@ -13,6 +13,7 @@ Deciding which spans a person *meant* as titles (a title that is also a common w
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -45,6 +46,13 @@ def name_key(name: str) -> str:
     return " ".join(TOKEN.findall(fold(name)))
 
 
+def listed_key(name: str) -> str:
+    """'Matrix, The' as catalogs list it ('matrix the'), or "" when no article was moved."""
+    if not TRAILING_ARTICLE.match(name.strip()):
+        return ""
+    return " ".join(TOKEN.findall(fold(name)))
+
+
 def _joined_initials(key: str) -> str:
     """'l a confidential' -> 'la confidential': initials are often typed without the dots."""
     return re.sub(r"\b(?:[a-z0-9] )+[a-z0-9]\b", lambda m: m.group().replace(" ", ""), key)
@@ -55,23 +63,30 @@ def _strip_article(key: str) -> str:
     return rest if head in ARTICLES and rest else key
 
 
+def _names_of(title: str) -> list[str]:
+    bare = TRAILING_YEAR.sub("", title).strip()
+    return [bare, re.sub(r"\s*\([^()]*\)", " ", bare).strip()]
+
+
 def title_names(title: str) -> tuple[list[str], list[str], list[str]]:
-    """The keys a title is known by, strongest first: the whole title ('Matrix, The' as 'the
-    matrix' and as written); its other names (without the parentheses, a.k.a. and
-    parenthesised names) and all of those without a leading article ('matrix'); the part
+    """The keys a title is known by, strongest first: the title with and without what it has
+    in parentheses ('Matrix, The' as 'the matrix' and as written); its a.k.a. and other
+    parenthesised names, and all of those without a leading article ('matrix'); the part
     before a colon ('terminator 2')."""
     bare = TRAILING_YEAR.sub("", title).strip()
     main = re.sub(r"\s*\([^()]*\)", " ", bare).strip()
     others = [main]
     others += [re.sub(r"^a\.k\.a\.\s*", "", alt, flags=re.I) for alt in re.findall(r"\(([^()]*)\)", bare)]
 
-    def keys(name: str) -> list[str]:  # "the matrix", "matrix the" as catalogs list it, "la" for L.A.
-        written = [name_key(name), " ".join(TOKEN.findall(fold(name)))]
-        return written + [_joined_initials(k) for k in written]
+    def keys(name: str) -> list[str]:  # "the matrix", and "la" for L.A.
+        return [name_key(name), _joined_initials(name_key(name))]
 
-    whole = list(dict.fromkeys(k for k in keys(bare) if k))
-    other = [k for name in others for k in keys(name) if k and k not in whole]
+    # The title without its parentheses is as strong as the whole: "Ghostbusters" is the 1984
+    # film "(a.k.a. Ghost Busters)" as much as the 2016 one (popularity or a question decides).
+    whole = list(dict.fromkeys(k for name in (bare, main) for k in keys(name) if k))
+    other = [k for name in others[1:] for k in keys(name) if k and k not in whole]
     other += [_strip_article(k) for k in [*whole, *other]]
+    other += [k for name in (bare, main) if (k := listed_key(name)) and k not in whole]
     other = [k for k in dict.fromkeys(other) if k not in whole]
     short: list[str] = []
     for name in [bare, *others]:
@@ -102,6 +117,7 @@ class TitleSpan:
     items: tuple[int, ...]  # row positions in the catalog
     score: float = 100.0  # rapidfuzz ratio; 100 for an exact name
     year: int | None = None  # a year written after the title, which narrowed the items
+    tier: int = 0  # the strength of the name: 0 the title itself, 1 another name, 2 a short one
 
     @property
     def n_tokens(self) -> int:
@@ -134,6 +150,10 @@ class TitleIndex:
                     if row not in rows:
                         rows.append(row)
         self.names = self.tiers[0]
+        # 'matrix the' counts only where the text has the comma: "Heat, The Abyss" is two films
+        self.listed = frozenset(
+            k for title in self.titles for name in _names_of(title) if (k := listed_key(name))
+        )
 
     @cached_property
     def _prefixes(self) -> frozenset[str]:
@@ -166,10 +186,13 @@ class TitleIndex:
         return [r for r in rows if self.years[r] == year]
 
     def _rows(self, key: str) -> list[int]:
-        for tier in self.tiers:
+        return self._tiered(key)[0]
+
+    def _tiered(self, key: str) -> tuple[list[int], int]:
+        for n, tier in enumerate(self.tiers):
             if key in tier:
-                return list(tier[key])
-        return []
+                return list(tier[key]), n
+        return [], 0
 
     def spans(self, text: str, tokens: list[Token] | None = None) -> list[TitleSpan]:
         """Every token run of `text` that is a name, overlapping ones included; a year written
@@ -182,19 +205,26 @@ class TitleIndex:
                 key = f"{key} {tokens[last - 1].text}" if key else tokens[last - 1].text
                 if key not in self._prefixes:
                     break
-                rows = self._rows(key)
+                rows, tier = self._tiered(key)
+                # 'matrix the' needs its comma: "Heat, The Abyss" is not "Heat the Abyss"
+                listed = key in self.listed and last - first >= 2
+                if listed and "," not in text[tokens[last - 2].end : tokens[last - 1].start]:
+                    rows = []
                 if rows:
-                    out.append(self._with_year(text, tokens, first, last, key, rows, 100.0))
+                    span = self._with_year(text, tokens, first, last, key, rows, 100.0)
+                    out.append(dataclasses.replace(span, tier=tier))
         return out
 
     def _with_year(
         self, text: str, tokens: list[Token], first: int, last: int, key: str, rows: list[int], score: float
     ) -> TitleSpan:
         end = tokens[last - 1].end
+        if len(tokens[last - 1].text) <= 3 and text[end : end + 1] == "." and "." in self.titles[rows[0]]:
+            end += 1  # "I.Q.", "Monsters, Inc.": the closing dot is the title's
         year = None
         if last < len(tokens) and re.fullmatch(r"(?:19|20)\d\d", tokens[last].text):
             gap = text[end : tokens[last].start]
-            if re.fullmatch(r"\s*[(\[,]?\s*", gap):
+            if re.fullmatch(r"\s*[)\]]?\s*[(\[,]?\s*", gap):  # "Heat (1995)", "Léon (Leon) (1994)"
                 year = int(tokens[last].text)
                 rows = self._dated(key, year) or rows
                 closing = re.match(r"\s*[)\]]", text[tokens[last].end :])
