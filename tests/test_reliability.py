@@ -247,6 +247,8 @@ def test_bounded_load_reports_figures_and_finds_no_leaks(recommender):
     calls = load_recommend(recommender, threads=20, requests=100, time_limit_s=240)
     assert calls.completed == 100 and not calls.leaks
     assert calls.throughput_per_s > 0 and 0 < calls.p50_s <= calls.p95_s
-    page = load_chat_page(recommender, sessions=20, turns=2, time_limit_s=240)
+    from fewrec.ui.app import launch
+
+    page = load_chat_page(recommender, launch, sessions=20, turns=2, time_limit_s=240)
     assert page.completed == 40 and not page.leaks, page.leaks
     assert 0 < page.p50_s <= page.p95_s

@@ -96,9 +96,13 @@ class Recommender:
     ) -> None:  # fmt: skip
         """`fit_on="test"` learns only from what came before each user's held-out item: the
         evaluations (`fewrec eval --chat`) replay requests through this facade that way."""
-        self.settings = settings or Settings()
+        # A copy: what a dataset lacks (titles, real times) and its tuned weights adjust it.
+        self.settings = (settings or Settings()).model_copy(deep=True)
         self._split = split
         self.fit_on: SplitName = fit_on
+        self.notes: list[str] = []  # one line per setting changed for this dataset
+        if split is not None:
+            self._fit_settings(split)
         self._lock = threading.RLock()
         self._content: Any = None
         self._retriever: Retriever | None = None
@@ -117,8 +121,19 @@ class Recommender:
         with self._lock:
             if self._split is None:
                 s = self.settings
-                self._split = load_dataset(s.dataset, s.dataset_format, split=s.split, cache_dir=s.cache_dir)
+                self._split = load_dataset(
+                    s.dataset, s.dataset_format, split=s.split, cache_dir=s.cache_dir, **s.loader_options
+                )
+                self._fit_settings(self._split)
             return self._split
+
+    def _fit_settings(self, split: LeaveOneOutSplit) -> None:
+        """Sources the dataset cannot feed are left out (each with a logged line), and its
+        tuned weights are used when the settings name none (fewrec/state.py)."""
+        from fewrec.state import apply_tuned, fit_to_data
+
+        self.notes += fit_to_data(self.settings, split)
+        apply_tuned(self.settings)
 
     @property
     def content(self) -> Any:

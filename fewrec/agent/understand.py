@@ -97,7 +97,7 @@ FILLER = frozenset(
     films films' flick flicks pick picks idea ideas option options choice choices titles title
     tv series show shows stuff whatever ones night evening weekend them they their he she his
     hers him her us we'd i'd you'd would've could've should've gonna wanna let's lemme
-    them all both each every few many several
+    them all both each every few many several mood moods feel feeling vibe vibes kinda sorta
     je voudrais veux un une des le la les de du et pour avec moi ich möchte will einen eine ein der
     die das und mit für quiero una el los las para por con y vorrei voglio il lo gli""".split()  # noqa: SIM905
 )

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -19,6 +21,9 @@ from fewrec.agent.recommender import Recommender
 SESSION_TITLES = ["Alien", "Heat", "Toy Story", "Fargo", "Casablanca", "Jumanji", "Braveheart", "Seven",
                   "Clueless", "Apollo 13", "Babe", "Batman", "Speed", "Ghost", "Aladdin", "Gladiator",
                   "Memento", "Shrek", "Amelie", "Chicago"]  # fmt: skip
+
+
+PageLauncher = Callable[..., Any]  # (agent, host, port, block=False) -> a page with .close()
 
 
 class LoadResult(BaseModel):
@@ -80,13 +85,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def load_chat_page(recommender: Recommender, sessions: int = 20, turns: int = 2,
+def load_chat_page(recommender: Recommender, launch: PageLauncher, sessions: int = 20, turns: int = 2,
                    time_limit_s: float = 300.0) -> LoadResult:  # fmt: skip
-    """Start the page on a free loopback port; `sessions` gradio_client sessions at once, each
-    liking its own title and then asking for something; each must only ever see its own title."""
+    """Start the page (`launch`: `fewrec.ui.app.launch`, passed in by the caller because the page
+    sits above the evaluation) on a free loopback port; `sessions` gradio_client sessions at
+    once, each liking its own title and then asking for something; each must only ever see its
+    own title."""
     from gradio_client import Client
-
-    from fewrec.ui.app import launch
 
     port = _free_port()
     page = launch(ChatAgent(recommender), "127.0.0.1", port, block=False)

@@ -1,0 +1,940 @@
+"""The chat evaluation (`fewrec eval --chat`): does the chat recommend as well as the API it wraps?
+
+For a seeded sample of held-out users, each user's recent liked items (before the held-out
+one) are written into messages in many phrasings (`chat_phrasings.toml`), each sent to a fresh
+conversation that scores as of the user's reference time. The last turn's cards are scored
+against the held-out item (hits@5/10/20) next to two references on exactly the same request:
+- ceiling: `Recommender.recommend` given exactly the intended items, the intended genre or
+  decade filter and the cards of earlier turns excluded, with no query (a known user: their id);
+- popularity: the most popular items passing the same filter, the intended items excluded.
+Every message is also accounted title by title: linked correctly, asked back (offered in a
+"which one did you mean?"), missed, or wrongly linked (an item the message did not name, or a
+named one with the wrong feeling). A message with any missed or wrong title is misread.
+
+The query weights (`chat.query_weight_with_titles`, `chat.query_weight`) matter only where a
+message carries content words; they are chosen here on the *validation* targets, by the chat's
+hits@20 on the families that carry such words, never on the test targets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from fewrec.agent.chat import ChatAgent, ChatState
+from fewrec.agent.recommender import Filters, Recommender, describe_filters
+from fewrec.config import Settings
+from fewrec.data.models import ItemId
+from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.eval.chat_phrasings import (
+    Family,
+    Phrasings,
+    Rendered,
+    family_seed,
+    load_phrasings,
+    render,
+    shared_titles,
+)
+from fewrec.eval.report import _save_figure, write_atomically
+from fewrec.eval.runner import EvalError, _git_commit, _versions
+from fewrec.prompts.templates import display_title
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+KS = (5, 10, 20)
+CARDS = max(KS)  # the chat shows this many cards in the evaluation, so hits@20 can be read off them
+DEFAULT_USERS = 200
+DEFAULT_QUERY_WEIGHTS = (0.0, 0.1, 0.25, 0.5)
+TARGET_RATIO = 0.95  # chat hits@20 at least this share of the ceiling's, in every family
+TARGET_MISREAD = 0.02  # at most this share of messages with a missed or wrongly linked title
+EXAMPLES_PER_FAMILY = 20
+BOOTSTRAP = 1000
+METHODS = ("chat", "ceiling", "popularity")
+
+
+# --------------------------------------------------------------------------- result records
+class MessageExample(BaseModel):
+    """One message the chat misread, asked back on, or read with words left over."""
+
+    user_id: str
+    turns: list[str]
+    intended: list[str]
+    linked: list[str]
+    missed: list[str] = Field(default_factory=list)
+    wrong: list[str] = Field(default_factory=list)
+    asked_back: list[str] = Field(default_factory=list)
+    query: str = ""
+    filters: str = ""
+    intended_filters: str = ""
+    chat_rank: int | None = None  # 1-based rank of the held-out item among the cards
+    ceiling_rank: int | None = None
+
+
+class FamilyResult(BaseModel):
+    """Every number of one phrasing family (or of all of them pooled: name 'all')."""
+
+    name: str
+    description: str = ""
+    messages: int = 0
+    users: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)  # reason -> users not asked this way
+    hits: dict[str, dict[str, float]] = Field(default_factory=dict)  # method -> hits@k -> share
+    intervals_at_20: dict[str, tuple[float, float]] = Field(default_factory=dict)  # method -> 95% CI
+    ratio_at_20: float | None = None  # chat / ceiling hits@20 (None: the ceiling never hit)
+    ratio_interval: tuple[float, float] | None = None
+    misread_rate: float = 0.0
+    # Messages naming a title another catalog item shares as written (no year: "The Jungle Book"),
+    # and the misread rate of the rest: what a reader could get right without asking back.
+    shared_title_rate: float = 0.0
+    misread_rate_unshared: float | None = None
+    missed_rate: float = 0.0  # share of messages with a missed title
+    wrong_rate: float = 0.0  # share of messages with a wrongly linked title
+    asked_back_rate: float = 0.0  # share of messages with a title asked back (not a misread)
+    stray_query_rate: float | None = None  # words read as a meaning query where none was meant
+    filter_mismatch_rate: float = 0.0  # genre/year filter not the one the message asked for
+    no_cards_rate: float = 0.0  # the last turn showed no card (the chat failed, or found nothing)
+    titles: dict[str, int] = Field(default_factory=dict)  # intended, linked, missed, wrong, asked_back
+    seconds_p50: float = 0.0  # per chat turn
+    seconds_p95: float = 0.0
+    partial: bool = False  # interrupted while running this family
+    examples: list[MessageExample] = Field(default_factory=list)
+
+
+class WeightSweep(BaseModel):
+    """The query weights tried on the validation targets, and the ones chosen."""
+
+    split: str = "valid"
+    users: int = 0
+    families: list[str] = Field(default_factory=list)
+    weights: list[float] = Field(default_factory=list)
+    chat_hits_at_20: dict[str, dict[str, float]] = Field(default_factory=dict)  # weight -> family -> hits
+    ceiling_hits_at_20: dict[str, float] = Field(default_factory=dict)  # family -> hits (no query)
+    messages: dict[str, int] = Field(default_factory=dict)
+    chosen: dict[str, float] = Field(default_factory=dict)  # setting name -> weight
+    complete: bool = True
+
+
+class ChatEvalReport(BaseModel):
+    kind: Literal["chat"] = "chat"
+    dataset: str
+    split: SplitName
+    split_protocol: str = "loo"
+    split_description: str = ""
+    users: int
+    seed: int
+    cards: int = CARDS
+    phrasings: str = ""
+    query_weights: dict[str, float] = Field(default_factory=dict)  # the values the test run used
+    sweep: WeightSweep | None = None
+    families: list[FamilyResult] = Field(default_factory=list)
+    overall: FamilyResult | None = None
+    targets: dict[str, float] = Field(
+        default_factory=lambda: {"ratio_at_20": TARGET_RATIO, "misread_rate": TARGET_MISREAD}
+    )
+    complete: bool = True
+    started: str
+    finished: str | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    settings: dict = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+    def family(self, name: str) -> FamilyResult:
+        for result in self.families:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- one message
+@dataclass
+class Accounting:
+    """What the conversation made of the titles a message named."""
+
+    correct: list[ItemId] = field(default_factory=list)
+    missed: list[ItemId] = field(default_factory=list)
+    asked_back: list[ItemId] = field(default_factory=list)
+    wrong: list[ItemId] = field(default_factory=list)  # linked but not named, or with the wrong feeling
+
+    @property
+    def misread(self) -> bool:
+        return bool(self.missed or self.wrong)
+
+
+def account(intended: list[ItemId], state: ChatState) -> Accounting:
+    """Title by title: each intended item is liked (correct), offered in a pending question
+    (asked back), taken with another feeling (wrong) or absent (missed); every other item the
+    conversation linked, in any list, is wrong."""
+    named = set(intended)
+    others = [*state.disliked, *state.avoid_like, *state.excluded]
+    offered = {option for choice in state.pending for option in choice.options}
+    out = Accounting()
+    for item in intended:
+        if item in state.liked:
+            out.correct.append(item)
+        elif item in others:
+            out.wrong.append(item)
+        elif item in offered:
+            out.asked_back.append(item)
+        else:
+            out.missed.append(item)
+    for item in [*state.liked, *others]:
+        if item not in named and item not in out.wrong:
+            out.wrong.append(item)
+    return out
+
+
+@dataclass
+class MessageRecord:
+    family: str
+    user: int
+    rendered: Rendered
+    accounting: Accounting
+    ranks: dict[str, int | None]  # method -> 0-based rank of the held-out item (None: not in the top)
+    query: str
+    filters_ok: bool
+    filters: str
+    intended_filters: str
+    seconds: list[float]
+    shared_title: bool = False
+    cards: int = 0  # shown in the last turn
+
+
+def intended_filters(rendered: Rendered) -> Filters:
+    if rendered.genre:
+        return Filters(genres=[rendered.genre])
+    if rendered.years:
+        return Filters(year_min=rendered.years[0], year_max=rendered.years[1])
+    return Filters()
+
+
+def _same_filters(a: Filters, b: Filters) -> bool:
+    return (
+        {g.lower() for g in a.genres} == {g.lower() for g in b.genres}
+        and {g.lower() for g in a.exclude_genres} == {g.lower() for g in b.exclude_genres}
+        and (a.year_min, a.year_max) == (b.year_min, b.year_max)
+    )
+
+
+class Scorer:
+    """Runs messages through one chat agent and scores them with its recommender."""
+
+    def __init__(self, agent: Any, recommender: Recommender, split_name: SplitName) -> None:
+        self.agent = agent
+        self.recommender = recommender
+        self.split = recommender.split
+        self.split_name = split_name
+        self.targets = self.split.targets(split_name)
+        counts = recommender.retriever.popularity.counts
+        self._popular = np.argsort(-counts, kind="stable")
+        self._shared: dict[bool, set[int]] = {}
+
+    def shared(self, with_year: bool) -> set[int]:
+        if with_year not in self._shared:
+            self._shared[with_year] = shared_titles(self.split.catalog, with_year)
+        return self._shared[with_year]
+
+    def item_id(self, index: int) -> ItemId:
+        return self.split.item_ids[index].item()
+
+    def converse(
+        self, rendered: Rendered, user: int, as_of: int
+    ) -> tuple[Any, ChatState, list[ItemId], list[float]]:
+        """A fresh conversation: every turn of `rendered`; the last turn, the state after it,
+        the cards shown before the last turn and the seconds of each turn."""
+        if rendered.known_user:
+            state, _ = self.agent.start(str(self.split.user_ids[user]))
+            state = state.model_copy(update={"as_of": as_of})
+        else:
+            state = ChatState(as_of=as_of)
+        shown_before: list[ItemId] = []
+        seconds: list[float] = []
+        turn = None
+        for text in rendered.turns:
+            shown_before = list(state.shown)
+            turn, state = self.agent.respond(state, text)
+            seconds.append(float(turn.seconds))
+        return turn, state, shown_before, seconds
+
+    def rank_in(self, items: list[ItemId], target: int) -> int | None:
+        if target < 0:
+            return None
+        wanted = self.item_id(target)
+        return items.index(wanted) if wanted in items else None
+
+    def ceiling(
+        self, rendered: Rendered, user: int, as_of: int, filters: Filters, shown_before: list[ItemId]
+    ) -> list[ItemId]:
+        recs = self.recommender.recommend(
+            user_id=self.split.user_ids[user].item() if rendered.known_user else None,
+            history=[self.item_id(i) for i in rendered.intended], k=CARDS, filters=filters,
+            exclude=list(shown_before), explain=False, as_of=as_of,
+        )  # fmt: skip
+        return [r.item_id for r in recs]
+
+    def popularity(
+        self, rendered: Rendered, user: int, filters: Filters, shown_before: list[ItemId]
+    ) -> list[ItemId]:
+        allowed = self.recommender.allowed_mask(filters)
+        allowed = np.ones(self.split.n_items, dtype=bool) if allowed is None else allowed.copy()
+        allowed[np.asarray(rendered.intended, dtype=np.int64)] = False
+        if rendered.known_user:  # the ceiling never repeats the user's own items either
+            allowed[self.split.history(user, self.recommender.fit_on)] = False
+        for item in shown_before:
+            allowed[self.split.item_index(item)] = False
+        top = self._popular[allowed[self._popular]][:CARDS]
+        return [self.item_id(int(i)) for i in top]
+
+    def run(self, rendered: Rendered, user: int, as_of: int, references: bool = True) -> MessageRecord:
+        turn, state, shown_before, seconds = self.converse(rendered, user, as_of)
+        cards = [r.item_id for r in (turn.recommendations if turn is not None else [])]
+        target = int(self.targets[user])
+        wanted = intended_filters(rendered)
+        ranks: dict[str, int | None] = {"chat": self.rank_in(cards, target)}
+        if references:
+            ranks["ceiling"] = self.rank_in(self.ceiling(rendered, user, as_of, wanted, shown_before), target)
+            ranks["popularity"] = self.rank_in(self.popularity(rendered, user, wanted, shown_before), target)
+        return MessageRecord(
+            family=rendered.family, user=user, rendered=rendered,
+            accounting=account([self.item_id(i) for i in rendered.intended], state), ranks=ranks,
+            query=state.query, filters_ok=_same_filters(state.filters, wanted),
+            filters=describe_filters(state.filters), intended_filters=describe_filters(wanted),
+            seconds=seconds, shared_title=bool(set(rendered.intended) & self.shared(rendered.with_year)),
+            cards=len(cards),
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- sampling
+def _ratings_by_user(
+    split: LeaveOneOutSplit, split_name: SplitName
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, ratings, offsets) of every interaction known before the targets, grouped by user
+    in history order; the ratings of held-out items the split does not keep are NaN."""
+    frame = split.interactions_before(split_name)
+    users = frame["user"].to_numpy()
+    if len(users) and np.any(np.diff(users) < 0):
+        frame = frame.sort_values("user", kind="stable")
+        users = frame["user"].to_numpy()
+    counts = np.bincount(users, minlength=split.n_users)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    ratings = frame["rating"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return frame["item"].to_numpy(), ratings, offsets
+
+
+def liked_items(
+    split: LeaveOneOutSplit, user: int, split_name: SplitName,
+    table: tuple[np.ndarray, np.ndarray, np.ndarray], phrasings: Phrasings, rng: np.random.Generator,
+) -> list[int]:  # fmt: skip
+    """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
+    least `min_rating` where ratings exist, else (or when too few are) the last items."""
+    history = split.history(user, split_name)
+    items, ratings, offsets = table
+    mine = items[offsets[user] : offsets[user + 1]]
+    rated = ratings[offsets[user] : offsets[user + 1]]
+    if len(mine) != len(history) or not np.array_equal(mine, history):
+        rated = np.full(len(history), np.nan)  # not in history order: no trustworthy ratings
+    liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
+    pool = liked if len(liked) >= phrasings.min_items else history
+    n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))
+    return [int(i) for i in pool[-n:]]
+
+
+def sample_users(split: LeaveOneOutSplit, split_name: SplitName, users: int, seed: int) -> np.ndarray:
+    eligible = split.eval_users(split_name)
+    eligible = eligible[split.targets(split_name)[eligible] >= 0]
+    if not 1 <= users <= len(eligible):
+        raise EvalError(
+            f"--users must be between 1 and {len(eligible)} (the users with a {split_name} target), "
+            f"got {users}"
+        )
+    return np.sort(np.random.default_rng(seed).choice(eligible, users, replace=False))
+
+
+def has_titles(split: LeaveOneOutSplit) -> bool:
+    """Titles a person could type: most items have one that is not just their id."""
+    titles = split.catalog.frame["title"].astype(str).str.strip()
+    ids = split.catalog.frame["item_id"].astype(str).str.strip()
+    return bool(len(titles)) and float(((titles != "") & (titles != ids)).mean()) >= 0.5
+
+
+# --------------------------------------------------------------------------- summaries
+def _bootstrap(
+    hits: np.ndarray, groups: np.ndarray, seed: int, ratio_to: np.ndarray | None = None
+) -> tuple[float, float] | None:
+    """95% percentile bootstrap over users (messages of one user resampled together) of the
+    mean of `hits`, or of mean(hits) / mean(ratio_to)."""
+    if not len(hits):
+        return None
+    _, codes = np.unique(groups, return_inverse=True)
+    n_groups = codes.max() + 1
+    sums = np.bincount(codes, weights=hits, minlength=n_groups)
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    base = None if ratio_to is None else np.bincount(codes, weights=ratio_to, minlength=n_groups)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(BOOTSTRAP, n_groups))
+    if base is None:
+        values = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
+    else:
+        below = base[draws].sum(axis=1)
+        values = sums[draws].sum(axis=1)[below > 0] / below[below > 0]
+        if not len(values):
+            return None
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def _title(split: LeaveOneOutSplit, item: ItemId) -> str:
+    return display_title(split.catalog.title(item))
+
+
+def summarise(
+    name: str, description: str, records: list[MessageRecord], split: LeaveOneOutSplit, seed: int,
+    skipped: dict[str, int] | None = None, query_meant: bool | None = None,
+) -> FamilyResult:  # fmt: skip
+    """The numbers of one family (or of all records pooled)."""
+    out = FamilyResult(name=name, description=description, messages=len(records), skipped=dict(skipped or {}))
+    if not records:
+        return out
+    users = np.array([r.user for r in records])
+    out.users = len(np.unique(users))
+    methods = [m for m in METHODS if all(m in r.ranks for r in records)]
+    hits: dict[str, np.ndarray] = {}
+    for method in methods:
+        ranks = np.array([CARDS if r.ranks[method] is None else r.ranks[method] for r in records])
+        out.hits[method] = {f"hits@{k}": float((ranks < k).mean()) for k in KS}
+        hits[method] = (ranks < CARDS).astype(np.float64)
+        interval = _bootstrap(hits[method], users, seed)
+        if interval is not None:
+            out.intervals_at_20[method] = interval
+    if "ceiling" in hits and hits["ceiling"].sum() > 0:
+        out.ratio_at_20 = float(hits["chat"].mean() / hits["ceiling"].mean())
+        out.ratio_interval = _bootstrap(hits["chat"], users, seed, ratio_to=hits["ceiling"])
+    accounting = [r.accounting for r in records]
+    out.misread_rate = float(np.mean([a.misread for a in accounting]))
+    out.shared_title_rate = float(np.mean([r.shared_title for r in records]))
+    unshared = [r.accounting.misread for r in records if not r.shared_title]
+    out.misread_rate_unshared = float(np.mean(unshared)) if unshared else None
+    out.missed_rate = float(np.mean([bool(a.missed) for a in accounting]))
+    out.wrong_rate = float(np.mean([bool(a.wrong) for a in accounting]))
+    out.asked_back_rate = float(np.mean([bool(a.asked_back) for a in accounting]))
+    out.titles = {
+        "intended": sum(len(r.rendered.intended) for r in records),
+        "linked": sum(len(a.correct) for a in accounting),
+        "missed": sum(len(a.missed) for a in accounting),
+        "asked_back": sum(len(a.asked_back) for a in accounting),
+        "wrong": sum(len(a.wrong) for a in accounting),
+    }
+    if query_meant is False:
+        out.stray_query_rate = float(np.mean([bool(r.query.strip()) for r in records]))
+    out.filter_mismatch_rate = float(np.mean([not r.filters_ok for r in records]))
+    out.no_cards_rate = float(np.mean([r.cards == 0 for r in records]))
+    seconds = np.array([s for r in records for s in r.seconds]) if any(r.seconds for r in records) else None
+    if seconds is not None:
+        out.seconds_p50 = float(np.percentile(seconds, 50))
+        out.seconds_p95 = float(np.percentile(seconds, 95))
+
+    def worth_showing(r: MessageRecord) -> int:  # 0: not at all; else the lower the sooner
+        if r.accounting.misread:
+            return 1
+        if not r.filters_ok or (query_meant is False and r.query.strip()):
+            return 2
+        return 3 if r.accounting.asked_back else 0
+
+    # Misreads first: they are what a reader's author needs to see; asking back is by design.
+    notable = sorted((r for r in records if worth_showing(r)), key=worth_showing)
+    for r in notable[:EXAMPLES_PER_FAMILY]:
+        a = r.accounting
+        out.examples.append(
+            MessageExample(
+                user_id=str(split.user_ids[r.user]), turns=r.rendered.turns,
+                intended=[_title(split, split.item_ids[i].item()) for i in r.rendered.intended],
+                linked=[_title(split, i) for i in a.correct],
+                missed=[_title(split, i) for i in a.missed], wrong=[_title(split, i) for i in a.wrong],
+                asked_back=[_title(split, i) for i in a.asked_back], query=r.query, filters=r.filters,
+                intended_filters=r.intended_filters,
+                chat_rank=None if r.ranks.get("chat") is None else r.ranks["chat"] + 1,  # type: ignore[operator]
+                ceiling_rank=None if r.ranks.get("ceiling") is None else r.ranks["ceiling"] + 1,  # type: ignore[operator]
+            )
+        )  # fmt: skip
+    return out
+
+
+def choose_weights(
+    sweep: dict[float, dict[str, float]], messages: dict[str, int], families: dict[str, str]
+) -> dict[str, float]:
+    """Per chat setting, the weight with the best hits@20 over the families that exercise it
+    (pooled by their message counts). A tie goes to the larger weight: there the person's words
+    cost nothing measurable, and a stated wish should steer when it is free."""
+    chosen: dict[str, float] = {}
+    for setting in sorted(set(families.values())):
+        names = [f for f, s in families.items() if s == setting and messages.get(f, 0) > 0]
+        if not names:
+            continue
+        total = sum(messages[f] for f in names)
+
+        def pooled(weight: float, names: list[str] = names, total: int = total) -> float:
+            return sum(sweep[weight].get(f, 0.0) * messages[f] for f in names) / total
+
+        best = max(sweep, key=lambda w: (round(pooled(w), 12), w))
+        chosen[setting] = float(best)
+    return chosen
+
+
+# --------------------------------------------------------------------------- the run
+AgentFactory = Callable[[Recommender], Any]
+
+
+def _prepare(settings: Settings) -> Settings:
+    """A copy for the evaluation: 20 cards per reply, the caller's settings left as they were."""
+    copy = settings.model_copy(deep=True)
+    copy.chat.cards = CARDS
+    return copy
+
+
+def _render_all(
+    families: list[Family], split: LeaveOneOutSplit, split_name: SplitName, users: np.ndarray,
+    phrasings: Phrasings, seed: int,
+) -> tuple[dict[str, list[tuple[int, Rendered]]], dict[str, dict[str, int]]]:  # fmt: skip
+    table = _ratings_by_user(split, split_name)
+    items = {
+        int(u): liked_items(
+            split, int(u), split_name, table, phrasings, np.random.default_rng([seed, int(u)])
+        )
+        for u in users
+    }
+    messages: dict[str, list[tuple[int, Rendered]]] = {}
+    skipped: dict[str, dict[str, int]] = {}
+    for family in families:
+        messages[family.name], skipped[family.name] = [], {}
+        for u in users:
+            rendered = render(
+                family, items[int(u)], split.catalog, phrasings, family_seed(seed, int(u), family.name)
+            )
+            if isinstance(rendered, str):
+                skipped[family.name][rendered] = skipped[family.name].get(rendered, 0) + 1
+            else:
+                messages[family.name].append((int(u), rendered))
+    return messages, skipped
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="msg", disable=not enabled, leave=False)
+
+
+def sweep_query_weights(
+    split: LeaveOneOutSplit, settings: Settings, families: list[Family], weights: list[float], users: int,
+    seed: int, phrasings: Phrasings, progress: bool = False, recommender: Recommender | None = None,
+    make_agent: AgentFactory = ChatAgent,
+) -> WeightSweep:  # fmt: skip
+    """The chat's hits@20 on the *validation* targets for every weight, per query family; the
+    chosen weight per setting (`query_weight_with_titles` for messages that name titles,
+    `query_weight` for a known user's)."""
+    settings = _prepare(settings)
+    recommender = recommender or Recommender(settings, split=split, fit_on="valid")
+    if recommender.fit_on != "valid":
+        raise EvalError(f"the query weights are chosen on validation targets, not {recommender.fit_on!r}")
+    recommender.settings.chat.cards = CARDS
+    scorer = Scorer(make_agent(recommender), recommender, "valid")
+    sample = sample_users(split, "valid", min(users, len(split.eval_users("valid"))), seed)
+    times = dict(zip(sample.tolist(), split.reference_times(sample, "valid").tolist(), strict=True))
+    messages, _ = _render_all(families, split, "valid", sample, phrasings, seed)
+    out = WeightSweep(
+        users=len(sample), families=[f.name for f in families], weights=list(weights),
+        messages={f: len(m) for f, m in messages.items()},
+    )  # fmt: skip
+    chat = recommender.settings.chat
+    table: dict[float, dict[str, float]] = {}
+    bar = _progress_bar(
+        sum(len(m) for m in messages.values()) * len(weights), "query weights (valid)", progress
+    )
+    try:
+        for family in families:
+            ceiling = [
+                scorer.rank_in(
+                    scorer.ceiling(r, u, times[u], intended_filters(r), []), int(scorer.targets[u])
+                )
+                for u, r in messages[family.name]
+            ]
+            out.ceiling_hits_at_20[family.name] = (
+                float(np.mean([c is not None for c in ceiling])) if ceiling else 0.0
+            )
+        for weight in weights:
+            chat.query_weight = chat.query_weight_with_titles = float(weight)
+            row: dict[str, float] = {}
+            for family in families:
+                hits = []
+                for u, rendered in messages[family.name]:
+                    hits.append(scorer.run(rendered, u, times[u], references=False).ranks["chat"] is not None)
+                    bar.update()
+                row[family.name] = float(np.mean(hits)) if hits else 0.0
+            table[float(weight)] = row
+            out.chat_hits_at_20[str(weight)] = row
+    except KeyboardInterrupt:
+        out.complete = False
+    finally:
+        bar.close()
+    if table:
+        out.chosen = choose_weights(table, out.messages, {f.name: f.weight_name for f in families})
+    return out
+
+
+def evaluate_chat(
+    split: LeaveOneOutSplit,
+    settings: Settings | None = None,
+    *,
+    split_name: SplitName = "test",
+    users: int = DEFAULT_USERS,
+    seed: int = 0,
+    families: list[str] | None = None,
+    phrasings: Phrasings | Path | str | None = None,
+    query_weights: list[float] | None = None,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+    on_result: Callable[[ChatEvalReport], None] | None = None,
+    recommender: Recommender | None = None,
+    valid_recommender: Recommender | None = None,
+    make_agent: AgentFactory = ChatAgent,
+) -> ChatEvalReport:
+    """Run the chat evaluation; see the module docstring.
+
+    `query_weights`: the grid tried on validation for the families that carry a query (None:
+    DEFAULT_QUERY_WEIGHTS; []: no sweep, the configured weights). `on_result` is called after
+    the sweep and after every family, so a caller can save partial results; Ctrl-C stops the
+    run and returns the report marked incomplete.
+    """
+    settings = _prepare(settings or Settings())
+    say = say or (lambda _msg: None)
+    if not has_titles(split):
+        raise EvalError(
+            f"the chat evaluation needs item titles people can type, and {split.name!r} has none "
+            "(its titles are the item ids); load it with its titles (e.g. Amazon's meta file)"
+        )
+    book = phrasings if isinstance(phrasings, Phrasings) else load_phrasings(phrasings)
+    chosen_families = book.select(families)
+    if split_name not in ("valid", "test"):
+        raise EvalError(f"the chat evaluation runs on 'valid' or 'test', not {split_name!r}")
+    sample = sample_users(split, split_name, users, seed)
+    grid = list(DEFAULT_QUERY_WEIGHTS) if query_weights is None else list(query_weights)
+    if any(not 0.0 <= w <= 1.0 for w in grid):
+        raise EvalError("--query-weights must lie between 0 and 1")
+    report = ChatEvalReport(
+        dataset=split.name, split=split_name, split_protocol=split.protocol,
+        split_description=split.describe(), users=len(sample), seed=seed, phrasings=book.source,
+        started=datetime.now(UTC).isoformat(timespec="seconds"), git_commit=_git_commit(),
+        versions=_versions(), settings=settings.model_dump(mode="json"),
+    )  # fmt: skip
+    records: list[MessageRecord] = []
+    try:
+        query_families = [f for f in chosen_families if f.has_query]
+        if grid and query_families:
+            say(f"choosing the query weights on validation targets: {', '.join(map(str, grid))}")
+            report.sweep = sweep_query_weights(
+                split, settings, query_families, grid, users, seed, book, progress=progress,
+                recommender=valid_recommender, make_agent=make_agent,
+            )  # fmt: skip
+            for name, value in report.sweep.chosen.items():
+                setattr(settings.chat, name, value)
+            if not report.sweep.complete:
+                raise KeyboardInterrupt
+            if split_name == "valid":
+                report.notes.append(
+                    "the query weights were chosen on the same validation targets this run scores: "
+                    "the query families' numbers are in-sample"
+                )
+            if on_result:
+                on_result(report)
+        report.query_weights = {
+            "query_weight_with_titles": settings.chat.query_weight_with_titles,
+            "query_weight": settings.chat.query_weight,
+        }
+        report.settings = settings.model_dump(mode="json")
+        recommender = recommender or Recommender(settings, split=split, fit_on=split_name)
+        if recommender.fit_on != split_name:
+            raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
+        # A recommender passed in answers with the evaluation's cards and weights too.
+        recommender.settings.chat.cards = CARDS
+        for name, value in report.query_weights.items():
+            setattr(recommender.settings.chat, name, value)
+        scorer = Scorer(make_agent(recommender), recommender, split_name)
+        times = dict(zip(sample.tolist(), split.reference_times(sample, split_name).tolist(), strict=True))
+        messages, skipped = _render_all(chosen_families, split, split_name, sample, book, seed)
+        bar = _progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", progress)
+        try:
+            for family in chosen_families:
+                mine: list[MessageRecord] = []
+                try:
+                    for u, rendered in messages[family.name]:
+                        mine.append(scorer.run(rendered, u, times[u]))
+                        bar.update()
+                finally:  # an interrupted family still reports the messages it got through
+                    result = summarise(family.name, family.description, mine, split, seed,
+                                       skipped[family.name], family.has_query)  # fmt: skip
+                    result.partial = len(mine) < len(messages[family.name])
+                    report.families.append(result)
+                    records += mine
+                say(_family_line(result))
+                if on_result:
+                    report.overall = summarise("all", "every family pooled", records, split, seed)
+                    on_result(report)
+        finally:
+            bar.close()
+    except KeyboardInterrupt:
+        report.complete = False
+        report.notes.append("interrupted: the families listed are complete unless marked partial")
+    report.overall = summarise("all", "every family pooled", records, split, seed)
+    if report.overall.no_cards_rate > 0:
+        # Cards are what is scored: a chat that failed is a miss here, and must be seen as such.
+        report.notes.append(
+            f"{report.overall.no_cards_rate:.1%} of messages got no card in their last turn (the chat "
+            "failed, or nothing fitted): they count as misses; see the log for errors"
+        )
+    report.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    return report
+
+
+def _family_line(r: FamilyResult) -> str:
+    hits = {m: r.hits.get(m, {}).get("hits@20", 0.0) for m in METHODS}
+    ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}"
+    return (
+        f"{r.name}: hits@20 chat {hits['chat']:.3f}, ceiling {hits['ceiling']:.3f}, popularity "
+        f"{hits['popularity']:.3f}, ratio {ratio}, misread {r.misread_rate:.1%} ({r.messages} messages)"
+    )
+
+
+# --------------------------------------------------------------------------- report files
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _ci(interval: tuple[float, float] | None, digits: int = 3) -> str:
+    return "" if interval is None else f"{interval[0]:.{digits}f}–{interval[1]:.{digits}f}"
+
+
+def _met(value: bool) -> str:
+    return "met" if value else "**not met**"
+
+
+def markdown(report: ChatEvalReport) -> str:
+    rows = [*report.families, *([report.overall] if report.overall else [])]
+    lines = [
+        f"# fewrec chat evaluation — {report.dataset}, {report.split} split",
+        "",
+        f"{report.users} users (seed {report.seed}), {report.split_description or report.split_protocol}. "
+        "Each user's last 3–6 liked items before the held-out item are written into the phrasing "
+        f"families of `{report.phrasings}`, each sent to a fresh conversation that scores as of the "
+        f"user's reference time with {report.cards} cards; hits@k: the held-out item among the first k "
+        "cards of the last turn. Ceiling: the Python API given exactly those items (and the genre or "
+        "decade asked for, and the earlier turns' cards excluded), no query. Popularity: the most "
+        "popular items passing the same filter."
+        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
+        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
+        "",
+        "Query weights used: "
+        + ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
+        + (
+            " (chosen on validation targets, below)."
+            if report.sweep and report.sweep.chosen
+            else " (configured)."
+        ),
+        "",
+        "| family | messages | chat @5 | chat @10 | chat @20 | ceiling @5 | ceiling @10 | ceiling @20 "
+        "| popularity @20 | chat/ceiling @20 (95% CI) | misread | asked back | stray query | filter differs "
+        "| no cards | s/turn p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
+        ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f} ({_ci(r.ratio_interval, 2)})"
+        name = f"**{r.name}**" if r.name == "all" else r.name + (" (partial)" if r.partial else "")
+        lines.append(
+            f"| {name} | {r.messages} | {chat.get('hits@5', 0):.3f} | {chat.get('hits@10', 0):.3f} | "
+            f"{chat.get('hits@20', 0):.3f} | {ceil.get('hits@5', 0):.3f} | {ceil.get('hits@10', 0):.3f} | "
+            f"{ceil.get('hits@20', 0):.3f} | {pop.get('hits@20', 0):.3f} | {ratio} | "
+            f"{_pct(r.misread_rate)} | "
+            f"{_pct(r.asked_back_rate)} | {_pct(r.stray_query_rate)} | {_pct(r.filter_mismatch_rate)} | "
+            f"{_pct(r.no_cards_rate)} | {r.seconds_p50:.3f} / {r.seconds_p95:.3f} |"
+        )
+    lines += [
+        "",
+        "Misread: a title missed or wrongly linked. Asked back: a title offered in a 'which one did you "
+        "mean?' (not a misread). Stray query: words of a message without content words read as a meaning "
+        "query. Filter differs: the genre or years the chat kept are not the ones asked for. No cards: "
+        "the last turn showed none (counted as a miss).",
+    ]
+    if report.overall is not None:
+        lines += ["", *target_lines(report)]
+    lines += [
+        "",
+        "Titles, family by family (intended: named in the messages; linked: taken as liked; asked back: "
+        "offered in a 'which one did you mean?'; missed: neither; wrong: an item not named, or a named "
+        "one taken with another feeling). A shared title is one another catalog item has too, as "
+        "written (without a year: *The Jungle Book*, 1967 or 1994): no reader can link it without "
+        "asking; the last misread column leaves messages naming one out. Skipped users could not be "
+        "asked this way:",
+        "",
+        "| family | intended | linked | asked back | missed | wrong | messages missed | messages wrong "
+        "| messages naming a shared title | misread, the other messages | skipped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r.titles
+        skipped = "; ".join(f"{why}: {n}" for why, n in r.skipped.items())
+        lines.append(
+            f"| {r.name} | {t.get('intended', 0)} | {t.get('linked', 0)} | {t.get('asked_back', 0)} | "
+            f"{t.get('missed', 0)} | {t.get('wrong', 0)} | {_pct(r.missed_rate)} | {_pct(r.wrong_rate)} | "
+            f"{_pct(r.shared_title_rate)} | {_pct(r.misread_rate_unshared)} | {skipped} |"
+        )
+    if report.sweep is not None:
+        s = report.sweep
+        lines += [
+            "",
+            f"Query weights on the validation targets ({s.users} users; the test targets were not used), "
+            "chat hits@20 per family (the ceiling has no query). Scored against what the user watched "
+            "next, words rank higher only as far as they predict it: a weight of 0 means the words do "
+            "not move the cards at all, which this score cannot tell from following them well:",
+            "",
+            "| weight | " + " | ".join(s.families) + " |",
+            "|---|" + "---|" * len(s.families),
+        ]
+        for weight, row in s.chat_hits_at_20.items():
+            lines.append(f"| {weight} | " + " | ".join(f"{row.get(f, 0):.3f}" for f in s.families) + " |")
+        lines.append(
+            "| ceiling | " + " | ".join(f"{s.ceiling_hits_at_20.get(f, 0):.3f}" for f in s.families) + " |"
+        )
+        if s.chosen:
+            lines += [
+                "",
+                "Chosen (put them in `[chat]` of a config file to keep them): "
+                + ", ".join(f"`{k} = {v}`" for k, v in s.chosen.items())
+                + ("" if s.complete else " (from an interrupted sweep)"),
+            ]
+    examples = [(r.name, e) for r in report.families for e in r.examples[:3]]
+    if examples:
+        lines += [
+            "",
+            "Examples of messages read differently than meant (up to 3 per family; all in results.json):",
+            "",
+        ]
+        for name, e in examples:
+            text = " ⏎ ".join(t.replace("\n", " / ") for t in e.turns)
+            parts = [f"linked {e.linked}"]
+            found = (("missed", e.missed), ("wrong", e.wrong), ("asked back", e.asked_back))
+            parts += [f"{label} {value}" for label, value in found if value]
+            if e.query:
+                parts.append(f"query {e.query!r}")
+            if e.filters != e.intended_filters:
+                parts.append(f"filters '{e.filters}' (meant '{e.intended_filters}')")
+            lines.append(f"- {name}: “{text}” → " + "; ".join(parts))
+    lines += [""] + [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(report: ChatEvalReport) -> list[str]:
+    """The two targets, stated with what was measured."""
+    ratios = {r.name: r.ratio_at_20 for r in report.families}
+    low = [f"{n} {v:.2f}" if v is not None else f"{n} (no ceiling hit)" for n, v in ratios.items()
+           if v is None or v < TARGET_RATIO]  # fmt: skip
+    misread = report.overall.misread_rate if report.overall else 0.0
+    return [
+        f"Target chat hits@20 ≥ {TARGET_RATIO:.0%} of the ceiling in every family: {_met(not low)}"
+        + (f" (below: {', '.join(low)})." if low else "."),
+        f"Target misread-title rate ≤ {TARGET_MISREAD:.0%}: {_met(misread <= TARGET_MISREAD)} "
+        f"({misread:.1%} of {report.overall.messages if report.overall else 0} messages"
+        + (
+            f"; {unshared:.1%} of those naming no title another item shares)."
+            if (unshared := report.overall.misread_rate_unshared if report.overall else None) is not None
+            else ")."
+        ),
+    ]
+
+
+def plot(report: ChatEvalReport, folder: Path) -> Path | None:
+    """hits@20 per family: chat, ceiling and popularity side by side, with 95% intervals."""
+    rows = [r for r in [*report.families, *([report.overall] if report.overall else [])] if r.messages]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"chat": "tab:blue", "ceiling": "tab:green", "popularity": "tab:gray"}
+    height = 0.27
+    fig, ax = plt.subplots(figsize=(8, 0.75 * len(rows) + 1.5))
+    positions = np.arange(len(rows))
+    for n, method in enumerate(METHODS):
+        values = [r.hits.get(method, {}).get("hits@20", 0.0) for r in rows]
+        intervals = [r.intervals_at_20.get(method, (v, v)) for r, v in zip(rows, values, strict=True)]
+        errors = [[max(v - lo, 0) for v, (lo, _) in zip(values, intervals, strict=True)],
+                  [max(hi - v, 0) for v, (_, hi) in zip(values, intervals, strict=True)]]  # fmt: skip
+        ax.barh(positions + (n - 1) * height, values, height, xerr=errors, color=colours[method], capsize=2,
+                label=method)  # fmt: skip
+    ax.set_yticks(positions, [r.name for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"hits@20 (held-out item among the {report.cards} cards)")
+    ax.set_title(f"chat evaluation: {report.dataset}, {report.split} split, {report.users} users")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = folder / "hits_by_family.png"
+    _save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def write(report: ChatEvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
+    write_atomically(folder / "report.md", markdown(report).encode())
+    written = [folder / "results.json", folder / "report.md"]
+    if with_plots and (path := plot(report, folder)) is not None:
+        written.append(path)
+    return written
+
+
+README_MARKERS = ("<!-- results-chat:start -->", "<!-- results-chat:end -->")
+
+
+def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
+    """A short results table for the README's chat block, linking the full report and plot."""
+    rel = os.path.relpath(folder, readme.parent)
+    weights = ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
+    lines = [
+        f"`fewrec eval --chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
+        f"{report.seed}, {len(report.families)} phrasing families, commit "
+        f"`{(report.git_commit or 'unknown')[:10]}`; query weights {weights}"
+        + (" (chosen on validation targets)." if report.sweep and report.sweep.chosen else "."),
+        "",
+        "| family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
+        "| misread | misread, no shared title | asked back |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in [*report.families, *([report.overall] if report.overall else [])]:
+        chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
+        ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}"
+        name = f"**{r.name}**" if r.name == "all" else r.name
+        lines.append(
+            f"| {name} | {chat.get('hits@10', 0):.3f} | {chat.get('hits@20', 0):.3f} | "
+            f"{ceil.get('hits@20', 0):.3f} | {pop.get('hits@20', 0):.3f} | {ratio} | "
+            f"{_pct(r.misread_rate)} | {_pct(r.misread_rate_unshared)} | {_pct(r.asked_back_rate)} |"
+        )
+    if report.overall is not None:
+        lines += ["", *target_lines(report)]
+    lines += [
+        "",
+        f"Full report, with the messages read differently than meant: [{rel}/report.md]({rel}/report.md).",
+        "",
+        f"![hits@20 by phrasing family]({rel}/hits_by_family.png)",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["ChatEvalReport", "evaluate_chat", "markdown", "write"]
