@@ -110,7 +110,10 @@ def test_request_boilerplate_is_never_a_meaning_query(reader, message):
 def test_content_words_remain_a_query(reader):
     assert reader.read("I loved Alien, something dark and atmospheric please").query == "dark atmospheric"
     assert reader.read("any film about time travel?").query == "time travel"
-    assert reader.read("I loved Heat. In the mood for something time travel, mafia.").query == "time travel mafia"
+    assert (
+        reader.read("I loved Heat. In the mood for something time travel, mafia.").query
+        == "time travel mafia"
+    )
 
 
 def test_titles_in_another_script_give_no_query_and_are_flagged(reader):
