@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= embed,llm,ui,dev
 
-.PHONY: run test lint bench results clean venv
+.PHONY: run test lint bench results results-chat clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ results: $(STAMP)
 	    --baselines random,popularity,item-knn,ease,als,bpr,markov --out docs/results-ties-random --readme README.md
 	$(BIN)/fewrec eval --stages retrieval --history-cut '' --protocol temporal --config configs/temporal.toml \
 	    --out docs/results-temporal --readme README.md
+
+# The chat against the API it wraps, over the phrasing families of fewrec/eval/chat_phrasings.toml
+# (query weights chosen on validation targets first).
+results-chat: $(STAMP)
+	$(BIN)/fewrec eval --chat --users 200 --out docs/results-chat --readme README.md
 
 bench: $(STAMP)
 	$(BIN)/fewrec bench

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -58,6 +60,14 @@ ValidCutOption = Annotated[
         "--valid-cut", help="Temporal protocol: validation cut (date, Unix seconds or quantile 0.8)."
     ),
 ]
+DuplicatesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--duplicates",
+        help="Repeated (user, item, time) rows: error, drop (keep the first) or keep-last "
+        "(default from Settings: error).",
+    ),
+]
 
 
 def _with_split_options(
@@ -85,13 +95,44 @@ def _with_split_options(
     return settings
 
 
-def _settings(config: Path | None, dataset: str | None = None, fmt: str | None = None) -> Settings:
+def _settings(
+    config: Path | None, dataset: str | None = None, fmt: str | None = None, duplicates: str | None = None
+) -> Settings:
     overrides: dict = {}
     if dataset is not None:
         overrides["dataset"] = dataset
     if fmt is not None and fmt != "auto":
         overrides["dataset_format"] = fmt
+    if duplicates is not None:
+        from fewrec.data.loaders import DUPLICATES
+
+        if duplicates not in DUPLICATES:
+            raise FewrecError(f"unknown --duplicates {duplicates!r}; choose {', '.join(DUPLICATES)}")
+        overrides["duplicates"] = duplicates
     return Settings.load(config, **overrides)
+
+
+def _note(message: str) -> None:
+    """One dim line: what fewrec changed or assumed about this dataset."""
+    console.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
+
+
+def _fit_to_dataset(settings: Settings, split, suggest_tune: bool = False) -> str:
+    """Fit the settings to what the dataset carries (titles, real times) and use its tuned
+    weights; each change is one line (see fewrec/state.py). Returns `apply_tuned`'s status."""
+    from fewrec.state import apply_tuned, fit_to_data
+
+    fit_to_data(settings, split, say=_note)
+    status = apply_tuned(settings)
+    if status == "tuned":
+        _note(f"fusion weights tuned for this dataset: {settings.tuned_path}")
+    elif status == "none" and suggest_tune and settings.dataset_ident != "bundled":
+        # The default weights were tuned on the bundled data only.
+        _note(
+            f"no tuned weights for this dataset ({settings.split.protocol} protocol): the defaults are "
+            f"used; `fewrec tune --dataset {settings.dataset}` chooses them on its validation targets"
+        )
+    return status
 
 
 @app.callback()
@@ -99,13 +140,25 @@ def _root() -> None:
     """fewrec: an LLM-agent recommender with few-shot reasoning, measured honestly."""
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (`kill`, a scheduler's time limit, a stopping container) stops a run the way
+    Ctrl-C does: eval keeps the methods it finished and marks results.json incomplete."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point that prints fewrec's own errors as one line instead of a traceback."""
+    previous = None
+    with contextlib.suppress(ValueError):  # only the main thread may set a handler
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except FewrecError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
+    finally:
+        if previous is not None:  # e.g. called from a test: leave the process as it was
+            signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -113,11 +166,13 @@ def datasets(
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
 ) -> None:
     """List the dataset formats fewrec can load and the statistics of the chosen dataset."""
-    from fewrec.data import LOADERS, load_dataset, load_raw
+    from fewrec.data import LOADERS, load_raw
+    from fewrec.data.traits import has_titles, time_kind, time_range
 
-    settings = _settings(config, dataset, format)
+    settings = _settings(config, dataset, format, duplicates)
     formats = Table(title="Loadable formats")
     formats.add_column("format")
     formats.add_column("files")
@@ -132,14 +187,19 @@ def datasets(
             formats.add_row(name, files)
     console.print(formats)
 
-    raw = load_raw(settings.dataset, settings.dataset_format)
-    split = load_dataset(
-        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
-    )
+    raw = load_raw(settings.dataset, settings.dataset_format, **settings.loader_options)
+    split = _load_split(settings)
     table = Table(title=f"Dataset: {raw.name}" + (" (bundled)" if settings.dataset is None else ""))
     table.add_column("statistic")
     table.add_column("value", justify="right")
-    for key, value in raw.stats().items():
+    stamps = raw.interactions.frame["timestamp"]
+    stats = raw.stats()
+    # Positions (0..n per user) are an order, not dates: never show them as days in 1970.
+    stats["first"], stats["last"] = time_range(stamps) if len(stamps) else ("", "")
+    stats["times"] = {"seconds": "dates", "positions": "positions (an order, no dates)",
+                      "none": "none (all equal)"}[time_kind(stamps)]  # fmt: skip
+    stats["titles"] = "yes" if has_titles(raw.catalog) else "no (the item ids): no content source"
+    for key, value in stats.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     for key, value in split.stats().items():
         table.add_row(f"after {settings.split.min_count}-core split: {key}", f"{value:,}")
@@ -150,8 +210,9 @@ def _load_split(settings: Settings):
     from fewrec.data import load_dataset
 
     return load_dataset(
-        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
-    )
+        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir,
+        **settings.loader_options,
+    )  # fmt: skip
 
 
 @app.command()
@@ -160,14 +221,20 @@ def index(
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
     rebuild: Annotated[bool, typer.Option(help="Drop the collection and build it anew.")] = False,
+    duplicates: DuplicatesOption = None,
 ) -> None:
-    """Build or update the Chroma content index (incremental: only new or changed items)."""
+    """Build or update the Chroma content index of the dataset (its own collection; incremental:
+    only new or changed items)."""
     import time
 
+    from fewrec.data.traits import has_titles
     from fewrec.retrieval.store import ContentIndex
 
-    settings = _settings(config, dataset, format)
+    settings = _settings(config, dataset, format, duplicates)
     split = _load_split(settings)
+    if not has_titles(split.catalog):
+        _note(f"{split.name}: the items have no titles (they are their ids): nothing to index")
+        return
     started = time.perf_counter()
     content = ContentIndex.from_settings(settings, rebuild=rebuild)
     report = content.build(split.catalog)
@@ -176,7 +243,7 @@ def index(
         f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else str(settings.chroma_dir)
     )
     console.print(
-        f"index {settings.chroma_collection!r} at {where}: {report}; {len(content)} items, {seconds:.1f} s"
+        f"index {settings.collection_name!r} at {where}: {report}; {len(content)} items, {seconds:.1f} s"
     )
 
 
@@ -199,15 +266,17 @@ def recommend(
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
 ) -> None:
     """Print ranked items for a user id or a few liked titles, with the sources behind each."""
     from fewrec.agent.recommender import Filters, Recommender
 
     if user is None and not like and not query:
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
-    settings = _settings(config, dataset, format)
-    recommender = Recommender(settings)
-    split = recommender.split
+    settings = _settings(config, dataset, format, duplicates)
+    split = _load_split(settings)
+    _fit_to_dataset(settings, split, suggest_tune=True)
+    recommender = Recommender(settings, split=split)
     for title in like or []:
         item = recommender.item(title)
         if item.title.lower() != title.strip().lower():
@@ -247,19 +316,22 @@ def chat(
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
 ) -> None:
     """Start the Gradio chat page on the configured data and model."""
     from fewrec.agent.chat import ChatAgent
     from fewrec.agent.recommender import Recommender
     from fewrec.ui.app import launch
 
-    settings = _settings(config, dataset, format)
+    settings = _settings(config, dataset, format, duplicates)
     if host is not None:
         settings.chat.host = host
     if port is not None:
         settings.chat.port = port
     console.print("[dim]loading the data, the index and the models…[/]")
-    recommender = Recommender(settings).warm_up()
+    split = _load_split(settings)
+    _fit_to_dataset(settings, split)
+    recommender = Recommender(settings, split=split).warm_up()
     agent = ChatAgent(recommender)
     users = [str(u) for u in recommender.split.user_ids[:200].tolist()]
     console.print(f"fewrec chat on http://{settings.chat.host}:{settings.chat.port} (Ctrl-C stops it)")
@@ -274,11 +346,12 @@ def search(
     year_min: Annotated[int | None, typer.Option(help="Earliest release year.")] = None,
     year_max: Annotated[int | None, typer.Option(help="Latest release year.")] = None,
     config: ConfigOption = None,
+    dataset: DatasetOption = None,
 ) -> None:
-    """Search the content index by meaning, with optional genre and year filters."""
+    """Search the content index of a dataset by meaning, with optional genre and year filters."""
     from fewrec.retrieval.store import ContentIndex, where_filter
 
-    settings = _settings(config)
+    settings = _settings(config, dataset)  # each dataset has its own index
     content = ContentIndex.from_settings(settings)
     if len(content) == 0:
         raise FewrecError("the content index is empty: run `fewrec index` first")
@@ -323,6 +396,27 @@ def eval_command(
     backend: Annotated[str | None, typer.Option(help="LLM stages: llamacpp or openai.")] = None,
     model: Annotated[str | None, typer.Option(help="LLM stages: model name or GGUF path.")] = None,
     alpha: Annotated[float | None, typer.Option(help="LLM weight in the fused score (0..1).")] = None,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat",
+            help="Evaluate the chat instead: held-out users' liked items written in many phrasings, "
+            "the chat's cards against the API given those items and popularity (default 200 users).",
+        ),
+    ] = False,
+    query_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="--chat: query weights tried on validation targets for the families that carry a "
+            "query (default 0,0.1,0.25,0.5; '' keeps the configured ones)."
+        ),
+    ] = None,
+    chat_families: Annotated[
+        str | None, typer.Option(help="--chat: only these phrasing families (comma-separated).")
+    ] = None,
+    phrasings: Annotated[
+        Path | None, typer.Option(help="--chat: another phrasings file (default: the shipped one).")
+    ] = None,
     protocol: ProtocolOption = None,
     ties: TiesOption = None,
     test_cut: TestCutOption = None,
@@ -330,18 +424,31 @@ def eval_command(
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
 ) -> None:
-    """Evaluate fewrec's stages and the baselines; writes results.json, report.md and plots."""
+    """Evaluate fewrec's stages and the baselines (or, with --chat, the chat); writes
+    results.json, report.md and plots."""
     from fewrec.eval.report import default_run_dir, markdown, write
     from fewrec.eval.runner import ALL_BASELINES, EvalError, evaluate, validate_args
     from fewrec.retrieval import load_item_vectors
 
     if split not in ("valid", "test"):
         raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
+    if chat:
+        settings = _with_split_options(
+            _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
+        )
+        _chat_eval(settings, split, users, seed, out, readme, query_weights, chat_families, phrasings)
+        return
+    if query_weights is not None or chat_families is not None or phrasings is not None:
+        raise EvalError("--query-weights, --chat-families and --phrasings go with --chat")
     if sampled is not None and sampled < 2:
         raise EvalError("--sampled needs at least 2 items (1 held-out + negatives)")
-    settings = _with_split_options(_settings(config, dataset, format), protocol, ties, test_cut, valid_cut)
+    settings = _with_split_options(
+        _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
+    )
     data = _load_split(settings)
+    _fit_to_dataset(settings, data, suggest_tune=True)
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     baseline_list = list(ALL_BASELINES) if baselines == "all" else [] if baselines == "none" else [
         b.strip() for b in baselines.split(",") if b.strip()
@@ -368,7 +475,11 @@ def eval_command(
         vectors = load_item_vectors(settings, data)
 
     def save(partial) -> None:
-        write(partial, folder, with_plots=False)
+        # A snapshot is incomplete until the run ends: a run killed outright (SIGKILL, power)
+        # must not leave a results.json that claims to be whole.
+        running = "partial: written while the run was going; the final write replaces it"
+        write(partial.model_copy(update={"complete": False, "notes": [*partial.notes, running]}),
+              folder, with_plots=False)  # fmt: skip
 
     report = evaluate(
         data, settings, split_name=split, stages=stage_list, baselines=baseline_list, history_cuts=cuts,
@@ -391,18 +502,69 @@ def eval_command(
         raise typer.Exit(130)
 
 
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise FewrecError(f"{what} expects comma-separated numbers, got {text!r}") from exc
+
+
+def _chat_eval(
+    settings: Settings, split: str, users: int | None, seed: int, out: Path | None, readme: Path | None,
+    query_weights: str | None, families: str | None, phrasings: Path | None,
+) -> None:  # fmt: skip
+    """`fewrec eval --chat`: see fewrec/eval/chat_eval.py."""
+    from fewrec.eval import chat_eval
+    from fewrec.eval.chat_phrasings import load_phrasings
+    from fewrec.eval.report import default_run_dir, update_readme
+
+    book = load_phrasings(phrasings)
+    names = [f.strip() for f in families.split(",") if f.strip()] if families else None
+    book.select(names)  # an unknown family fails now, not after loading the data
+    grid = None if query_weights is None else _float_list(query_weights, "--query-weights")
+    data = _load_split(settings)
+    folder = out or default_run_dir()
+
+    def save(partial) -> None:
+        chat_eval.write(partial, folder, with_plots=False)
+
+    report = chat_eval.evaluate_chat(
+        data, settings, split_name=split, users=users or chat_eval.DEFAULT_USERS, seed=seed,  # type: ignore[arg-type]
+        families=names, phrasings=book, query_weights=grid, progress=True, on_result=save,
+        say=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+    )  # fmt: skip
+    files = chat_eval.write(report, folder)
+    console.print(chat_eval.markdown(report), highlight=False, markup=False)
+    if report.sweep is not None and report.sweep.chosen:
+        chosen = "\n".join(f"{k} = {v}" for k, v in report.sweep.chosen.items())
+        console.print("query weights chosen on validation targets; to keep them, put in a config file:")
+        print(f"[chat]\n{chosen}")
+    console.print(f"wrote {', '.join(str(f) for f in files)}")
+    if readme is not None:
+        try:
+            update_readme(readme, chat_eval.readme_section(report, folder, readme), chat_eval.README_MARKERS)
+        except (OSError, ValueError) as exc:
+            raise FewrecError(f"cannot update {readme}: {exc}") from exc
+        console.print(f"updated the chat results section of {readme}")
+    if not report.complete:
+        raise typer.Exit(130)
+
+
 def _llm_parts(settings: Settings, data):
     """The reranker over the configured backend, and the demonstration pool (Chroma)."""
     from fewrec.agent.rerank import LLMReranker
+    from fewrec.data.traits import has_titles
     from fewrec.llm import make_backend
     from fewrec.prompts.demos import DemonstrationPool
     from fewrec.retrieval.embeddings import make_embedder
     from fewrec.retrieval.store import connect
 
     backend = make_backend(settings)
-    pool = DemonstrationPool(
-        data, connect(settings), make_embedder(settings.embedding), settings.rerank.demo_history_items
-    )
+    if has_titles(data.catalog):
+        client, embedder = connect(settings), make_embedder(settings.embedding)
+    else:  # ids are not worth embedding: the pool picks demonstrations by shared items, no Chroma
+        client, embedder = None, None
+    pool = DemonstrationPool(data, client, embedder, settings.rerank.demo_history_items)
     return LLMReranker(data, backend, settings.rerank), pool
 
 
@@ -419,6 +581,10 @@ def tune(
         str | None,
         typer.Option(help="Try values of one retrieval setting, e.g. timed_transition_tau_days=30,100,365."),
     ] = None,
+    users: Annotated[
+        int | None, typer.Option(help="Tune on the targets of a seeded sample of N users (as eval --users).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling users (--users).")] = 0,
     protocol: ProtocolOption = None,
     ties: TiesOption = None,
     test_cut: TestCutOption = None,
@@ -426,15 +592,25 @@ def tune(
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
 ) -> None:
-    """Choose the fusion weights on validation targets; prints them as TOML for fewrec.toml."""
-    from fewrec.eval.tune import sweep_setting, tune_weights
+    """Choose the fusion weights on validation targets; keeps them for this dataset (eval,
+    recommend and chat use them) and prints them as TOML for fewrec.toml."""
+    from fewrec.eval.tune import sample_users, sweep_setting, tune_weights
     from fewrec.retrieval import load_item_vectors
+    from fewrec.state import save_tuned
 
     if pseudo < 0 or folds < 0:
         raise typer.BadParameter("--pseudo and --folds must be 0 or more")
-    settings = _with_split_options(_settings(config, dataset, format), protocol, ties, test_cut, valid_cut)
+    settings = _with_split_options(
+        _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
+    )
     data = _load_split(settings)
+    try:
+        sample = sample_users(data, users, seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--users") from exc
+    status = _fit_to_dataset(settings, data)
     vectors = None
     if "content" in settings.retrieval.sources and not no_content:
         vectors = load_item_vectors(settings, data)
@@ -445,8 +621,9 @@ def tune(
             raise typer.BadParameter("--sweep takes KEY=V1,V2,...", param_hint="--sweep")
         try:
             results = sweep_setting(
-                data, settings.retrieval, key.strip(), values, vectors, settings.model_dir, pseudo, folds
-            )
+                data, settings.retrieval, key.strip(), values, vectors, settings.model_dir, pseudo, folds,
+                sample=sample,
+            )  # fmt: skip
         except ValueError as exc:  # pydantic ValidationError is a ValueError
             raise typer.BadParameter(str(exc), param_hint="--sweep") from exc
         table = Table(title=f"{key} on validation targets (test split not used)")
@@ -457,7 +634,9 @@ def tune(
             table.add_row(str(value), f"{result.ndcg:.4f}", oos, _weights_toml(result.weights))
         console.print(table)
         return
-    result = tune_weights(data, settings.retrieval, vectors, settings.model_dir, pseudo=pseudo, folds=folds)
+    result = tune_weights(
+        data, settings.retrieval, vectors, settings.model_dir, pseudo=pseudo, folds=folds, sample=sample
+    )
     per_split = ", ".join(f"{label} {value:.4f}" for label, value in result.per_split.items())
     console.print(
         f"validation NDCG@10 {result.ndcg:.4f} over {result.targets} targets ({per_split}); "
@@ -467,6 +646,15 @@ def tune(
         console.print(f"out of sample ({folds}-fold over users): NDCG@10 {result.out_of_sample:.4f}")
     untuned = ", ".join(f"{label} {value:.4f}" for label, value in result.untuned.items())
     console.print(f"untuned, in sample: {untuned}")
+    path = save_tuned(
+        settings, result.weights, ndcg=result.ndcg, targets=result.targets, users=users, seed=seed,
+        pseudo=pseudo, sources=list(settings.retrieval.sources),
+    )  # fmt: skip
+    console.print(
+        f"kept for this dataset in {path}: eval, recommend and chat use them"
+        + (", but the weights your settings name come first" if status == "configured" else ""),
+        highlight=False,
+    )
     print(f"[retrieval]\nweights = {{ {_weights_toml(result.weights)} }}")
 
 
@@ -482,27 +670,132 @@ def bench(
     load_threads: Annotated[
         int, typer.Option(help="Load test: recommend from N threads and N chat sessions (0: skip).")
     ] = 20,
-    out: Annotated[Path, typer.Option(help="Where to save the figures as JSON.")] = Path("runs/bench.json"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to save the figures as JSON (default runs/bench.json, --scale: bench-scale)."
+        ),
+    ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale figures on synthetic data instead: a (30k users × 20k items × 300k interactions, "
+            "with the retrieval evaluation over all users), b (200k × 50k × 5M, 10,000 users scored), or a,b."
+        ),
+    ] = None,
+    scale_size: Annotated[
+        str | None,
+        typer.Option(
+            help="--scale: other sizes, USERSxITEMSxINTERACTIONS (one scale), e.g. 5000x3000x60000."
+        ),
+    ] = None,
+    scale_score_users: Annotated[
+        int | None, typer.Option(help="--scale: users scored per source (default: all for a, 10,000 for b).")
+    ] = None,
+    scale_sources: Annotated[
+        str | None, typer.Option(help="--scale: only these sources (comma-separated; default all).")
+    ] = None,
+    scale_timeout: Annotated[float, typer.Option(help="--scale: seconds allowed per step.")] = 3600.0,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
 ) -> None:
-    """Speed figures on this machine: load, index build, retrieval latency, peak memory."""
-    from fewrec.eval.bench import run_bench
+    """Speed figures on this machine: load, index build, retrieval latency, peak memory (or, with
+    --scale, per-source fit/scoring time and peak memory on synthetic data at real sizes)."""
     from fewrec.eval.report import write_atomically
 
     settings = _settings(config, dataset, format)
+    if scale is not None:
+        result = _bench_scale(settings, scale, scale_size, scale_score_users, scale_sources, scale_timeout)
+        target = out or Path("runs/bench-scale.json")
+        write_atomically(target, result.model_dump_json(indent=2).encode())
+        console.print(f"wrote {target}")
+        return
+    from fewrec.eval.bench import run_bench
+
+    launcher = None
+    if load_threads > 0:
+        from fewrec.ui.app import launch as launcher
     result = run_bench(
-        settings, users=users, llm_users=llm_users, chat_sessions=chat_sessions, load_threads=load_threads
-    )
+        settings, users=users, llm_users=llm_users, chat_sessions=chat_sessions, load_threads=load_threads,
+        page_launcher=launcher,
+    )  # fmt: skip
     table = Table(title="fewrec bench (this machine)")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in result.figures.items():
         table.add_row(key, str(value))
     console.print(table)
-    write_atomically(out, result.model_dump_json(indent=2).encode())
-    console.print(f"wrote {out}")
+    target = out or Path("runs/bench.json")
+    write_atomically(target, result.model_dump_json(indent=2).encode())
+    console.print(f"wrote {target}")
+
+
+def _bench_scale(
+    settings: Settings, names: str, size: str | None, score_users: int | None, sources: str | None,
+    timeout_s: float,
+):  # fmt: skip
+    """`fewrec bench --scale`: run the scales asked for and print a table per scale."""
+    from fewrec.eval.bench_scale import SCALES, run_scale_bench
+    from fewrec.retrieval.fusion import SOURCE_NAMES
+
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in SCALES]
+    if unknown or not chosen:
+        raise FewrecError(f"unknown --scale {names!r}; choose a, b or a,b")
+    scales = [SCALES[n].model_copy() for n in chosen]
+    if size is not None:
+        if len(scales) != 1:
+            raise FewrecError("--scale-size applies to one scale at a time")
+        try:
+            u, i, n = (int(x.replace("_", "")) for x in size.lower().split("x"))
+        except ValueError as exc:
+            raise FewrecError(f"--scale-size expects USERSxITEMSxINTERACTIONS, got {size!r}") from exc
+        scales[0] = scales[0].model_copy(update={"users": u, "items": i, "interactions": n})
+    if score_users is not None:
+        scales = [s.model_copy(update={"score_users": score_users}) for s in scales]
+    source_list = [x.strip() for x in sources.split(",") if x.strip()] if sources else None
+    bad = [x for x in source_list or [] if x not in SOURCE_NAMES]
+    if bad:
+        raise FewrecError(f"unknown source(s) {', '.join(bad)}; known: {', '.join(SOURCE_NAMES)}")
+    result = run_scale_bench(
+        scales, settings.retrieval, source_list, seed=settings.seed, timeout_s=timeout_s,
+        say=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+    )  # fmt: skip
+    for name, figures in result.scales.items():
+        size_info = figures["size"]
+        table = Table(
+            title=f"scale {name}: {size_info['users']:,} users × {size_info['items']:,} items × "
+            f"{size_info['interactions']:,} interactions (cpus {result.machine['cpus']}, "
+            f"load {result.machine['load_at_start']} → {result.machine.get('load_at_end')})"
+        )
+        for column in ("source", "fit s", "fit peak MB", "users scored", "score s", "score peak MB"):
+            table.add_column(column, justify="left" if column == "source" else "right", no_wrap=True)
+        rows = list(figures["sources"].items())
+        if "retriever" in figures:
+            rows.append(("one retriever, all", figures["retriever"]))
+        if "evaluate" in figures:
+            evaluated = figures["evaluate"]
+            rows.append(("evaluation", {**evaluated, "score_users": evaluated.get("users")}))
+        notes: list[str] = []
+        for source, r in rows:
+            keys = ("fit_s", "fit_peak_mb", "score_users", "score_s", "score_peak_mb")
+            cells = [r.get(k, "–") for k in keys]
+            if source == "evaluation":  # one figure for the whole run: its seconds and peak
+                cells = ["", "", r.get("score_users", "–"), r.get("seconds", "–"), r.get("peak_mb", "–")]
+            table.add_row(source, *(str(c) for c in cells))
+            why = r.get("error") or r.get("skipped")
+            notes += [f"{source}: {why}"] if why else [f"{source}: {n}" for n in r.get("notes", [])]
+        console.print(table)
+        for note in notes:
+            console.print(f"  {note}", highlight=False)
+        if "evaluate" in figures and "ndcg@10" in figures["evaluate"]:
+            ndcg = figures["evaluate"]["ndcg@10"]
+            shown = ", ".join(f"{k.removeprefix('source: ')} {v}" for k, v in ndcg.items())
+            console.print(f"  evaluation NDCG@10 (synthetic data): {shown}", highlight=False)
+        for check, verdict in figures.get("checks", {}).items():
+            console.print(f"  {check}: {verdict}", highlight=False)
+    return result
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Nested fields use a double underscore in the environment: FEWREC_RETRIEVAL__EASE
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -68,10 +70,16 @@ class RetrievalSettings(BaseModel):
     )  # fmt: skip
     rrf_k: int = 60
     candidates: int = 20
+    # Users scored at once: every source returns a dense (batch × items) float32 array, so memory
+    # grows with batch_users × items (1024 × 20,000 items: 80 MB per array), never with all users.
+    batch_users: int = Field(default=1024, ge=1)
     recency_half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
     profile_items: int = 50  # how many recent items enter a user profile
     ease_lambda: float = 300.0
     ease_half_life: float = 1.0
+    # EASE's weights are a dense items × items float32 matrix, inverted in place: 20,000 items
+    # take 1.6 GB (and minutes of CPU). Above this it is skipped, with a note; None: no limit.
+    ease_max_items: int | None = 20_000
     transition_window: int = 5
     transition_decay: float = 1.0
     transition_half_life: float = 2.0
@@ -80,7 +88,7 @@ class RetrievalSettings(BaseModel):
     transition_limit: int = 20  # how many recent items a transition profile reads
     timed_transition_tau_days: float = 100.0  # how far in time a pair still counts (e^-1 at tau)
     timepop_tau_days: float = 100.0
-    itemknn_k: int = 100
+    itemknn_k: int = 100  # neighbours kept per item (a sparse matrix of k entries per row)
     als_factors: int = 64
     als_iterations: int = 15
     als_regularization: float = 0.05
@@ -97,6 +105,15 @@ class RetrievalSettings(BaseModel):
     sasrec_learning_rate: float = 2e-3
     sasrec_negatives: int = 1000
     sasrec_seeds: list[int] = Field(default_factory=lambda: [0])
+    # Training stops at this many seconds (all seeds together; None or 0: no budget) ...
+    sasrec_budget_s: float | None = 300.0
+    # ... or when an epoch's training loss has not beaten the best by sasrec_min_delta
+    # (relative) for sasrec_patience epochs (0: never).
+    sasrec_patience: int = 3
+    sasrec_min_delta: float = 1e-3
+    # Above this many training interactions SASRec is skipped, with a note, unless a CUDA GPU
+    # is present (an epoch on two CPU cores takes minutes there). None: no limit.
+    sasrec_max_interactions: int | None = 1_000_000
     seed: int = 0
 
 
@@ -156,9 +173,11 @@ class ChatSettings(BaseModel):
     cards: int = 5  # recommendations per reply
     max_message_chars: int = 2000  # longer messages are cut (and the reply says so)
     planner: Literal["auto", "fixed", "tools"] = "auto"  # auto: tools when llm.tool_calling
-    # How much a meaning query weighs against the taste of the liked titles (0–1), without and
-    # with liked titles in the conversation; chosen on `fewrec eval --chat` (validation users).
-    query_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    # How much a meaning query weighs against the taste of the history (0–1): for a known user
+    # who names no title, and for a conversation with liked titles. Chosen by `fewrec eval
+    # --chat` on validation users (docs/results-chat): a known user's taste beat every weight
+    # above 0; with titles 0, 0.1 and 0.25 tied, and a tie goes to the larger weight.
+    query_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     query_weight_with_titles: float = Field(default=0.25, ge=0.0, le=1.0)
 
 
@@ -179,7 +198,11 @@ class Settings(BaseSettings):
     split: SplitSettings = Field(default_factory=SplitSettings)
     chroma_host: str | None = None  # set: use a Chroma server through HttpClient
     chroma_port: int = 8000
-    chroma_collection: str = "fewrec-items"
+    # None: one collection per dataset and embedding model (`collection_name`), so indexing one
+    # dataset never touches another's items; a name given here is used as it is.
+    chroma_collection: str | None = None
+    # Repeated (user, item, timestamp) rows: an error, or keep the first ("drop") or the last.
+    duplicates: Literal["error", "drop", "keep-last"] = "error"
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -225,3 +248,59 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def loader_options(self) -> dict[str, Any]:
+        """Options for the dataset loaders: `load_dataset(..., **settings.loader_options)`. The
+        loaders' defaults are left out, so that the split cache keys stay what they were."""
+        return {} if self.duplicates == "error" else {"duplicates": self.duplicates}
+
+    # ------------------------------------------------------------------ per-dataset state
+    # The split cache and SASRec's weights are keyed by content (the dataset's bytes, the
+    # training data), so datasets never share an entry there; what is keyed by name is below.
+    @property
+    def dataset_ident(self) -> str:
+        """What names the dataset: 'bundled', or its absolute path (wherever fewrec runs from)."""
+        if self.dataset is None or str(self.dataset) in ("", "bundled", "ml-latest-small"):
+            return "bundled"
+        return str(Path(self.dataset).expanduser().resolve())
+
+    @property
+    def dataset_key(self) -> str:
+        """A short stable id of the dataset, readable in file names: '<name>-<8 hex of its path>'."""
+        return f"{_slug(self._dataset_name)}-{_digest(self.dataset_ident, 8)}"
+
+    @property
+    def _dataset_name(self) -> str:
+        ident = self.dataset_ident
+        return "ml-latest-small" if ident == "bundled" else Path(ident).name.split(".")[0]
+
+    @property
+    def embedding_key(self) -> str:
+        """The embedding model as it decides the vectors (the default backend ignores `model`)."""
+        e = self.embedding
+        return "default:all-MiniLM-L6-v2" if e.backend == "default" else f"{e.backend}:{e.model}"
+
+    @property
+    def collection_name(self) -> str:
+        """The content index's Chroma collection: `chroma_collection` when set, else one per
+        (dataset, embedding model), e.g. 'fewrec-items-ml-latest-small-1a2b3c4d5e'."""
+        if self.chroma_collection:
+            return self.chroma_collection
+        digest = _digest(f"{self.dataset_ident}\n{self.embedding_key}", 10)
+        return f"fewrec-items-{_slug(self._dataset_name)}-{digest}"
+
+    @property
+    def tuned_path(self) -> Path:
+        """Where `fewrec tune` keeps this dataset's weights (one entry per protocol and model)."""
+        return self.data_dir / "tuned" / f"{self.dataset_key}.json"
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _slug(text: str, limit: int = 24) -> str:
+    """Lower-case letters, digits and single dashes (valid in Chroma names and file names)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    return slug or "data"

@@ -94,8 +94,8 @@ def test_item_document_adds_year_once(catalog):
 def test_foreign_collection_is_refused(tmp_path):
     settings = Settings(data_dir=tmp_path)
     client = chromadb.PersistentClient(path=str(settings.chroma_dir))
-    client.create_collection(settings.chroma_collection)  # chromadb's own defaults
-    with pytest.raises(VectorStoreError, match=settings.chroma_collection) as info:
+    client.create_collection(settings.collection_name)  # chromadb's own defaults
+    with pytest.raises(VectorStoreError, match=settings.collection_name) as info:
         ContentIndex.from_settings(settings, FakeEmbedder())
     assert "rebuild" in str(info.value)
 
@@ -103,7 +103,7 @@ def test_foreign_collection_is_refused(tmp_path):
 def test_foreign_collection_without_embedding_function_is_refused(tmp_path):
     settings = Settings(data_dir=tmp_path)
     client = chromadb.PersistentClient(path=str(settings.chroma_dir))
-    client.create_collection(settings.chroma_collection, embedding_function=None, metadata={"owner": "x"})
+    client.create_collection(settings.collection_name, embedding_function=None, metadata={"owner": "x"})
     with pytest.raises(VectorStoreError, match="rebuild"):
         ContentIndex.from_settings(settings, FakeEmbedder())
 

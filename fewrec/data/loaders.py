@@ -19,9 +19,20 @@ from fewrec.data.models import Dataset, Interactions, build_catalog
 
 logger = logging.getLogger(__name__)
 
-Duplicates = Literal["error", "drop"]
+# Rows that repeat (user, item, timestamp): an error (the default), or keep the first ("drop")
+# or the last ("keep-last", e.g. a re-rated item) of each. `--duplicates` / `duplicates` setting.
+Duplicates = Literal["error", "drop", "keep-last"]
+DUPLICATES: tuple[str, ...] = ("error", "drop", "keep-last")
 
 BUNDLED_DIR = Path(__file__).parent / "bundled" / "ml-latest-small"
+
+# What a duplicate-interaction error suggests: the same choice on the command line, in the
+# settings and in Python.
+DUPLICATES_HINT = (
+    "Remove them, or keep the first of each with --duplicates drop (or the last with "
+    '--duplicates keep-last); as a setting: duplicates = "drop" in fewrec.toml or '
+    "FEWREC_DUPLICATES=drop; in Python: load_dataset(..., duplicates='drop')."
+)
 
 
 def _interactions(
@@ -45,9 +56,11 @@ def _interactions(
     out.attrs.update(frame.attrs)
     key = ["user_id", "item_id", "timestamp"]
     if duplicates == "error":
-        readers.check_duplicates(out, key, "interaction")
+        readers.check_duplicates(out, key, "interaction", hint=DUPLICATES_HINT)
+    elif duplicates in ("drop", "keep-last"):
+        out = out.drop_duplicates(subset=key, keep="first" if duplicates == "drop" else "last")
     else:
-        out = out.drop_duplicates(subset=key, keep="first")
+        raise DatasetError(f"unknown duplicates={duplicates!r}; choose {', '.join(DUPLICATES)}")
     out.attrs.clear()
     return Interactions(out.reset_index(drop=True))
 

@@ -205,7 +205,8 @@ def check_known(
     )  # fmt: skip
 
 
-def check_duplicates(frame: pd.DataFrame, key: Sequence[str], what: str) -> None:
+def check_duplicates(frame: pd.DataFrame, key: Sequence[str], what: str, hint: str = "Remove them.") -> None:
+    """A DatasetError at the first repeated `key`; `hint` says what the user can do about it."""
     dup = frame.duplicated(subset=list(key), keep="first").to_numpy()
     if dup.any():
         position = int(np.flatnonzero(dup)[0])
@@ -213,7 +214,7 @@ def check_duplicates(frame: pd.DataFrame, key: Sequence[str], what: str) -> None
         raise DatasetError(
             f"duplicate {what} ({', '.join(key)} repeated; first seen at line "
             f"{_line_of(frame, int(frame.index.get_loc(first)))}); {int(dup.sum())} duplicate row(s) "
-            "in all. Remove them, or load with duplicates='drop' to keep the first of each.",
+            f"in all. {hint}",
             path=frame.attrs.get("path"),
             line=_line_of(frame, position),
         )

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fewrec.data.errors import DatasetError, UnknownIdError
 from fewrec.data.models import Catalog, Dataset, ItemId, UserId
+from fewrec.data.traits import TimeKind, time_kind
 
 SplitName = Literal["valid", "test", "all"]  # "all": everything known, for serving
 Protocol = Literal["loo", "temporal"]
@@ -196,10 +197,29 @@ class LeaveOneOutSplit:
         self.targets(split)  # validates the name
         return np.arange(self.n_users)
 
+    @cached_property
+    def time_kind(self) -> TimeKind:
+        """'seconds', 'positions' or 'none': whether the timestamps are dates at all (the rule
+        is in `fewrec.data.traits`)."""
+        times = [self.train["timestamp"].to_numpy(), self.valid_time, self.test_time]
+        return time_kind(np.concatenate([np.asarray(t, dtype=np.int64) for t in times]))
+
+    @property
+    def has_times(self) -> bool:
+        """Are the timestamps real Unix times (not positions, not all equal)?"""
+        return self.time_kind == "seconds"
+
     def reference_times(self, users: np.ndarray, split: SplitName) -> np.ndarray:
         """The moment each user is scored at: their last activity before the `split` target.
-        Time-aware sources count nothing after it."""
+        Time-aware sources count nothing after it.
+
+        Without real times (positions, or one time for everything) one user's "time" says
+        nothing about another's, so every user is scored as of the last timestamp of the data:
+        the time-aware sources then see every training interaction, i.e. use the order only
+        (`fewrec.state.fit_to_data` also switches their decay off)."""
         users = np.asarray(users, dtype=np.int64)
+        if not self.has_times:
+            return np.full(len(users), self._last_time, dtype=np.int64)
         if split == "valid":
             return np.array([self.train_times(int(u))[-1] for u in users], dtype=np.int64)
         if split == "test":
@@ -207,6 +227,11 @@ class LeaveOneOutSplit:
         if split == "all":
             return self.test_time[users]
         raise ValueError(f"unknown split {split!r}; expected 'valid', 'test' or 'all'")
+
+    @cached_property
+    def _last_time(self) -> int:
+        train = self.train["timestamp"].to_numpy()
+        return int(max(self.test_time.max(initial=0), self.valid_time.max(initial=0), train.max(initial=0)))
 
     def tied(self, split: SplitName) -> np.ndarray:
         """Per user: does the `split` target share its timestamp with the item before it? For
@@ -501,10 +526,16 @@ def temporal_split(loo: LeaveOneOutSplit, settings: SplitSettings | None = None)
     settings = settings or SplitSettings(protocol="temporal")
     events = chronological(loo.interactions_before("all"), settings)
     times = events["timestamp"].to_numpy()
-    if len(np.unique(times)) < 2:
+    kind = time_kind(times)
+    if kind == "none":
         raise DatasetError(
             f"{loo.name!r} has no timestamps (every interaction has the same time), so it cannot be "
             "split by time; use the leave-one-out protocol (--protocol loo)"
+        )
+    if kind == "positions":  # a cut at "position 40" would mean a different moment for each user
+        raise DatasetError(
+            f"{loo.name!r} has positions, not times (every timestamp is below 10^8, i.e. before "
+            "1973), so it cannot be split by time; use the leave-one-out protocol (--protocol loo)"
         )
     test_cut = resolve_cut(settings.test_cut, DEFAULT_TEST_CUT, times, "test")
     valid_cut = resolve_cut(settings.valid_cut, DEFAULT_VALID_CUT, times, "validation")

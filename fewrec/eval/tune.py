@@ -69,13 +69,18 @@ def validation_queries(
     model_dir: Path | None = None,
     pseudo: int = 2,
     progress: bool = True,
+    sample: np.ndarray | None = None,
 ) -> list[ValidationQueries]:
     """The real validation split plus `pseudo` pseudo-validation splits, each scored by every
-    configured source fitted on what came before its targets."""
+    configured source fitted on what came before its targets. `sample` (user indices, see
+    `sample_users`) keeps only those users' targets: the sources are still fitted on everyone."""
     splits: list[tuple[str, LeaveOneOutSplit, np.ndarray]] = [("valid", split, split.eval_users("valid"))]
     for steps in range(1, pseudo + 1):
         earlier, users = split.shifted(steps)
         splits.append((f"valid-{steps}", earlier, users))
+    if sample is not None:
+        kept = [(label, part, users[np.isin(users, sample)]) for label, part, users in splits]
+        splits = [entry for entry in kept if len(entry[2]) or entry[0] == "valid"]  # no empty pseudo split
     out = []
     for label, part, users in tqdm(splits, desc="scoring validation splits", disable=not progress):
         retriever = Retriever(part, settings, item_vectors, model_dir=model_dir, progress=progress)
@@ -192,6 +197,20 @@ def tune_on(
     return result
 
 
+def sample_users(split: LeaveOneOutSplit, users: int | None, seed: int = 0) -> np.ndarray | None:
+    """A seeded sample of `users` of the users with a validation target, drawn as `fewrec eval
+    --users` draws its users (None: everyone)."""
+    if users is None:
+        return None
+    eligible = split.eval_users("valid")
+    if not 1 <= users <= len(eligible):
+        raise ValueError(
+            f"--users must be between 1 and {len(eligible)} (the users with a validation target "
+            f"under this protocol), got {users}"
+        )
+    return np.sort(np.random.default_rng(seed).choice(eligible, users, replace=False))
+
+
 def tune_weights(
     split: LeaveOneOutSplit,
     settings: RetrievalSettings,
@@ -201,9 +220,11 @@ def tune_weights(
     pseudo: int = 2,
     folds: int = 0,
     progress: bool = True,
+    sample: np.ndarray | None = None,
 ) -> TuneResult:
-    """Best fusion weights on the validation targets (pooled with `pseudo` earlier ones)."""
-    queries = validation_queries(split, settings, item_vectors, model_dir, pseudo, progress)
+    """Best fusion weights on the validation targets (pooled with `pseudo` earlier ones), of
+    the `sample` users only when given."""
+    queries = validation_queries(split, settings, item_vectors, model_dir, pseudo, progress, sample)
     return tune_on(queries, None, anchor, folds, settings.seed, current=settings.weights)
 
 
@@ -217,6 +238,7 @@ def sweep_setting(
     pseudo: int = 2,
     folds: int = 0,
     progress: bool = True,
+    sample: np.ndarray | None = None,
 ) -> list[tuple[Any, TuneResult]]:
     """Tune the weights again for each value of one retrieval setting (e.g.
     `timed_transition_tau_days`); keep the value that does best on validation (out of sample,
@@ -228,5 +250,5 @@ def sweep_setting(
     for value in values:
         trial = RetrievalSettings.model_validate({**settings.model_dump(), key: value})
         results.append((value, tune_weights(split, trial, item_vectors, model_dir, pseudo=pseudo,
-                                            folds=folds, progress=progress)))  # fmt: skip
+                                            folds=folds, progress=progress, sample=sample)))  # fmt: skip
     return results

@@ -48,8 +48,9 @@ def open_retriever(
     """Dataset, content index and CF sources as Settings say, fitted on `fit_on`."""
     settings = settings or Settings()
     split = split or load_dataset(
-        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
-    )
+        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir,
+        **settings.loader_options,
+    )  # fmt: skip
     vectors = None
     if "content" in settings.retrieval.sources:
         vectors = load_item_vectors(settings, split, progress=progress)

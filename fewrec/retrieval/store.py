@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from tqdm.auto import tqdm
 from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import Catalog, Item
+from fewrec.data.traits import has_titles
 from fewrec.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, make_embedder
 
 SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 2000  # longer free-text queries are cut: the embedder sees 256 tokens anyway
 
 
@@ -120,8 +123,13 @@ def connect(settings: Settings) -> Any:
 class ContentIndex:
     """Items in a Chroma collection, searchable by vector or text, filterable by metadata."""
 
-    def __init__(self, client: Any, name: str, embedder: Embedder, lock_path: Path | None = None) -> None:
-        self.client, self.name, self.embedder = client, name, embedder
+    def __init__(
+        self, client: Any, name: str, embedder: Embedder, lock_path: Path | None = None,
+        dataset: str | None = None,
+    ) -> None:  # fmt: skip
+        """`dataset` (a `Settings.dataset_key`) is recorded in a new collection and checked when
+        one is reopened, so that one dataset's build never deletes another's items."""
+        self.client, self.name, self.embedder, self.dataset = client, name, embedder, dataset
         self._vectors: tuple[list[str], np.ndarray] | None = None
         # Chroma's embedded store is not safe for two writing processes: they take turns.
         self._lock = FileLock(str(lock_path)) if lock_path is not None else contextlib.nullcontext()
@@ -134,15 +142,17 @@ class ContentIndex:
     ) -> ContentIndex:
         """Open (or create) the configured collection; `rebuild` first deletes whatever is there,
         including a foreign collection or one written with another embedding model."""
-        lock = None if settings.chroma_host else settings.chroma_dir / f".{settings.chroma_collection}.lock"
+        name = settings.collection_name
+        lock = None if settings.chroma_host else settings.chroma_dir / f".{name}.lock"
         if lock is not None:
             settings.chroma_dir.mkdir(parents=True, exist_ok=True)
         # Two processes creating a fresh store at once race in Chroma's own set-up: take turns.
         with FileLock(str(lock)) if lock is not None else contextlib.nullcontext():
             client = connect(settings)
             if rebuild:
-                _delete_collection(client, settings.chroma_collection)
-        return cls(client, settings.chroma_collection, embedder or make_embedder(settings.embedding), lock)
+                _delete_collection(client, name)
+        embedder = embedder or make_embedder(settings.embedding)
+        return cls(client, name, embedder, lock, dataset=settings.dataset_key)
 
     def _open(self) -> Any:
         function = ChromaEmbeddingFunction(self.embedder)
@@ -168,12 +178,23 @@ class ContentIndex:
                     f"but the configured model is {self.embedder.name!r}; rebuild it with "
                     "`fewrec index --rebuild`"
                 )
+            owner = meta.get("fewrec_dataset")
+            if self.dataset is not None and owner is not None and owner != self.dataset:
+                # A build deletes the ids it does not know: it would wipe the other dataset's items.
+                raise VectorStoreError(
+                    f"collection {self.name!r} holds the items of dataset {owner!r}, not of "
+                    f"{self.dataset!r}; leave chroma_collection unset (one collection per dataset), "
+                    "choose another name, or replace it with `fewrec index --rebuild`"
+                )
             return collection
+        metadata: dict[str, Any] = {"fewrec_schema": SCHEMA_VERSION, "fewrec_model": self.embedder.name}
+        if self.dataset is not None:
+            metadata["fewrec_dataset"] = self.dataset
         try:
             return self.client.create_collection(
                 self.name,
                 embedding_function=function,
-                metadata={"fewrec_schema": SCHEMA_VERSION, "fewrec_model": self.embedder.name},
+                metadata=metadata,
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception:  # another process (e.g. on the same Chroma server) created it meanwhile
@@ -198,6 +219,13 @@ class ContentIndex:
 
     def _build(self, catalog: Catalog, progress: bool, batch_size: int) -> BuildReport:
         report = BuildReport()
+        if not has_titles(catalog):
+            # Ids embedded as text would cost minutes and find nothing: leave the index as it is.
+            log.warning(
+                "the catalog has no titles (they are the item ids or empty): nothing to embed, "
+                "the content index is not built and the content source has nothing to offer"
+            )
+            return report
         items = [catalog.get(i) for i in catalog.ids]
         docs = {str(it.item_id): item_document(it) for it in items}
         hashes = {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in docs.items()}

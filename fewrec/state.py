@@ -1,0 +1,127 @@
+"""Per-dataset state: settings fitted to what a dataset carries, and its tuned fusion weights.
+
+Every dataset keeps its own state under `Settings.data_dir` (see docs/DESIGN.md, "Per-dataset
+state"): its content index is its own Chroma collection (`Settings.collection_name`), and the
+weights `fewrec tune` chooses for it are kept in `Settings.tuned_path` and used by `fewrec eval`,
+`recommend` and `chat` on that dataset unless the settings name weights themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fewrec.config import Settings
+from fewrec.data.split import LeaveOneOutSplit
+from fewrec.data.traits import has_titles
+
+log = logging.getLogger(__name__)
+
+TIME_AWARE_SOURCES = ("timed_transition", "timepop")
+# A decay this slow is none at all: over 10^8 "seconds" (the most a position can be) a pair
+# keeps exp(-10^8 / 8.64·10^16) of its weight, 1 to nine digits.
+ORDER_ONLY_TAU_DAYS = 1e12
+
+
+def fit_to_data(
+    settings: Settings, split: LeaveOneOutSplit, say: Callable[[str], None] | None = None
+) -> list[str]:
+    """Change `settings.retrieval` (in place) for what `split` lacks, one line per change:
+    - no titles: the content source is left out (nothing worth embedding, no index is built);
+    - no real times: the time-aware sources use the order only (no decay; the split scores
+      every user as of its last timestamp, see `LeaveOneOutSplit.reference_times`).
+    Each line goes to `say` (default: a logged warning) and is returned."""
+    say = say or log.warning
+    notes: list[str] = []
+    retrieval = settings.retrieval
+    if "content" in retrieval.sources and not has_titles(split.catalog):
+        retrieval.sources = [s for s in retrieval.sources if s != "content"]
+        notes.append(
+            f"{split.name}: the items have no titles (they are their ids), so the content source "
+            "is skipped and no content index is built"
+        )
+    timed = [s for s in TIME_AWARE_SOURCES if s in retrieval.sources]
+    if timed and not split.has_times:
+        retrieval.timed_transition_tau_days = ORDER_ONLY_TAU_DAYS
+        retrieval.timepop_tau_days = ORDER_ONLY_TAU_DAYS
+        what = (
+            "every interaction has the same timestamp"
+            if split.time_kind == "none"
+            else "the timestamps are positions, not dates (all below 10^8, i.e. before 1973)"
+        )
+        verb = "uses" if len(timed) == 1 else "use"
+        notes.append(f"{split.name}: {what}, so {' and '.join(timed)} {verb} the order of interactions only")
+    for note in notes:
+        say(note)
+    return notes
+
+
+# ---------------------------------------------------------------------------- tuned weights
+TunedStatus = Literal["tuned", "configured", "none"]
+
+
+def _entry_key(settings: Settings) -> str:
+    # Weights depend on the protocol they were chosen under and on the content vectors.
+    return f"{settings.split.protocol}|{settings.embedding_key}"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing or damaged: as if never tuned
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_tuned(settings: Settings) -> dict[str, Any] | None:
+    """The tuned entry for this dataset, protocol and embedding model, or None."""
+    entry = _read(settings.tuned_path).get(_entry_key(settings))
+    if not isinstance(entry, dict) or not isinstance(entry.get("weights"), dict):
+        return None
+    return entry
+
+
+def save_tuned(settings: Settings, weights: dict[str, float], **facts: Any) -> Path:
+    """Keep `weights` as this dataset's tuned weights (for its protocol and embedding model);
+    other entries in the file stay. Written atomically: a crash keeps the previous file."""
+    path = settings.tuned_path
+    data = _read(path)
+    data[_entry_key(settings)] = {
+        "weights": {name: float(value) for name, value in weights.items()},
+        "dataset": settings.dataset_ident,
+        "protocol": settings.split.protocol,
+        "embedding": settings.embedding_key,
+        "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **facts,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def apply_tuned(settings: Settings) -> TunedStatus:
+    """Use this dataset's tuned weights, unless the settings name weights themselves (a TOML
+    file, FEWREC_RETRIEVAL__WEIGHTS, keyword arguments): 'tuned' when applied, 'configured'
+    when the configured ones win, 'none' when the dataset has never been tuned. Sources that
+    were not tuned keep their configured weight."""
+    if "weights" in settings.retrieval.model_fields_set:
+        return "configured"
+    entry = load_tuned(settings)
+    if entry is None:
+        return "none"
+    merged = {**settings.retrieval.weights, **{k: float(v) for k, v in entry["weights"].items()}}
+    settings.retrieval = settings.retrieval.model_copy(update={"weights": merged})
+    return "tuned"
