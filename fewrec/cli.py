@@ -769,11 +769,11 @@ def _bench_scale(
             f"{size_info['interactions']:,} interactions (cpus {result.machine['cpus']}, "
             f"load {result.machine['load_at_start']} → {result.machine.get('load_at_end')})"
         )
-        for column in ("source", "fit s", "fit peak MB", "users scored", "score s", "score peak MB"):
+        for column in ("source", "fit s", "fit peak MB", "users", "score s", "score peak MB"):
             table.add_column(column, justify="left" if column == "source" else "right", no_wrap=True)
         rows = list(figures["sources"].items())
         if "retriever" in figures:
-            rows.append(("one retriever, all", figures["retriever"]))
+            rows.append(("all (one retriever)", figures["retriever"]))
         if "evaluate" in figures:
             evaluated = figures["evaluate"]
             rows.append(("evaluation", {**evaluated, "score_users": evaluated.get("users")}))

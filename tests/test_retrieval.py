@@ -100,7 +100,7 @@ def test_transition_matrix_matches_the_pair_counts():
                 expected[then, first] += 0.25 * 0.5 ** (step - 1)
     expected /= np.power(np.maximum(expected.sum(axis=1, keepdims=True), 1e-9), 0.75)
     source = Transition(window=2, decay=0.5).fit(tiny_fit_data(sequences, 6))
-    np.testing.assert_allclose(source.matrix, expected, rtol=1e-5)
+    np.testing.assert_allclose(source.matrix.toarray(), expected, rtol=1e-5)
 
 
 def timed_fit_data() -> FitData:

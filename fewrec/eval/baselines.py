@@ -14,18 +14,24 @@ The grids (fields of RetrievalSettings; every other field keeps fewrec's default
 - markov (first-order transitions): the last item only, or the last 3 items with half-life 1;
   without or with 0.25 of the reverse direction.
 - sasrec: 16 or 32 epochs (the other settings are fewrec's, chosen on validation).
+
+Every baseline is scored `retrieval.batch_users` users at a time. One whose source declines to
+fit (EASE above `retrieval.ease_max_items`, SASRec above `retrieval.sasrec_max_interactions`)
+comes back `skipped`, with the source's one-line reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fewrec.config import RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit, SplitName
-from fewrec.eval.metrics import per_user_metrics, target_ranks
+from fewrec.eval.metrics import batch_ranks, per_user_metrics
+from fewrec.retrieval.base import user_batches
 from fewrec.retrieval.fusion import Retriever
 
 _MARKOV = {"transition_window": 1, "transition_decay": 1.0}
@@ -64,20 +70,61 @@ BASELINES: dict[str, tuple[str, list[dict]]] = {
 
 @dataclass
 class BaselineResult:
+    """A tuned baseline: its chosen grid point and validation NDCG@10, and how to score the
+    reported users (batch by batch; `scores` gives them all at once, for small data)."""
+
     name: str
     params: dict
     validation_ndcg: float | None  # NDCG@10 of the chosen point on the validation targets
-    scores: np.ndarray  # (len(users), n_items) for the reported split's users
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    retriever: Retriever | None = None  # fitted for the reported split; None: seeded noise
+    report_on: SplitName = "test"
+    n_items: int = 0
+    seed: int = 0
+    batch_users: int = 1024
+    skipped: str | None = None  # why the baseline could not run (its source declined to fit)
+
+    def score_batches(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """(rows, scores) for consecutive batches of the reported users."""
+        if self.retriever is None:
+            yield from _random_batches(len(self.users), self.n_items, self.seed, self.batch_users)
+            return
+        split = self.retriever.split
+        histories = [split.history(int(u), self.report_on) for u in self.users]
+        context = self.retriever.context_for(self.users, self.report_on)
+        for part, batch in self.retriever.score_batches(histories, context):
+            yield part, batch.fused
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(len(users), n_items): every reported user at once; for tests and small data only."""
+        parts = [scores for _, scores in self.score_batches()]
+        return np.concatenate(parts) if parts else np.zeros((0, self.n_items), dtype=np.float32)
 
 
-def validation_ndcg(scores: np.ndarray, split: LeaveOneOutSplit, users: np.ndarray) -> float:
+def validation_ndcg(
+    batches: Iterable[tuple[slice, np.ndarray]], split: LeaveOneOutSplit, users: np.ndarray
+) -> float:
+    """Mean NDCG@10 of `users`' validation targets, from their scores batch by batch."""
     histories = [split.history(int(u), "valid") for u in users]
-    ranks = target_ranks(scores, split.targets("valid")[users], histories)
+    targets = split.targets("valid")[users]
+    ranks = np.empty(len(users), dtype=np.int64)
+    for part, scores in batches:
+        ranks[part] = batch_ranks(scores, targets[part], histories[part], top=0)[0]
     return float(per_user_metrics(ranks, (10,))["ndcg@10"].mean())
 
 
 def random_scores(n_rows: int, n_items: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n_rows, n_items)).astype(np.float32)
+
+
+def _random_batches(
+    n_rows: int, n_items: int, seed: int, batch_users: int
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """`random_scores` batch by batch: one generator drawing row after row gives the same numbers."""
+    rng = np.random.default_rng(seed)
+    for part in user_batches(n_rows, batch_users):
+        yield part, rng.random((part.stop - part.start, n_items)).astype(np.float32)
 
 
 def run_baseline(
@@ -89,12 +136,20 @@ def run_baseline(
     model_dir: Path | None = None,
     progress: bool = False,
 ) -> BaselineResult:
-    """Pick the grid point with the best validation NDCG@10, then score `users` on `report_on`."""
+    """Pick the grid point with the best validation NDCG@10, then fit it for `report_on`;
+    the result scores `users` on demand."""
+    users = np.asarray(users)
+    common = {
+        "users": users,
+        "report_on": report_on,
+        "n_items": split.n_items,
+        "batch_users": base.batch_users,
+    }
     if name == "random":
-        scores = random_scores(len(users), split.n_items, base.seed)
         valid_users = split.eval_users("valid")
-        noise = random_scores(len(valid_users), split.n_items, base.seed)
-        return BaselineResult(name, {"seed": base.seed}, validation_ndcg(noise, split, valid_users), scores)
+        noise = _random_batches(len(valid_users), split.n_items, base.seed, base.batch_users)
+        value = validation_ndcg(noise, split, valid_users)
+        return BaselineResult(name, {"seed": base.seed}, value, seed=base.seed, **common)
     source, grid = BASELINES[name]
     valid_users = split.eval_users("valid")
     best: tuple[float, dict] | None = None
@@ -103,12 +158,22 @@ def run_baseline(
         settings = base.model_copy(update={**point, "weights": {source: 1.0}})
         retriever = Retriever(split, settings, sources=[source], model_dir=model_dir, progress=progress)
         retriever.fit("valid")
-        value = validation_ndcg(retriever.score_split("valid", valid_users).fused, split, valid_users)
+        if source not in retriever.sources:  # it declined to fit: so would every grid point
+            return BaselineResult(name, point, None, skipped="; ".join(retriever.notes), **common)
+        context = retriever.context_for(valid_users, "valid")
+        histories = [split.history(int(u), "valid") for u in valid_users]
+        batches = ((part, batch.fused) for part, batch in retriever.score_batches(histories, context))
+        value = validation_ndcg(batches, split, valid_users)
         if best is None or value > best[0]:
-            best, fitted = (value, point), retriever
-    assert best is not None and fitted is not None
-    if report_on != "valid":
+            # Keep the fitted model only when it is the one reported: two fitted grid points
+            # at once would double the peak memory (EASE's matrix is gigabytes at scale).
+            best, fitted = (value, point), retriever if report_on == "valid" else None
+        del retriever
+    assert best is not None
+    if fitted is None:
         settings = base.model_copy(update={**best[1], "weights": {source: 1.0}})
         fitted = Retriever(split, settings, sources=[source], model_dir=model_dir, progress=progress)
         fitted.fit(report_on)
-    return BaselineResult(name, best[1], best[0], fitted.score_split(report_on, users).fused)
+        if source not in fitted.sources:
+            return BaselineResult(name, best[1], best[0], skipped="; ".join(fitted.notes), **common)
+    return BaselineResult(name, best[1], best[0], retriever=fitted, **common)

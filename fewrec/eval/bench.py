@@ -1,6 +1,7 @@
 """Speed figures on this machine: dataset load + split, embedding and index build, retrieval
 latency per user, LLM rerank latency and prompt tokens per user, end-to-end recommend, and
-peak memory. `fewrec bench` prints them and saves them as JSON."""
+peak memory. `fewrec bench` prints them and saves them as JSON. (`fewrec bench --scale`, the
+figures at real sizes on synthetic data, lives in `fewrec.eval.bench_scale`.)"""
 
 from __future__ import annotations
 
@@ -31,7 +32,10 @@ def run_bench(
     llm_users: int = 30,
     chat_sessions: int = 10,
     load_threads: int = 0,
+    page_launcher: Any = None,
 ) -> BenchResult:
+    """`page_launcher` (the chat page's `launch`, given by the CLI: the page sits above the
+    evaluation) is needed for the page's load test when `load_threads` > 0."""
     from fewrec.data import load_dataset
     from fewrec.retrieval import Retriever
     from fewrec.retrieval.content import aligned_vectors
@@ -85,7 +89,9 @@ def run_bench(
     f["retrieval_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
     f["retrieval_p95_ms"] = round(float(np.percentile(ms, 95)), 2)
     started = time.perf_counter()
-    retriever.score_split("test")
+    users = np.arange(split.n_users)
+    histories = [split.history(int(u), "test") for u in users]
+    retriever.recommend(histories, 100, retriever.context_for(users, "test"))  # in user batches
     f["batch_scoring_all_users_s"] = round(time.perf_counter() - started, 2)
     if settings.rerank.enabled and llm_users > 0:
         _bench_rerank(settings, split, retriever, sample[:llm_users], f)
@@ -93,7 +99,7 @@ def run_bench(
     if chat_sessions > 0:
         recommender = _bench_chat(settings, split, chat_sessions, seed, f)
     if load_threads > 0:
-        _bench_load(settings, split, recommender, load_threads, f)
+        _bench_load(settings, split, recommender, load_threads, f, page_launcher)
     f["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return out
 
@@ -194,7 +200,9 @@ def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) ->
     return recommender
 
 
-def _bench_load(settings: Settings, split, recommender: Any, threads: int, f: dict) -> None:
+def _bench_load(
+    settings: Settings, split, recommender: Any, threads: int, f: dict, page_launcher: Any
+) -> None:
     """Bounded load on loopback: recommend from `threads` threads, and as many chat sessions."""
     from fewrec.agent.recommender import Recommender
     from fewrec.eval.load import load_chat_page, load_recommend
@@ -202,7 +210,7 @@ def _bench_load(settings: Settings, split, recommender: Any, threads: int, f: di
     recommender = recommender or Recommender(settings, split=split).warm_up()
     for result in (
         load_recommend(recommender, threads, threads * 10),
-        load_chat_page(recommender, threads, 2),
+        *([load_chat_page(recommender, page_launcher, threads, 2)] if page_launcher is not None else []),
     ):
         key = "load_" + result.what.replace(" ", "_")
         f[f"{key}_threads"] = result.threads

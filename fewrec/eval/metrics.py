@@ -2,11 +2,15 @@
 
 Full ranking: every catalog item is scored, the user's known history is excluded, and the
 rank of the held-out item gives HR/Recall@K (identical with one target), NDCG@K and MRR@K.
+Scores arrive one user batch at a time (`batch_ranks`): only per-user ranks and top items
+are kept, never a users × items array.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from fewrec.retrieval.base import mask_seen, top_n
 
 DEFAULT_KS = (5, 10, 20)
 PAIRED_RESAMPLES = 2000
@@ -29,6 +33,15 @@ def masked_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     target_scores = scores[np.arange(len(targets)), targets]
     better_or_tied = (scores >= target_scores[:, None]).sum(axis=1) - 1
     return np.where(np.isfinite(target_scores), better_or_tied, scores.shape[1])
+
+
+def batch_ranks(
+    scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray], top: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """`target_ranks` and the `top` best unseen items (ties by item index) of one batch. The
+    batch's scores are masked in place (float32 stays float32: every comparison is exact)."""
+    masked = mask_seen(np.asarray(scores), histories)
+    return masked_target_ranks(masked, np.asarray(targets)), top_n(masked, top)[0]
 
 
 def per_user_metrics(ranks: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, np.ndarray]:

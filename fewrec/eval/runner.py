@@ -1,7 +1,7 @@
 """Batch evaluation: every stage and baseline on the same split, users and seed.
 
 `evaluate(...) -> EvalReport` is the one code path behind `fewrec eval` and
-`python -m fewrec.eval`. Scores are computed for the split's evaluation users at once (dense
+`python -m fewrec eval`. Scores are computed for the split's evaluation users at once (dense
 numpy), metrics per user, then means with bootstrap intervals, the same metrics on the users
 whose target is tied in time with the item before it and on the rest, and a paired test
 against the baseline that is best *on validation*.
@@ -12,7 +12,8 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +27,7 @@ from fewrec.data.errors import FewrecError
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import metrics as m
 from fewrec.eval.baselines import BASELINES, run_baseline
-from fewrec.retrieval.base import ScoringContext
+from fewrec.retrieval.base import ScoringContext, user_batches
 from fewrec.retrieval.fusion import SOURCE_NAMES, Retriever
 
 if TYPE_CHECKING:
@@ -169,10 +170,12 @@ def validate_args(
 
 
 def sampled_ranks(
-    scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray], size: int, seed: int
-) -> np.ndarray:
-    """Rank of the target among itself and `size - 1` random unseen negatives (LLMRank's protocol)."""
-    rng = np.random.default_rng(seed)
+    scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray], size: int, seed: int,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Rank of the target among itself and `size - 1` random unseen negatives (LLMRank's protocol).
+    Batch after batch, pass one `rng`: the negatives are then those of a single call."""
+    rng = np.random.default_rng(seed) if rng is None else rng
     n_items = scores.shape[1]
     ranks = np.empty(len(targets), dtype=np.int64)
     for row, (target, history) in enumerate(zip(targets, histories, strict=True)):
@@ -183,6 +186,59 @@ def sampled_ranks(
         negatives = rng.choice(pool, size=min(size - 1, len(pool)), replace=False)
         ranks[row] = int((scores[row, negatives] >= scores[row, target]).sum())
     return ranks
+
+
+@dataclass
+class Ranked:
+    """What a method leaves per user once its scores are gone: the target's 0-based rank (full
+    ranking, or among the sampled negatives) and the 10 best unseen items."""
+
+    ranks: np.ndarray
+    top10: np.ndarray
+
+
+class _Ranker:
+    """Fills a `Ranked` batch by batch for one method."""
+
+    def __init__(
+        self, targets: np.ndarray, histories: list[np.ndarray], sampled: int | None, seed: int
+    ) -> None:
+        self.targets, self.histories, self.sampled, self.seed = targets, histories, sampled, seed
+        self.rng = np.random.default_rng(seed)  # the sampled protocol's negatives, row after row
+        self.result = Ranked(
+            np.empty(len(targets), dtype=np.int64), np.empty((len(targets), 0), dtype=np.int64)
+        )
+
+    def add(self, part: slice, scores: np.ndarray) -> None:
+        """Take one batch's scores (masked in place: pass a copy to keep them)."""
+        targets, histories = self.targets[part], self.histories[part]
+        if self.sampled:
+            self.result.ranks[part] = sampled_ranks(
+                scores, targets, histories, self.sampled, self.seed, self.rng
+            )
+        ranks, top = m.batch_ranks(scores, targets, histories, top=10)
+        if not self.sampled:
+            self.result.ranks[part] = ranks
+        if self.result.top10.shape[1] != top.shape[1]:  # first batch: 10 columns, or all items if fewer
+            self.result.top10 = np.empty((len(self.targets), top.shape[1]), dtype=np.int64)
+        self.result.top10[part] = top
+
+
+def rank_batches(
+    batches: Iterable[tuple[slice, np.ndarray]], targets: np.ndarray, histories: list[np.ndarray],
+    sampled: int | None = None, seed: int = 0,
+) -> Ranked:  # fmt: skip
+    """Per-user results of one method from its scores, batch by batch."""
+    ranker = _Ranker(targets, histories, sampled, seed)
+    for part, scores in batches:
+        ranker.add(part, scores)
+    return ranker.result
+
+
+def dense_batches(scores: np.ndarray, batch_users: int) -> Iterable[tuple[slice, np.ndarray]]:
+    """Batches of an array that is already dense (the LLM stages'); copies, since ranking masks."""
+    for part in user_batches(len(scores), batch_users):
+        yield part, np.array(scores[part], dtype=np.float32 if scores.dtype == np.float32 else np.float64)
 
 
 def evaluate(
@@ -249,20 +305,17 @@ def evaluate(
     )
     per_user: dict[str, dict[str, np.ndarray]] = {}
 
+    batch_users = settings.retrieval.batch_users
+
     def record(
-        name: str, kind: str, scores: np.ndarray, params: dict, started: float | None,
+        name: str, kind: str, ranked: Ranked | np.ndarray, params: dict, started: float | None,
         validation: float | None = None,
     ) -> None:  # fmt: skip
-        if sampled:
-            ranks = sampled_ranks(scores, targets, histories, sampled, seed)
-        else:
-            ranks = m.target_ranks(scores, targets, histories)
-        values = m.per_user_metrics(ranks)
+        if isinstance(ranked, np.ndarray):  # dense scores (the LLM stages)
+            ranked = rank_batches(dense_batches(ranked, batch_users), targets, histories, sampled, seed)
+        values = m.per_user_metrics(ranked.ranks)
         per_user[name] = values
-        masked = np.array(scores, dtype=np.float64, copy=True)
-        for r, h in enumerate(histories):
-            masked[r, h] = -np.inf
-        top10 = np.argsort(-masked, axis=1, kind="stable")[:, :10]
+        top10 = ranked.top10
         result = MethodResult(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -280,36 +333,64 @@ def evaluate(
             },
         )  # fmt: skip
         if kind == "fewrec" and not sampled:
-            full_ranks = m.target_ranks(scores, targets, histories)
             result.candidate_recall = {
-                f"recall@{d}": float((full_ranks < d).mean()) for d in CANDIDATE_DEPTHS
+                f"recall@{d}": float((ranked.ranks < d).mean()) for d in CANDIDATE_DEPTHS
             }
         report.methods.append(result)
         say(f"{name}: NDCG@10 {result.metrics['ndcg@10']:.4f}, Recall@10 {result.metrics['recall@10']:.4f}")
         if on_result:
             on_result(report)
 
+    def cut_ranks(scorer: Retriever, cut: int, context: ScoringContext) -> np.ndarray:
+        """Full-ranking ranks of the targets when only the last `cut` items are known (the
+        whole history is still excluded from the ranking)."""
+        cut_histories = [h[-cut:] for h in histories]
+        ranks = np.empty(len(rows), dtype=np.int64)
+        for part, batch in scorer.score_batches(cut_histories, context):
+            ranks[part] = m.batch_ranks(batch.fused, targets[part], histories[part], top=0)[0]
+        return ranks
+
+    def skipped(what: str, notes: list[str]) -> None:
+        for note in notes:
+            if note not in report.notes:
+                report.notes.append(note)
+                say(f"{what}: {note}")
+
     try:
         if "retrieval" in stages or llm_stages:
             started = time.perf_counter()
             retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir)
             retriever.fit(split_name)
+            skipped("retrieval", retriever.notes)
             context = retriever.context_for(rows, split_name)
-            batch = retriever.score(histories, context, evidence=True)
+            fused_name = "fewrec retrieval (fused)"
+            rankers = {fused_name: _Ranker(targets, histories, sampled, seed)}
+            rankers.update(
+                {f"source: {n}": _Ranker(targets, histories, sampled, seed) for n in retriever.sources}
+            )
+            fused_parts: list[np.ndarray] = []  # the LLM stages rerank from the fused scores
+
+            def visit(part: slice, name: str, scores: np.ndarray) -> None:
+                rankers[f"source: {name}"].add(part, scores)
+
+            for part, batch in retriever.score_batches(histories, context, evidence=True, visit=visit):
+                if llm_stages:
+                    fused_parts.append(batch.fused.copy())
+                rankers[fused_name].add(part, batch.fused)
             weights = {"weights": settings.retrieval.weights}
-            record("fewrec retrieval (fused)", "fewrec", batch.fused, weights, started)
+            record(fused_name, "fewrec", rankers.pop(fused_name).result, weights, started)
+            fused = np.concatenate(fused_parts) if fused_parts else None
             for k in k_shots if llm_stages and reranker is not None else []:
                 _llm_stage(report, record, reranker, demo_pool, split, split_name, rows, histories,
-                           targets, batch.fused, k, settings, llm_stages, seed)  # fmt: skip
-            for name, scores in batch.by_source.items():
-                record(f"source: {name}", "source", scores, {}, None)  # timed with the fused row
+                           targets, fused, k, settings, llm_stages, seed)  # fmt: skip
+            del fused, fused_parts
+            for name, ranker in rankers.items():
+                record(name, "source", ranker.result, {}, None)  # timed with the fused row
             # Without user ids, factor models fold in the cut history instead of using the
             # factors they learned from the full one.
             cut_context = ScoringContext(users=None, times=context.times)
             for cut in history_cuts:
-                cut_histories = [h[-cut:] for h in histories]
-                cut_batch = retriever.score(cut_histories, cut_context)
-                ranks = m.target_ranks(cut_batch.fused, targets, histories)
+                ranks = cut_ranks(retriever, cut, cut_context)
                 report.slices.setdefault(str(cut), {})["fewrec retrieval (fused)"] = m.summarise(
                     m.per_user_metrics(ranks)
                 )
@@ -320,16 +401,17 @@ def evaluate(
                 name, split, settings.retrieval.model_copy(update={"seed": seed}), split_name, rows,
                 model_dir=settings.model_dir, progress=progress is not None,
             )  # fmt: skip
-            record(name, "baseline", result.scores, result.params, started, result.validation_ndcg)
+            if result.skipped is not None:
+                skipped(f"baseline {name}", [f"baseline {name}: {result.skipped}"])
+                continue
+            ranked = rank_batches(result.score_batches(), targets, histories, sampled, seed)
+            record(name, "baseline", ranked, result.params, started, result.validation_ndcg)
             if history_cuts and name in ("popularity", "ease", "item-knn", "markov"):
                 source, _ = BASELINES[name]
                 base = settings.retrieval.model_copy(update={**result.params, "weights": {source: 1.0}})
                 single = Retriever(split, base, sources=[source]).fit(split_name)
                 for cut in history_cuts:
-                    cut_scores = single.score(
-                        [h[-cut:] for h in histories], single.context_for(rows, split_name)
-                    ).fused
-                    ranks = m.target_ranks(cut_scores, targets, histories)
+                    ranks = cut_ranks(single, cut, single.context_for(rows, split_name))
                     report.slices.setdefault(str(cut), {})[name] = m.summarise(m.per_user_metrics(ranks))
     except KeyboardInterrupt:
         report.complete = False

@@ -1,9 +1,15 @@
 """The Retriever: fits the configured candidate sources, fuses their scores (weighted sum of
 max-normalised scores, or reciprocal-rank fusion), masks what the user already has, and keeps
-for each candidate which sources found it. Users with no usable history get popularity."""
+for each candidate which sources found it. Users with no usable history get popularity.
+
+Many users are scored `retrieval.batch_users` at a time (`score_batches`, `recommend`); a
+source that declines to fit (too large under its settings) is dropped with a note, which is
+logged and kept in `Retriever.notes`."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +17,17 @@ import numpy as np
 
 from fewrec.config import RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit, SplitName
-from fewrec.retrieval.base import Candidate, CandidateSource, FitData, ScoringContext
+from fewrec.retrieval.base import (
+    Candidate,
+    CandidateSource,
+    FitData,
+    ScoringContext,
+    SourceSkipped,
+    TopN,
+    mask_seen,
+    top_n,
+    user_batches,
+)
 from fewrec.retrieval.cf import (
     ALS,
     BPR,
@@ -30,6 +46,8 @@ SOURCE_NAMES = (
 )  # fmt: skip
 EVIDENCE_DEPTH = 100  # a source "found" a candidate when it ranks it this high or higher
 
+log = logging.getLogger("fewrec.retrieval")
+
 
 def make_source(
     name: str,
@@ -37,11 +55,15 @@ def make_source(
     item_vectors: np.ndarray | None = None,
     model_dir: Path | None = None,
     progress: bool = True,
+    notify: Callable[[str], None] | None = None,
 ) -> CandidateSource:
-    """One candidate source as Settings configure it (`model_dir` caches trained weights)."""
+    """One candidate source as Settings configure it (`model_dir` caches trained weights;
+    `notify` receives one-line notes, e.g. that SASRec is training and for how long at most)."""
     s = settings
     if name == "ease":
-        return EASE(l2=s.ease_lambda, half_life=s.ease_half_life, limit=s.profile_items)
+        return EASE(
+            l2=s.ease_lambda, half_life=s.ease_half_life, limit=s.profile_items, max_items=s.ease_max_items
+        )
     if name == "transition":
         return Transition(
             window=s.transition_window, decay=s.transition_decay, half_life=s.transition_half_life,
@@ -71,6 +93,8 @@ def make_source(
             dropout=s.sasrec_dropout, epochs=s.sasrec_epochs, batch_size=s.sasrec_batch_size,
             learning_rate=s.sasrec_learning_rate, negatives=s.sasrec_negatives,
             seeds=tuple(s.sasrec_seeds), cache_dir=model_dir, progress=progress,
+            budget_s=s.sasrec_budget_s, patience=s.sasrec_patience, min_delta=s.sasrec_min_delta,
+            max_interactions=s.sasrec_max_interactions, notify=notify,
         )  # fmt: skip
     if name == "content":
         if item_vectors is None:
@@ -91,7 +115,8 @@ def fit_data(split: LeaveOneOutSplit, split_name: SplitName) -> FitData:
 
 
 def max_normalise(scores: np.ndarray) -> np.ndarray:
-    scale = np.abs(scores).max(axis=1, keepdims=True)
+    # max |x| without a temporary |x| array: max(max x, -min x) is the same number.
+    scale = np.maximum(scores.max(axis=1, keepdims=True), -scores.min(axis=1, keepdims=True))
     return scores / np.where(scale > 0, scale, 1.0)
 
 
@@ -123,6 +148,9 @@ class ScoredBatch:
     by_source: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+Visitor = Callable[[str, np.ndarray], None]  # (source name, its scores for the batch)
+
+
 class Retriever:
     """Candidate retrieval over one split: `fit`, then `score` batches or `candidates` for one user."""
 
@@ -140,18 +168,31 @@ class Retriever:
         names = list(sources or self.settings.sources)
         if item_vectors is None and "content" in names:
             names.remove("content")  # no index: run without it rather than fail
+        self.notes: list[str] = []  # one line per skipped source or training run, for reports
         self.sources: dict[str, CandidateSource] = {
-            name: make_source(name, self.settings, item_vectors, model_dir, progress) for name in names
+            name: make_source(name, self.settings, item_vectors, model_dir, progress, self.note)
+            for name in names
         }
         self.popularity = Popularity()
         self.fitted_on: SplitName | None = None
         self._titles = [str(t) for t in split.catalog.frame["title"]]  # a pandas lookup per item is slow
 
+    def note(self, message: str) -> None:
+        """A one-line note: logged (a warning, so it shows without any logging set up, also
+        behind the `Recommender` facade) and kept for reports."""
+        self.notes.append(message)
+        log.warning("%s", message)
+
     def fit(self, split_name: SplitName = "test") -> Retriever:
-        """Learn from every interaction known before the `split_name` targets."""
+        """Learn from every interaction known before the `split_name` targets. A source that
+        declines (too large under its settings) is dropped from this retriever with a note."""
         data = fit_data(self.split, split_name)
-        for source in self.sources.values():
-            source.fit(data)
+        for name, source in list(self.sources.items()):
+            try:
+                source.fit(data)
+            except SourceSkipped as skipped:
+                del self.sources[name]
+                self.note(str(skipped))
         self.popularity.fit(data)
         self.fitted_on = split_name
         return self
@@ -160,38 +201,85 @@ class Retriever:
         return float(self.settings.weights.get(name, 1.0 if len(self.sources) == 1 else 0.0))
 
     def score(
-        self, histories: list[np.ndarray], context: ScoringContext | None = None, evidence: bool = False
-    ) -> ScoredBatch:
-        """Fused scores; `evidence=True` also runs the sources whose weight is 0."""
+        self, histories: list[np.ndarray], context: ScoringContext | None = None, evidence: bool = False,
+        visit: Visitor | None = None,
+    ) -> ScoredBatch:  # fmt: skip
+        """Fused scores for one batch of histories (dense: keep it to `batch_users` rows, or use
+        `score_batches`); `evidence=True` also runs the sources whose weight is 0. With `visit`,
+        each source's scores go to `visit(name, scores)` (which may change them) instead of into
+        `by_source`, so only one source's array is alive at a time."""
         if self.fitted_on is None:
             raise RuntimeError("call Retriever.fit() before scoring")
-        by_source = {
-            name: np.asarray(source.score(histories, context), dtype=np.float32)
-            for name, source in self.sources.items()
-            if evidence or self.weight(name) != 0.0
-        }
+        by_source: dict[str, np.ndarray] = {}
         fused = np.zeros((len(histories), self.split.n_items), dtype=np.float32)
-        for name, scores in by_source.items():
-            if self.weight(name) == 0.0:
+        used = False
+        for name, source in self.sources.items():
+            if not (evidence or self.weight(name) != 0.0):
                 continue
-            if self.settings.fusion == "rrf":
-                fused += self.weight(name) / (self.settings.rrf_k + ranks_of(scores))
+            scores = np.asarray(source.score(histories, context), dtype=np.float32)
+            if self.weight(name) != 0.0:
+                used = True
+                if self.settings.fusion == "rrf":
+                    fused += self.weight(name) / (self.settings.rrf_k + ranks_of(scores))
+                else:
+                    fused += self.weight(name) * max_normalise(scores)
+            if visit is None:
+                by_source[name] = scores
             else:
-                fused += self.weight(name) * max_normalise(scores)
+                visit(name, scores)
+            del scores
         cold = np.array([len(h) == 0 for h in histories], dtype=bool)
-        if not any(self.weight(n) for n in by_source):
+        if not used:
             cold[:] = True
         if cold.any():
             fused[cold] = max_normalise(self.popularity.counts[None, :])[0]
         return ScoredBatch(fused=fused, by_source=by_source)
 
+    def score_batches(
+        self, histories: list[np.ndarray], context: ScoringContext | None = None, evidence: bool = False,
+        visit: Callable[[slice, str, np.ndarray], None] | None = None,
+    ) -> Iterator[tuple[slice, ScoredBatch]]:  # fmt: skip
+        """`score` over consecutive batches of `retrieval.batch_users` rows: (rows, batch). With
+        `visit`, each source's scores go to `visit(rows, name, scores)` instead of the batch."""
+        for part in user_batches(len(histories), self.settings.batch_users):
+            rows = None if context is None else context.rows(part)
+            each = None if visit is None else (lambda name, scores, part=part: visit(part, name, scores))
+            yield part, self.score(histories[part], rows, evidence, each)
+
+    def recommend(
+        self, histories: list[np.ndarray], n: int, context: ScoringContext | None = None,
+        filter_seen: bool = True,
+    ) -> TopN:  # fmt: skip
+        """The fused top-`n` items of many histories (ties by item index), batch by batch:
+        only users × n is kept (`implicit`'s recommend contract, for the fusion)."""
+        ids, values = [], []
+        for part, batch in self.score_batches(histories, context):
+            if filter_seen:
+                mask_seen(batch.fused, histories[part])
+            top, scores = top_n(batch.fused, n)
+            ids.append(top)
+            values.append(scores)
+        if not ids:
+            return TopN(ids=np.zeros((0, n), dtype=np.int64), scores=np.zeros((0, n), dtype=np.float32))
+        return TopN(ids=np.concatenate(ids), scores=np.concatenate(values))
+
     def score_split(
         self, split_name: SplitName, users: np.ndarray | None = None, last: int | None = None
     ) -> ScoredBatch:
-        """Scores for users of a split (their history before the target, cut to `last` items)."""
+        """Dense scores for users of a split (their history before the target, cut to `last`
+        items): users × items, so meant for a few users (tests, small data); scored in batches.
+        Evaluations use `score_batches` and keep per-user results instead."""
         users = np.arange(self.split.n_users) if users is None else np.asarray(users)
         histories = [self.split.history(int(u), split_name, last) for u in users]
-        return self.score(histories, self.context_for(users, split_name))
+        parts = [batch for _, batch in self.score_batches(histories, self.context_for(users, split_name))]
+        if not parts:
+            return self.score([], self.context_for(users, split_name))
+        return ScoredBatch(
+            fused=np.concatenate([p.fused for p in parts]),
+            by_source={
+                name: np.concatenate([p.by_source[name] for p in parts]) for name in parts[0].by_source
+            },
+        )
 
     def context_for(self, users: np.ndarray, split_name: SplitName) -> ScoringContext:
         users = np.asarray(users)
