@@ -62,8 +62,18 @@ def test_query_steers_results_by_meaning(recommender):
     recs = recommender.recommend(query="animated film about toys for children", k=5)
     assert all("query" in r.sources for r in recs)
     assert sum("Animation" in r.genres or "Children" in r.genres for r in recs) >= 4
-    with_history = recommender.recommend(history=["Heat"], query="space travel science fiction", k=5)
+    # with a history the words weigh `query_weight` against taste (the chat's defaults, chosen on
+    # `fewrec eval --chat`, are small); a caller who wants them to steer says so
+    with_history = recommender.recommend(
+        history=["Heat"], query="space travel science fiction", k=5, query_weight=0.5
+    )
     assert sum("Sci-Fi" in r.genres for r in with_history) >= 3
+    taste_only = recommender.recommend(
+        history=["Heat"], query="space travel science fiction", k=5, query_weight=0
+    )
+    assert [r.item_id for r in taste_only] == [
+        r.item_id for r in recommender.recommend(history=["Heat"], k=5)
+    ]
 
 
 def test_exclude_and_impossible_filters(recommender, bundled_split):

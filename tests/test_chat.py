@@ -271,8 +271,9 @@ def test_a_model_that_keeps_calling_tools_is_stopped_and_what_they_returned_is_s
     assert 1 <= len(turn.tool_calls) < len(queries)  # stopped by the step limit, not by the script
     assert "Here are films you may like." not in turn.reply and "Here is what I found:" in turn.reply
     shown = [r.item_id for r in turn.recommendations]
-    assert len(shown) == agent.settings.cards
-    assert shown == list(dict.fromkeys(returned_ids(turn)))[: len(shown)]
+    returned = list(dict.fromkeys(returned_ids(turn)))  # queries may agree once taste weighs in
+    assert len(shown) == min(agent.settings.cards, len(returned)) >= 2
+    assert shown == returned[: len(shown)]
 
 
 def test_tools_in_a_chat_never_reveal_another_users_history(recommender):

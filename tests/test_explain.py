@@ -61,7 +61,7 @@ def test_template_explanations_cite_real_history(bundled_split, retriever):
         assert all(anchor in explanation.text for anchor in explanation.anchors)
         assert check_explanation(explanation.text, [*explanation.anchors, explanation.text], explainer.titles)
     cold = retriever.candidates(np.array([], dtype=np.int64), 1)[0]
-    assert "popular" in explainer.explain(np.array([], dtype=np.int64), cold).text
+    assert "most watched" in explainer.explain(np.array([], dtype=np.int64), cold).text
 
 
 def test_check_rejects_invented_items(bundled_split, retriever):

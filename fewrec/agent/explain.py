@@ -63,16 +63,17 @@ def _ties(source: Any, recent: np.ndarray, item: int) -> np.ndarray | None:
         column = matrix[recent, item]
         column = column.toarray() if hasattr(column, "toarray") else column
         return np.asarray(column, dtype=np.float64).ravel()
-    offsets = getattr(source, "offsets", None)
-    if offsets is None:
+    item_start = getattr(source, "item_start", None)
+    if item_start is None:
         return None
-    # TimedTransition keeps its pairs grouped by first item instead of a matrix. An explanation
-    # has no reference time, so the pairs count undecayed: they still show that the step exists.
+    # TimedTransition keeps its (first item, next item) groups sorted by first item instead of a
+    # matrix. An explanation has no reference time, so the pairs count undecayed: they still
+    # show that the step exists.
     out = np.zeros(len(recent))
     for row, first in enumerate(recent):
-        span = slice(int(offsets[first]), int(offsets[first + 1]))
-        hit = source.targets[span] == item
-        out[row] = float(source.weights[span][hit].sum()) * float(source.row_scale[first])
+        span = slice(int(item_start[first]), int(item_start[first + 1]))
+        hit = source.group_target[span] == item
+        out[row] = float(source.group_weight[span][hit].sum()) * float(source.row_scale[first])
     return out
 
 
