@@ -695,6 +695,10 @@ def bench(
     scale_sources: Annotated[
         str | None, typer.Option(help="--scale: only these sources (comma-separated; default all).")
     ] = None,
+    scale_evaluate: Annotated[
+        bool | None,
+        typer.Option(help="--scale: run the retrieval evaluation over all users (default: for a only)."),
+    ] = None,
     scale_timeout: Annotated[float, typer.Option(help="--scale: seconds allowed per step.")] = 3600.0,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
@@ -706,7 +710,9 @@ def bench(
 
     settings = _settings(config, dataset, format)
     if scale is not None:
-        result = _bench_scale(settings, scale, scale_size, scale_score_users, scale_sources, scale_timeout)
+        result = _bench_scale(
+            settings, scale, scale_size, scale_score_users, scale_sources, scale_timeout, scale_evaluate
+        )
         target = out or Path("runs/bench-scale.json")
         write_atomically(target, result.model_dump_json(indent=2).encode())
         console.print(f"wrote {target}")
@@ -733,7 +739,7 @@ def bench(
 
 def _bench_scale(
     settings: Settings, names: str, size: str | None, score_users: int | None, sources: str | None,
-    timeout_s: float,
+    timeout_s: float, evaluate: bool | None = None,
 ):  # fmt: skip
     """`fewrec bench --scale`: run the scales asked for and print a table per scale."""
     from fewrec.eval.bench_scale import SCALES, run_scale_bench
@@ -754,6 +760,8 @@ def _bench_scale(
         scales[0] = scales[0].model_copy(update={"users": u, "items": i, "interactions": n})
     if score_users is not None:
         scales = [s.model_copy(update={"score_users": score_users}) for s in scales]
+    if evaluate is not None:
+        scales = [s.model_copy(update={"evaluate": evaluate}) for s in scales]
     source_list = [x.strip() for x in sources.split(",") if x.strip()] if sources else None
     bad = [x for x in source_list or [] if x not in SOURCE_NAMES]
     if bad:

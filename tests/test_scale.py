@@ -223,6 +223,24 @@ def test_ease_above_its_item_limit_is_skipped_with_a_note(small_split, caplog):
     assert result.skipped is not None and "ease_max_items" in result.skipped
 
 
+def test_an_evaluation_with_ease_over_its_limit_runs_and_says_why(small_split, tmp_path):
+    from fewrec.config import Settings
+    from fewrec.eval.runner import evaluate
+
+    retrieval = RetrievalSettings(
+        sources=["ease", "transition"], weights={"ease": 1.0, "transition": 1.0},
+        ease_max_items=small_split.n_items - 1, batch_users=64,
+    )  # fmt: skip
+    report = evaluate(
+        small_split, Settings(data_dir=tmp_path, retrieval=retrieval), baselines=["ease", "popularity"]
+    )
+    names = [m.name for m in report.methods]
+    assert names == ["fewrec retrieval (fused)", "source: transition", "popularity"]
+    assert any(n.startswith("ease skipped:") for n in report.notes)
+    assert any(n.startswith("baseline ease: ease skipped:") for n in report.notes)
+    assert report.method("fewrec retrieval (fused)").metrics["ndcg@10"] > 0
+
+
 def test_ease_at_or_below_its_limit_is_the_closed_form(fitted):
     data, _, _ = fitted
     source = EASE(l2=50.0, half_life=1.0, limit=50, max_items=data.n_items).fit(data)

@@ -350,18 +350,17 @@ def evaluate(
             ranks[part] = m.batch_ranks(batch.fused, targets[part], histories[part], top=0)[0]
         return ranks
 
-    def skipped(what: str, notes: list[str]) -> None:
-        for note in notes:
-            if note not in report.notes:
-                report.notes.append(note)
-                say(f"{what}: {note}")
+    def noted(notes: list[str]) -> None:
+        """Keep the retriever's notes (a skipped source, SASRec's training) in the report; they
+        were logged already as they happened."""
+        report.notes.extend(note for note in notes if note not in report.notes)
 
     try:
         if "retrieval" in stages or llm_stages:
             started = time.perf_counter()
             retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir)
             retriever.fit(split_name)
-            skipped("retrieval", retriever.notes)
+            noted(retriever.notes)
             context = retriever.context_for(rows, split_name)
             fused_name = "fewrec retrieval (fused)"
             rankers = {fused_name: _Ranker(targets, histories, sampled, seed)}
@@ -402,7 +401,7 @@ def evaluate(
                 model_dir=settings.model_dir, progress=progress is not None,
             )  # fmt: skip
             if result.skipped is not None:
-                skipped(f"baseline {name}", [f"baseline {name}: {result.skipped}"])
+                noted([f"baseline {name}: {result.skipped}"])
                 continue
             ranked = rank_batches(result.score_batches(), targets, histories, sampled, seed)
             record(name, "baseline", ranked, result.params, started, result.validation_ndcg)

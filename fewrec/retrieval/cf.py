@@ -46,6 +46,12 @@ def _binary_matrix(data: FitData) -> sp.csr_matrix:
     return m
 
 
+def last_at_or_before(times: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """Index of the last of the sorted integer `times` at or before `t` (-1: none). The query
+    is made an integer too: searching int64 times with a float would convert all of them."""
+    return np.searchsorted(times, np.floor(t).astype(np.int64), side="right") - 1
+
+
 def causal_weights(event_times: np.ndarray, reference: float, tau_seconds: float) -> np.ndarray:
     """exp(-(t - time) / tau) for events at or before the reference time t, 0 after it."""
     age = reference - event_times
@@ -342,7 +348,7 @@ class TimedTransition:
             scale = self.row_scale[item_of]
         else:
             when = at[entry]
-            rank = np.searchsorted(self.times, when, side="right") - 1  # last pair time ≤ t
+            rank = last_at_or_before(self.times, when)
             found = np.searchsorted(self.keys, group * (len(self.times) + 1) + rank, side="right") - 1
             counted = found >= self.pair_start[group]
             values = np.where(counted, self.running[np.maximum(found, 0)], 0.0)
@@ -387,7 +393,7 @@ class TimedTransition:
             if first == last:
                 continue
             t = float(times[row])
-            rank = int(np.searchsorted(self.times, t, side="right")) - 1
+            rank = int(last_at_or_before(self.times, t))
             end = int(self.time_end[rank]) if rank >= 0 else 0
             if end > done:
                 np.add.at(running, self.sweep_group[done:end], self.sweep_value[done:end])
@@ -533,7 +539,7 @@ class TimePopularity:
                     weights = weights * (self.users != user)
                 out[row] = np.bincount(self.items, weights=weights, minlength=self.n_items)
                 continue
-            rank = int(np.searchsorted(self.unique_times, when, side="right")) - 1
+            rank = int(last_at_or_before(self.unique_times, when))
             if sweep:
                 end = int(self.time_end[rank]) if rank >= 0 else 0
                 if end > done:  # one by one, in the order the running sums add them
