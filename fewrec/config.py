@@ -77,8 +77,9 @@ class RetrievalSettings(BaseModel):
     profile_items: int = 50  # how many recent items enter a user profile
     ease_lambda: float = 300.0
     ease_half_life: float = 1.0
-    # EASE's weights are a dense items × items float32 matrix, inverted in place: 20,000 items
-    # take 1.6 GB (and minutes of CPU). Above this it is skipped, with a note; None: no limit.
+    # EASE's weights are a dense items × items float32 matrix, inverted in place: 19,830 items
+    # took 54 s and a 2.2 GB peak on two cores (`fewrec bench --scale`). Above this it is
+    # skipped, with a note; None: no limit.
     ease_max_items: int | None = 20_000
     transition_window: int = 5
     transition_decay: float = 1.0

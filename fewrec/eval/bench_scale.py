@@ -326,9 +326,9 @@ def _checks(scale: Scale, figures: dict[str, Any]) -> dict[str, str]:
         return f"{'met' if value <= limit else 'missed'}: {value:,.0f} {unit} (target ≤ {limit:,.0f})"
 
     evaluated = figures.get("evaluate", {})
-    if "evaluate_s" in t:
+    if "evaluate_s" in t and scale.evaluate:
         checks["evaluation time"] = verdict(evaluated.get("seconds"), t["evaluate_s"], "s")
-    if "evaluate_peak_mb" in t:
+    if "evaluate_peak_mb" in t and scale.evaluate:
         checks["evaluation peak memory"] = verdict(evaluated.get("peak_mb"), t["evaluate_peak_mb"], "MB")
     # The fit and scoring targets are about the whole retriever: measured in one process when
     # it ran (`combined`), else summed over the sources (an estimate: their peaks do not add up).
