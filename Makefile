@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= embed,llm,ui,dev
+EXTRAS ?= embed,llm,ui,ray,dev
 
 .PHONY: run test lint bench results results-chat clean venv
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 
 from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
+
+if TYPE_CHECKING:
+    from fewrec.agent.pipeline import Pipeline
 
 app = typer.Typer(
     help="fewrec: an LLM-agent recommender with few-shot reasoning, measured honestly.",
@@ -70,6 +74,50 @@ DuplicatesOption = Annotated[
 ]
 
 
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Shard the users over Ray actors: 'auto' (the running cluster, else a local instance) "
+        "or a cluster address HOST:PORT. Same numbers as one process.",
+    ),
+]
+RayWorkersOption = Annotated[
+    int | None, typer.Option("--ray-workers", help="--ray: actors to start (default: one per CPU).")
+]
+
+
+def _check_ray(address: str | None) -> None:
+    """A --ray address where nothing answers fails before minutes of fitting, not after."""
+    if address is not None:
+        from fewrec.distributed import check_address
+
+        check_address(address)
+
+
+@contextlib.contextmanager
+def _ray_pool(address: str | None, workers: int | None) -> Iterator[Any]:
+    """A RayPool on the cluster `--ray` names (None without --ray); left again afterwards."""
+    if address is None:
+        if workers is not None:
+            raise FewrecError("--ray-workers goes with --ray")
+        yield None
+        return
+    if workers is not None and workers < 1:
+        raise FewrecError("--ray-workers must be 1 or more")
+    from fewrec.distributed import RayPool, connect, shutdown
+
+    try:
+        _note(connect(address, say=_note))
+        with contextlib.suppress(ValueError):  # ray.init installs its own SIGTERM handler
+            signal.signal(signal.SIGTERM, _terminate)
+        with RayPool(workers) as pool:
+            _note(f"{pool.workers} Ray worker(s) hold the fitted pipeline")
+            yield pool
+    finally:
+        shutdown()
+
+
 def _with_split_options(
     settings: Settings, protocol: str | None, ties: str | None, test_cut: str | None, valid_cut: str | None
 ) -> Settings:
@@ -117,13 +165,14 @@ def _note(message: str) -> None:
     console.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
 
 
-def _fit_to_dataset(settings: Settings, split, suggest_tune: bool = False) -> str:
-    """Fit the settings to what the dataset carries (titles, real times) and use its tuned
-    weights; each change is one line (see fewrec/state.py). Returns `apply_tuned`'s status."""
-    from fewrec.state import apply_tuned, fit_to_data
+def _pipeline(settings: Settings, suggest_tune: bool = False, **options: Any) -> Pipeline:
+    """The pipeline over the dataset the settings name (`options`: Pipeline's keywords). It
+    fits a copy of the settings to what the dataset carries (titles, real times) and uses its
+    tuned weights; each change is one dim line (see fewrec/state.py)."""
+    from fewrec.agent.pipeline import Pipeline
 
-    fit_to_data(settings, split, say=_note)
-    status = apply_tuned(settings)
+    pipeline = Pipeline(settings, _load_split(settings), say=_note, **options)
+    settings, status = pipeline.settings, pipeline.tuned_status
     if status == "tuned":
         _note(f"fusion weights tuned for this dataset: {settings.tuned_path}")
     elif status == "none" and suggest_tune and settings.dataset_ident != "bundled":
@@ -132,7 +181,7 @@ def _fit_to_dataset(settings: Settings, split, suggest_tune: bool = False) -> st
             f"no tuned weights for this dataset ({settings.split.protocol} protocol): the defaults are "
             f"used; `fewrec tune --dataset {settings.dataset}` chooses them on its validation targets"
         )
-    return status
+    return pipeline
 
 
 @app.callback()
@@ -273,10 +322,9 @@ def recommend(
 
     if user is None and not like and not query:
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
-    settings = _settings(config, dataset, format, duplicates)
-    split = _load_split(settings)
-    _fit_to_dataset(settings, split, suggest_tune=True)
-    recommender = Recommender(settings, split=split)
+    pipeline = _pipeline(_settings(config, dataset, format, duplicates), suggest_tune=True)
+    split, settings = pipeline.split, pipeline.settings
+    recommender = Recommender(pipeline=pipeline)
     for title in like or []:
         item = recommender.item(title)
         if item.title.lower() != title.strip().lower():
@@ -329,9 +377,9 @@ def chat(
     if port is not None:
         settings.chat.port = port
     console.print("[dim]loading the data, the index and the models…[/]")
-    split = _load_split(settings)
-    _fit_to_dataset(settings, split)
-    recommender = Recommender(settings, split=split).warm_up()
+    pipeline = _pipeline(settings)
+    settings = pipeline.settings
+    recommender = Recommender(pipeline=pipeline).warm_up()
     agent = ChatAgent(recommender)
     users = [str(u) for u in recommender.split.user_ids[:200].tolist()]
     console.print(f"fewrec chat on http://{settings.chat.host}:{settings.chat.port} (Ctrl-C stops it)")
@@ -425,15 +473,19 @@ def eval_command(
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
     duplicates: DuplicatesOption = None,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Evaluate fewrec's stages and the baselines (or, with --chat, the chat); writes
     results.json, report.md and plots."""
     from fewrec.eval.report import default_run_dir, markdown, write
     from fewrec.eval.runner import ALL_BASELINES, EvalError, evaluate, validate_args
-    from fewrec.retrieval import load_item_vectors
 
     if split not in ("valid", "test"):
         raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
+    if chat and (ray is not None or ray_workers is not None):
+        raise EvalError("--ray shards the ranking evaluation; --chat runs in one process")
+    _check_ray(ray)
     if chat:
         settings = _with_split_options(
             _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
@@ -447,8 +499,9 @@ def eval_command(
     settings = _with_split_options(
         _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
     )
-    data = _load_split(settings)
-    _fit_to_dataset(settings, data, suggest_tune=True)
+    # Fitted on the evaluated split; the LLM parts are built by evaluate(), after the overrides.
+    pipeline = _pipeline(settings, suggest_tune=True, fit_on=split, progress=True, use_content=not no_content)
+    data, settings = pipeline.split, pipeline.settings
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     baseline_list = list(ALL_BASELINES) if baselines == "all" else [] if baselines == "none" else [
         b.strip() for b in baselines.split(",") if b.strip()
@@ -466,13 +519,7 @@ def eval_command(
             raise EvalError("--alpha must be between 0 and 1")
         settings.rerank.alpha = alpha
     k_shots = _int_list(k_shot, "--k-shot") if k_shot else None
-    reranker, pool = None, None
-    if any(stage in ("rerank", "fused") for stage in stage_list):
-        reranker, pool = _llm_parts(settings, data)
     folder = out or default_run_dir()
-    vectors = None
-    if "content" in settings.retrieval.sources and not no_content:
-        vectors = load_item_vectors(settings, data)
 
     def save(partial) -> None:
         # A snapshot is incomplete until the run ends: a run killed outright (SIGKILL, power)
@@ -481,12 +528,12 @@ def eval_command(
         write(partial.model_copy(update={"complete": False, "notes": [*partial.notes, running]}),
               folder, with_plots=False)  # fmt: skip
 
-    report = evaluate(
-        data, settings, split_name=split, stages=stage_list, baselines=baseline_list, history_cuts=cuts,
-        users=users, sampled=sampled, seed=seed, item_vectors=vectors, on_result=save,
-        reranker=reranker, demo_pool=pool, k_shots=k_shots,
-        progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
-    )  # fmt: skip
+    with _ray_pool(ray, ray_workers) as pool:
+        report = evaluate(
+            data, settings, split_name=split, stages=stage_list, baselines=baseline_list, history_cuts=cuts,
+            users=users, sampled=sampled, seed=seed, on_result=save, k_shots=k_shots, pipeline=pipeline,
+            progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False), ray=pool,
+        )  # fmt: skip
     files = write(report, folder)
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
@@ -550,24 +597,6 @@ def _chat_eval(
         raise typer.Exit(130)
 
 
-def _llm_parts(settings: Settings, data):
-    """The reranker over the configured backend, and the demonstration pool (Chroma)."""
-    from fewrec.agent.rerank import LLMReranker
-    from fewrec.data.traits import has_titles
-    from fewrec.llm import make_backend
-    from fewrec.prompts.demos import DemonstrationPool
-    from fewrec.retrieval.embeddings import make_embedder
-    from fewrec.retrieval.store import connect
-
-    backend = make_backend(settings)
-    if has_titles(data.catalog):
-        client, embedder = connect(settings), make_embedder(settings.embedding)
-    else:  # ids are not worth embedding: the pool picks demonstrations by shared items, no Chroma
-        client, embedder = None, None
-    pool = DemonstrationPool(data, client, embedder, settings.rerank.demo_history_items)
-    return LLMReranker(data, backend, settings.rerank), pool
-
-
 @app.command()
 def tune(
     no_content: Annotated[bool, typer.Option(help="Leave the Chroma content source out.")] = False,
@@ -597,7 +626,6 @@ def tune(
     """Choose the fusion weights on validation targets; keeps them for this dataset (eval,
     recommend and chat use them) and prints them as TOML for fewrec.toml."""
     from fewrec.eval.tune import sample_users, sweep_setting, tune_weights
-    from fewrec.retrieval import load_item_vectors
     from fewrec.state import save_tuned
 
     if pseudo < 0 or folds < 0:
@@ -605,15 +633,15 @@ def tune(
     settings = _with_split_options(
         _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
     )
-    data = _load_split(settings)
+    # The pipeline fits the settings to the data and gives the content vectors; the sources are
+    # fitted by eval/tune.py, on the validation split and the pseudo-validation ones.
+    pipeline = _pipeline(settings, progress=True, use_content=not no_content)
+    data, settings, status = pipeline.split, pipeline.settings, pipeline.tuned_status
     try:
         sample = sample_users(data, users, seed)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--users") from exc
-    status = _fit_to_dataset(settings, data)
-    vectors = None
-    if "content" in settings.retrieval.sources and not no_content:
-        vectors = load_item_vectors(settings, data)
+    vectors = pipeline.item_vectors
     if sweep:
         key, _, raw = sweep.partition("=")
         values = [v.strip() for v in raw.split(",") if v.strip()]
@@ -804,6 +832,62 @@ def _bench_scale(
         for check, verdict in figures.get("checks", {}).items():
             console.print(f"  {check}: {verdict}", highlight=False)
     return result
+
+
+@app.command(name="recommend-batch")
+def recommend_batch(
+    out: Annotated[Path, typer.Option(help="Where to write the recommendations (.csv or .parquet).")],
+    users: Annotated[
+        Path | None, typer.Option(help="A file with one user id per line (default: every user).")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Items per user.")] = 10,
+    no_content: Annotated[bool, typer.Option(help="Leave the Chroma content source out.")] = False,
+    ray: RayOption = None,
+    ray_workers: RayWorkersOption = None,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
+) -> None:
+    """Top-k retrieval recommendations for many known users (fused sources, no LLM), one row
+    per user and rank: user_id, rank, item_id, title, score."""
+    from tqdm.auto import tqdm
+
+    from fewrec.agent.batch import as_frame, recommend_users, user_rows
+
+    if not 1 <= k <= 1000:
+        raise typer.BadParameter("--k must be between 1 and 1000", param_hint="--k")
+    if out.suffix not in (".csv", ".parquet"):
+        raise typer.BadParameter("--out must end in .csv or .parquet", param_hint="--out")
+    _check_ray(ray)
+    wanted = None
+    if users is not None:
+        try:
+            wanted = [line.strip() for line in users.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            raise FewrecError(f"cannot read --users {users}: {exc}") from exc
+        if not wanted:
+            raise FewrecError(f"--users {users} holds no user id")
+    pipeline = _pipeline(
+        _settings(config, dataset, format, duplicates), suggest_tune=True, progress=True,
+        use_content=not no_content,
+    )  # fmt: skip
+    retriever = pipeline.retriever
+    rows = user_rows(retriever, wanted)
+    with _ray_pool(ray, ray_workers) as pool, tqdm(total=len(rows), desc="recommending", unit="user") as bar:
+        top = recommend_users(retriever, rows, k, ray=pool, progress=bar.update)
+    frame = as_frame(retriever, rows, top)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")  # a reader never sees a half-written file
+    try:
+        if out.suffix == ".parquet":
+            frame.to_parquet(partial, index=False)
+        else:
+            frame.to_csv(partial, index=False)
+    except ImportError as exc:  # parquet needs pyarrow (or fastparquet)
+        raise FewrecError(f"cannot write {out.name}: {exc}; use a .csv file") from exc
+    partial.replace(out)
+    console.print(f"wrote {len(frame)} recommendations for {len(rows)} users to {out}")
 
 
 if __name__ == "__main__":

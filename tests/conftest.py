@@ -151,8 +151,8 @@ def sharing_fits(recommender, settings):
 
     assert settings.retrieval == recommender.settings.retrieval
     other = Recommender(settings, split=recommender.split)
-    other._retriever = recommender.retriever
+    other.pipeline._retriever = recommender.retriever
     same_index = ("data_dir", "chroma_host", "chroma_port", "chroma_collection", "embedding")
     if all(getattr(settings, f) == getattr(recommender.settings, f) for f in same_index):
-        other._content = recommender.content
+        other.pipeline._content = recommender.content
     return other

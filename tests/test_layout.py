@@ -14,11 +14,12 @@ ALLOWED = {
     "data": {"data"},
     "config": {"config", "data"},
     "state": {"state", "config", "data"},
+    "distributed": {"distributed", "data"},
     "retrieval": {"retrieval", "data", "config"},
     "prompts": {"prompts", "data", "config", "retrieval"},
     "llm": {"llm", "data", "config", "prompts"},
-    "agent": {"agent", "data", "config", "state", "retrieval", "prompts", "llm"},
-    "eval": {"eval", "data", "config", "state", "retrieval", "prompts", "llm", "agent"},
+    "agent": {"agent", "data", "config", "state", "distributed", "retrieval", "prompts", "llm"},
+    "eval": {"eval", "data", "config", "state", "distributed", "retrieval", "prompts", "llm", "agent"},
     "ui": {"ui", "data", "config", "prompts", "agent"},
 }
 

@@ -1,30 +1,36 @@
 """`Recommender`: the one facade over retrieval → LLM rerank → grounded explanations.
 
 Everything user-facing (the chat agent, the LangChain tools, the Gradio page, `fewrec
-recommend`) goes through this class. Models load once, lazily, behind a lock, so one instance
-serves many threads: the retriever and the content vectors are read-only after loading, and
-the LLM backend serialises its own calls.
+recommend`) goes through this class. Its parts come from a `Pipeline` (fewrec/agent/pipeline.py),
+which builds them once, lazily, behind a lock, so one instance serves many threads: the
+retriever and the content vectors are read-only after loading, and the LLM backend serialises
+its own calls.
 """
 
 from __future__ import annotations
 
-import threading
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from fewrec.agent.pipeline import Pipeline
 from fewrec.config import Settings
-from fewrec.data import LeaveOneOutSplit, load_dataset
+from fewrec.data import LeaveOneOutSplit
 from fewrec.data.errors import FewrecError, UnknownTitleError
 from fewrec.data.models import Item, ItemId
 from fewrec.data.split import SplitName
-from fewrec.llm.base import LLMError
 from fewrec.prompts.templates import display_title
 from fewrec.retrieval.base import Candidate, ScoringContext
 from fewrec.retrieval.fusion import Retriever
 from fewrec.retrieval.store import VectorStoreError
+
+if TYPE_CHECKING:
+    from fewrec.agent.explain import Explainer
+    from fewrec.agent.rerank import LLMReranker
+    from fewrec.prompts.demos import DemonstrationPool
+    from fewrec.retrieval.store import ContentIndex
 
 QUERY_POOL = 300  # items the content index returns for a free-text query before fusion
 MAX_K = 100
@@ -92,118 +98,59 @@ class Recommender:
 
     def __init__(
         self, settings: Settings | None = None, split: LeaveOneOutSplit | None = None,
-        fit_on: SplitName = "all",
+        fit_on: SplitName | None = None, *, pipeline: Pipeline | None = None,
     ) -> None:  # fmt: skip
         """`fit_on="test"` learns only from what came before each user's held-out item: the
-        evaluations (`fewrec eval --chat`) replay requests through this facade that way."""
-        # A copy: what a dataset lacks (titles, real times) and its tuned weights adjust it.
-        self.settings = (settings or Settings()).model_copy(deep=True)
-        self._split = split
-        self.fit_on: SplitName = fit_on
-        self.notes: list[str] = []  # one line per setting changed for this dataset
-        if split is not None:
-            self._fit_settings(split)
-        self._lock = threading.RLock()
-        self._content: Any = None
-        self._retriever: Retriever | None = None
-        self._reranker: Any = None
-        self._pool: Any = None
-        self._llm_error: str | None = None
-        self._explainer: Any = None
+        evaluations (`fewrec eval --chat`) replay requests through this facade that way.
+        `pipeline`: serve from one already built (the CLI's), instead of settings and split."""
+        if pipeline is None:
+            pipeline = Pipeline(settings, split, fit_on=fit_on or "all")
+        elif settings is not None or split is not None or fit_on not in (None, pipeline.fit_on):
+            raise ValueError("give a Recommender settings and a split, or a pipeline, not both")
+        self.pipeline = pipeline
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Recommender:
         return cls(settings)
 
-    # ------------------------------------------------------------------ lazy parts
+    # ------------------------------------------------------------------ the pipeline's parts
+    @property
+    def settings(self) -> Settings:
+        """The pipeline's settings (fitted to the dataset once it is loaded)."""
+        return self.pipeline.settings
+
     @property
     def split(self) -> LeaveOneOutSplit:
-        with self._lock:
-            if self._split is None:
-                s = self.settings
-                self._split = load_dataset(
-                    s.dataset, s.dataset_format, split=s.split, cache_dir=s.cache_dir, **s.loader_options
-                )
-                self._fit_settings(self._split)
-            return self._split
-
-    def _fit_settings(self, split: LeaveOneOutSplit) -> None:
-        """Sources the dataset cannot feed are left out (each with a logged line), and its
-        tuned weights are used when the settings name none (fewrec/state.py)."""
-        from fewrec.state import apply_tuned, fit_to_data
-
-        self.notes += fit_to_data(self.settings, split)
-        apply_tuned(self.settings)
+        return self.pipeline.split
 
     @property
-    def content(self) -> Any:
-        """The Chroma content index, built or updated on first use."""
-        with self._lock:
-            if self._content is None:
-                from fewrec.retrieval.store import ContentIndex
+    def fit_on(self) -> SplitName:
+        return self.pipeline.fit_on
 
-                index = ContentIndex.from_settings(self.settings)
-                index.build(self.split.catalog, progress=False)
-                self._content = index
-            return self._content
+    @property
+    def notes(self) -> list[str]:
+        """One line per setting changed for this dataset."""
+        return self.pipeline.notes
+
+    @property
+    def content(self) -> ContentIndex | None:
+        """The Chroma content index (None for items without titles)."""
+        return self.pipeline.content
 
     @property
     def retriever(self) -> Retriever:
-        with self._lock:
-            if self._retriever is None:
-                vectors = None
-                if "content" in self.settings.retrieval.sources:
-                    from fewrec.retrieval.content import aligned_vectors
-
-                    vectors = aligned_vectors(self.content, self.split.item_ids)
-                self._retriever = Retriever(
-                    self.split, self.settings.retrieval, vectors, model_dir=self.settings.model_dir,
-                    progress=False,
-                ).fit(self.fit_on)  # fmt: skip
-            return self._retriever
-
-    def _llm_parts(self) -> tuple[Any, Any] | None:
-        """The reranker and demonstration pool, or None (and the reason kept) when unavailable."""
-        with self._lock:
-            if self._reranker is None and self._llm_error is None:
-                from fewrec.agent.rerank import LLMReranker
-                from fewrec.llm import make_backend
-                from fewrec.prompts.demos import DemonstrationPool
-
-                try:
-                    backend = make_backend(self.settings)
-                    if self.settings.rerank.k_shot > 0:  # zero-shot prompts need no demonstrations
-                        self._pool = DemonstrationPool(
-                            self.split, self.content.client, self.content.embedder,
-                            self.settings.rerank.demo_history_items,
-                        )  # fmt: skip
-                    self._reranker = LLMReranker(self.split, backend, self.settings.rerank)
-                except (LLMError, FewrecError, OSError) as exc:
-                    self._llm_error = f"LLM unavailable, retrieval order kept: {exc}"
-            return None if self._reranker is None else (self._reranker, self._pool)
+        return self.pipeline.retriever
 
     @property
-    def explainer(self) -> Any:
-        with self._lock:
-            if self._explainer is None:
-                from fewrec.agent.explain import Explainer
+    def explainer(self) -> Explainer:
+        return self.pipeline.explainer
 
-                backend = None
-                if self.settings.llm.instruct and (parts := self._llm_parts()) is not None:
-                    backend = parts[0].backend
-                self._explainer = Explainer(
-                    self.split, self.retriever, backend, instruct=self.settings.llm.instruct,
-                    version=self.settings.rerank.prompt_version,
-                )  # fmt: skip
-            return self._explainer
+    def _llm_parts(self) -> tuple[LLMReranker, DemonstrationPool | None] | None:
+        return self.pipeline.llm_parts()
 
     def warm_up(self, llm: bool = False) -> Recommender:
         """Load everything now (the first call would otherwise pay for it)."""
-        _ = self.retriever, self.explainer
-        if "content" in self.settings.retrieval.sources:
-            self.content.embedder.embed(["warm up"])  # loads the embedding model for queries
-        if llm:
-            self._llm_parts()
+        self.pipeline.warm_up(llm)
         return self
 
     # ------------------------------------------------------------------ lookups
@@ -363,6 +310,8 @@ class Recommender:
     def _query_content(self, text: str, k: int) -> list[tuple[str, float]]:
         """Query the content index; a server that went away becomes a VectorStoreError."""
         content = self.content  # loaded once under the lock; queries themselves run in parallel
+        if content is None:
+            raise VectorStoreError(f"{self.split.name} has no content index: its items have no titles")
         try:
             return content.query_text(text, k)
         except FewrecError:
@@ -448,7 +397,7 @@ class Recommender:
             return candidates
         parts = self._llm_parts()
         if parts is None:
-            notes.append(self._llm_error or "LLM unavailable")
+            notes.append(self.pipeline.llm_error or "LLM unavailable")
             return candidates
         reranker, pool = parts
         user = int(context.users[0]) if context.users is not None else -1

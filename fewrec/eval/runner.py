@@ -12,8 +12,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -22,16 +21,19 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from fewrec.agent.pipeline import build_retriever
 from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import metrics as m
 from fewrec.eval.baselines import BASELINES, run_baseline
-from fewrec.retrieval.base import ScoringContext, user_batches
-from fewrec.retrieval.fusion import SOURCE_NAMES, Retriever
+from fewrec.eval.ranking import FUSED, Ranked, RankedRows, RankJob, dense_batches, rank_batches, rank_rows
+from fewrec.retrieval.fusion import SOURCE_NAMES
 
 if TYPE_CHECKING:
+    from fewrec.agent.pipeline import Pipeline
     from fewrec.agent.rerank import LLMReranker
+    from fewrec.distributed import RayPool
     from fewrec.prompts.demos import DemonstrationPool
 
 STAGES = ("retrieval", "rerank", "fused")
@@ -169,78 +171,6 @@ def validate_args(
         raise EvalError("history cuts must be ≥ 1 item")
 
 
-def sampled_ranks(
-    scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray], size: int, seed: int,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:  # fmt: skip
-    """Rank of the target among itself and `size - 1` random unseen negatives (LLMRank's protocol).
-    Batch after batch, pass one `rng`: the negatives are then those of a single call."""
-    rng = np.random.default_rng(seed) if rng is None else rng
-    n_items = scores.shape[1]
-    ranks = np.empty(len(targets), dtype=np.int64)
-    for row, (target, history) in enumerate(zip(targets, histories, strict=True)):
-        banned = np.zeros(n_items, dtype=bool)
-        banned[history] = True
-        banned[target] = True
-        pool = np.flatnonzero(~banned)
-        negatives = rng.choice(pool, size=min(size - 1, len(pool)), replace=False)
-        ranks[row] = int((scores[row, negatives] >= scores[row, target]).sum())
-    return ranks
-
-
-@dataclass
-class Ranked:
-    """What a method leaves per user once its scores are gone: the target's 0-based rank (full
-    ranking, or among the sampled negatives) and the 10 best unseen items."""
-
-    ranks: np.ndarray
-    top10: np.ndarray
-
-
-class _Ranker:
-    """Fills a `Ranked` batch by batch for one method."""
-
-    def __init__(
-        self, targets: np.ndarray, histories: list[np.ndarray], sampled: int | None, seed: int
-    ) -> None:
-        self.targets, self.histories, self.sampled, self.seed = targets, histories, sampled, seed
-        self.rng = np.random.default_rng(seed)  # the sampled protocol's negatives, row after row
-        self.result = Ranked(
-            np.empty(len(targets), dtype=np.int64), np.empty((len(targets), 0), dtype=np.int64)
-        )
-
-    def add(self, part: slice, scores: np.ndarray) -> None:
-        """Take one batch's scores (masked in place: pass a copy to keep them)."""
-        targets, histories = self.targets[part], self.histories[part]
-        if self.sampled:
-            self.result.ranks[part] = sampled_ranks(
-                scores, targets, histories, self.sampled, self.seed, self.rng
-            )
-        ranks, top = m.batch_ranks(scores, targets, histories, top=10)
-        if not self.sampled:
-            self.result.ranks[part] = ranks
-        if self.result.top10.shape[1] != top.shape[1]:  # first batch: 10 columns, or all items if fewer
-            self.result.top10 = np.empty((len(self.targets), top.shape[1]), dtype=np.int64)
-        self.result.top10[part] = top
-
-
-def rank_batches(
-    batches: Iterable[tuple[slice, np.ndarray]], targets: np.ndarray, histories: list[np.ndarray],
-    sampled: int | None = None, seed: int = 0,
-) -> Ranked:  # fmt: skip
-    """Per-user results of one method from its scores, batch by batch."""
-    ranker = _Ranker(targets, histories, sampled, seed)
-    for part, scores in batches:
-        ranker.add(part, scores)
-    return ranker.result
-
-
-def dense_batches(scores: np.ndarray, batch_users: int) -> Iterable[tuple[slice, np.ndarray]]:
-    """Batches of an array that is already dense (the LLM stages'); copies, since ranking masks."""
-    for part in user_batches(len(scores), batch_users):
-        yield part, np.array(scores[part], dtype=np.float32 if scores.dtype == np.float32 else np.float64)
-
-
 def evaluate(
     split: LeaveOneOutSplit,
     settings: Settings | None = None,
@@ -258,23 +188,37 @@ def evaluate(
     reranker: LLMReranker | None = None,
     demo_pool: DemonstrationPool | None = None,
     k_shots: list[int] | None = None,
+    ray: RayPool | None = None,
+    pipeline: Pipeline | None = None,
 ) -> EvalReport:
     """Evaluate fewrec's stages and the baselines on one split; see the module docstring.
 
     `on_result` is called after every method, so a caller can save partial results; a
-    KeyboardInterrupt stops the run and returns the report marked incomplete.
+    KeyboardInterrupt stops the run and returns the report marked incomplete. With `ray`, the
+    users are ranked shard by shard on its actors (fitting stays here): the same numbers.
+    With `pipeline` (over `split`), the retriever for `split_name` and the LLM stages' reranker
+    and demonstration pool come from it (`item_vectors`, `reranker`, `demo_pool` are then not
+    needed); `settings` defaults to its settings.
     """
-    settings = settings or Settings()
+    if pipeline is not None and pipeline.split is not split:
+        raise EvalError("the pipeline given to evaluate() serves another split")
+    settings = settings or (pipeline.settings if pipeline is not None else Settings())
     stages = stages or ["retrieval"]
     baselines = list(ALL_BASELINES) if baselines is None else baselines
     history_cuts = history_cuts or []
     validate_args(split, stages, baselines, users, history_cuts, split_name)
     llm_stages = [s for s in stages if s in LLM_STAGES]
+    if llm_stages and reranker is None and pipeline is not None:
+        reranker = pipeline.reranker
+        if reranker is None:
+            raise EvalError(f"stage(s) {', '.join(llm_stages)} need an LLM backend: {pipeline.llm_error}")
     if llm_stages and reranker is None:
         raise EvalError(f"stage(s) {', '.join(llm_stages)} need an LLM backend (reranker)")
     k_shots = [settings.rerank.k_shot] if k_shots is None else k_shots
     if any(k < 0 for k in k_shots):
         raise EvalError("--k-shot values must be ≥ 0")
+    if llm_stages and demo_pool is None and pipeline is not None and any(k > 0 for k in k_shots):
+        demo_pool = pipeline.demo_pool
     say = progress or (lambda _msg: None)
 
     rng = np.random.default_rng(seed)
@@ -341,14 +285,18 @@ def evaluate(
         if on_result:
             on_result(report)
 
-    def cut_ranks(scorer: Retriever, cut: int, context: ScoringContext) -> np.ndarray:
-        """Full-ranking ranks of the targets when only the last `cut` items are known (the
-        whole history is still excluded from the ranking)."""
-        cut_histories = [h[-cut:] for h in histories]
-        ranks = np.empty(len(rows), dtype=np.int64)
-        for part, batch in scorer.score_batches(cut_histories, context):
-            ranks[part] = m.batch_ranks(batch.fused, targets[part], histories[part], top=0)[0]
-        return ranks
+    def run_job(job: RankJob) -> RankedRows:
+        """Rank every evaluated user for one fitted retriever: here, or shard by shard on Ray."""
+        if ray is None:
+            return rank_rows(job, slice(0, len(rows)))
+        from fewrec.distributed import shard_ranges
+
+        parts = shard_ranges(len(rows), ray.workers, batch_users)
+        return RankedRows.concat(ray.map(rank_rows, job, parts))
+
+    def record_cuts(name: str, cut_ranks: dict[int, np.ndarray]) -> None:
+        for cut, ranks in cut_ranks.items():
+            report.slices.setdefault(str(cut), {})[name] = m.summarise(m.per_user_metrics(ranks))
 
     def noted(notes: list[str]) -> None:
         """Keep the retriever's notes (a skipped source, SASRec's training) in the report; they
@@ -358,41 +306,28 @@ def evaluate(
     try:
         if "retrieval" in stages or llm_stages:
             started = time.perf_counter()
-            retriever = Retriever(split, settings.retrieval, item_vectors, model_dir=settings.model_dir)
-            retriever.fit(split_name)
+            if pipeline is not None:
+                retriever = pipeline.retriever_for(split_name)
+            else:
+                retriever = build_retriever(
+                    split, settings.retrieval, split_name, item_vectors, settings.model_dir
+                )
             noted(retriever.notes)
-            context = retriever.context_for(rows, split_name)
-            fused_name = "fewrec retrieval (fused)"
-            rankers = {fused_name: _Ranker(targets, histories, sampled, seed)}
-            rankers.update(
-                {f"source: {n}": _Ranker(targets, histories, sampled, seed) for n in retriever.sources}
-            )
-            fused_parts: list[np.ndarray] = []  # the LLM stages rerank from the fused scores
-
-            def visit(part: slice, name: str, scores: np.ndarray) -> None:
-                rankers[f"source: {name}"].add(part, scores)
-
-            for part, batch in retriever.score_batches(histories, context, evidence=True, visit=visit):
-                if llm_stages:
-                    fused_parts.append(batch.fused.copy())
-                rankers[fused_name].add(part, batch.fused)
+            job = RankJob(
+                retriever, histories, targets, retriever.context_for(rows, split_name), FUSED, sampled, seed,
+                each_source=True, keep_fused=bool(llm_stages), cuts=history_cuts,
+            )  # fmt: skip
+            done = run_job(job)
+            del job
             weights = {"weights": settings.retrieval.weights}
-            record(fused_name, "fewrec", rankers.pop(fused_name).result, weights, started)
-            fused = np.concatenate(fused_parts) if fused_parts else None
+            record(FUSED, "fewrec", done.ranked.pop(FUSED), weights, started)
             for k in k_shots if llm_stages and reranker is not None else []:
                 _llm_stage(report, record, reranker, demo_pool, split, split_name, rows, histories,
-                           targets, fused, k, settings, llm_stages, seed)  # fmt: skip
-            del fused, fused_parts
-            for name, ranker in rankers.items():
-                record(name, "source", ranker.result, {}, None)  # timed with the fused row
-            # Without user ids, factor models fold in the cut history instead of using the
-            # factors they learned from the full one.
-            cut_context = ScoringContext(users=None, times=context.times)
-            for cut in history_cuts:
-                ranks = cut_ranks(retriever, cut, cut_context)
-                report.slices.setdefault(str(cut), {})["fewrec retrieval (fused)"] = m.summarise(
-                    m.per_user_metrics(ranks)
-                )
+                           targets, done.fused, k, settings, llm_stages, seed)  # fmt: skip
+            done.fused = None
+            for name, ranked in done.ranked.items():
+                record(name, "source", ranked, {}, None)  # timed with the fused row
+            record_cuts(FUSED, done.cut_ranks)
         for name in baselines:
             started = time.perf_counter()
             say(f"baseline {name} (tuned on validation) …")
@@ -403,15 +338,20 @@ def evaluate(
             if result.skipped is not None:
                 noted([f"baseline {name}: {result.skipped}"])
                 continue
-            ranked = rank_batches(result.score_batches(), targets, histories, sampled, seed)
-            record(name, "baseline", ranked, result.params, started, result.validation_ndcg)
-            if history_cuts and name in ("popularity", "ease", "item-knn", "markov"):
-                source, _ = BASELINES[name]
-                base = settings.retrieval.model_copy(update={**result.params, "weights": {source: 1.0}})
-                single = Retriever(split, base, sources=[source]).fit(split_name)
-                for cut in history_cuts:
-                    ranks = cut_ranks(single, cut, single.context_for(rows, split_name))
-                    report.slices.setdefault(str(cut), {})[name] = m.summarise(m.per_user_metrics(ranks))
+            # The history-cut slices of the baselines that read the history as a set of items.
+            cuts = history_cuts if name in ("popularity", "ease", "item-knn", "markov") else []
+            if result.retriever is None:  # seeded noise: drawn here, batch after batch
+                ranked = rank_batches(result.score_batches(), targets, histories, sampled, seed)
+                cut_ranks: dict[int, np.ndarray] = {}
+            else:
+                context = result.retriever.context_for(rows, split_name)
+                done = run_job(RankJob(result.retriever, histories, targets, context, name, sampled, seed,
+                                       cuts=cuts))  # fmt: skip
+                ranked, cut_ranks = done.ranked[name], done.cut_ranks
+            params, validation = result.params, result.validation_ndcg
+            del result  # a fitted baseline can be gigabytes: gone before the next one fits
+            record(name, "baseline", ranked, params, started, validation)
+            record_cuts(name, cut_ranks)
     except KeyboardInterrupt:
         report.complete = False
         report.notes.append("interrupted: the methods listed are complete, the rest were not run")

@@ -1,0 +1,297 @@
+"""`Pipeline`: the one place where Settings become components (candidate sources → fused
+Retriever → LLM reranker + demonstration pool → Explainer), each configured by its own
+settings section and built once, lazily, behind one lock.
+
+The `Recommender` facade, `fewrec recommend`/`chat`/`eval`/`tune`/`bench` and `evaluate(...,
+pipeline=...)` all take their parts from here. A new candidate source is added in
+`fewrec.retrieval.fusion.make_source` (and `RetrievalSettings`); a new reranker in `make_reranker`
+below. Before anything is built, the settings are fitted to the dataset (`fewrec.state`): what it
+lacks switches sources off, and its tuned fusion weights are used unless the settings name some.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fewrec.config import RetrievalSettings, Settings
+from fewrec.data import LeaveOneOutSplit, load_dataset
+from fewrec.data.errors import FewrecError
+from fewrec.data.split import SplitName
+from fewrec.data.traits import has_titles
+from fewrec.llm.base import LLMError
+from fewrec.retrieval.fusion import Retriever
+from fewrec.state import TunedStatus, apply_tuned, fit_to_data
+
+if TYPE_CHECKING:
+    from fewrec.agent.explain import Explainer
+    from fewrec.agent.rerank import LLMReranker
+    from fewrec.prompts.demos import DemonstrationPool
+    from fewrec.retrieval.embeddings import Embedder
+    from fewrec.retrieval.store import ContentIndex
+
+
+def build_retriever(
+    split: LeaveOneOutSplit,
+    retrieval: RetrievalSettings,
+    split_name: SplitName,
+    item_vectors: np.ndarray | None = None,
+    model_dir: Path | None = None,
+    progress: bool = True,
+    sources: list[str] | None = None,
+) -> Retriever:
+    """A fused Retriever over `retrieval`'s sources (or `sources`), fitted on what is known
+    before the `split_name` targets. Without vectors the content source is left out."""
+    return Retriever(
+        split, retrieval, item_vectors, sources=sources, model_dir=model_dir, progress=progress
+    ).fit(split_name)
+
+
+def make_reranker(split: LeaveOneOutSplit, settings: Settings) -> LLMReranker:
+    """The reranker `settings.rerank` describes, over the backend `settings.llm` names; raises
+    LLMError (or OSError) when the model cannot load."""
+    from fewrec.agent.rerank import LLMReranker
+    from fewrec.llm import make_backend
+
+    return LLMReranker(split, make_backend(settings), settings.rerank)
+
+
+class Pipeline:
+    """The components of one dataset under one Settings, built on first use and kept.
+
+    >>> pipeline = Pipeline(settings, split, fit_on="test")
+    >>> pipeline.retriever.candidates(history, 20)
+    >>> pipeline.reranker  # None when the LLM cannot load; `llm_error` says why
+
+    Which section configures what: `retrieval` the sources and their fusion (`make_source`),
+    `embedding` and the `chroma_*` fields the content index, `llm` the backend, `rerank` the
+    reranker, its demonstrations (`k_shot`, `demo_history_items`) and the explanations' prompt.
+    Safe to share between threads: parts are built under one lock and are read-only after."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        split: LeaveOneOutSplit | None = None,
+        *,
+        fit_on: SplitName = "all",
+        progress: bool = False,
+        say: Callable[[str], None] | None = None,
+        use_content: bool = True,
+        item_vectors: np.ndarray | None = None,
+    ) -> None:
+        """`fit_on`: the retriever learns from what came before these targets ("all": from
+        everything). `say` receives each note of fitting the settings to the data (default: a
+        logged warning). `use_content=False` builds no content index (and no content source);
+        `item_vectors` (aligned to the split's items) stand in for the index's vectors."""
+        # A copy: what a dataset lacks (titles, real times) and its tuned weights adjust it.
+        self.settings = (settings or Settings()).model_copy(deep=True)
+        self.fit_on: SplitName = fit_on
+        self.progress = progress
+        self.use_content = use_content
+        self.notes: list[str] = []  # one line per setting changed for this dataset
+        self._say = say
+        self._tuned: TunedStatus | None = None
+        self._lock = threading.RLock()
+        self._split = split
+        self._vectors = item_vectors
+        self._titled: bool | None = None
+        self._embedder: Embedder | None = None
+        self._content: ContentIndex | None = None
+        self._retriever: Retriever | None = None
+        self._reranker: LLMReranker | None = None
+        self._pool: DemonstrationPool | None = None
+        self._llm_error: str | None = None
+        self._explainer: Explainer | None = None
+        if split is not None:
+            self._fit_settings(split)
+
+    def _fit_settings(self, split: LeaveOneOutSplit) -> None:
+        self.notes += fit_to_data(self.settings, split, self._say)
+        self._tuned = apply_tuned(self.settings)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def split(self) -> LeaveOneOutSplit:
+        """The dataset the settings name, loaded (and the settings fitted to it) on first use."""
+        with self._lock:
+            if self._split is None:
+                s = self.settings
+                split = load_dataset(
+                    s.dataset, s.dataset_format, split=s.split, cache_dir=s.cache_dir, **s.loader_options
+                )
+                self._fit_settings(split)
+                self._split = split
+            return self._split
+
+    @property
+    def tuned_status(self) -> TunedStatus:
+        """'tuned' (this dataset's tuned weights are used), 'configured' (the settings name
+        weights) or 'none' (never tuned: the defaults); see `fewrec.state.apply_tuned`."""
+        _ = self.split
+        assert self._tuned is not None
+        return self._tuned
+
+    @property
+    def titled(self) -> bool:
+        """Do the items carry real titles (`fewrec.data.traits.has_titles`)?"""
+        if self._titled is None:
+            self._titled = has_titles(self.split.catalog)
+        return self._titled
+
+    # ------------------------------------------------------------------ content
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model (`settings.embedding`), one for the index and the demonstrations."""
+        with self._lock:
+            if self._embedder is None:
+                if self._content is not None:  # an index handed in (tests share one) brings its own
+                    self._embedder = self._content.embedder
+                else:
+                    from fewrec.retrieval.embeddings import make_embedder
+
+                    self._embedder = make_embedder(self.settings.embedding)
+            return self._embedder
+
+    @property
+    def content(self) -> ContentIndex | None:
+        """The dataset's Chroma content index, built or updated on first use; None when the
+        items have no titles (nothing worth embedding) or `use_content` is off. It serves free-
+        text queries whether or not 'content' is a retrieval source."""
+        with self._lock:
+            if self._content is None and self.use_content and self.titled:
+                from fewrec.retrieval.store import ContentIndex
+
+                index = ContentIndex.from_settings(self.settings, embedder=self.embedder)
+                index.build(self.split.catalog, progress=self.progress)
+                self._content = index
+            return self._content
+
+    @property
+    def item_vectors(self) -> np.ndarray | None:
+        """The content vectors in the split's item order, when 'content' is a source (or the
+        vectors given); None otherwise."""
+        with self._lock:
+            if self._vectors is None and "content" in self.settings.retrieval.sources:
+                from fewrec.retrieval.content import aligned_vectors
+
+                content = self.content
+                if content is not None:
+                    self._vectors = aligned_vectors(content, self.split.item_ids)
+            return self._vectors
+
+    # ------------------------------------------------------------------ retrieval
+    @property
+    def retriever(self) -> Retriever:
+        """The fused retriever fitted on `fit_on`."""
+        with self._lock:
+            if self._retriever is None:
+                self._retriever = self._build(self.fit_on, self.split, self.settings.retrieval, None)
+            return self._retriever
+
+    def retriever_for(
+        self,
+        split_name: SplitName,
+        split: LeaveOneOutSplit | None = None,
+        retrieval: RetrievalSettings | None = None,
+        sources: list[str] | None = None,
+    ) -> Retriever:
+        """A fused retriever fitted on `split_name`: `retriever` itself when that is `fit_on`
+        and nothing is overridden, else a new one (not kept: a caller decides how long a fitted
+        model lives). `split` may be another split over the same items (e.g. a shifted one)."""
+        if split_name == self.fit_on and split is None and retrieval is None and sources is None:
+            return self.retriever
+        split = split or self.split
+        if split.n_items != self.split.n_items:
+            raise FewrecError("retriever_for: the split must hold the pipeline's items (its vectors)")
+        return self._build(split_name, split, retrieval or self.settings.retrieval, sources)
+
+    def _build(
+        self, split_name: SplitName, split: LeaveOneOutSplit, retrieval: RetrievalSettings,
+        sources: list[str] | None,
+    ) -> Retriever:  # fmt: skip
+        vectors = self.item_vectors if "content" in (sources or retrieval.sources) else None
+        return build_retriever(
+            split, retrieval, split_name, vectors, self.settings.model_dir, self.progress, sources
+        )
+
+    # ------------------------------------------------------------------ LLM
+    @property
+    def reranker(self) -> LLMReranker | None:
+        """The LLM reranker; None when the LLM cannot load, with the reason in `llm_error`."""
+        with self._lock:
+            if self._reranker is None and self._llm_error is None:
+                try:
+                    self._reranker = make_reranker(self.split, self.settings)
+                except (LLMError, FewrecError, OSError) as exc:
+                    self._llm_error = f"LLM unavailable, retrieval order kept: {exc}"
+            return self._reranker
+
+    def llm_parts(self) -> tuple[LLMReranker, DemonstrationPool | None] | None:
+        """The reranker and, when `rerank.k_shot` > 0, the demonstration pool; None when the
+        LLM or the pool's store cannot load, with the reason in `llm_error`."""
+        with self._lock:
+            reranker = self.reranker
+            if reranker is None:
+                return None
+            if self.settings.rerank.k_shot <= 0:  # zero-shot prompts need no demonstrations
+                return reranker, None
+            try:
+                return reranker, self.demo_pool
+            except (FewrecError, OSError) as exc:  # the prompts need it: no LLM step then
+                self._reranker, self._llm_error = None, f"LLM unavailable, retrieval order kept: {exc}"
+                return None
+
+    @property
+    def llm_error(self) -> str | None:
+        """Why the LLM parts are unavailable (after a try), else None."""
+        return self._llm_error
+
+    @property
+    def demo_pool(self) -> DemonstrationPool:
+        """Other users' (history → next item) pairs for few-shot prompts, built on first use
+        whatever `rerank.k_shot` says (an evaluation may sweep it). Without titles they are
+        chosen by shared items, in memory: no Chroma, no embedder."""
+        with self._lock:
+            if self._pool is None:
+                from fewrec.prompts.demos import DemonstrationPool
+
+                client, embedder = None, None
+                if self.titled:
+                    from fewrec.retrieval.store import connect
+
+                    client = self._content.client if self._content is not None else connect(self.settings)
+                    embedder = self.embedder
+                self._pool = DemonstrationPool(
+                    self.split, client, embedder, self.settings.rerank.demo_history_items
+                )
+            return self._pool
+
+    @property
+    def explainer(self) -> Explainer:
+        """Grounded explanations over `retriever`; written by the LLM when `llm.instruct`."""
+        with self._lock:
+            if self._explainer is None:
+                from fewrec.agent.explain import Explainer
+
+                backend = None
+                if self.settings.llm.instruct and (parts := self.llm_parts()) is not None:
+                    backend = parts[0].backend
+                self._explainer = Explainer(
+                    self.split, self.retriever, backend, instruct=self.settings.llm.instruct,
+                    version=self.settings.rerank.prompt_version,
+                )  # fmt: skip
+            return self._explainer
+
+    def warm_up(self, llm: bool = False) -> Pipeline:
+        """Build everything now (the first request would otherwise pay for it)."""
+        _ = self.retriever, self.explainer
+        content = self.content if "content" in self.settings.retrieval.sources else None
+        if content is not None:
+            content.embedder.embed(["warm up"])  # loads the embedding model for queries
+        if llm:
+            self.llm_parts()
+        return self
