@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -721,13 +722,24 @@ def bench(
         int | None, typer.Option(help="--scale: users scored per source (default: all for a, 10,000 for b).")
     ] = None,
     scale_sources: Annotated[
-        str | None, typer.Option(help="--scale: only these sources (comma-separated; default all).")
+        str | None,
+        typer.Option(
+            help="--scale: only these sources (comma-separated; default all; 'none': the whole retriever)."
+        ),
     ] = None,
     scale_evaluate: Annotated[
         bool | None,
         typer.Option(help="--scale: run the retrieval evaluation over all users (default: for a only)."),
     ] = None,
     scale_timeout: Annotated[float, typer.Option(help="--scale: seconds allowed per step.")] = 3600.0,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Time `fewrec eval` in one process and sharded over Ray (auto or ADDRESS); same metrics?",
+        ),
+    ] = None,
+    ray_workers: RayWorkersOption = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
@@ -737,6 +749,24 @@ def bench(
     from fewrec.eval.report import write_atomically
 
     settings = _settings(config, dataset, format)
+    if ray is not None:
+        from fewrec.eval.bench_ray import run_ray_bench
+
+        _check_ray(ray)
+        figures = run_ray_bench(settings, ray, ray_workers, say=_note)
+        table = Table(title="fewrec eval: one process vs sharded over Ray (this machine)")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for key in ("dataset", "users", "cluster", "workers", "one_process_s", "ray_s", "ray_start_s",
+                    "overhead_check", "identical_metrics"):  # fmt: skip
+            table.add_row(key, str(figures[key]))
+        console.print(table)
+        for difference in figures["differences"]:
+            console.print(f"  differs: {difference}", highlight=False)
+        target = out or Path("runs/bench-ray.json")
+        write_atomically(target, json.dumps(figures, indent=2).encode())
+        console.print(f"wrote {target}")
+        return
     if scale is not None:
         result = _bench_scale(
             settings, scale, scale_size, scale_score_users, scale_sources, scale_timeout, scale_evaluate
@@ -791,6 +821,8 @@ def _bench_scale(
     if evaluate is not None:
         scales = [s.model_copy(update={"evaluate": evaluate}) for s in scales]
     source_list = [x.strip() for x in sources.split(",") if x.strip()] if sources else None
+    if sources is not None and sources.strip() == "none":  # only the whole retriever (and evaluation)
+        source_list = []
     bad = [x for x in source_list or [] if x not in SOURCE_NAMES]
     if bad:
         raise FewrecError(f"unknown source(s) {', '.join(bad)}; known: {', '.join(SOURCE_NAMES)}")

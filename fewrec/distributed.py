@@ -107,6 +107,15 @@ def _describe(ray: Any) -> str:
     return f"Ray: {nodes} node(s), {int(resources.get('CPU', 0))} CPUs"
 
 
+def is_connected() -> bool:
+    """Whether this process has joined a Ray cluster already."""
+    try:
+        import ray
+    except ImportError:
+        return False
+    return ray.is_initialized()
+
+
 def shutdown() -> None:
     """Leave the cluster (and stop the local instance this process started)."""
     ray = _import_ray()

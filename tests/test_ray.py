@@ -181,3 +181,19 @@ def test_cli_rejects_a_dead_ray_address_before_fitting_anything(tmp_path, monkey
         assert isinstance(result.exception, FewrecError) and "no Ray cluster answers" in str(result.exception)
         assert not (tmp_path / "r.csv").exists()
         assert not (tmp_path / "cache").exists()  # nothing was loaded or fitted
+
+
+def test_ray_bench_reports_time_and_identical_metrics(ray_cluster, tmp_path):
+    from fewrec.eval.bench_ray import run_ray_bench
+
+    settings = Settings(data_dir=tmp_path, retrieval=CHEAP)
+    notes: list[str] = []
+    figures = run_ray_bench(
+        settings, "auto", workers=2, users=200, baselines=["popularity", "markov"], history_cuts=[1],
+        say=notes.append,
+    )  # fmt: skip
+    assert figures["identical_metrics"] is True and figures["differences"] == []
+    assert figures["users"] == 200 and figures["workers"] == 2
+    assert figures["one_process_s"] > 0 and figures["ray_s"] > 0
+    assert figures["overhead_check"].startswith(("met", "missed"))
+    assert ray_cluster.is_initialized()  # the test's cluster is left running
