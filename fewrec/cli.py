@@ -436,6 +436,12 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed for sampling users, negatives and bootstrap.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>).")] = None,
     no_content: Annotated[bool, typer.Option(help="Skip the Chroma content source.")] = False,
+    tune_first: Annotated[
+        bool,
+        typer.Option(
+            "--tune", help="No tuned weights for this dataset yet: choose them on validation targets first."
+        ),
+    ] = False,
     readme: Annotated[
         Path | None, typer.Option(help="Also rewrite the Results section of this README.")
     ] = None,
@@ -501,8 +507,21 @@ def eval_command(
         _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
     )
     # Fitted on the evaluated split; the LLM parts are built by evaluate(), after the overrides.
-    pipeline = _pipeline(settings, suggest_tune=True, fit_on=split, progress=True, use_content=not no_content)
+    if tune_first and split == "valid":
+        raise EvalError(
+            "--tune chooses the weights on the validation targets: evaluate them with --split test"
+        )
+    pipeline = _pipeline(
+        settings, suggest_tune=not tune_first, fit_on=split, progress=True, use_content=not no_content
+    )
     data, settings = pipeline.split, pipeline.settings
+    if tune_first and pipeline.tuned_status == "none":
+        _note("no tuned weights for this dataset: choosing them on its validation targets first (--tune)")
+        tuned_users, sample = _tune_sample(pipeline, None, seed, pseudo=2)
+        _tune_and_keep(pipeline, sample, tuned_users, seed)
+    elif tune_first:
+        kept = "tuned for this dataset" if pipeline.tuned_status == "tuned" else "named by your settings"
+        _note(f"--tune: the weights are {kept} already; `fewrec tune` chooses them again")
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     baseline_list = list(ALL_BASELINES) if baselines == "all" else [] if baselines == "none" else [
         b.strip() for b in baselines.split(",") if b.strip()
@@ -626,8 +645,7 @@ def tune(
 ) -> None:
     """Choose the fusion weights on validation targets; keeps them for this dataset (eval,
     recommend and chat use them) and prints them as TOML for fewrec.toml."""
-    from fewrec.eval.tune import sample_users, sweep_setting, tune_weights
-    from fewrec.state import save_tuned
+    from fewrec.eval.tune import sweep_setting
 
     if pseudo < 0 or folds < 0:
         raise typer.BadParameter("--pseudo and --folds must be 0 or more")
@@ -637,11 +655,8 @@ def tune(
     # The pipeline fits the settings to the data and gives the content vectors; the sources are
     # fitted by eval/tune.py, on the validation split and the pseudo-validation ones.
     pipeline = _pipeline(settings, progress=True, use_content=not no_content)
-    data, settings, status = pipeline.split, pipeline.settings, pipeline.tuned_status
-    try:
-        sample = sample_users(data, users, seed)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--users") from exc
+    data, settings = pipeline.split, pipeline.settings
+    users, sample = _tune_sample(pipeline, users, seed, pseudo)
     vectors = pipeline.item_vectors
     if sweep:
         key, _, raw = sweep.partition("=")
@@ -663,6 +678,38 @@ def tune(
             table.add_row(str(value), f"{result.ndcg:.4f}", oos, _weights_toml(result.weights))
         console.print(table)
         return
+    result = _tune_and_keep(pipeline, sample, users, seed, pseudo, folds)
+    print(f"[retrieval]\nweights = {{ {_weights_toml(result.weights)} }}")
+
+
+def _tune_sample(pipeline: Pipeline, users: int | None, seed: int, pseudo: int) -> tuple[int | None, Any]:
+    """The users whose validation targets tuning reads: `users` of them (seeded), or as many as
+    fit retrieval.tune_memory_gb (every user when all fit)."""
+    from fewrec.eval.tune import memory_sample_size, sample_users
+
+    data, retrieval = pipeline.split, pipeline.settings.retrieval
+    if users is None:
+        users = memory_sample_size(data, len(retrieval.sources), pseudo, retrieval.tune_memory_gb)
+        if users is not None:
+            _note(
+                f"tuning on the validation targets of a seeded sample of {users:,} users: their scores "
+                f"fit retrieval.tune_memory_gb = {retrieval.tune_memory_gb:g} GB (--users sets the number)"
+            )
+    try:
+        return users, sample_users(data, users, seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--users") from exc
+
+
+def _tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int, pseudo: int = 2,
+                   folds: int = 0) -> Any:  # fmt: skip
+    """Choose the fusion weights on validation targets (of `sample` users), keep them for this
+    dataset and print what was found; the pipeline's settings use them from then on."""
+    from fewrec.eval.tune import tune_weights
+    from fewrec.state import apply_tuned, save_tuned
+
+    data, settings, status = pipeline.split, pipeline.settings, pipeline.tuned_status
+    vectors = pipeline.item_vectors
     result = tune_weights(
         data, settings.retrieval, vectors, settings.model_dir, pseudo=pseudo, folds=folds, sample=sample
     )
@@ -684,7 +731,9 @@ def tune(
         + (", but the weights your settings name come first" if status == "configured" else ""),
         highlight=False,
     )
-    print(f"[retrieval]\nweights = {{ {_weights_toml(result.weights)} }}")
+    if status != "configured":
+        apply_tuned(settings)
+    return result
 
 
 def _weights_toml(weights: dict[str, float]) -> str:

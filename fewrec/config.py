@@ -115,6 +115,10 @@ class RetrievalSettings(BaseModel):
     # Above this many training interactions SASRec is skipped, with a note, unless a CUDA GPU
     # is present (an epoch on two CPU cores takes minutes there). None: no limit.
     sasrec_max_interactions: int | None = 1_000_000
+    # `fewrec tune` keeps every source's scores of each validation target (users × items per
+    # source and split): without --users it tunes on a seeded sample of the users whose scores
+    # fit this many GB.
+    tune_memory_gb: float = Field(default=2.0, gt=0)
     seed: int = 0
 
 

@@ -307,6 +307,53 @@ def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positi
     assert bad.exit_code != 0 and "--users must be between 1 and" in bad.output
 
 
+def test_cli_tune_samples_users_to_fit_its_memory_budget(cli_env, positions_csv, monkeypatch):
+    from fewrec.data import load_dataset
+    from fewrec.eval.tune import memory_sample_size
+
+    split = load_dataset(str(positions_csv), cache_dir=None)
+    eligible = len(split.eval_users("valid"))
+    assert memory_sample_size(split, 2, 0, 1.0) is None  # a small dataset: every user fits
+    # Two sources, one split: (4 * 2 + 1) bytes per item and user.
+    budget_gb = 15 * split.n_items * 9 / 1024**3
+    assert memory_sample_size(split, 2, 0, budget_gb) == 15 < eligible
+    monkeypatch.setenv("FEWREC_RETRIEVAL__TUNE_MEMORY_GB", repr(budget_gb))
+    tuned = CliRunner().invoke(app, ["tune", "--dataset", str(positions_csv), "--pseudo", "0"])
+    assert tuned.exit_code == 0, tuned.output
+    assert "seeded sample of 15 users" in tuned.output and "over 15 targets" in tuned.output
+    entry = load_tuned(Settings(dataset=str(positions_csv)))
+    assert entry is not None and entry["users"] == 15
+
+
+def test_cli_eval_tune_chooses_weights_first_only_when_none_are_kept(cli_env, positions_csv):
+    args = [
+        "eval",
+        "--dataset",
+        str(positions_csv),
+        "--baselines",
+        "none",
+        "--history-cut",
+        "",
+        "--users",
+        "10",
+    ]
+    first = CliRunner().invoke(app, [*args, "--tune", "--out", str(cli_env / "run1")])
+    assert first.exit_code == 0, first.output
+    assert (
+        "choosing them on its validation targets first" in first.output and "no tuned weights" in first.output
+    )
+    assert "test split not used" in first.output
+    entry = load_tuned(Settings(dataset=str(positions_csv)))
+    assert entry is not None
+    used = json.loads((cli_env / "run1" / "results.json").read_text())["settings"]["retrieval"]["weights"]
+    assert used == {**RetrievalSettings().weights, **entry["weights"]}  # the run used what it chose
+    again = CliRunner().invoke(app, [*args, "--tune", "--out", str(cli_env / "run2")])
+    assert again.exit_code == 0, again.output
+    assert "already" in again.output and "choosing them" not in again.output
+    leak = CliRunner().invoke(app, [*args, "--tune", "--split", "valid"])
+    assert leak.exit_code != 0 and "--split test" in str(leak.exception)
+
+
 # --------------------------------------------------------------------------- SIGTERM
 
 # Runs `fewrec eval` through the real entry point; the first partial results.json is followed by

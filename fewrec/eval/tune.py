@@ -211,6 +211,16 @@ def sample_users(split: LeaveOneOutSplit, users: int | None, seed: int = 0) -> n
     return np.sort(np.random.default_rng(seed).choice(eligible, users, replace=False))
 
 
+def memory_sample_size(split: LeaveOneOutSplit, sources: int, pseudo: int, budget_gb: float) -> int | None:
+    """How many users' validation targets `tune_weights` can hold within `budget_gb` (each keeps
+    a float32 score per item and source, and a seen flag per item, in each of the 1 + `pseudo`
+    splits); None when every user fits."""
+    per_user = split.n_items * (4 * max(sources, 1) + 1) * (1 + pseudo)
+    fits = int(budget_gb * 1024**3 // per_user)
+    eligible = len(split.eval_users("valid"))
+    return None if fits >= eligible else max(1, fits)
+
+
 def tune_weights(
     split: LeaveOneOutSplit,
     settings: RetrievalSettings,
