@@ -108,10 +108,15 @@ class RetrievalSettings(BaseModel):
     sasrec_seeds: list[int] = Field(default_factory=lambda: [0])
     # Training stops at this many seconds (all seeds together; None or 0: no budget) ...
     sasrec_budget_s: float | None = 300.0
-    # ... or when an epoch's training loss has not beaten the best by sasrec_min_delta
-    # (relative) for sasrec_patience epochs (0: never).
+    # ... or when the validation NDCG@10 (or, with sasrec_validation_users = 0, the training
+    # loss) has not beaten its best by sasrec_min_delta (relative) for sasrec_patience epochs
+    # (0: never).
     sasrec_patience: int = 3
     sasrec_min_delta: float = 1e-3
+    # Early stopping reads validation: this many users' last *training* item is held out of
+    # training and their NDCG@10 measured after each epoch; the best epoch's weights are kept
+    # (bundled data: test NDCG@10 of SASRec alone 0.0561 → 0.0633). 0: the training loss decides.
+    sasrec_validation_users: int = Field(default=1000, ge=0)
     # Above this many training interactions SASRec is skipped, with a note, unless a CUDA GPU
     # is present (an epoch on two CPU cores takes minutes there). None: no limit.
     sasrec_max_interactions: int | None = 1_000_000

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_module
 
 from fewrec.config import RetrievalSettings
 from fewrec.data import load_dataset
@@ -268,7 +269,7 @@ def _patterned(n_users: int = 80, n_items: int = 12, length: int = 12) -> FitDat
 
 
 def test_sasrec_stops_at_its_budget_says_so_and_shows_progress(tmp_path, capsys):
-    pytest.importorskip("torch")
+    require_module("torch", "torch (the 'embed' extra)")
     from fewrec.retrieval.sequential import SASRec
 
     notes: list[str] = []
@@ -295,7 +296,7 @@ def test_sasrec_stops_at_its_budget_says_so_and_shows_progress(tmp_path, capsys)
 
 
 def test_sasrec_stops_on_a_loss_plateau_and_skips_large_data_without_a_gpu(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch", "torch (the 'embed' extra)")
     from fewrec.retrieval.sequential import SASRec, plateau_epoch
 
     assert plateau_epoch([5.0, 4.0, 3.99, 3.995, 3.99], patience=3, min_delta=0.01) == 5
@@ -311,9 +312,42 @@ def test_sasrec_stops_on_a_loss_plateau_and_skips_large_data_without_a_gpu(tmp_p
         SASRec(max_interactions=100, progress=False).fit(_patterned())
 
 
+def test_sasrec_stops_on_validation_of_held_out_training_items_and_keeps_the_best_epoch(tmp_path):
+    require_module("torch", "torch (the 'embed' extra)")
+    from fewrec.retrieval.sequential import SASRec, _hold_out_last, _validation_ndcg
+
+    data = _patterned()
+    sequences = [data.items[data.users == u] + 1 for u in range(data.n_users)]
+    training, (histories, targets) = _hold_out_last(sequences, 20)
+    assert len(histories) == len(targets) == 20
+    held = [row for row in range(data.n_users) if len(training[row]) < len(sequences[row])]
+    assert len(held) == 20  # one item fewer for each validation user, the rest untouched
+    for row, history, target in zip(held, histories, targets, strict=True):
+        assert np.array_equal(training[row], sequences[row][:-1]) and np.array_equal(history, training[row])
+        assert target == sequences[row][-1]  # their last *training* item: before any split target
+
+    notes: list[str] = []
+    model = SASRec(
+        dim=16, max_len=8, epochs=60, batch_size=32, negatives=8, threads=1, cache_dir=tmp_path,
+        patience=2, min_delta=0.0, validation_users=20, progress=False, notify=notes.append,
+    )  # fmt: skip
+    model.fit(data)
+    (run,) = model.runs
+    curve = run["validation_ndcg"]
+    assert run["stopped"] == "plateau" and len(curve) < 60 and "validation plateau" in notes[-1]
+    assert run["best_epoch"] == int(np.argmax(curve)) + 1 and max(curve) > 0.5  # the cycle is learnt
+    # The weights kept are the best epoch's, not the last one's.
+    assert _validation_ndcg(model.nets[0], histories, targets, 8, "cpu") == pytest.approx(max(curve))
+    assert not model.nets[0].training
+    # A loss-stopped model is another cache entry: neither stands in for the other.
+    loss_stopped = SASRec(dim=16, max_len=8, epochs=60, batch_size=32, negatives=8, patience=2, min_delta=0.0,
+                          validation_users=0)  # fmt: skip
+    assert loss_stopped._key(data, 0) != model._key(data, 0)
+
+
 def test_the_facade_path_still_notes_that_sasrec_trains(small_split, tmp_path, caplog):
     """`Recommender` builds its Retriever with progress=False: the note still reaches the log."""
-    pytest.importorskip("torch")
+    require_module("torch", "torch (the 'embed' extra)")
     settings = RetrievalSettings(
         sources=["sasrec"], sasrec_epochs=1, sasrec_dim=16, sasrec_negatives=8, sasrec_max_len=8
     )

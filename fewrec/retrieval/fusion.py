@@ -95,6 +95,7 @@ def make_source(
             seeds=tuple(s.sasrec_seeds), cache_dir=model_dir, progress=progress,
             budget_s=s.sasrec_budget_s, patience=s.sasrec_patience, min_delta=s.sasrec_min_delta,
             max_interactions=s.sasrec_max_interactions, notify=notify,
+            validation_users=s.sasrec_validation_users,
         )  # fmt: skip
     if name == "content":
         if item_vectors is None:

@@ -5,9 +5,11 @@ fusion). Training takes minutes on two cores, so fitted weights are cached on di
 the training data and every hyper-parameter; a second fit on the same data loads them.
 Needs torch (the 'embed' extra).
 
-Training never runs unbounded or silently: it stops at a time budget (`budget_s`) or when the
-epoch's training loss stops improving (`patience`, `min_delta`; the loss reads only training
-items, never a split's held-out ones), a progress bar shows epoch, loss and ETA, and a one-line
+Training never runs unbounded or silently: it stops at a time budget (`budget_s`) or when
+early stopping says so (`patience`, `min_delta`): by default on validation, i.e. the NDCG@10 of
+`validation_users` users' last *training* item, held out of training (so nothing after a split's
+cut is read), keeping the best epoch's weights; with `validation_users=0` on the training loss.
+A progress bar shows epoch, loss, validation NDCG and ETA, and a one-line
 note says that it trains and for how long at most. Above `max_interactions` training
 interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
 """
@@ -79,6 +81,48 @@ def plateau_epoch(losses: list[float], patience: int, min_delta: float) -> int |
     return None
 
 
+def _hold_out_last(
+    sequences: list[np.ndarray], users: int, seed: int = 0
+) -> tuple[list[np.ndarray], tuple[list[np.ndarray], np.ndarray]]:
+    """Early stopping's validation: for a seeded sample of `users` users with 3 items or more,
+    their last training item is held out of training (it still comes before every split
+    target) and becomes the item to predict from the rest. Item indices stay 1-based."""
+    eligible = np.flatnonzero(np.array([len(s) >= 3 for s in sequences], dtype=bool))
+    chosen = np.sort(np.random.default_rng(seed).choice(eligible, min(users, len(eligible)), replace=False))
+    held = set(chosen.tolist())
+    training = [s[:-1] if row in held else s for row, s in enumerate(sequences)]
+    histories = [sequences[row][:-1] for row in chosen]
+    targets = np.array([sequences[row][-1] for row in chosen], dtype=np.int64)
+    return training, (histories, targets)
+
+
+def _validation_ndcg(
+    net: Any, histories: list[np.ndarray], targets: np.ndarray, max_len: int, device: str
+) -> float:
+    """Mean NDCG@10 of the held-out items (1-based) over all items, each history's own items
+    excluded; ties count against the target."""
+    torch = _torch()
+    was_training = net.training
+    net.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(histories), 256):
+            part = histories[start : start + 256]
+            x = np.zeros((len(part), max_len), dtype=np.int64)
+            for row, history in enumerate(part):
+                recent = np.asarray(history[-max_len:], dtype=np.int64)
+                x[row, max_len - len(recent) :] = recent
+            scores = net.logits(net(torch.from_numpy(x).to(device))[:, -1]).float().cpu().numpy()
+            for row, history in enumerate(part):
+                scores[row, np.asarray(history, dtype=np.int64) - 1] = -np.inf
+            target = targets[start : start + len(part)] - 1
+            mine = scores[np.arange(len(part)), target][:, None]
+            rank = (scores >= mine).sum(axis=1) - 1  # 0-based, ties against the target
+            total += float(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0).sum())
+    net.train(was_training)
+    return total / max(len(histories), 1)
+
+
 def _build_net(n_items: int, dim: int, max_len: int, layers: int, heads: int, dropout: float) -> Any:
     torch = _torch()
     nn = torch.nn
@@ -123,7 +167,7 @@ class SASRec:
         seeds: tuple[int, ...] = (0,), threads: int | None = None, cache_dir: Path | None = None,
         progress: bool = True, budget_s: float | None = 300.0, patience: int = 3,
         min_delta: float = 1e-3, max_interactions: int | None = 1_000_000,
-        notify: Callable[[str], None] | None = None,
+        notify: Callable[[str], None] | None = None, validation_users: int = 0,
     ) -> None:  # fmt: skip
         self.params = {
             "dim": dim, "max_len": max_len, "layers": layers, "heads": heads, "dropout": dropout,
@@ -137,6 +181,10 @@ class SASRec:
         self.budget_s = budget_s if budget_s and budget_s > 0 else None
         self.patience, self.min_delta = patience, min_delta
         self.max_interactions = max_interactions
+        # > 0: that many users' last training item is held out of training and early stopping
+        # reads their NDCG@10 after each epoch (the best epoch's weights are kept); 0: the
+        # training loss's plateau decides.
+        self.validation_users = validation_users
         self.notify = notify or log.warning
         self.nets: list[Any] = []
         self.runs: list[dict[str, Any]] = []  # per seed: epochs trained, why it stopped, seconds
@@ -145,16 +193,23 @@ class SASRec:
         # The stopping rules are not in the key: a cache entry records how its training ended
         # (see `_usable`), and a run that was not stopped early is the same under any rule.
         digest = hashlib.sha256()
-        digest.update(json.dumps({**self.params, "seed": seed, "n_items": data.n_items, "v": 1}).encode())
+        facts: dict[str, Any] = {**self.params, "seed": seed, "n_items": data.n_items, "v": 1}
+        if self.validation_users:  # the held-out items and the stopping rule shape the weights
+            facts.update(v=2, validation_users=self.validation_users, patience=self.patience,
+                         min_delta=self.min_delta)  # fmt: skip
+        digest.update(json.dumps(facts).encode())
         digest.update(np.ascontiguousarray(data.users, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(data.items, dtype=np.int64).tobytes())
         return digest.hexdigest()[:24]
 
     def _train(
         self, sequences: list[np.ndarray], n_items: int, seed: int, budget_s: float | None = None,
-        device: str = "cpu",
+        device: str = "cpu", validation: tuple[list[np.ndarray], np.ndarray] | None = None,
     ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-        """The trained net and how training went (epochs, losses, why it stopped, seconds)."""
+        """The trained net and how training went (epochs, losses, why it stopped, seconds).
+        With `validation` (histories, held-out next items), each epoch ends with their NDCG@10;
+        training stops when it has not improved for `patience` epochs, and the best epoch's
+        weights are returned."""
         torch = _torch()
         functional = torch.nn.functional
         p = self.params
@@ -172,6 +227,8 @@ class SASRec:
             disable=not self.progress, mininterval=1.0,
         )  # fmt: skip
         losses: list[float] = []
+        scores: list[float] = []  # validation NDCG@10 after each full epoch
+        best_state: dict[str, Any] | None = None
         stopped: str | None = None
         done_steps = 0  # the bar counts nothing when it is disabled
         for epoch in range(p["epochs"]):
@@ -214,10 +271,23 @@ class SASRec:
                     losses.append(total / count)
                 break
             losses.append(total / max(count, 1))
-            if plateau_epoch(losses, self.patience, self.min_delta) is not None:
+            if validation is not None:
+                scores.append(_validation_ndcg(net, *validation, self.params["max_len"], device))
+                bar.set_postfix_str(
+                    f"loss {losses[-1]:.3f}, validation NDCG@10 {scores[-1]:.4f}", refresh=False
+                )
+                if scores[-1] >= max(scores):
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                # Higher is better: the plateau rule reads the negated curve.
+                if plateau_epoch([-v for v in scores], self.patience, self.min_delta) is not None:
+                    stopped = "plateau"
+                    break
+            elif plateau_epoch(losses, self.patience, self.min_delta) is not None:
                 stopped = "plateau"
                 break
         bar.close()
+        if best_state is not None:
+            net.load_state_dict(best_state)
         net.eval()
         net.to("cpu")  # scored on the CPU, one thread (see `score`)
         info = {
@@ -227,6 +297,10 @@ class SASRec:
             "budget_s": self.budget_s, "patience": self.patience, "min_delta": self.min_delta,
             "device": device,
         }  # fmt: skip
+        if validation is not None:
+            info["validation_ndcg"] = [round(v, 5) for v in scores]
+            info["validation_users"] = len(validation[1])
+            info["best_epoch"] = int(np.argmax(scores)) + 1 if scores else None
         return net, info
 
     def _usable(self, info: dict[str, Any] | None, budget_s: float | None) -> bool:
@@ -235,6 +309,11 @@ class SASRec:
         today's budget is no larger; any entry only if today's plateau rule would not have
         stopped it earlier than it ended."""
         if info is None:
+            return True
+        if "validation_ndcg" in info:  # the key holds the rule: only the budget may differ
+            if info.get("stopped") == "budget":
+                recorded = info.get("budget_s")
+                return recorded is not None and budget_s is not None and budget_s <= float(recorded)
             return True
         losses = [float(v) for v in info.get("losses", [])]
         complete = info.get("stopped") != "budget"
@@ -263,6 +342,9 @@ class SASRec:
         users, items = np.asarray(data.users), np.asarray(data.items)
         bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
         sequences = [items[a:b] + 1 for a, b in itertools.pairwise(bounds)]
+        validation = None
+        if self.validation_users > 0:
+            sequences, validation = _hold_out_last(sequences, self.validation_users)
         self.n_items = data.n_items
         self.nets, self.runs = [], []
         p = self.params
@@ -301,9 +383,10 @@ class SASRec:
                 f"SASRec{which}: training on {n_interactions:,} interactions ({device}), up to "
                 f"{p['epochs']} epochs{limit}"
             )
-            net, info = self._train(sequences, data.n_items, seed, budget, device)
+            net, info = self._train(sequences, data.n_items, seed, budget, device, validation)
             if info["stopped"] is not None:
-                why = "the time budget" if info["stopped"] == "budget" else "a training-loss plateau"
+                plateau = "a validation plateau" if validation else "a training-loss plateau"
+                why = "the time budget" if info["stopped"] == "budget" else plateau
                 self.notify(
                     f"SASRec: stopped after {info['epochs_trained']:g}/{p['epochs']} epochs "
                     f"({why}, {info['seconds']:.0f} s)"
