@@ -6,9 +6,9 @@ the training data and every hyper-parameter; a second fit on the same data loads
 Needs torch (the 'embed' extra).
 
 Training never runs unbounded or silently: it stops at a time budget (`budget_s`) or when
-early stopping says so (`patience`, `min_delta`): by default on validation, i.e. the NDCG@10 of
-`validation_users` users' last *training* item, held out of training (so nothing after a split's
-cut is read), keeping the best epoch's weights; with `validation_users=0` on the training loss.
+early stopping says so (`patience`, `min_delta`): on the training loss, or, with
+`validation_users` > 0, on the NDCG@10 of that many users' last *training* item, held out of
+training (so nothing after a split's cut is read), keeping the best epoch's weights.
 A progress bar shows epoch, loss, validation NDCG and ETA, and a one-line
 note says that it trains and for how long at most. Above `max_interactions` training
 interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
