@@ -113,7 +113,7 @@ def _ray_pool(address: str | None, workers: int | None) -> Iterator[Any]:
         with contextlib.suppress(ValueError):  # ray.init installs its own SIGTERM handler
             signal.signal(signal.SIGTERM, _terminate)
         with RayPool(workers) as pool:
-            _note(f"{pool.workers} Ray worker(s) hold the fitted pipeline")
+            _note(f"{pool.workers} Ray worker(s) receive each fitted retriever once")
             yield pool
     finally:
         shutdown()
@@ -953,8 +953,8 @@ def recommend_batch(
         _settings(config, dataset, format, duplicates), suggest_tune=True, progress=True,
         use_content=not no_content,
     )  # fmt: skip
+    rows = user_rows(pipeline.split, wanted)  # an unknown id stops the run before any fitting
     retriever = pipeline.retriever
-    rows = user_rows(retriever, wanted)
     with _ray_pool(ray, ray_workers) as pool, tqdm(total=len(rows), desc="recommending", unit="user") as bar:
         top = recommend_users(retriever, rows, k, ray=pool, progress=bar.update)
     frame = as_frame(retriever, rows, top)

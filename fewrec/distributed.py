@@ -171,10 +171,12 @@ class RayPool:
             connect("auto")
         self.ray = ray
         total = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = max(1, workers or max(1, int(total // cpus_per_worker)))
+        self.workers = max(1, workers or max(1, int(total // cpus_per_worker)))  # default: one per CPU
         self.retries = retries
-        # More workers than CPUs share them (an actor waiting for a whole CPU would never start).
-        cpus = min(cpus_per_worker, total / self.workers)
+        # More workers than free CPUs share them: an actor waiting for a whole CPU that another
+        # job holds would never start.
+        free = float(ray.available_resources().get("CPU", 0.0))
+        cpus = min(cpus_per_worker, free / self.workers) if free > 0 else 0.0
         remote = ray.remote(num_cpus=cpus, max_restarts=retries, max_task_retries=retries)(_Worker)
         self.actors = [remote.remote() for _ in range(self.workers)]
         try:  # an actor the cluster cannot place would leave every later map waiting forever

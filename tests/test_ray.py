@@ -75,11 +75,13 @@ def _same_report(single, sharded) -> None:
     assert single.comparison == sharded.comparison
 
 
-@pytest.mark.parametrize("sampled", [None, 30])
-def test_sharded_evaluation_equals_one_process(bundled_split, tmp_path, pool, sampled):
+@pytest.mark.parametrize(("sampled", "batch_users"), [(None, 100), (30, 100), (None, 1024)])
+def test_sharded_evaluation_equals_one_process(bundled_split, tmp_path, pool, sampled, batch_users):
+    """With 100-user batches each shard is whole batches; with 1,024 (the default) the 610 users
+    are one batch in one process and three shards of 204 or fewer on Ray."""
     from fewrec.eval.runner import evaluate
 
-    settings = Settings(data_dir=tmp_path, retrieval=CHEAP)
+    settings = Settings(data_dir=tmp_path, retrieval=CHEAP.model_copy(update={"batch_users": batch_users}))
     kwargs = {"baselines": ["popularity", "markov", "random"], "history_cuts": [1, 3], "sampled": sampled}
     single = evaluate(bundled_split, settings, **kwargs)
     sharded = evaluate(bundled_split, settings, ray=pool, **kwargs)
@@ -93,7 +95,7 @@ def test_sharded_batch_recommendation_equals_one_process(bundled_split, pool):
     from fewrec.retrieval.fusion import Retriever
 
     retriever = Retriever(bundled_split, CHEAP, progress=False).fit("all")
-    rows = user_rows(retriever, None)
+    rows = user_rows(bundled_split, None)
     done: list[int] = []
     single = recommend_users(retriever, rows, 10)
     sharded = recommend_users(retriever, rows, 10, ray=pool, progress=done.append)
@@ -121,6 +123,10 @@ def _always_die(payload: object, part: slice) -> int:
     return 0
 
 
+def _size(payload: object, part: slice) -> int:
+    return part.stop - part.start
+
+
 def _raise_fewrec(payload: object, part: slice) -> int:
     raise FewrecError(f"bad shard {part.start}")
 
@@ -141,12 +147,13 @@ def test_a_worker_that_keeps_dying_fails_the_run_clearly(ray_cluster):
     assert "worker died" in str(info.value) and "restart" in str(info.value)
 
 
-def test_workers_the_cluster_cannot_place_fail_at_once(pool):
-    from fewrec.distributed import DistributedError, RayPool
+def test_a_second_pool_starts_while_another_holds_the_cpus(pool):
+    from fewrec.distributed import RayPool
 
-    # `pool` holds 1.5 of the 2 CPUs: two more workers of one CPU each can never be placed.
-    with pytest.raises(DistributedError, match="did not start"):
-        RayPool(workers=2, start_timeout_s=3)
+    # `pool` holds 1.5 of the 2 CPUs: two more workers share the half that is free.
+    with RayPool(workers=2, start_timeout_s=60) as second:
+        assert second.map(_size, None, [slice(0, 3), slice(3, 10)]) == [3, 7]
+        assert len(set(second.pids())) == 2
 
 
 def test_an_error_in_a_shard_comes_back_as_itself(pool):
@@ -197,3 +204,34 @@ def test_ray_bench_reports_time_and_identical_metrics(ray_cluster, tmp_path):
     assert figures["one_process_s"] > 0 and figures["ray_s"] > 0
     assert figures["overhead_check"].startswith(("met", "missed"))
     assert ray_cluster.is_initialized()  # the test's cluster is left running
+
+
+def test_cli_recommend_batch_writes_every_users_top_k_and_names_unknown_ids(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from fewrec.cli import app
+
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", '["transition", "itemknn"]')
+    users = tmp_path / "users.txt"
+    users.write_text("1\n42\n\n7\n")
+    out = tmp_path / "out" / "recs.csv"
+    done = CliRunner().invoke(app, ["recommend-batch", "--out", str(out), "--users", str(users), "--k", "5"])
+    assert done.exit_code == 0, done.output
+    recs = pd.read_csv(out)
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "title", "score"]
+    assert recs["user_id"].tolist() == [1] * 5 + [42] * 5 + [7] * 5 and recs["rank"].tolist()[:5] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert (recs.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    assert not list(out.parent.glob("*.partial"))
+    users.write_text("1\nnobody\n")
+    bad = CliRunner().invoke(
+        app, ["recommend-batch", "--out", str(tmp_path / "bad.csv"), "--users", str(users)]
+    )
+    assert bad.exit_code != 0 and "unknown user id 'nobody'" in str(bad.exception)
+    assert not (tmp_path / "bad.csv").exists()

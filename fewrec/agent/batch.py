@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fewrec.data.errors import UnknownIdError
-from fewrec.data.split import SplitName
+from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.retrieval.base import ScoringContext, TopN, user_batches
 from fewrec.retrieval.fusion import Retriever
 
@@ -36,10 +36,9 @@ def top_k_rows(job: BatchJob, rows: slice) -> TopN:
     return job.retriever.recommend(job.histories[rows], job.k, job.context.rows(rows))
 
 
-def user_rows(retriever: Retriever, user_ids: list[object] | None) -> np.ndarray:
+def user_rows(split: LeaveOneOutSplit, user_ids: list[object] | None) -> np.ndarray:
     """Row indices of `user_ids` (every user when None); an unknown id raises UnknownIdError
     naming it."""
-    split = retriever.split
     if user_ids is None:
         return np.arange(split.n_users)
     rows, unknown = [], []

@@ -201,7 +201,10 @@ def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Write realistic synthetic interactions (power-law popularity, taste clusters, "
+        "sequential successors) as a user_id,item_id,timestamp CSV that `fewrec --dataset` reads."
+    )
     parser.add_argument("users", type=int)
     parser.add_argument("items", type=int)
     parser.add_argument("interactions", type=int)
