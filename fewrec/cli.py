@@ -806,7 +806,7 @@ def bench(
         table = Table(title="fewrec eval: one process vs sharded over Ray (this machine)")
         table.add_column("figure")
         table.add_column("value", justify="right")
-        for key in ("dataset", "users", "cluster", "workers", "one_process_s", "ray_s", "ray_start_s",
+        for key in ("dataset", "users", "cluster", "workers", "one_process_s", "ray_s", "ray_connect_s",
                     "overhead_check", "identical_metrics"):  # fmt: skip
             table.add_row(key, str(figures[key]))
         console.print(table)

@@ -27,6 +27,9 @@ from fewrec.data.errors import FewrecError
 log = logging.getLogger("fewrec.distributed")
 
 T = TypeVar("T")
+# What each actor imports as it starts, while the driver is still fitting: the ranking code and
+# the libraries fitted sources need to load (names only: nothing here imports them).
+PRELOAD = ("fewrec.eval.ranking", "fewrec.agent.batch", "torch", "implicit")
 MIN_SHARD_ROWS = 64  # smaller shards would score in tiny batches (another BLAS path, other bits)
 CONNECT_TIMEOUT_S = 5.0
 
@@ -140,9 +143,16 @@ def shard_ranges(n_rows: int, shards: int, align: int) -> list[slice]:
 class _Worker:
     """A Ray actor: keeps the last payload it was given (fetched once from the object store)."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+        import importlib
+
         self.key: str | None = None
         self.payload: Any = None
+        for module in preload:  # paid while the driver still fits, not on the first shard
+            try:
+                importlib.import_module(module)
+            except ImportError:  # an optional part (torch) this node lacks: its shard will say so
+                continue
 
     def run(self, key: str, boxed_payload: list, fn: Callable[..., Any], *args: Any) -> Any:
         if key != self.key:
@@ -164,8 +174,11 @@ class RayPool:
 
     def __init__(
         self, workers: int | None = None, retries: int = 2, cpus_per_worker: float = 1.0,
-        start_timeout_s: float = 120.0,
+        start_timeout_s: float = 120.0, preload: tuple[str, ...] = PRELOAD,
     ) -> None:  # fmt: skip
+        """The actors start in the background (importing the `preload` modules); the first
+        `map` waits for them, at most `start_timeout_s`, so their start overlaps the caller's
+        fitting."""
         ray = _import_ray()
         if not ray.is_initialized():
             connect("auto")
@@ -178,17 +191,29 @@ class RayPool:
         free = float(ray.available_resources().get("CPU", 0.0))
         cpus = min(cpus_per_worker, free / self.workers) if free > 0 else 0.0
         remote = ray.remote(num_cpus=cpus, max_restarts=retries, max_task_retries=retries)(_Worker)
-        self.actors = [remote.remote() for _ in range(self.workers)]
-        try:  # an actor the cluster cannot place would leave every later map waiting forever
-            ray.get([actor.pid.remote() for actor in self.actors], timeout=start_timeout_s)
-        except ray.exceptions.GetTimeoutError as exc:
+        self.actors = [remote.remote(tuple(preload)) for _ in range(self.workers)]
+        self._started = [actor.pid.remote() for actor in self.actors]
+        self._cpus, self._start_timeout_s = cpus, start_timeout_s
+
+    def wait_started(self) -> None:
+        """Block until every actor runs; an actor the cluster cannot place (which would leave
+        every map waiting forever) or that fails to start raises DistributedError."""
+        if not self._started:
+            return
+        try:
+            self.ray.get(self._started, timeout=self._start_timeout_s)
+        except self.ray.exceptions.GetTimeoutError as exc:
             self.close()
-            free = ray.available_resources().get("CPU", 0)
+            free = self.ray.available_resources().get("CPU", 0)
             raise DistributedError(
-                f"{self.workers} Ray worker(s) of {cpus:.2g} CPU each did not start within "
-                f"{start_timeout_s:.0f} s ({free:.2g} CPUs free in the cluster): ask for fewer "
+                f"{self.workers} Ray worker(s) of {self._cpus:.2g} CPU each did not start within "
+                f"{self._start_timeout_s:.0f} s ({free:.2g} CPUs free in the cluster): ask for fewer "
                 "(--ray-workers)"
             ) from exc
+        except self.ray.exceptions.RayError as exc:
+            self.close()
+            raise DistributedError(f"the Ray workers failed to start: {_first_line(exc)}") from exc
+        self._started = []
 
     def put(self, payload: Any) -> tuple[str, Any]:
         """Ship a payload to the object store once (reuse the handle for several maps)."""
@@ -203,6 +228,7 @@ class RayPool:
         handle from `put`. A failure past the actors' retries raises DistributedError."""
         if not parts:
             return []
+        self.wait_started()
         key, ref = payload if _is_handle(payload) else self.put(payload)
         # The reference is boxed in a list so Ray hands it to the actor as a reference (fetched
         # once per actor) rather than resolving it for every call.
@@ -238,6 +264,7 @@ class RayPool:
 
     def pids(self) -> list[int]:
         """The actors' process ids (tests kill one to check the retry)."""
+        self.wait_started()
         return self.ray.get([actor.pid.remote() for actor in self.actors])
 
     def close(self) -> None:
