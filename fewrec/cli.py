@@ -88,8 +88,13 @@ RayWorkersOption = Annotated[
 ]
 
 
-def _check_ray(address: str | None) -> None:
-    """A --ray address where nothing answers fails before minutes of fitting, not after."""
+def _check_ray(address: str | None, workers: int | None = None) -> None:
+    """A --ray address where nothing answers, or a bad --ray-workers, fails before minutes of
+    fitting, not after."""
+    if address is None and workers is not None:
+        raise FewrecError("--ray-workers goes with --ray")
+    if workers is not None and workers < 1:
+        raise FewrecError("--ray-workers must be 1 or more")
     if address is not None:
         from fewrec.distributed import check_address
 
@@ -166,7 +171,9 @@ def _note(message: str) -> None:
     console.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
 
 
-def _pipeline(settings: Settings, suggest_tune: bool = False, **options: Any) -> Pipeline:
+def _pipeline(
+    settings: Settings, suggest_tune: bool = False, announce: bool = True, **options: Any
+) -> Pipeline:
     """The pipeline over the dataset the settings name (`options`: Pipeline's keywords). It
     fits a copy of the settings to what the dataset carries (titles, real times) and uses its
     tuned weights; each change is one dim line (see fewrec/state.py)."""
@@ -174,7 +181,7 @@ def _pipeline(settings: Settings, suggest_tune: bool = False, **options: Any) ->
 
     pipeline = Pipeline(settings, _load_split(settings), say=_note, **options)
     settings, status = pipeline.settings, pipeline.tuned_status
-    if status == "tuned":
+    if status == "tuned" and announce:
         _note(f"fusion weights tuned for this dataset: {settings.tuned_path}")
     elif status == "none" and suggest_tune and settings.dataset_ident != "bundled":
         # The default weights were tuned on the bundled data only.
@@ -492,7 +499,7 @@ def eval_command(
         raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
     if chat and (ray is not None or ray_workers is not None):
         raise EvalError("--ray shards the ranking evaluation; --chat runs in one process")
-    _check_ray(ray)
+    _check_ray(ray, ray_workers)
     if chat:
         settings = _with_split_options(
             _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
@@ -515,13 +522,6 @@ def eval_command(
         settings, suggest_tune=not tune_first, fit_on=split, progress=True, use_content=not no_content
     )
     data, settings = pipeline.split, pipeline.settings
-    if tune_first and pipeline.tuned_status == "none":
-        _note("no tuned weights for this dataset: choosing them on its validation targets first (--tune)")
-        tuned_users, sample = _tune_sample(pipeline, None, seed, pseudo=2)
-        _tune_and_keep(pipeline, sample, tuned_users, seed)
-    elif tune_first:
-        kept = "tuned for this dataset" if pipeline.tuned_status == "tuned" else "named by your settings"
-        _note(f"--tune: the weights are {kept} already; `fewrec tune` chooses them again")
     stage_list = [s.strip() for s in stages.split(",") if s.strip()]
     baseline_list = list(ALL_BASELINES) if baselines == "all" else [] if baselines == "none" else [
         b.strip() for b in baselines.split(",") if b.strip()
@@ -540,6 +540,20 @@ def eval_command(
         settings.rerank.alpha = alpha
     k_shots = _int_list(k_shot, "--k-shot") if k_shot else None
     folder = out or default_run_dir()
+    status = pipeline.tuned_status
+    if tune_first and status == "none":
+        _note("no tuned weights for this dataset: choosing them on its validation targets first (--tune)")
+        tuned_users, sample = _tune_sample(pipeline, users, seed, pseudo=2)  # --users: that many
+        _tune_and_keep(pipeline, sample, tuned_users, seed)
+        status = "tuned"
+    elif tune_first:
+        kept = "tuned for this dataset" if status == "tuned" else "named by your settings"
+        _note(f"--tune: the weights are {kept} already; `fewrec tune` chooses them again")
+    weights_from = {
+        "tuned": f"fusion weights: tuned for this dataset ({settings.tuned_path})",
+        "configured": "fusion weights: named by the settings",
+        "none": "fusion weights: the defaults (tuned on the bundled data)",
+    }[status]
 
     def save(partial) -> None:
         # A snapshot is incomplete until the run ends: a run killed outright (SIGKILL, power)
@@ -554,6 +568,9 @@ def eval_command(
             users=users, sampled=sampled, seed=seed, on_result=save, k_shots=k_shots, pipeline=pipeline,
             progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False), ray=pool,
         )  # fmt: skip
+        ran_on = [f"ranked on Ray: {pool.workers} worker(s)"] if pool is not None else []
+    # What the report's figures rest on: the dataset's adjustments and where the weights came from.
+    report.notes = [*pipeline.notes, weights_from, *ran_on, *report.notes]
     files = write(report, folder)
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
@@ -654,7 +671,7 @@ def tune(
     )
     # The pipeline fits the settings to the data and gives the content vectors; the sources are
     # fitted by eval/tune.py, on the validation split and the pseudo-validation ones.
-    pipeline = _pipeline(settings, progress=True, use_content=not no_content)
+    pipeline = _pipeline(settings, announce=False, progress=True, use_content=not no_content)
     data, settings = pipeline.split, pipeline.settings
     users, sample = _tune_sample(pipeline, users, seed, pseudo)
     vectors = pipeline.item_vectors
@@ -706,7 +723,7 @@ def _tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int
     """Choose the fusion weights on validation targets (of `sample` users), keep them for this
     dataset and print what was found; the pipeline's settings use them from then on."""
     from fewrec.eval.tune import tune_weights
-    from fewrec.state import apply_tuned, save_tuned
+    from fewrec.state import apply_tuned, load_tuned, save_tuned
 
     data, settings, status = pipeline.split, pipeline.settings, pipeline.tuned_status
     vectors = pipeline.item_vectors
@@ -722,6 +739,14 @@ def _tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int
         console.print(f"out of sample ({folds}-fold over users): NDCG@10 {result.out_of_sample:.4f}")
     untuned = ", ".join(f"{label} {value:.4f}" for label, value in result.untuned.items())
     console.print(f"untuned, in sample: {untuned}")
+    earlier = load_tuned(settings)
+    if earlier is not None:
+        ndcg = earlier.get("ndcg")
+        shown = f"{ndcg:.4f}" if isinstance(ndcg, int | float) else "?"
+        _note(
+            f"replacing the weights tuned at {earlier.get('tuned_at', '?')} on {earlier.get('targets', '?')} "
+            f"targets (validation NDCG@10 {shown}) with these"
+        )
     path = save_tuned(
         settings, result.weights, ndcg=result.ndcg, targets=result.targets, users=users, seed=seed,
         pseudo=pseudo, sources=list(settings.retrieval.sources),
@@ -801,7 +826,7 @@ def bench(
     if ray is not None:
         from fewrec.eval.bench_ray import run_ray_bench
 
-        _check_ray(ray)
+        _check_ray(ray, ray_workers)
         figures = run_ray_bench(settings, ray, ray_workers, say=_note)
         table = Table(title="fewrec eval: one process vs sharded over Ray (this machine)")
         table.add_column("figure")
@@ -940,7 +965,7 @@ def recommend_batch(
         raise typer.BadParameter("--k must be between 1 and 1000", param_hint="--k")
     if out.suffix not in (".csv", ".parquet"):
         raise typer.BadParameter("--out must end in .csv or .parquet", param_hint="--out")
-    _check_ray(ray)
+    _check_ray(ray, ray_workers)
     wanted = None
     if users is not None:
         try:

@@ -350,6 +350,8 @@ def test_cli_eval_tune_chooses_weights_first_only_when_none_are_kept(cli_env, po
     again = CliRunner().invoke(app, [*args, "--tune", "--out", str(cli_env / "run2")])
     assert again.exit_code == 0, again.output
     assert "already" in again.output and "choosing them" not in again.output
+    notes = json.loads((cli_env / "run2" / "results.json").read_text())["notes"]
+    assert any(n.startswith("fusion weights: tuned for this dataset") for n in notes)
     leak = CliRunner().invoke(app, [*args, "--tune", "--split", "valid"])
     assert leak.exit_code != 0 and "--split test" in str(leak.exception)
 

@@ -267,6 +267,9 @@ def test_interrupt_returns_incomplete_report_and_writes_it(bundled_split, tmp_pa
     assert "random" not in {r.name for r in report.methods}
     assert any("interrupted" in n for n in report.notes)
     assert report.finished is not None
+    # The best baseline by validation may be one that never ran: no verdict is given.
+    assert report.comparison is None
+    assert any(n.startswith("no comparison") and "popularity, random" in n for n in report.notes)
 
     run = tmp_path / "run"
     write(report, run)

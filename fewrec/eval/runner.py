@@ -365,7 +365,20 @@ def evaluate(
             and settings.split.ties == "id"
             else []
         )
-    report.comparison = _compare(report, per_user, seed)
+    if report.complete:
+        report.comparison = _compare(report, per_user, seed)
+    else:  # the best baseline by validation may be one that never ran: no verdict
+        done = {r.name for r in report.methods}
+        missing = [
+            b
+            for b in baselines
+            if b not in done and not any(n.startswith(f"baseline {b}:") for n in report.notes)
+        ]
+        report.notes.append(
+            "no comparison with the best baseline: the run stopped before "
+            + (", ".join(missing) if missing else "it finished")
+            + " ran"
+        )
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
     return report
 

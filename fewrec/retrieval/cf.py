@@ -19,6 +19,7 @@ reweighting every training pair for every user.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -440,7 +441,11 @@ class ItemKNN(_ItemMatrixSource):
         from implicit.nearest_neighbours import CosineRecommender
 
         model = CosineRecommender(K=self.k)
-        model.fit(_binary_matrix(data), show_progress=False)
+        with warnings.catch_warnings():
+            # Given CSR, implicit still converts a matrix of its own and warns about it, once
+            # per fit: a line that says nothing to the user, repeated for every grid point.
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            model.fit(_binary_matrix(data), show_progress=False)
         sim = sp.csr_matrix(model.similarity, dtype=np.float32)
         sim.sum_duplicates()
         # No item is its own neighbour: drop the diagonal entries.
