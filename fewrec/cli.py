@@ -103,14 +103,11 @@ def _check_ray(address: str | None, workers: int | None = None) -> None:
 
 @contextlib.contextmanager
 def _ray_pool(address: str | None, workers: int | None) -> Iterator[Any]:
-    """A RayPool on the cluster `--ray` names (None without --ray); left again afterwards."""
+    """A RayPool on the cluster `--ray` names (None without --ray); left again afterwards.
+    The options were checked by `_check_ray` before any data was loaded."""
     if address is None:
-        if workers is not None:
-            raise FewrecError("--ray-workers goes with --ray")
         yield None
         return
-    if workers is not None and workers < 1:
-        raise FewrecError("--ray-workers must be 1 or more")
     from fewrec.distributed import RayPool, connect, shutdown
 
     try:

@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fewrec.data.errors import FewrecError
@@ -79,7 +80,6 @@ def connect(
     if ray.is_initialized():
         return _describe(ray)
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    os.environ.setdefault("RAY_ACCEPT_CLOUD_RESOURCES", "0")
     if address == "auto":
         if not os.environ.get("RAY_ADDRESS") and not _local_cluster_running(ray):
             options["num_cpus"] = num_cpus
@@ -138,6 +138,14 @@ def shard_ranges(n_rows: int, shards: int, align: int) -> list[slice]:
     else:
         per = max(MIN_SHARD_ROWS, math.ceil(n_rows / max(1, shards)))
     return [slice(start, min(start + per, n_rows)) for start in range(0, n_rows, per)]
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A payload in Ray's object store (`RayPool.put`), named so actors know when it changes."""
+
+    key: str
+    ref: Any
 
 
 class _Worker:
@@ -215,10 +223,9 @@ class RayPool:
             raise DistributedError(f"the Ray workers failed to start: {_first_line(exc)}") from exc
         self._started = []
 
-    def put(self, payload: Any) -> tuple[str, Any]:
+    def put(self, payload: Any) -> Shipped:
         """Ship a payload to the object store once (reuse the handle for several maps)."""
-        handle = (uuid.uuid4().hex, self.ray.put(payload))
-        return handle
+        return Shipped(uuid.uuid4().hex, self.ray.put(payload))
 
     def map(
         self, fn: Callable[..., T], payload: Any, parts: Sequence[Any], *args: Any,
@@ -229,7 +236,8 @@ class RayPool:
         if not parts:
             return []
         self.wait_started()
-        key, ref = payload if _is_handle(payload) else self.put(payload)
+        shipped = payload if isinstance(payload, Shipped) else self.put(payload)
+        key, ref = shipped.key, shipped.ref
         # The reference is boxed in a list so Ray hands it to the actor as a reference (fetched
         # once per actor) rather than resolving it for every call.
         refs = [
@@ -254,6 +262,11 @@ class RayPool:
             if isinstance(cause, FewrecError):
                 raise cause from None
             raise DistributedError(f"a Ray shard failed: {_first_line(exc)}") from exc
+
+    def map_rows(self, fn: Callable[..., T], payload: Any, n_rows: int, align: int) -> list[T]:
+        """`fn(payload, rows)` over `n_rows` rows cut by `shard_ranges` (one range per worker,
+        on `align`-row batch edges), results in row order."""
+        return self.map(fn, payload, shard_ranges(n_rows, self.workers, align))
 
     def _cancel(self, refs: list) -> None:
         for ref in refs:
@@ -280,15 +293,6 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _is_handle(payload: Any) -> bool:
-    return (
-        isinstance(payload, tuple)
-        and len(payload) == 2
-        and isinstance(payload[0], str)
-        and (type(payload[1]).__name__ == "ObjectRef")
-    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -75,10 +75,7 @@ def recommend_users(
             if progress:
                 progress(part.stop - part.start)
     else:
-        from fewrec.distributed import shard_ranges
-
-        parts = shard_ranges(len(rows), ray.workers, retriever.settings.batch_users)
-        results = ray.map(top_k_rows, job, parts)
+        results = ray.map_rows(top_k_rows, job, len(rows), retriever.settings.batch_users)
         if progress:
             progress(len(rows))
     if not results:

@@ -289,10 +289,7 @@ def evaluate(
         """Rank every evaluated user for one fitted retriever: here, or shard by shard on Ray."""
         if ray is None:
             return rank_rows(job, slice(0, len(rows)))
-        from fewrec.distributed import shard_ranges
-
-        parts = shard_ranges(len(rows), ray.workers, batch_users)
-        return RankedRows.concat(ray.map(rank_rows, job, parts))
+        return RankedRows.concat(ray.map_rows(rank_rows, job, len(rows), batch_users))
 
     def record_cuts(name: str, cut_ranks: dict[int, np.ndarray]) -> None:
         for cut, ranks in cut_ranks.items():

@@ -96,6 +96,16 @@ def _hold_out_last(
     return training, (histories, targets)
 
 
+def _left_padded(histories: list[np.ndarray], max_len: int, shift: int) -> np.ndarray:
+    """The last `max_len` items of each history, + `shift` (item index → the net's 1-based
+    ids), right-aligned in a (len(histories), max_len) array padded with 0 on the left."""
+    x = np.zeros((len(histories), max_len), dtype=np.int64)
+    for row, history in enumerate(histories):
+        recent = np.asarray(history[-max_len:], dtype=np.int64) + shift
+        x[row, max_len - len(recent) :] = recent
+    return x
+
+
 def _validation_ndcg(
     net: Any, histories: list[np.ndarray], targets: np.ndarray, max_len: int, device: str
 ) -> float:
@@ -108,10 +118,7 @@ def _validation_ndcg(
     with torch.no_grad():
         for start in range(0, len(histories), 256):
             part = histories[start : start + 256]
-            x = np.zeros((len(part), max_len), dtype=np.int64)
-            for row, history in enumerate(part):
-                recent = np.asarray(history[-max_len:], dtype=np.int64)
-                x[row, max_len - len(recent) :] = recent
+            x = _left_padded(part, max_len, shift=0)  # already 1-based
             scores = net.logits(net(torch.from_numpy(x).to(device))[:, -1]).float().cpu().numpy()
             for row, history in enumerate(part):
                 scores[row, np.asarray(history, dtype=np.int64) - 1] = -np.inf
@@ -435,11 +442,7 @@ class SASRec:
             for net in self.nets:
                 for start in range(0, len(histories), 256):
                     part = histories[start : start + 256]
-                    x = np.zeros((len(part), max_len), dtype=np.int64)
-                    for row, history in enumerate(part):
-                        recent = np.asarray(history[-max_len:], dtype=np.int64) + 1
-                        if len(recent):
-                            x[row, max_len - len(recent) :] = recent
+                    x = _left_padded(part, max_len, shift=1)
                     scores = net.logits(net(torch.from_numpy(x))[:, -1]).numpy()
                     scale = np.abs(scores).max(axis=1, keepdims=True)
                     scores = scores / np.where(scale > 0, scale, 1.0)
