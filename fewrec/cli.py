@@ -179,7 +179,7 @@ def _pipeline(
     pipeline = Pipeline(settings, _load_split(settings), say=_note, **options)
     settings, status = pipeline.settings, pipeline.tuned_status
     if status == "tuned" and announce:
-        _note(f"fusion weights tuned for this dataset: {settings.tuned_path}")
+        _note(pipeline.weights_from)
     elif status == "none" and suggest_tune and settings.dataset_ident != "bundled":
         # The default weights were tuned on the bundled data only.
         _note(
@@ -447,7 +447,12 @@ def eval_command(
         ),
     ] = False,
     readme: Annotated[
-        Path | None, typer.Option(help="Also rewrite the Results section of this README.")
+        Path | None,
+        typer.Option(help="Also rewrite the Results section of this README (complete run, clean tree)."),
+    ] = None,
+    readme_block: Annotated[
+        str | None,
+        typer.Option(help="--readme: the block <!-- NAME:start --> to rewrite (default: by protocol)."),
     ] = None,
     k_shot: Annotated[
         str | None, typer.Option(help="LLM stages: demonstrations per prompt, e.g. 0,3.")
@@ -546,11 +551,7 @@ def eval_command(
     elif tune_first:
         kept = "tuned for this dataset" if status == "tuned" else "named by your settings"
         _note(f"--tune: the weights are {kept} already; `fewrec tune` chooses them again")
-    weights_from = {
-        "tuned": f"fusion weights: tuned for this dataset ({settings.tuned_path})",
-        "configured": "fusion weights: named by the settings",
-        "none": "fusion weights: the defaults (tuned on the bundled data)",
-    }[status]
+    weights_from = pipeline.weights_from
 
     def save(partial) -> None:
         # A snapshot is incomplete until the run ends: a run killed outright (SIGKILL, power)
@@ -564,6 +565,7 @@ def eval_command(
             data, settings, split_name=split, stages=stage_list, baselines=baseline_list, history_cuts=cuts,
             users=users, sampled=sampled, seed=seed, on_result=save, k_shots=k_shots, pipeline=pipeline,
             progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False), ray=pool,
+            weights_from=weights_from,
         )  # fmt: skip
         ran_on = [f"ranked on Ray: {pool.workers} worker(s)"] if pool is not None else []
     # What the report's figures rest on: the dataset's adjustments and where the weights came from.
@@ -572,12 +574,11 @@ def eval_command(
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
     if readme is not None:
-        from fewrec.eval.report import readme_markers, readme_section, update_readme
+        from fewrec.eval.report import publish, readme_markers, readme_markers_named, readme_section
 
-        try:
-            update_readme(readme, readme_section(report, folder, readme), readme_markers(report))
-        except (OSError, ValueError) as exc:
-            raise FewrecError(f"cannot update {readme}: {exc}") from exc
+        section = readme_section(report, folder, readme)
+        markers = readme_markers(report) if readme_block is None else readme_markers_named(readme_block)
+        publish(readme, section, markers, report.provenance, report.complete)
         console.print(f"updated the Results section of {readme}")
     if not report.complete:
         raise typer.Exit(130)
@@ -597,7 +598,7 @@ def _chat_eval(
     """`fewrec eval --chat`: see fewrec/eval/chat_eval.py."""
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
-    from fewrec.eval.report import default_run_dir, update_readme
+    from fewrec.eval.report import default_run_dir, publish
 
     book = load_phrasings(phrasings)
     names = [f.strip() for f in families.split(",") if f.strip()] if families else None
@@ -622,13 +623,36 @@ def _chat_eval(
         print(f"[chat]\n{chosen}")
     console.print(f"wrote {', '.join(str(f) for f in files)}")
     if readme is not None:
-        try:
-            update_readme(readme, chat_eval.readme_section(report, folder, readme), chat_eval.README_MARKERS)
-        except (OSError, ValueError) as exc:
-            raise FewrecError(f"cannot update {readme}: {exc}") from exc
+        section = chat_eval.readme_section(report, folder, readme)
+        publish(readme, section, chat_eval.README_MARKERS, report.provenance, report.complete)
         console.print(f"updated the chat results section of {readme}")
     if not report.complete:
         raise typer.Exit(130)
+
+
+@app.command("compare-results")
+def compare_results(
+    first: Annotated[Path, typer.Argument(help="A folder of results*/results.json (e.g. docs).")],
+    second: Annotated[Path, typer.Argument(help="Another one (e.g. runs/verify: `make verify-results`).")],
+) -> None:
+    """Compare every figure of the results.json files two folders share, to the printed digit;
+    exit 1 on any difference."""
+    from fewrec.eval.verify import compare_folders
+
+    results = compare_folders(first, second)
+    compared = [r for r in results if r.missing is None]
+    for r in results:
+        if r.missing is not None:
+            console.print(f"{r.name}: not compared ({r.missing})", highlight=False)
+            continue
+        verdict = "identical" if not r.differences else f"{len(r.differences)} difference(s)"
+        console.print(f"{r.name}: {r.compared} figures, {verdict}; {r.provenance}", highlight=False)
+        for line in r.differences[:20]:
+            console.print(f"  {line}", highlight=False)
+    if not compared:
+        raise FewrecError(f"no results*/results.json of {first} has a counterpart in {second}")
+    if any(r.differences for r in compared):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -720,7 +744,7 @@ def _tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int
     """Choose the fusion weights on validation targets (of `sample` users), keep them for this
     dataset and print what was found; the pipeline's settings use them from then on."""
     from fewrec.eval.tune import tune_weights
-    from fewrec.state import apply_tuned, load_tuned, save_tuned
+    from fewrec.state import load_tuned, save_tuned
 
     data, settings, status = pipeline.split, pipeline.settings, pipeline.tuned_status
     vectors = pipeline.item_vectors
@@ -754,7 +778,7 @@ def _tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int
         highlight=False,
     )
     if status != "configured":
-        apply_tuned(settings)
+        pipeline.apply_tuned()
     return result
 
 
@@ -802,7 +826,9 @@ def bench(
         bool | None,
         typer.Option(help="--scale: run the retrieval evaluation over all users (default: for a only)."),
     ] = None,
-    scale_timeout: Annotated[float, typer.Option(help="--scale: seconds allowed per step.")] = 3600.0,
+    scale_timeout: Annotated[
+        float | None, typer.Option(help="--scale: seconds allowed per step (default: no limit).")
+    ] = None,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -811,13 +837,16 @@ def bench(
         ),
     ] = None,
     ray_workers: RayWorkersOption = None,
+    readme: Annotated[
+        Path | None, typer.Option(help="Also rewrite the speed section of this README (from a clean tree).")
+    ] = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
 ) -> None:
     """Speed figures on this machine: load, index build, retrieval latency, peak memory (or, with
     --scale, per-source fit/scoring time and peak memory on synthetic data at real sizes)."""
-    from fewrec.eval.report import write_atomically
+    from fewrec.data.files import write_atomically
 
     settings = _settings(config, dataset, format)
     if ray is not None:
@@ -864,11 +893,18 @@ def bench(
     target = out or Path("runs/bench.json")
     write_atomically(target, result.model_dump_json(indent=2).encode())
     console.print(f"wrote {target}")
+    if readme is not None:
+        from fewrec.eval import bench as bench_module
+        from fewrec.eval.report import publish
+
+        section = bench_module.readme_section(result, target, readme)
+        publish(readme, section, bench_module.README_MARKERS, result.provenance, complete=True)
+        console.print(f"updated the speed section of {readme}")
 
 
 def _bench_scale(
     settings: Settings, names: str, size: str | None, score_users: int | None, sources: str | None,
-    timeout_s: float, evaluate: bool | None = None,
+    timeout_s: float | None, evaluate: bool | None = None,
 ):  # fmt: skip
     """`fewrec bench --scale`: run the scales asked for and print a table per scale."""
     from fewrec.eval.bench_scale import SCALES, run_scale_bench

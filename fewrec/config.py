@@ -106,11 +106,12 @@ class RetrievalSettings(BaseModel):
     sasrec_learning_rate: float = 2e-3
     sasrec_negatives: int = 1000
     sasrec_seeds: list[int] = Field(default_factory=lambda: [0])
-    # Training stops at this many seconds (all seeds together; None or 0: no budget) ...
-    sasrec_budget_s: float | None = 300.0
-    # ... or when the validation NDCG@10 (or, with sasrec_validation_users = 0, the training
-    # loss) has not beaten its best by sasrec_min_delta (relative) for sasrec_patience epochs
-    # (0: never).
+    # Training stops after sasrec_epochs, or earlier when the validation NDCG@10 (or, with
+    # sasrec_validation_users = 0, the training loss) has not beaten its best by sasrec_min_delta
+    # (relative) for sasrec_patience epochs (0: never): rules on data, so the model is the same
+    # at any load. Opt-in: a wall-clock budget in seconds (all seeds together); a run it cuts
+    # says so in its notes, since the model then depends on the machine's speed and load.
+    sasrec_budget_s: float | None = None
     sasrec_patience: int = 3
     sasrec_min_delta: float = 1e-3
     # > 0: early stopping reads validation instead of the loss: this many users' last *training*

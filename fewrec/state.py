@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fewrec.config import Settings
+from fewrec.data.files import write_atomically
 from fewrec.data.split import LeaveOneOutSplit
 from fewrec.data.traits import has_titles
 
@@ -66,9 +65,19 @@ def fit_to_data(
 TunedStatus = Literal["tuned", "configured", "none"]
 
 
-def _entry_key(settings: Settings) -> str:
-    # Weights depend on the protocol they were chosen under and on the content vectors.
-    return f"{settings.split.protocol}|{settings.embedding_key}"
+def tuned_key(settings: Settings) -> str:
+    """What tuned weights were chosen for, as one readable key: weights chosen under another
+    protocol, tie order, filtering, source list or content model are not used."""
+    split = settings.split
+    ties = split.ties if split.ties == "id" else f"{split.ties}:{split.tie_seed}"
+    parts = [
+        split.protocol, f"ties={ties}", f"min_count={split.min_count}", f"min_rating={split.min_rating}",
+        f"holdout={split.holdout}", f"sources={','.join(sorted(settings.retrieval.sources))}",
+        settings.embedding_key,
+    ]  # fmt: skip
+    if split.protocol == "temporal":
+        parts.insert(1, f"cuts={split.test_cut},{split.valid_cut}")
+    return "|".join(parts)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -79,12 +88,23 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def load_tuned(settings: Settings) -> dict[str, Any] | None:
-    """The tuned entry for this dataset, protocol and embedding model, or None."""
-    entry = _read(settings.tuned_path).get(_entry_key(settings))
-    if not isinstance(entry, dict) or not isinstance(entry.get("weights"), dict):
-        return None
-    return entry
+def load_tuned(settings: Settings, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The tuned entry for exactly these settings' key (`tuned_key`), or None. When the file
+    holds weights for the same protocol under another key (another source list, tie order,
+    filtering, or an older fewrec's key), `say` is told in one line why they are not used;
+    the file is left as it is."""
+    data = _read(settings.tuned_path)
+    entry = data.get(tuned_key(settings))
+    if isinstance(entry, dict) and isinstance(entry.get("weights"), dict):
+        return entry
+    protocol = settings.split.protocol
+    others = [key for key in data if key.split("|", 1)[0] == protocol]
+    if others and say is not None:
+        say(
+            f"tuned weights in {settings.tuned_path} were chosen for other settings ({others[0]}), not for "
+            f"these ({tuned_key(settings)}): not used; `fewrec tune` chooses them for these"
+        )
+    return None
 
 
 def save_tuned(settings: Settings, weights: dict[str, float], **facts: Any) -> Path:
@@ -92,7 +112,7 @@ def save_tuned(settings: Settings, weights: dict[str, float], **facts: Any) -> P
     other entries in the file stay. Written atomically: a crash keeps the previous file."""
     path = settings.tuned_path
     data = _read(path)
-    data[_entry_key(settings)] = {
+    data[tuned_key(settings)] = {
         "weights": {name: float(value) for name, value in weights.items()},
         "dataset": settings.dataset_ident,
         "protocol": settings.split.protocol,
@@ -100,28 +120,35 @@ def save_tuned(settings: Settings, weights: dict[str, float], **facts: Any) -> P
         "tuned_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **facts,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True).encode())
     return path
 
 
-def apply_tuned(settings: Settings) -> TunedStatus:
+def apply_tuned(settings: Settings, say: Callable[[str], None] | None = None) -> TunedStatus:
     """Use this dataset's tuned weights, unless the settings name weights themselves (a TOML
     file, FEWREC_RETRIEVAL__WEIGHTS, keyword arguments): 'tuned' when applied, 'configured'
-    when the configured ones win, 'none' when the dataset has never been tuned. Sources that
-    were not tuned keep their configured weight."""
+    when the configured ones win, 'none' when the dataset has none for these settings
+    (`load_tuned`). Sources that were not tuned keep their configured weight."""
     if "weights" in settings.retrieval.model_fields_set:
         return "configured"
-    entry = load_tuned(settings)
+    entry = load_tuned(settings, say)
     if entry is None:
         return "none"
     merged = {**settings.retrieval.weights, **{k: float(v) for k, v in entry["weights"].items()}}
     settings.retrieval = settings.retrieval.model_copy(update={"weights": merged})
     return "tuned"
+
+
+def describe_weights(settings: Settings, status: TunedStatus) -> str:
+    """One line for a run's notes and results.json: where its fusion weights came from, and
+    what they are."""
+    weights = ", ".join(f"{k} {v:g}" for k, v in settings.retrieval.weights.items())
+    if status == "tuned":
+        entry = load_tuned(settings) or {}
+        return (
+            f"fusion weights: tuned for this dataset on this machine ({settings.tuned_path}, "
+            f"key {tuned_key(settings)}, tuned at {entry.get('tuned_at', '?')}): {weights}"
+        )
+    if status == "configured":
+        return f"fusion weights: named by the settings: {weights}"
+    return f"fusion weights: the defaults (tuned on the bundled data): {weights}"

@@ -13,13 +13,17 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fewrec.config import RetrievalSettings
-from fewrec.data.split import SplitSettings, temporal_split
+from fewrec.data import load_raw
+from fewrec.data.models import Catalog, Dataset, Interactions, build_catalog
+from fewrec.data.split import UNKNOWN_ITEM, SplitSettings, temporal_split
 from fewrec.eval.baselines import run_baseline
+from fewrec.eval.metrics import masked_target_ranks
 from fewrec.eval.tune import validation_queries
 from fewrec.prompts.demos import build_demonstrations
 from fewrec.retrieval import FitData, Retriever, ScoringContext
@@ -177,8 +181,13 @@ def test_demonstrations_never_read_a_held_out_item(bundled_split, scrambled):
 
 
 @pytest.fixture(scope="module")
-def temporal(bundled_split):
-    return temporal_split(bundled_split, SplitSettings(protocol="temporal"))
+def bundled_raw():
+    return load_raw()
+
+
+@pytest.fixture(scope="module")
+def temporal(bundled_raw):
+    return temporal_split(bundled_raw, SplitSettings(protocol="temporal"))
 
 
 def test_temporal_split_fits_and_shows_only_the_past(temporal):
@@ -196,10 +205,46 @@ def test_temporal_split_fits_and_shows_only_the_past(temporal):
             events = temporal.events[temporal.events["user"] == user]
             known = events[events["timestamp"] < cut]
             np.testing.assert_array_equal(temporal.history(user, name), known["item"].to_numpy())
-            after = events[events["timestamp"] >= cut]
+            every = temporal.interactions[temporal.interactions["user"] == user]
+            after = every[every["timestamp"] >= cut]
             assert when[user] == after["timestamp"].min()
-            assert targets[user] in set(after.loc[after["timestamp"] == when[user], "item"])
+            assert targets[user] == UNKNOWN_ITEM or targets[user] in set(
+                after.loc[after["timestamp"] == when[user], "item"]
+            )
         np.testing.assert_array_equal(temporal.reference_times(users, name), np.full(len(users), cut))
+
+
+def _with_future(raw, cut: int, users: list, item: int = 10**9, title: str = "Brand New (2099)"):
+    """`raw` plus an interaction with a new item, one second after `cut`, for each of `users`."""
+    frame = raw.interactions.frame
+    extra = pd.DataFrame({"user_id": users, "item_id": item, "rating": 5.0, "timestamp": cut + 1})
+    catalog = pd.concat(
+        [raw.catalog.frame, build_catalog(pd.Series([item]), pd.Series([title])).frame], ignore_index=True
+    )
+    return Dataset(raw.name, Catalog(catalog), Interactions(pd.concat([frame, extra], ignore_index=True)))
+
+
+def test_the_temporal_vocabulary_and_core_filter_come_from_before_the_cut(bundled_raw, temporal):
+    """Make a new item the most watched film after the cut, the first film after the cut of
+    many users: the users, items and histories do not change; those users' targets are that
+    item, which did not exist at the cut, and count as misses."""
+    users = temporal.user_ids[temporal.eval_users("test")][:20].tolist()
+    # The same cuts (a quantile cut would move with the added interactions).
+    cuts = SplitSettings(
+        protocol="temporal", test_cut=str(temporal.test_cut), valid_cut=str(temporal.valid_cut)
+    )
+    future = temporal_split(_with_future(bundled_raw, temporal.test_cut, users), cuts)
+    np.testing.assert_array_equal(future.item_ids, temporal.item_ids)
+    np.testing.assert_array_equal(future.user_ids, temporal.user_ids)
+    pd.testing.assert_frame_equal(future.interactions_before("test"), temporal.interactions_before("test"))
+    rows = [future.user_index(u) for u in users]
+    assert (future.test_item[rows] == UNKNOWN_ITEM).all()
+    assert set(rows) <= set(future.eval_users("test").tolist())  # still evaluated: as misses
+    ranked = run_baseline("popularity", future, RetrievalSettings(), "test", np.array(rows)).retriever
+    assert ranked is not None
+    scores = ranked.score_split("test", np.array(rows)).fused
+    ranks = masked_target_ranks(scores, future.test_item[rows])
+    assert (ranks == future.n_items).all()
 
 
 def test_temporal_scores_do_not_change_when_the_future_does(temporal):

@@ -295,7 +295,7 @@ def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positi
     args = ["eval", "--baselines", "none", "--history-cut", "", "--users", "10", "--out", str(out)]
     used = CliRunner().invoke(app, [*args, "--dataset", str(positions_csv)])
     assert used.exit_code == 0, used.output
-    assert "fusion weights tuned for this dataset" in used.output and "no tuned weights" not in used.output
+    assert "fusion weights: tuned for this dataset" in used.output and "no tuned weights" not in used.output
     settings = json.loads((out / "results.json").read_text())["settings"]["retrieval"]
     assert settings["weights"] == {**RetrievalSettings().weights, **entry["weights"]}
 

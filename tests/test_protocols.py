@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from fewrec.cli import app
 from fewrec.config import RetrievalSettings, Settings
-from fewrec.data import DatasetError, load_dataset
+from fewrec.data import DatasetError, load_dataset, load_raw
 from fewrec.data.models import Dataset, Interactions, build_catalog
-from fewrec.data.split import SplitSettings, leave_one_out, temporal_split
+from fewrec.data.split import SplitSettings, temporal_split
 from fewrec.eval import metrics as m
 from fewrec.eval.report import markdown, readme_markers
 from fewrec.eval.runner import EvalReport, MethodResult, _compare, evaluate, format_p
@@ -21,8 +21,13 @@ CHEAP = RetrievalSettings(sources=["transition", "timepop"], weights={"transitio
 
 
 @pytest.fixture(scope="module")
-def temporal(bundled_split):
-    return temporal_split(bundled_split, SplitSettings(protocol="temporal"))
+def bundled_raw():
+    return load_raw()
+
+
+@pytest.fixture(scope="module")
+def temporal(bundled_raw):
+    return temporal_split(bundled_raw, SplitSettings(protocol="temporal"))
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +98,16 @@ def test_temporal_pseudo_validation_lies_a_window_earlier(temporal):
         ({"test_cut": 0.5, "valid_cut": 0.7}, "must come before"),
     ],
 )
-def test_temporal_cut_errors_name_the_problem(bundled_split, update, message):
+def test_temporal_cut_errors_name_the_problem(bundled_raw, update, message):
     with pytest.raises(DatasetError, match=message):
-        temporal_split(bundled_split, SplitSettings(protocol="temporal", **update))
+        temporal_split(bundled_raw, SplitSettings(protocol="temporal", **update))
 
 
-def test_temporal_cut_accepts_dates_and_unix_seconds(bundled_split):
-    by_date = temporal_split(bundled_split, SplitSettings(protocol="temporal", test_cut="2017-01-01"))
+def test_temporal_cut_accepts_dates_and_unix_seconds(bundled_raw):
+    by_date = temporal_split(bundled_raw, SplitSettings(protocol="temporal", test_cut="2017-01-01"))
     assert by_date.test_cut == int(pd.Timestamp("2017-01-01", tz="UTC").timestamp())
     by_seconds = temporal_split(
-        bundled_split, SplitSettings(protocol="temporal", test_cut=str(by_date.test_cut))
+        bundled_raw, SplitSettings(protocol="temporal", test_cut=str(by_date.test_cut))
     )
     assert by_seconds.test_cut == by_date.test_cut
 
@@ -118,9 +123,9 @@ def test_a_dataset_without_timestamps_cannot_be_split_by_time():
         }
     ).drop_duplicates(["user_id", "item_id"])
     catalog = build_catalog(pd.Series(np.arange(20)), pd.Series([f"Item {i}" for i in range(20)]))
-    loo = leave_one_out(Dataset("untimed", catalog, Interactions(frame)), SplitSettings(min_count=2))
+    untimed = Dataset("untimed", catalog, Interactions(frame))
     with pytest.raises(DatasetError, match=r"no timestamps.*--protocol loo"):
-        temporal_split(loo, SplitSettings(protocol="temporal"))
+        temporal_split(untimed, SplitSettings(protocol="temporal", min_count=2))
 
 
 # --------------------------------------------------------------------------- evaluation

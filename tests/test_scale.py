@@ -279,20 +279,20 @@ def test_sasrec_stops_at_its_budget_says_so_and_shows_progress(tmp_path, capsys)
     )  # fmt: skip
     model.fit(_patterned())
     (run,) = model.runs
-    assert run["stopped"] == "budget" and run["epochs_trained"] < 10_000 and run["seconds"] < 10
+    assert run["stopped"] == "budget" and run["epochs_trained"] < 10_000
     assert notes[0].startswith("SASRec: training on 960 interactions (cpu), up to 10000 epochs, at most 1 s")
-    assert notes[1].startswith("SASRec: stopped after") and "time budget" in notes[1]
+    assert notes[1].startswith("SASRec: stopped after") and "depends on the machine's load" in notes[1]
     assert "SASRec seed 0, epoch" in capsys.readouterr().err  # the progress bar
     assert model.score([np.array([3, 4, 5])]).shape == (1, 12)
-    # A later fit with no larger budget reuses the cut weights (and says so) ...
+    # A later fit with the same budget reuses the cut weights (and says so) ...
     notes.clear()
     again = SASRec(
         dim=16, max_len=8, epochs=10_000, batch_size=8, negatives=8, threads=1, cache_dir=tmp_path,
         budget_s=1.0, patience=0, notify=notes.append, progress=False,
     ).fit(_patterned())  # fmt: skip
     assert again.runs[0]["stopped"] == "budget" and "cut by the time budget" in notes[0]
-    # ... a larger budget trains again.
-    assert not SASRec(budget_s=5.0, patience=0)._usable(run, 5.0)
+    # ... another budget is another model.
+    assert SASRec(budget_s=5.0, patience=0)._key(_patterned(), 0) != model._key(_patterned(), 0)
 
 
 def test_sasrec_stops_on_a_loss_plateau_and_skips_large_data_without_a_gpu(tmp_path, monkeypatch):

@@ -51,7 +51,8 @@ def test_sasrec_weights_are_cached_and_reused(tmp_path, monkeypatch):
     first = _small(tmp_path).fit(data)
     cached = list(tmp_path.glob("sasrec-*.pt"))
     assert len(cached) == 1
-    assert not list(tmp_path.glob("tmp-*"))  # no temporary file left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    assert first.runs[0]["stopped"] != "budget"  # no wall clock in the default rules
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model must not be trained again")
@@ -74,6 +75,57 @@ def test_sasrec_retrains_over_a_damaged_cache_entry(tmp_path):
     model = _small(tmp_path).fit(data)
     assert int(np.argmax(model.score([np.array([3, 4, 5])])[0])) == 6
     assert entry.stat().st_size > 100  # rewritten with real weights
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained")
+
+
+@pytest.mark.parametrize("damage", ["no record", "record for another key", "weights swapped", "old record"])
+def test_sasrec_never_uses_a_stale_or_unrecorded_model(tmp_path, monkeypatch, damage):
+    data = _patterned_data()
+    _small(tmp_path).fit(data)
+    (entry,) = tmp_path.glob("sasrec-*.pt")
+    record = entry.with_suffix(".json")
+    if damage == "no record":  # a crash between the weights and their record
+        record.unlink()
+    elif damage == "record for another key":  # e.g. written by other code
+        record.write_text(record.read_text().replace('"key": "', '"key": "0'))
+    elif damage == "weights swapped":  # new weights under an old record
+        other = _small(tmp_path / "other", dim=16, epochs=2).fit(data)
+        (other_entry,) = (tmp_path / "other").glob("sasrec-*.pt")
+        entry.write_bytes(other_entry.read_bytes())
+        assert other.nets
+    else:  # a record from before the key was recorded
+        record.write_text('{"stopped": null, "epochs_trained": 15}')
+    notes: list[str] = []
+    monkeypatch.setattr(SASRec, "_train", _no_training)
+    with pytest.raises(AssertionError, match="trained"):
+        _small(tmp_path, notify=notes.append).fit(data)
+    assert notes and "is not used" in notes[0]
+
+
+def test_sasrec_writes_the_weights_before_the_record_that_vouches_for_them(tmp_path, monkeypatch):
+    from fewrec.retrieval import sequential
+
+    order: list[str] = []
+    original = sequential.write_atomically
+    monkeypatch.setattr(sequential, "write_atomically", lambda path, data: (order.append(path.suffix),
+                                                                           original(path, data)))  # fmt: skip
+    _small(tmp_path).fit(_patterned_data())
+    assert order == [".pt", ".json"]
+
+
+def test_sasrec_cache_key_covers_code_settings_and_data(tmp_path, monkeypatch):
+    from fewrec.retrieval import sequential
+
+    data = _patterned_data()
+    key = _small(tmp_path)._key(data, 0)
+    assert _small(tmp_path, patience=5)._key(data, 0) != key  # stopping rules shape the weights
+    assert _small(tmp_path, budget_s=60.0)._key(data, 0) != key
+    assert _small(tmp_path)._key(_patterned_data(n_users=61), 0) != key
+    monkeypatch.setattr(sequential, "_code_version", lambda: "another version")
+    assert _small(tmp_path)._key(data, 0) != key
 
 
 def test_sasrec_scores_on_one_thread_and_gives_the_threads_back(tmp_path):

@@ -11,6 +11,7 @@ lacks switches sources off, and its tuned fusion weights are used unless the set
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,9 @@ from fewrec.data.split import SplitName
 from fewrec.data.traits import has_titles
 from fewrec.llm.base import LLMError
 from fewrec.retrieval.fusion import Retriever
-from fewrec.state import TunedStatus, apply_tuned, fit_to_data
+from fewrec.state import TunedStatus, apply_tuned, describe_weights, fit_to_data
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from fewrec.agent.explain import Explainer
@@ -111,7 +114,12 @@ class Pipeline:
 
     def _fit_settings(self, split: LeaveOneOutSplit) -> None:
         self.notes += fit_to_data(self.settings, split, self._say)
-        self._tuned = apply_tuned(self.settings)
+        self._tuned = apply_tuned(self.settings, self._note)
+
+    def _note(self, line: str) -> None:
+        """A line that explains the figures: said now and kept in the notes."""
+        self.notes.append(line)
+        (self._say or log.warning)(line)
 
     # ------------------------------------------------------------------ data
     @property
@@ -134,6 +142,16 @@ class Pipeline:
         _ = self.split
         assert self._tuned is not None
         return self._tuned
+
+    def apply_tuned(self) -> None:
+        """Use the tuned weights `fewrec tune` has just kept for this dataset."""
+        _ = self.split
+        self._tuned = apply_tuned(self.settings, self._note)
+
+    @property
+    def weights_from(self) -> str:
+        """Where the fusion weights came from, and what they are (one line for a run's notes)."""
+        return describe_weights(self.settings, self.tuned_status)
 
     @property
     def titled(self) -> bool:

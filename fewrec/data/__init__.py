@@ -12,7 +12,7 @@ from fewrec.data import cache
 from fewrec.data.errors import DatasetError, FewrecError, UnknownIdError
 from fewrec.data.loaders import BUNDLED_DIR, LOADERS, detect_format, load_raw
 from fewrec.data.models import Catalog, Dataset, Interactions, Item
-from fewrec.data.split import LeaveOneOutSplit, SplitSettings, TemporalSplit, leave_one_out, make_split
+from fewrec.data.split import LeaveOneOutSplit, SplitSettings, TemporalSplit, leave_one_out, temporal_split
 
 __all__ = [
     "BUNDLED_DIR",
@@ -57,13 +57,15 @@ def load_dataset(
     """Load, filter and split a dataset, using the on-disk cache when it is still valid.
 
     No `path`: the bundled ml-latest-small. `cache_dir=None` disables caching. The split is the
-    one `split.protocol` names; a temporal split is derived from the cached leave-one-out one.
+    one `split.protocol` names. Only the leave-one-out split is cached: a temporal split is built
+    from the raw interactions each time, since its vocabulary depends on its cut.
     """
     split = split or SplitSettings()
-    # The cached leave-one-out split does not depend on the temporal protocol's cuts.
-    base = split.model_copy(update={"protocol": "loo", "test_cut": None, "valid_cut": None})
+    if split.protocol == "temporal":
+        return temporal_split(load_raw(path, format, **options), split)
+    base = split.model_copy(update={"test_cut": None, "valid_cut": None})  # cuts: temporal only
     if cache_dir is None:
-        return make_split(leave_one_out(load_raw(path, format, **options), base), split)
+        return leave_one_out(load_raw(path, format, **options), base)
     key_options = {"format": format, **options}
     key = cache.cache_key(_source_files(path, format, options), key_options, base)
     folder = Path(cache_dir) / "splits" / key
@@ -71,4 +73,4 @@ def load_dataset(
     if result is None:
         result = leave_one_out(load_raw(path, format, **options), base)
         cache.save_split(result, folder)
-    return make_split(result, split)
+    return result

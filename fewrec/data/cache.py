@@ -1,8 +1,9 @@
 """On-disk cache of loaded and split datasets.
 
-The key is a hash of the source files' bytes, the loader options and the split settings,
-so a changed file (or setting) misses the cache. Entries are written to a temporary folder
-and renamed into place, so an interrupted write never leaves an entry that looks valid.
+The key is a hash of the source files' bytes, the loader options, the split settings and the
+code that reads and splits them, so a changed file, setting or reader misses the cache.
+Entries are written to a temporary folder and renamed into place, so an interrupted write
+never leaves an entry that looks valid.
 """
 
 from __future__ import annotations
@@ -25,9 +26,19 @@ CACHE_FORMAT = 1
 _ARRAYS = ("user_ids", "valid_item", "test_item", "valid_time", "test_time")
 
 
+def _code_version() -> bytes:
+    """The modules that turn files into a split: a change to any of them is another split."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in ("loaders.py", "readers.py", "split.py", "models.py", "cache.py"):
+        digest.update((here / name).read_bytes())
+    return digest.digest()
+
+
 def cache_key(sources: list[Path], options: dict, settings: SplitSettings) -> str:
     digest = hashlib.sha256()
     digest.update(f"fewrec-split-cache-{CACHE_FORMAT}".encode())
+    digest.update(_code_version())
     for path in sorted(Path(p) for p in sources):
         digest.update(path.name.encode())
         with open(path, "rb") as handle:

@@ -11,7 +11,9 @@ their second with the item before them, so "next" is then decided by the item id
 Global temporal (`protocol="temporal"`, LensKit's `split_global_time`): everything before a
 cut time T is known; each user's first interaction at or after T is their target and their
 history is what came before T. Validation uses an earlier cut with the same rule, fitted on
-what came before it. Nothing from after T is ever seen.
+what came before it. Nothing from after T is ever seen: the users, the items and the core
+filter come from the interactions before T, and a target whose item did not exist then
+counts as a miss.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class SplitSettings(BaseModel):
     valid_cut: str | float | None = None
 
 
+# A target whose item the split's vocabulary lacks (first seen after the cut): it counts as a
+# miss. -1 means "no target" (a user with no interaction after the cut).
+NO_TARGET = -1
+UNKNOWN_ITEM = -2
 DEFAULT_TEST_CUT = 0.9  # quantile of interaction times: the last 10% of events lie after T
 DEFAULT_VALID_CUT = 0.8
 
@@ -300,14 +306,18 @@ def chronological(frame: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame:
     return keyed.drop(columns="_tie").reset_index(drop=True)
 
 
-def leave_one_out(dataset: Dataset, settings: SplitSettings | None = None) -> LeaveOneOutSplit:
-    settings = settings or SplitSettings()
+def usable_interactions(dataset: Dataset, settings: SplitSettings) -> pd.DataFrame:
+    """The interactions every protocol starts from: above `min_rating`, of items with a title."""
     frame = dataset.interactions.frame[["user_id", "item_id", "rating", "timestamp"]]
     if settings.min_rating is not None:
         frame = frame[frame["rating"] >= settings.min_rating]
     titled = dataset.catalog.frame.loc[dataset.catalog.frame["title"].str.strip() != "", "item_id"]
-    frame = frame[frame["item_id"].isin(titled)]
-    frame = core_filter(frame, settings.min_count)
+    return frame[frame["item_id"].isin(titled)]
+
+
+def leave_one_out(dataset: Dataset, settings: SplitSettings | None = None) -> LeaveOneOutSplit:
+    settings = settings or SplitSettings()
+    frame = core_filter(usable_interactions(dataset, settings), settings.min_count)
     if frame.empty:
         raise DatasetError(
             f"no interactions left after {settings.min_count}-core filtering of {dataset.name!r}; "
@@ -351,11 +361,14 @@ class TemporalSplit(LeaveOneOutSplit):
     """Global temporal split (LensKit's `split_global_time`): the same interface as
     `LeaveOneOutSplit`, but a split's history and fit data are everything before its cut.
 
-    `train` holds what came before the validation cut; `events` every interaction, in order.
-    `valid_item` / `test_item` are -1 for users without an interaction after that cut.
+    `train` holds what came before the validation cut; `events` every interaction with an item
+    of the vocabulary, in order; `interactions` also those with items outside it (targets only).
+    `valid_item` / `test_item` are `NO_TARGET` for users without an interaction after that cut,
+    and `UNKNOWN_ITEM` when that interaction's item did not exist for the models at the cut.
     """
 
     events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    interactions: pd.DataFrame = field(default_factory=pd.DataFrame)
     valid_cut: int = 0
     test_cut: int = 0
     protocol: ClassVar[str] = "temporal"
@@ -402,9 +415,10 @@ class TemporalSplit(LeaveOneOutSplit):
         return seq
 
     def eval_users(self, split: SplitName) -> np.ndarray:
-        """Users with an interaction after the cut and at least one before it."""
+        """Users with an interaction after the cut (its item known then or not) and at least one
+        before it."""
         targets = self.targets(split)
-        return np.flatnonzero((targets >= 0) & (self._known(split) > 0))
+        return np.flatnonzero((targets != NO_TARGET) & (self._known(split) > 0))
 
     def interactions_before(self, split: SplitName) -> pd.DataFrame:
         cut = self._cut(split)
@@ -444,7 +458,7 @@ class TemporalSplit(LeaveOneOutSplit):
             raise ValueError("a pseudo-validation split must move at least one window")
         window = self.test_cut - self.valid_cut
         earlier = _temporal_from_events(
-            f"{self.name} (pseudo-validation {steps} back)", self.catalog, self.user_ids, self.events,
+            f"{self.name} (pseudo-validation {steps} back)", self.catalog, self.user_ids, self.interactions,
             valid_cut=self.valid_cut - steps * window, test_cut=self.valid_cut - (steps - 1) * window,
         )  # fmt: skip
         return earlier, earlier.eval_users("valid")
@@ -493,17 +507,30 @@ def resolve_cut(spec: str | float | None, default: float, times: np.ndarray, wha
 
 
 def _temporal_from_events(
-    name: str, catalog: Catalog, user_ids: np.ndarray, events: pd.DataFrame, valid_cut: int, test_cut: int
-) -> TemporalSplit:
+    name: str, catalog: Catalog, user_ids: np.ndarray, interactions: pd.DataFrame, valid_cut: int,
+    test_cut: int,
+) -> TemporalSplit:  # fmt: skip
+    """`interactions`: every interaction of the split's users in time order, those with items
+    outside the vocabulary as `UNKNOWN_ITEM` (they can only be targets)."""
+    items = interactions["item"].to_numpy()
+    events = interactions[items >= 0].reset_index(drop=True)
+    all_times = interactions["timestamp"].to_numpy()
     times = events["timestamp"].to_numpy()
     n_users = len(user_ids)
+    # When each vocabulary item was first interacted with: a target seen for the first time at or
+    # after its cut did not exist for the models then.
+    first_seen = np.full(len(catalog), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, events["item"].to_numpy(), times)
 
     def first_after(start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
-        inside = times >= start if end is None else (times >= start) & (times < end)
-        first = events[inside].drop_duplicates("user")  # events are in order within each user
-        item = np.full(n_users, -1, dtype=np.int64)
-        when = np.full(n_users, -1, dtype=np.int64)
-        item[first["user"].to_numpy()] = first["item"].to_numpy()
+        inside = all_times >= start if end is None else (all_times >= start) & (all_times < end)
+        first = interactions[inside].drop_duplicates("user")  # in time order within each user
+        item = np.full(n_users, NO_TARGET, dtype=np.int64)
+        when = np.full(n_users, NO_TARGET, dtype=np.int64)
+        target = first["item"].to_numpy()
+        known = target >= 0
+        known[known] = first_seen[target[known]] < start
+        item[first["user"].to_numpy()] = np.where(known, target, UNKNOWN_ITEM)
         when[first["user"].to_numpy()] = first["timestamp"].to_numpy()
         return item, when
 
@@ -513,28 +540,31 @@ def _temporal_from_events(
         name=name, catalog=catalog, user_ids=user_ids,
         train=events[times < valid_cut].reset_index(drop=True),
         valid_item=valid_item, test_item=test_item, valid_time=valid_time, test_time=test_time,
-        events=events, valid_cut=valid_cut, test_cut=test_cut,
+        events=events, valid_cut=valid_cut, test_cut=test_cut, interactions=interactions,
     )  # fmt: skip
 
 
-def temporal_split(loo: LeaveOneOutSplit, settings: SplitSettings | None = None) -> TemporalSplit:
-    """The global temporal split of the same filtered interactions as `loo`.
-
-    The users and items are those the 5-core filter kept over the whole data (a vocabulary,
-    not interactions: nothing after a cut is fitted on or shown as history).
+def temporal_split(dataset: Dataset, settings: SplitSettings | None = None) -> TemporalSplit:
+    """The global temporal split of `dataset`, with nothing from after the test cut in its
+    vocabulary: the users and items are those the `min_count`-core filter keeps among the
+    interactions *before* the cut. Each user's target is their first interaction at or after a
+    cut; when its item is not in the vocabulary (first seen after the test cut, or kept out by
+    the filter) or had no interaction before that cut, the target stays and counts as a miss
+    (`UNKNOWN_ITEM`). Validation ranks over the same vocabulary, which may hold items first seen
+    between the two cuts: no source has an interaction with them to fit on then.
     """
     settings = settings or SplitSettings(protocol="temporal")
-    events = chronological(loo.interactions_before("all"), settings)
-    times = events["timestamp"].to_numpy()
+    frame = usable_interactions(dataset, settings)
+    times = frame["timestamp"].to_numpy()
     kind = time_kind(times)
     if kind == "none":
         raise DatasetError(
-            f"{loo.name!r} has no timestamps (every interaction has the same time), so it cannot be "
+            f"{dataset.name!r} has no timestamps (every interaction has the same time), so it cannot be "
             "split by time; use the leave-one-out protocol (--protocol loo)"
         )
     if kind == "positions":  # a cut at "position 40" would mean a different moment for each user
         raise DatasetError(
-            f"{loo.name!r} has positions, not times (every timestamp is below 10^8, i.e. before "
+            f"{dataset.name!r} has positions, not times (every timestamp is below 10^8, i.e. before "
             "1973), so it cannot be split by time; use the leave-one-out protocol (--protocol loo)"
         )
     test_cut = resolve_cut(settings.test_cut, DEFAULT_TEST_CUT, times, "test")
@@ -543,7 +573,18 @@ def temporal_split(loo: LeaveOneOutSplit, settings: SplitSettings | None = None)
         raise DatasetError(
             f"the validation cut ({_date(valid_cut)}) must come before the test cut ({_date(test_cut)})"
         )
-    split = _temporal_from_events(loo.name, loo.catalog, loo.user_ids, events, valid_cut, test_cut)
+    known = core_filter(frame[times < test_cut], settings.min_count)
+    if known.empty:
+        raise DatasetError(
+            f"no interactions left before the test cut ({_date(test_cut)}) after {settings.min_count}-core "
+            f"filtering of {dataset.name!r}; choose a later cut (--test-cut)"
+        )
+    item_ids = np.sort(known["item_id"].unique())
+    user_ids = np.sort(frame.loc[frame["user_id"].isin(known["user_id"]), "user_id"].unique())
+    mine = frame[frame["user_id"].isin(user_ids)]
+    events = _indexed(mine, user_ids, item_ids, settings)
+    catalog_frame = dataset.catalog.frame.set_index("item_id").loc[item_ids].reset_index()
+    split = _temporal_from_events(dataset.name, Catalog(catalog_frame), user_ids, events, valid_cut, test_cut)
     for what in ("test", "valid"):
         if len(split.eval_users(what)) == 0:  # type: ignore[arg-type]
             raise DatasetError(
@@ -553,6 +594,26 @@ def temporal_split(loo: LeaveOneOutSplit, settings: SplitSettings | None = None)
     return split
 
 
-def make_split(loo: LeaveOneOutSplit, settings: SplitSettings) -> LeaveOneOutSplit:
-    """The split `settings.protocol` asks for, built from the leave-one-out one."""
-    return temporal_split(loo, settings) if settings.protocol == "temporal" else loo
+def _indexed(
+    frame: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray, settings: SplitSettings
+) -> pd.DataFrame:
+    """Interactions as (user, item, rating, timestamp) indices in time order per user; an item
+    outside `item_ids` gets `UNKNOWN_ITEM` (kept only as someone's target, never as history)."""
+    raw_items = frame["item_id"].to_numpy()
+    position = np.searchsorted(item_ids, raw_items)
+    inside = position < len(item_ids)
+    inside[inside] = item_ids[position[inside]] == raw_items[inside]
+    # Ordered by the raw id's place among the vocabulary's ids (unknown items just after the
+    # known id they follow), so same-second ties break as by raw id.
+    indexed = pd.DataFrame(
+        {
+            "user": np.searchsorted(user_ids, frame["user_id"].to_numpy()),
+            "item": 2 * position + ~inside,
+            "rating": frame["rating"].to_numpy(dtype=np.float32),
+            "timestamp": frame["timestamp"].to_numpy(dtype=np.int64),
+        }
+    )
+    ordered = chronological(indexed, settings)
+    key = ordered["item"].to_numpy()
+    ordered["item"] = np.where(key % 2 == 0, key // 2, UNKNOWN_ITEM)
+    return ordered

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from fewrec.config import Settings
+from fewrec.eval.provenance import Provenance, capture
 
 if TYPE_CHECKING:
     from fewrec.agent.pipeline import Pipeline
@@ -22,6 +23,53 @@ if TYPE_CHECKING:
 
 class BenchResult(BaseModel):
     figures: dict[str, float | int | str] = Field(default_factory=dict)
+    provenance: Provenance | None = None
+
+
+README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
+# (label, how the figures read): a figure missing from a run (a part skipped) is left out.
+_README_ROWS: list[tuple[str, str]] = [
+    ("load + split (cached)", "{load_split_s:.2f} s ({load_split_cached_s:.2f} s)"),
+    ("index build", "{index_build_s:.1f} s ({index_items_per_s:.0f} items/s)"),
+    ("retrieval per user (all sources fused, 20 candidates with their evidence)",
+     "p50 {retrieval_p50_ms:.1f} ms, p95 {retrieval_p95_ms:.1f} ms"),
+    ("all users scored in one batch", "{batch_scoring_all_users_s:.2f} s"),
+    ("LLM rerank per user ({rerank_backend}, {prompt_tokens_per_user_p50} prompt tokens)",
+     "p50 {rerank_p50_s:.2f} s, p95 {rerank_p95_s:.2f} s"),
+    ("chat turn, default settings",
+     "p50 {chat_turn_default_p50_s:.3f} s, p95 {chat_turn_default_p95_s:.3f} s"),
+    ("chat turn with the LLM rerank on",
+     "p50 {chat_turn_llm_rerank_p50_s:.2f} s, p95 {chat_turn_llm_rerank_p95_s:.2f} s"),
+    ("`recommend` from {load_recommend_threads} threads",
+     "{load_recommend_completed}, {load_recommend_per_s:.0f} calls/s, p50 {load_recommend_p50_s:.2f} s, "
+     "p95 {load_recommend_p95_s:.2f} s, {load_recommend_leaks} leaks"),
+    ("{load_chat_page_threads} chat sessions at once through the page",
+     "{load_chat_page_completed}, p50 {load_chat_page_p50_s:.1f} s, p95 {load_chat_page_p95_s:.1f} s, "
+     "{load_chat_page_leaks} leaks"),
+    ("peak memory", "{peak_rss_mb:.0f} MB"),
+]  # fmt: skip
+
+
+def readme_section(result: BenchResult, source: Path, readme: Path) -> str:
+    """The README's speed table from one `fewrec bench` run, with the machine it ran on."""
+    import os
+
+    p = result.provenance or Provenance()
+    load = "–".join(f"{v:g}" for v in (p.load_average_start[:1] + p.load_average_end[:1]))
+    rel = os.path.relpath(source, readme.parent)
+    lines = [
+        f"`fewrec bench` on {p.cores} cores, load average {load or 'unknown'} (start–end), "
+        f"commit `{(p.commit or 'unknown')[:10]}`; every figure is in [{rel}]({rel}).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    for label, value in _README_ROWS:
+        try:
+            lines.append(f"| {label.format(**result.figures)} | {value.format(**result.figures)} |")
+        except (KeyError, ValueError):
+            continue
+    return "\n".join(lines)
 
 
 def _peak_rss_mb() -> float:
@@ -43,7 +91,7 @@ def run_bench(
     from fewrec.data import load_dataset
     from fewrec.retrieval.store import ContentIndex
 
-    out = BenchResult()
+    out = BenchResult(provenance=capture(settings.model_dump(mode="json")))
     f = out.figures
     started = time.perf_counter()
     split = load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=None)
@@ -105,6 +153,7 @@ def run_bench(
     if load_threads > 0:
         _bench_load(settings, split, recommender, load_threads, f, page_launcher)
     f["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    out.provenance.finish()
     return out
 
 

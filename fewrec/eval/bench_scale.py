@@ -222,7 +222,7 @@ WORKERS = {
 }  # fmt: skip
 
 
-def _run_worker(kind: str, args: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _run_worker(kind: str, args: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
     """One step in a fresh interpreter; its JSON result, or what went wrong."""
     with tempfile.NamedTemporaryFile("w+", suffix=".json", delete=False) as handle:
         result_path = handle.name
@@ -237,7 +237,7 @@ def _run_worker(kind: str, args: dict[str, Any], timeout_s: float) -> dict[str, 
             return {"error": f"exit {done.returncode}: {' | '.join(tail)}", "wall_s": round(wall, 1)}
         result = json.loads(Path(result_path).read_text())
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s:.0f} s", "wall_s": round(timeout_s, 1)}
+        return {"error": f"timed out after {timeout_s or 0:.0f} s", "wall_s": round(timeout_s or 0.0, 1)}
     finally:
         Path(result_path).unlink(missing_ok=True)
     result["wall_s"] = round(wall, 1)
@@ -253,7 +253,7 @@ def run_scale_bench(
     retrieval: RetrievalSettings | None = None,
     sources: list[str] | None = None,
     seed: int = 0,
-    timeout_s: float = 3600.0,
+    timeout_s: float | None = None,
     say: Any = print,
 ) -> ScaleResult:
     """Measure each scale; `sources` (each fitted and scored alone) defaults to every source

@@ -31,8 +31,10 @@ from pydantic import BaseModel, Field
 from fewrec.agent.chat import ChatAgent, ChatState
 from fewrec.agent.recommender import Filters, Recommender, describe_filters
 from fewrec.config import Settings
+from fewrec.data.files import write_atomically
 from fewrec.data.models import ItemId
 from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.eval import provenance as prov
 from fewrec.eval.chat_phrasings import (
     Family,
     Phrasings,
@@ -42,8 +44,8 @@ from fewrec.eval.chat_phrasings import (
     render,
     shared_titles,
 )
-from fewrec.eval.report import _save_figure, write_atomically
-from fewrec.eval.runner import EvalError, _git_commit, _versions
+from fewrec.eval.report import _save_figure
+from fewrec.eval.runner import EvalError
 from fewrec.prompts.templates import display_title
 
 if TYPE_CHECKING:
@@ -144,6 +146,7 @@ class ChatEvalReport(BaseModel):
     finished: str | None = None
     git_commit: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    provenance: prov.Provenance | None = None
     settings: dict = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
@@ -629,9 +632,10 @@ def evaluate_chat(
     report = ChatEvalReport(
         dataset=split.name, split=split_name, split_protocol=split.protocol,
         split_description=split.describe(), users=len(sample), seed=seed, phrasings=book.source,
-        started=datetime.now(UTC).isoformat(timespec="seconds"), git_commit=_git_commit(),
-        versions=_versions(), settings=settings.model_dump(mode="json"),
+        started=datetime.now(UTC).isoformat(timespec="seconds"), settings=settings.model_dump(mode="json"),
     )  # fmt: skip
+    report.provenance = prov.capture(report.settings)
+    report.git_commit, report.versions = report.provenance.commit, report.provenance.versions
     records: list[MessageRecord] = []
     try:
         query_families = [f for f in chosen_families if f.has_query]
@@ -698,6 +702,7 @@ def evaluate_chat(
             "failed, or nothing fitted): they count as misses; see the log for errors"
         )
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    report.provenance.finish()
     return report
 
 

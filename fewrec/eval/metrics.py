@@ -30,9 +30,13 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.nda
 def masked_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """`target_ranks` for scores whose history items are already -inf (the caller may reuse
     one masked array, or mask with a boolean array, instead of a loop over histories)."""
-    target_scores = scores[np.arange(len(targets)), targets]
+    targets = np.asarray(targets)
+    # A negative target (an item first seen after the cut, `fewrec.data.split.UNKNOWN_ITEM`) is
+    # ranked past every item: a miss.
+    known = targets >= 0
+    target_scores = scores[np.arange(len(targets)), np.where(known, targets, 0)]
     better_or_tied = (scores >= target_scores[:, None]).sum(axis=1) - 1
-    return np.where(np.isfinite(target_scores), better_or_tied, scores.shape[1])
+    return np.where(known & np.isfinite(target_scores), better_or_tied, scores.shape[1])
 
 
 def batch_ranks(

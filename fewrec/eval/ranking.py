@@ -32,6 +32,9 @@ def sampled_ranks(
     n_items = scores.shape[1]
     ranks = np.empty(len(targets), dtype=np.int64)
     for row, (target, history) in enumerate(zip(targets, histories, strict=True)):
+        if target < 0:  # an item that did not exist at the cut: a miss
+            ranks[row] = size
+            continue
         rng = np.random.default_rng((seed, first_row + row))
         banned = np.zeros(n_items, dtype=bool)
         banned[history] = True

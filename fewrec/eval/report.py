@@ -7,26 +7,19 @@ results.json that a later reader trusts.
 from __future__ import annotations
 
 import io
+import logging
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from fewrec.data.errors import FewrecError
+from fewrec.data.files import remove_stale_temporaries, write_atomically
+from fewrec.eval.provenance import Provenance, check_publishable
 from fewrec.eval.runner import EvalReport
 
+log = logging.getLogger(__name__)
+
 METRIC_COLUMNS = ("ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:
@@ -217,8 +210,19 @@ def _save_figure(fig, path: Path) -> None:
     write_atomically(path, buffer.getvalue())
 
 
+def clean_run_folder(folder: Path) -> None:
+    """Remove what a killed earlier run left half-written in `folder`, and say so in one line."""
+    stale = remove_stale_temporaries(folder)
+    if stale:
+        log.warning(
+            "%s: removed %d temporary file(s) left by a killed run (%s); the finished files were whole",
+            folder, len(stale), ", ".join(p.name for p in stale),
+        )  # fmt: skip
+
+
 def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
+    clean_run_folder(folder)
     write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
     write_atomically(folder / "report.md", markdown(report).encode())
     written = [folder / "results.json", folder / "report.md"]
@@ -285,7 +289,22 @@ def readme_markers(report: EvalReport) -> tuple[str, str]:
     label = "results" if report.split_protocol == "loo" else f"results-{report.split_protocol}"
     if report.ties is not None and report.ties.order != "id":
         label += f"-ties-{report.ties.order}"
+    return readme_markers_named(label)
+
+
+def readme_markers_named(label: str) -> tuple[str, str]:
     return f"<!-- {label}:start -->", f"<!-- {label}:end -->"
+
+
+def publish(readme: Path, section: str, markers: tuple[str, str], provenance: Provenance | None,
+            complete: bool) -> None:  # fmt: skip
+    """Put a run's `section` in `readme`, only from a complete run of committed code
+    (`fewrec.eval.provenance.check_publishable`); one clear line otherwise."""
+    check_publishable(provenance, complete, readme)
+    try:
+        update_readme(readme, section, markers)
+    except (OSError, ValueError) as exc:
+        raise FewrecError(f"cannot update {readme}: {exc}") from exc
 
 
 def update_readme(readme: Path, section: str, markers: tuple[str, str] = (README_START, README_END)) -> None:

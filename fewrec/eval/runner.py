@@ -9,13 +9,9 @@ against the baseline that is best *on validation*.
 
 from __future__ import annotations
 
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -26,6 +22,7 @@ from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import metrics as m
+from fewrec.eval import provenance as prov
 from fewrec.eval.baselines import BASELINES, run_baseline
 from fewrec.eval.ranking import FUSED, Ranked, RankedRows, RankJob, dense_batches, rank_batches, rank_rows
 from fewrec.retrieval.fusion import SOURCE_NAMES
@@ -102,6 +99,7 @@ class EvalReport(BaseModel):
     finished: str | None = None
     git_commit: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    provenance: prov.Provenance | None = None
     settings: dict = Field(default_factory=dict)
     methods: list[MethodResult] = Field(default_factory=list)
     published: list[MethodResult] = Field(default_factory=list)
@@ -119,36 +117,6 @@ class EvalReport(BaseModel):
 
 class EvalError(FewrecError):
     """Bad evaluation arguments."""
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )  # fmt: skip
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for package in (
-        "fewrec",
-        "numpy",
-        "pandas",
-        "scipy",
-        "implicit",
-        "chromadb",
-        "sentence-transformers",
-        "torch",
-    ):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def validate_args(
@@ -190,6 +158,7 @@ def evaluate(
     k_shots: list[int] | None = None,
     ray: RayPool | None = None,
     pipeline: Pipeline | None = None,
+    weights_from: str | None = None,
 ) -> EvalReport:
     """Evaluate fewrec's stages and the baselines on one split; see the module docstring.
 
@@ -198,7 +167,8 @@ def evaluate(
     users are ranked shard by shard on its actors (fitting stays here): the same numbers.
     With `pipeline` (over `split`), the retriever for `split_name` and the LLM stages' reranker
     and demonstration pool come from it (`item_vectors`, `reranker`, `demo_pool` are then not
-    needed); `settings` defaults to its settings.
+    needed); `settings` defaults to its settings. `weights_from` says where the fusion weights
+    came from (default: the pipeline's account of it) for the report's provenance.
     """
     if pipeline is not None and pipeline.split is not split:
         raise EvalError("the pipeline given to evaluate() serves another split")
@@ -243,10 +213,13 @@ def evaluate(
         stages=stages,
         history_cuts=history_cuts,
         started=datetime.now(UTC).isoformat(timespec="seconds"),
-        git_commit=_git_commit(),
-        versions=_versions(),
         settings=settings.model_dump(mode="json"),
     )
+    if weights_from is None:
+        given = "fusion weights: as given to evaluate()"
+        weights_from = pipeline.weights_from if pipeline is not None else given
+    report.provenance = prov.capture(report.settings, weights_from)
+    report.git_commit, report.versions = report.provenance.commit, report.provenance.versions
     per_user: dict[str, dict[str, np.ndarray]] = {}
 
     batch_users = settings.retrieval.batch_users
@@ -377,6 +350,7 @@ def evaluate(
             + " ran"
         )
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    report.provenance.finish()
     return report
 
 

@@ -5,10 +5,14 @@ fusion). Training takes minutes on two cores, so fitted weights are cached on di
 the training data and every hyper-parameter; a second fit on the same data loads them.
 Needs torch (the 'embed' extra).
 
-Training never runs unbounded or silently: it stops at a time budget (`budget_s`) or when
-early stopping says so (`patience`, `min_delta`): on the training loss, or, with
-`validation_users` > 0, on the NDCG@10 of that many users' last *training* item, held out of
-training (so nothing after a split's cut is read), keeping the best epoch's weights.
+Training stops by rules on data alone, so the model is the same on any machine at any load:
+after `epochs`, or earlier when early stopping says so (`patience`, `min_delta`): on the
+training loss, or, with `validation_users` > 0, on the NDCG@10 of that many users' last
+*training* item, held out of training (so nothing after a split's cut is read), keeping the
+best epoch's weights. A wall-clock budget (`budget_s`) is an opt-in for users; a run it cut
+says so in its notes, since its model then depends on the machine's speed and load.
+A cached model is used only when its record names the same key (this module's code, every
+setting, the data) and the hash of the weights beside it.
 A progress bar shows epoch, loss, validation NDCG and ETA, and a one-line
 note says that it trains and for how long at most. Above `max_interactions` training
 interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
@@ -16,13 +20,14 @@ interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import itertools
 import json
 import logging
 import os
 import pickle
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fewrec.data.errors import FewrecError
+from fewrec.data.files import write_atomically
 from fewrec.retrieval.base import FitData, ScoringContext, SourceSkipped
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,20 @@ def _torch_threads(count: int) -> Iterator[None]:
     finally:
         if previous != count:
             torch.set_num_threads(previous)
+
+
+@functools.cache
+def _code_version() -> str:
+    """A hash of this module's source: a change to the model or its training invalidates every
+    cached model trained by the old code."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def plateau_epoch(losses: list[float], patience: int, min_delta: float) -> int | None:
@@ -172,7 +192,7 @@ class SASRec:
         self, dim: int = 64, max_len: int = 50, layers: int = 2, heads: int = 1, dropout: float = 0.2,
         epochs: int = 32, batch_size: int = 128, learning_rate: float = 2e-3, negatives: int = 1000,
         seeds: tuple[int, ...] = (0,), threads: int | None = None, cache_dir: Path | None = None,
-        progress: bool = True, budget_s: float | None = 300.0, patience: int = 3,
+        progress: bool = True, budget_s: float | None = None, patience: int = 3,
         min_delta: float = 1e-3, max_interactions: int | None = 1_000_000,
         notify: Callable[[str], None] | None = None, validation_users: int = 0,
     ) -> None:  # fmt: skip
@@ -197,14 +217,16 @@ class SASRec:
         self.runs: list[dict[str, Any]] = []  # per seed: epochs trained, why it stopped, seconds
 
     def _key(self, data: FitData, seed: int) -> str:
-        # The stopping rules are not in the key: a cache entry records how its training ended
-        # (see `_usable`), and a run that was not stopped early is the same under any rule.
+        """What the weights depend on: this module's code, every hyper-parameter and stopping
+        rule (a time budget too: a run it cut is only reused under the same budget), the seed
+        and the training data."""
         digest = hashlib.sha256()
-        facts: dict[str, Any] = {**self.params, "seed": seed, "n_items": data.n_items, "v": 1}
-        if self.validation_users:  # the held-out items and the stopping rule shape the weights
-            facts.update(v=2, validation_users=self.validation_users, patience=self.patience,
-                         min_delta=self.min_delta)  # fmt: skip
-        digest.update(json.dumps(facts).encode())
+        facts: dict[str, Any] = {
+            **self.params, "seed": seed, "n_items": data.n_items, "code": _code_version(),
+            "patience": self.patience, "min_delta": self.min_delta, "budget_s": self.budget_s,
+            "validation_users": self.validation_users,
+        }  # fmt: skip
+        digest.update(json.dumps(facts, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(data.users, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(data.items, dtype=np.int64).tobytes())
         return digest.hexdigest()[:24]
@@ -310,30 +332,6 @@ class SASRec:
             info["best_epoch"] = int(np.argmax(scores)) + 1 if scores else None
         return net, info
 
-    def _usable(self, info: dict[str, Any] | None, budget_s: float | None) -> bool:
-        """May a cached entry trained as `info` says stand in for training now? Entries without
-        a record (older caches) ran every epoch. One that ran out of budget is reused only when
-        today's budget is no larger; any entry only if today's plateau rule would not have
-        stopped it earlier than it ended."""
-        if info is None:
-            return True
-        if "validation_ndcg" in info:  # the key holds the rule: only the budget may differ
-            if info.get("stopped") == "budget":
-                recorded = info.get("budget_s")
-                return recorded is not None and budget_s is not None and budget_s <= float(recorded)
-            return True
-        losses = [float(v) for v in info.get("losses", [])]
-        complete = info.get("stopped") != "budget"
-        would_stop = plateau_epoch(losses if complete else losses[:-1], self.patience, self.min_delta)
-        if info.get("stopped") == "plateau":
-            return would_stop == len(losses)
-        if would_stop is not None:
-            return False
-        if info.get("stopped") == "budget":
-            recorded = info.get("budget_s")
-            return recorded is not None and budget_s is not None and budget_s <= float(recorded)
-        return True
-
     def fit(self, data: FitData) -> SASRec:
         torch = _torch()
         n_interactions = len(data.items)
@@ -357,33 +355,21 @@ class SASRec:
         p = self.params
         deadline = None if self.budget_s is None else time.perf_counter() + self.budget_s
         for position, seed in enumerate(self.seeds):
-            path = self.cache_dir / f"sasrec-{self._key(data, seed)}.pt" if self.cache_dir else None
-            if path is not None and path.exists():
-                info = self._read_info(path)
-                if self._usable(info, self.budget_s):
-                    net = _build_net(
-                        data.n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]
-                    )
-                    try:
-                        net.load_state_dict(torch.load(path, weights_only=True))
-                        net.eval()
-                        self.nets.append(net)
-                        self.runs.append(info or {"stopped": None, "cached": True})
-                        if info and info.get("stopped") == "budget":
-                            self.notify(
-                                f"SASRec: cached weights (seed {seed}) were cut by the time budget after "
-                                f"{info.get('epochs_trained'):g}/{p['epochs']} epochs"
-                            )
-                        continue
-                    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError, EOFError):
-                        pass  # unreadable cache entry: train again and overwrite it
+            key = self._key(data, seed)
+            path = self.cache_dir / f"sasrec-{key}.pt" if self.cache_dir else None
+            cached = self._load_cached(path, key, data.n_items) if path is not None else None
+            if cached is not None:
+                self.nets.append(cached[0])
+                self.runs.append(cached[1])
+                continue
             budget = None
             if deadline is not None:  # the seeds still to train share what is left
                 budget = max(0.0, deadline - time.perf_counter()) / (len(self.seeds) - position)
             limit = (
-                ", no time budget"
+                ""
                 if budget is None
-                else f", at most {budget:.0f} s (retrieval.sasrec_budget_s)"
+                else f", at most {budget:.0f} s (retrieval.sasrec_budget_s: the result depends on "
+                "the machine's speed and load)"
             )
             which = f" (seed {seed})" if len(self.seeds) > 1 else ""
             self.notify(
@@ -393,16 +379,52 @@ class SASRec:
             net, info = self._train(sequences, data.n_items, seed, budget, device, validation)
             if info["stopped"] is not None:
                 plateau = "a validation plateau" if validation else "a training-loss plateau"
-                why = "the time budget" if info["stopped"] == "budget" else plateau
+                why = (
+                    "the time budget retrieval.sasrec_budget_s: this model depends on the machine's load"
+                    if info["stopped"] == "budget"
+                    else plateau
+                )
                 self.notify(
                     f"SASRec: stopped after {info['epochs_trained']:g}/{p['epochs']} epochs "
                     f"({why}, {info['seconds']:.0f} s)"
                 )
             if path is not None:
-                self._save(net, path, info)
+                self._save(net, path, {**info, "key": key})
             self.nets.append(net)
             self.runs.append(info)
         return self
+
+    def _load_cached(self, path: Path, key: str, n_items: int) -> tuple[Any, dict[str, Any]] | None:
+        """The cached net and its record, or None (and a note) when the entry is absent, has no
+        record, was made for another key, or its weights are not the ones the record vouches for."""
+        if not path.exists():
+            return None
+        info = self._read_info(path)
+        problem = None
+        if info is None:
+            problem = "it has no record of how it was trained"
+        elif info.get("key") != key:
+            problem = "its record was made for other code, settings or data"
+        elif info.get("weights_sha256") != _file_sha256(path):
+            problem = "its weights are not the ones its record vouches for"
+        if problem is None:
+            torch = _torch()
+            p = self.params
+            net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"])
+            try:
+                net.load_state_dict(torch.load(path, weights_only=True))
+            except (RuntimeError, OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+                problem = f"its weights cannot be read ({type(exc).__name__})"
+            else:
+                net.eval()
+                if info.get("stopped") == "budget":
+                    self.notify(
+                        f"SASRec: cached weights were cut by the time budget after "
+                        f"{info.get('epochs_trained'):g}/{p['epochs']} epochs"
+                    )
+                return net, {**info, "cached": True}
+        self.notify(f"SASRec: the cached model {path.name} is not used ({problem}); training again")
+        return None
 
     @staticmethod
     def _read_info(path: Path) -> dict[str, Any] | None:
@@ -412,27 +434,19 @@ class SASRec:
             return None
 
     @staticmethod
-    def _save(net: Any, path: Path, info: dict[str, Any] | None = None) -> None:
-        """Write to a temporary file and rename, so a crash never leaves a half-written entry.
-        The weights go in after their record of how training ended, so a reader never pairs
-        new weights with an old record."""
+    def _save(net: Any, path: Path, info: dict[str, Any]) -> None:
+        """Weights first, then the record that vouches for them (with their hash): a crash
+        between the two leaves weights without a record, which are never used."""
         torch = _torch()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="tmp-sasrec-", suffix=".pt", dir=path.parent)
-        os.close(fd)
         try:
-            if info is not None:
-                record = path.with_suffix(".json")
-                record_tmp = Path(tmp).with_suffix(".json")
-                record_tmp.write_text(json.dumps(info))
-                os.replace(record_tmp, record)
-            torch.save(net.state_dict(), tmp)
-            os.replace(tmp, path)
+            buffer = io.BytesIO()
+            torch.save(net.state_dict(), buffer)
+            weights = buffer.getvalue()
+            write_atomically(path, weights)
+            record = {**info, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+            write_atomically(path.with_suffix(".json"), json.dumps(record).encode())
         except (OSError, RuntimeError) as exc:  # a cache we cannot write only costs time later
-            logging.getLogger(__name__).warning("could not cache SASRec weights at %s: %s", path, exc)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            log.warning("could not cache SASRec weights at %s: %s", path, exc)
 
     def score(self, histories: list[np.ndarray], context: ScoringContext | None = None) -> np.ndarray:
         torch = _torch()

@@ -1,0 +1,123 @@
+"""Where a figure came from: the code, the settings, the weights and the machine of a run.
+
+Every results.json carries a `Provenance`: the commit and whether the code was changed since
+(`dirty`, with the changed paths), a hash of the settings, where the fusion weights came from,
+the command line, and the machine's cores and load at the start and the end. A README block is
+rewritten only from a complete run of committed code (`check_publishable`), so a published
+figure always names the commit that gives it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from fewrec.data.errors import FewrecError
+
+REPO = Path(__file__).resolve().parents[2]
+# What decides a figure: a change anywhere else (docs, results, tests) leaves the tree clean.
+CODE_PATHS = ("fewrec", "configs", "pyproject.toml", "Makefile")
+PACKAGES = ("fewrec", "numpy", "pandas", "scipy", "implicit", "chromadb", "sentence-transformers", "torch")
+
+
+class Provenance(BaseModel):
+    """What a run's figures rest on. Two runs with the same commit (clean), settings hash and
+    weights give the same figures on any machine; the load is recorded to show that."""
+
+    commit: str | None = None
+    dirty: bool | None = None  # None: not a git checkout (an installed package)
+    dirty_paths: list[str] = Field(default_factory=list)
+    settings_sha256: str = ""
+    weights_from: str = ""
+    command: list[str] = Field(default_factory=list)
+    cores: int | None = None
+    load_average_start: list[float] = Field(default_factory=list)  # 1, 5 and 15 minutes
+    load_average_end: list[float] = Field(default_factory=list)
+    machine: str = ""
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    def finish(self) -> None:
+        self.load_average_end = _load_average()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30, cwd=REPO)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    out = _git("rev-parse", "HEAD")
+    return out.strip() or None if out else None
+
+
+def changed_code_paths() -> list[str] | None:
+    """Tracked or untracked (not ignored) changes under `CODE_PATHS`; None outside a checkout."""
+    out = _git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    if out is None:
+        return None
+    return sorted(line[3:] for line in out.splitlines() if line.strip())
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def settings_hash(settings: dict) -> str:
+    """A hash of the settings as they decide figures (the machine-local data folder left out)."""
+    relevant = {k: v for k, v in settings.items() if k != "data_dir"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def capture(settings: dict, weights_from: str = "") -> Provenance:
+    """This run's provenance, taken at its start (`Provenance.finish` adds the end's load)."""
+    changed = changed_code_paths()
+    return Provenance(
+        commit=git_commit(),
+        dirty=None if changed is None else bool(changed),
+        dirty_paths=changed or [],
+        settings_sha256=settings_hash(settings),
+        weights_from=weights_from,
+        command=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        cores=os.cpu_count(),
+        load_average_start=_load_average(),
+        machine=f"{platform.system()} {platform.machine()}",
+        versions=versions(),
+    )
+
+
+def check_publishable(provenance: Provenance | None, complete: bool, readme: Path) -> None:
+    """Refuse, in one line, to put figures in `readme` that no commit regenerates."""
+    if not complete:
+        raise FewrecError(f"{readme} is not updated: the run did not finish (its files are written)")
+    if provenance is None or provenance.commit is None or provenance.dirty is None:
+        raise FewrecError(f"{readme} is not updated: the code is not a git checkout, so no commit names it")
+    if provenance.dirty:
+        shown = ", ".join(provenance.dirty_paths[:5]) + (" …" if len(provenance.dirty_paths) > 5 else "")
+        raise FewrecError(
+            f"{readme} is not updated: the code differs from commit {provenance.commit[:10]} ({shown}); "
+            "commit it and run again, so the README's figures name the commit that gives them"
+        )

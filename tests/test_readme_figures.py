@@ -1,0 +1,82 @@
+"""Every figure table in the README has a source: a block a make target rewrites from a
+committed results file, or a note naming the command and the date that gave it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START = re.compile(r"<!-- ([a-z0-9-]+):start -->")
+NOTE = re.compile(r"<!-- figures · command: (?P<command>[^·]+?) · date: (?P<date>\d{4}-\d{2}-\d{2})")
+
+
+def _source(block: str) -> Path | None:
+    for candidate in (ROOT / "docs" / block / "results.json", ROOT / "docs" / f"{block}.json"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def figure_tables(text: str) -> list[tuple[int, str | None, str | None]]:
+    """(first line, enclosing block, the figures note above it) of every table with a number in
+    its body. A table's note is the last `<!-- figures · … -->` line since the previous table."""
+    tables: list[tuple[int, str | None, str | None]] = []
+    block: str | None = None
+    note: str | None = None
+    lines = text.splitlines()
+    row = 0
+    while row < len(lines):
+        line = lines[row]
+        if (match := START.search(line)) is not None:
+            block = match.group(1)
+        elif block is not None and f"<!-- {block}:end -->" in line:
+            block = None
+        elif NOTE.search(line) or line.startswith("<!-- figures"):
+            note = line
+        elif line.startswith("|"):
+            first = row
+            body = []
+            while row < len(lines) and lines[row].startswith("|"):
+                body.append(lines[row])
+                row += 1
+            if any(re.search(r"\d", cells) for cells in body[2:]):
+                tables.append((first + 1, block, note))
+            note = None
+            continue
+        row += 1
+    return tables
+
+
+def unsourced(text: str, makefile: str) -> list[str]:
+    problems = []
+    for line, block, note in figure_tables(text):
+        if block is not None:
+            if _source(block) is None:
+                problems.append(f"README line {line}: block {block!r} has no results file in docs/")
+            elif not re.search(rf"(docs|\$\(RESULTS\))/{re.escape(block)}(?![\w-])", makefile):
+                problems.append(f"README line {line}: no make target writes docs/{block}")
+            continue
+        match = NOTE.search(note or "")
+        if match is None:
+            problems.append(f"README line {line}: figures with no source block and no figures note")
+    return problems
+
+
+def test_every_readme_figure_table_has_a_source():
+    problems = unsourced((ROOT / "README.md").read_text(), (ROOT / "Makefile").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_the_check_finds_a_table_without_a_source():
+    text = "\n".join([
+        "| method | NDCG@10 |", "|---|---|", "| a | 0.1 |", "",
+        "<!-- figures · command: fewrec tune --folds 5 · date: 2026-11-30 -->",
+        "| method | NDCG@10 |", "|---|---|", "| b | 0.2 |", "",
+        "<!-- nowhere:start -->", "| method | NDCG@10 |", "|---|---|", "| c | 0.3 |", "<!-- nowhere:end -->",
+        "| words only |", "|---|", "| none |",
+    ])  # fmt: skip
+    problems = unsourced(text, makefile="")
+    assert len(problems) == 2
+    assert "line 1:" in problems[0] and "no figures note" in problems[0]
+    assert "'nowhere'" in problems[1]
