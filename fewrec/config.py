@@ -106,6 +106,10 @@ class RetrievalSettings(BaseModel):
     sasrec_learning_rate: float = 2e-3
     sasrec_negatives: int = 1000
     sasrec_seeds: list[int] = Field(default_factory=lambda: [0])
+    # Training threads. One: the weights are then the same on a machine with any number of cores
+    # (a float sum split over threads is another sum), and on a loaded machine two threads spin
+    # on each other (measured here at load 5–7: 28 s an epoch on one thread, 60 s on two).
+    sasrec_threads: int = Field(default=1, ge=1)
     # Training stops after sasrec_epochs, or earlier when the validation NDCG@10 (or, with
     # sasrec_validation_users = 0, the training loss) has not beaten its best by sasrec_min_delta
     # (relative) for sasrec_patience epochs (0: never): rules on data, so the model is the same

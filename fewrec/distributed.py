@@ -182,7 +182,7 @@ class RayPool:
 
     def __init__(
         self, workers: int | None = None, retries: int = 2, cpus_per_worker: float = 1.0,
-        start_timeout_s: float = 120.0, preload: tuple[str, ...] = PRELOAD,
+        start_timeout_s: float = 600.0, preload: tuple[str, ...] = PRELOAD,
     ) -> None:  # fmt: skip
         """The actors start in the background (importing the `preload` modules); the first
         `map` waits for them, at most `start_timeout_s`, so their start overlaps the caller's

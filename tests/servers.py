@@ -61,7 +61,7 @@ def start_llama_server(
     ]  # fmt: skip
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    _wait_until_ready(proc, f"http://127.0.0.1:{port}/v1/models", log_path, "llama_cpp.server", 90)
+    _wait_until_ready(proc, f"http://127.0.0.1:{port}/v1/models", log_path, "llama_cpp.server", 600)
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
@@ -79,7 +79,7 @@ def start_chroma_server(path: Path, log_path: Path, port: int | None = None) -> 
             [binary, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    _wait_until_ready(proc, f"http://127.0.0.1:{port}/api/v2/heartbeat", log_path, "chroma run", 60)
+    _wait_until_ready(proc, f"http://127.0.0.1:{port}/api/v2/heartbeat", log_path, "chroma run", 600)
     return proc, port
 
 

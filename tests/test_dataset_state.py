@@ -372,7 +372,7 @@ DRIVER = textwrap.dedent(
         files = original(result, folder, with_plots=with_plots)
         if not with_plots:
             marker.write_text("partial written")
-            time.sleep(60)
+            time.sleep(3600)  # SIGTERM ends it
         return files
 
     report.write = write
@@ -394,13 +394,11 @@ def test_sigterm_stops_eval_like_ctrl_c(cli_env, positions_csv):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
+        while not marker.exists():  # however long a loaded machine takes to get there
             assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "no partial results within 60 s"
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        output, _ = process.communicate(timeout=600)
     finally:
         if process.poll() is None:
             process.kill()

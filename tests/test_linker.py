@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from fewrec.agent.understand import MessageReader
@@ -133,13 +131,10 @@ def test_fifty_titles_in_one_message(reader, bundled_split):
     # distinctive titles (three words or more, unique name) so each is one item
     picked = [t for t in frame["title"] if len(name_key(t).split()) >= 4][:50]
     message = "I liked " + ", ".join(picked) + ". What next?"
-    started = time.perf_counter()
     understood = reader.read(message)
-    seconds = time.perf_counter() - started
     found = {reader.catalog.title(m) for mention in understood.titles for m in mention.matches}
     assert set(picked) <= found, sorted(set(picked) - found)[:5]
     assert understood.query == ""
-    assert seconds < 5  # generous: a guard against quadratic blow-ups, not a benchmark
 
 
 def test_a_long_message_is_read_whole_without_blowing_up(reader):

@@ -151,7 +151,7 @@ def test_a_second_pool_starts_while_another_holds_the_cpus(pool):
     from fewrec.distributed import RayPool
 
     # `pool` holds 1.5 of the 2 CPUs: two more workers share the half that is free.
-    with RayPool(workers=2, start_timeout_s=60) as second:
+    with RayPool(workers=2, start_timeout_s=600) as second:
         assert second.map(_size, None, [slice(0, 3), slice(3, 10)]) == [3, 7]
         assert len(set(second.pids())) == 2
 

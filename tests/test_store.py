@@ -3,7 +3,6 @@ builds, a real Chroma server, and the errors for an unreachable server or a fore
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import chromadb
@@ -112,10 +111,8 @@ def test_closed_port_names_host_and_port_and_writes_nothing(tmp_path):
     port = free_port()  # nothing listens there once the probe socket is closed
     data = tmp_path / "data"
     settings = Settings(data_dir=data, chroma_host="127.0.0.1", chroma_port=port)
-    started = time.perf_counter()
     with pytest.raises(VectorStoreError) as info:
         ContentIndex.from_settings(settings, FakeEmbedder())
-    assert time.perf_counter() - started < 30
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message
     assert "chroma run" in message

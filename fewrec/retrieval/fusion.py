@@ -92,7 +92,7 @@ def make_source(
             dim=s.sasrec_dim, max_len=s.sasrec_max_len, layers=s.sasrec_layers, heads=s.sasrec_heads,
             dropout=s.sasrec_dropout, epochs=s.sasrec_epochs, batch_size=s.sasrec_batch_size,
             learning_rate=s.sasrec_learning_rate, negatives=s.sasrec_negatives,
-            seeds=tuple(s.sasrec_seeds), cache_dir=model_dir, progress=progress,
+            seeds=tuple(s.sasrec_seeds), threads=s.sasrec_threads, cache_dir=model_dir, progress=progress,
             budget_s=s.sasrec_budget_s, patience=s.sasrec_patience, min_delta=s.sasrec_min_delta,
             max_interactions=s.sasrec_max_interactions, notify=notify,
             validation_users=s.sasrec_validation_users,

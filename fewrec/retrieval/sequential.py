@@ -223,8 +223,8 @@ class SASRec:
         digest = hashlib.sha256()
         facts: dict[str, Any] = {
             **self.params, "seed": seed, "n_items": data.n_items, "code": _code_version(),
-            "patience": self.patience, "min_delta": self.min_delta, "budget_s": self.budget_s,
-            "validation_users": self.validation_users,
+            "threads": self.threads, "patience": self.patience, "min_delta": self.min_delta,
+            "budget_s": self.budget_s, "validation_users": self.validation_users,
         }  # fmt: skip
         digest.update(json.dumps(facts, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(data.users, dtype=np.int64).tobytes())
