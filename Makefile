@@ -46,11 +46,12 @@ results: $(STAMP)
 	$(BIN)/fewrec eval --stages retrieval --history-cut '' --protocol temporal --config configs/temporal.toml \
 	    --out $(RESULTS)/results-temporal $(README_ARG)
 
-# Reruns `make results` into runs/verify and compares every metric with the committed
-# docs/results*/results.json to the last printed digit; exits 1 on any difference.
+# Reruns `make results` from scratch (its own data folder: no cached split, index or model) into
+# runs/verify and compares every figure with the committed docs/results*/results.json to the
+# last printed digit; exits 1 on any difference.
 verify-results: $(STAMP)
 	rm -rf runs/verify
-	$(MAKE) results RESULTS=runs/verify README_ARG=
+	FEWREC_DATA_DIR=$(CURDIR)/runs/verify/data $(MAKE) results RESULTS=runs/verify README_ARG=
 	$(BIN)/fewrec compare-results docs runs/verify
 
 # The chat against the API it wraps, over the phrasing families of fewrec/eval/chat_phrasings.toml
