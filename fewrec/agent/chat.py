@@ -33,12 +33,16 @@ log = logging.getLogger(__name__)
 SIMILAR_TO_AVOID = 20  # "nothing like X" also keeps away X's nearest neighbours
 SENTIMENT_WORDS = {
     "like": "a film you liked",
+    "watched": "a film you've seen (it steers the suggestions)",
+    "curious": "a film you're interested in (it steers the suggestions)",
     "dislike": "a film you didn't like",
     "avoid": "a film to keep away from, with the films most like it",
     "seen": "a film not to suggest",
 }
 PLURAL_WORDS = {
     "like": "films you liked",
+    "watched": "films you've seen (they steer the suggestions)",
+    "curious": "films you're interested in (they steer the suggestions)",
     "dislike": "films you didn't like",
     "avoid": "films to keep away from, with the films most like them",
     "seen": "films not to suggest",
@@ -51,7 +55,7 @@ class PendingChoice(BaseModel):
     """A title that matched several items: the person is asked which one they meant."""
 
     phrase: str
-    sentiment: Literal["like", "dislike", "avoid", "seen"]
+    sentiment: Literal["like", "watched", "curious", "dislike", "avoid", "seen"]
     options: list[ItemId]
 
 
@@ -184,6 +188,12 @@ class ChatAgent:
                 )
                 asks.append(f"I found no film called *{mention.phrase[:80]}*.{hint}")
                 continue
+            if mention.series:
+                self._file(state, mention.sentiment, mention.matches)
+                took.setdefault(mention.sentiment, []).append(
+                    f"the *{mention.phrase[:60]}* films ({len(mention.matches)})"
+                )
+                continue
             if len(mention.matches) > 1:
                 options = self._by_popularity(mention.matches)[:5]
                 counts = self.recommender.retriever.popularity.counts
@@ -200,14 +210,7 @@ class ChatAgent:
                 )
                 continue
             item = mention.matches[0]
-            lists = {"like": state.liked, "dislike": state.disliked, "avoid": state.avoid_like,
-                     "seen": state.excluded}  # fmt: skip
-            target = lists[mention.sentiment]
-            for other in lists.values():
-                if item in other and other is not target:
-                    other.remove(item)
-            if item not in target:
-                target.append(item)
+            self._file(state, mention.sentiment, [item])
             took.setdefault(mention.sentiment, []).append(f"*{self._title(item)}*")
         for sentiment, titles in took.items():
             if len(titles) == 1:
@@ -245,6 +248,21 @@ class ChatAgent:
             state.query = understanding.query
             if not (understanding.titles or understanding.genres or understanding.exclude_genres):
                 understood.append(f"I searched by meaning for: *{understanding.query[:120]}*.")
+
+    @staticmethod
+    def _file(state: ChatState, sentiment: str, items: list[ItemId]) -> None:
+        """Put items in the list their feeling belongs to (and in no other). Seen or wanted
+        films say as much about taste as liked ones (the seekers' own labels count them as
+        liked), and none of them is suggested back."""
+        lists = {"like": state.liked, "dislike": state.disliked, "avoid": state.avoid_like,
+                 "seen": state.excluded}  # fmt: skip
+        target = lists.get(sentiment, state.liked)
+        for item in items:
+            for other in lists.values():
+                if item in other and other is not target:
+                    other.remove(item)
+            if item not in target:
+                target.append(item)
 
     def _by_popularity(self, items: list[ItemId]) -> list[ItemId]:
         counts = self.recommender.retriever.popularity.counts
