@@ -52,8 +52,8 @@ WATCHED = r"(?:(?:i'?ve|i have|i had|we'?ve|we have|already|just|also|finally|re
 # "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
 SEEN = r"(?:but not|except|not|no|skip)"
 LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
-    r"adores|adore|also|fan of|similar to|such as|more like|something like|films? like|movies? like|like the film|" \
-    r"favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
+    r"adores|adore|also|fan of|similar to|such as|more like|something like|films? like|movies? like|" \
+    r"like the film|favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
 # A "like" that compares rather than feels ("horror movies like The Ring"): an earlier feeling in
 # the clause wins over it.
 SIMILAR = re.compile(r"(?:^|\s)(?:like|such as|similar to|more like|something like|(?:films?|movies?) like)$",
