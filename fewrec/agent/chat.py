@@ -312,7 +312,8 @@ class ChatAgent:
     def _exclusions(self, state: ChatState) -> list[ItemId]:
         out = set(state.shown) | set(state.disliked) | set(state.avoid_like) | set(state.excluded)
         for item in state.avoid_like:
-            out.update(r.item_id for r in self.recommender.similar_items(item, SIMILAR_TO_AVOID))
+            similar = self.recommender.similar_items(item, SIMILAR_TO_AVOID, as_of=state.as_of)
+            out.update(r.item_id for r in similar)
         return list(out - set(state.liked))
 
     def _respond_fixed(self, state: ChatState, text: str) -> ChatTurn:
