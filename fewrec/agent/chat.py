@@ -48,6 +48,7 @@ PLURAL_WORDS = {
     "seen": "films not to suggest",
 }
 LISTED_TITLES = 8  # a longer list of titles is summed up in the reply
+WISH_TURNS = 2  # a wish steers its own turn and this many more, unless said again
 CLEAR_FAVOURITE = 3.0  # a title shared by several items means the one this many times more watched
 
 
@@ -73,6 +74,12 @@ class ChatState(BaseModel):
     pending: list[PendingChoice] = Field(default_factory=list)
     # Score as of this Unix time (an evaluation replaying a past request); None is now.
     as_of: int | None = None
+    # The cards of the latest reply, in order: "the second one", "seen it, loved it" refer to
+    # them. A replay may set them to what a human recommender suggested.
+    last_cards: list[ItemId] = Field(default_factory=list)
+    # Turns since the wishes (query words, genres, years) were last said: they fade after
+    # WISH_TURNS turns unless said again. Exclusions ("no horror") stay.
+    wish_age: int = 0
 
 
 class ToolCall(BaseModel):
@@ -165,7 +172,7 @@ class ChatAgent:
                 f"(Your message was long, so I read its first {limit:,} characters.)\n\n" + turn.reply
             )
         turn.seconds = time.perf_counter() - started
-        state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
+        _remember_cards(state, turn)
         return turn, state
 
     # ------------------------------------------------------------------ fixed plan
@@ -176,8 +183,8 @@ class ChatAgent:
         self, state: ChatState, understanding: Understanding, understood: list[str], asks: list[str]
     ) -> None:
         """Fold what the message said into the state; collect what to tell and what to ask."""
-        for mention in self._resolve_pending(state, understanding):
-            understanding.titles.append(mention)
+        answered = self._resolve_pending(state, understanding)
+        understanding.titles += answered or self._resolve_cards(state, understanding, asks)
         took: dict[str, list[str]] = {}  # sentiment -> titles, as read in this message
         for mention in understanding.titles:
             if not mention.matches:
@@ -226,7 +233,18 @@ class ChatAgent:
                 "I can only read titles and wishes written in the catalog's language and script; "
                 "try the title as the catalog lists it (e.g. *Spirited Away*)."
             )
+        self._apply_wishes(state, understanding, understood)
+
+    def _apply_wishes(self, state: ChatState, understanding: Understanding, understood: list[str]) -> None:
+        """Genres, years and words of this turn. Wishes fade: new titles or new words replace
+        the old words, and genres and years not said again for WISH_TURNS turns are dropped.
+        What the person ruled out ("no horror") stays."""
         f = state.filters
+        years = understanding.year_min is not None or understanding.year_max is not None
+        wished = bool(understanding.genres or years or understanding.kids or understanding.query)
+        state.wish_age = 0 if wished else state.wish_age + 1
+        if state.wish_age > WISH_TURNS:
+            f.genres, f.year_min, f.year_max, state.query = [], None, None, ""
         if understanding.genres:
             f.genres = list(understanding.genres)
             f.exclude_genres = [
@@ -240,14 +258,17 @@ class ChatAgent:
         if understanding.kids:
             if "Children" in self.recommender.genres and "Children" not in f.genres:
                 f.genres.append("Children")
-            if "Horror" in self.recommender.genres and "Horror" not in f.exclude_genres:
+            scary_asked = "Horror" in understanding.genres
+            if "Horror" in self.recommender.genres and "Horror" not in f.exclude_genres and not scary_asked:
                 f.exclude_genres.append("Horror")
-        if understanding.year_min is not None or understanding.year_max is not None:
+        if years:
             f.year_min, f.year_max = understanding.year_min, understanding.year_max
         if understanding.query:
             state.query = understanding.query
             if not (understanding.titles or understanding.genres or understanding.exclude_genres):
                 understood.append(f"I searched by meaning for: *{understanding.query[:120]}*.")
+        elif understanding.titles:
+            state.query = ""  # "I loved Toy Story" after "space battles": the titles say more now
 
     @staticmethod
     def _file(state: ChatState, sentiment: str, items: list[ItemId]) -> None:
@@ -308,6 +329,24 @@ class ChatAgent:
         understanding.query = ""  # the words were an answer, not a wish
         understanding.year_min = understanding.year_max = None
         return [TitleMention(choice.phrase, choice.sentiment, [pick])]
+
+    def _resolve_cards(
+        self, state: ChatState, understanding: Understanding, asks: list[str]
+    ) -> list[TitleMention]:
+        """The cards a message refers to ("the second one sounds good"), as titles."""
+        out = []
+        for ref in understanding.cards:
+            cards = state.last_cards
+            position = len(cards) if ref.card == -1 else ref.card
+            if not cards:
+                asks.append(f"I haven't shown any films yet, so I can't tell which one *{ref.phrase}* is.")
+            elif not 1 <= position <= len(cards):
+                asks.append(f"I showed {len(cards)} films; which one did you mean by *{ref.phrase}*?")
+            else:
+                out.append(
+                    TitleMention(self._title(cards[position - 1]), ref.sentiment, [cards[position - 1]])
+                )
+        return out
 
     def _exclusions(self, state: ChatState) -> list[ItemId]:
         out = set(state.shown) | set(state.disliked) | set(state.avoid_like) | set(state.excluded)
@@ -383,7 +422,7 @@ class ChatAgent:
             log.exception("feedback failed")
             turn = ChatTurn(message="", reply="Sorry, something went wrong on my side. Please try again.")
         turn.seconds = time.perf_counter() - started
-        state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
+        _remember_cards(state, turn)
         return turn, state
 
     # ------------------------------------------------------------------ tool-calling plan
@@ -448,6 +487,12 @@ class ChatAgent:
             message=text, reply=reply, recommendations=cards, understood=understood, planner="tools",
             tool_calls=calls,
         )  # fmt: skip
+
+
+def _remember_cards(state: ChatState, turn: ChatTurn) -> None:
+    state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
+    if turn.recommendations:
+        state.last_cards = [r.item_id for r in turn.recommendations]
 
 
 @functools.cache

@@ -138,7 +138,8 @@ FILLER = frozenset(
     similar similarly same alike watching seeing something someone somewhere anyone everyone
     please thx ty cheers hiya greetings dear guys folks friend buddy mate well um uh hmm hm
     go going gone up down out off over into onto as if than too only even ever never always still
-    actually mean meant sorry oops times lol haha yeah yep yup sure cool awesome oh ah wow hmm
+    actually mean meant sorry oops times sounds sound looks seems
+    lol haha yeah yep yup sure cool awesome oh ah wow
     think thought guess wonder wondering mind tell said say know knew help helping try trying
     films films' flick flicks pick picks idea ideas option options choice choices titles title
     tv series show shows stuff whatever ones night evening weekend them they their he she his
@@ -175,6 +176,23 @@ SEQUEL_NUMBER = re.compile(
     r"stars?|of|out|or|to|-|/|\.\d|\d))",
     re.I,
 )
+# References to the chat's own cards: by position, or (in a message naming no title) by pronoun.
+ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+            "fifth": 5, "5th": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
+            "last": -1}  # fmt: skip
+CARD_BY_POSITION = re.compile(
+    rf"\b(?:the\s+)?({'|'.join(ORDINALS)})\s+(?:one|film|movie|card|suggestion|pick)\b"
+    r"|(?:\bnumber\s+|\bno\.\s*|#)(\d{1,2})\b",
+    re.I,
+)
+CARD_BY_PRONOUN = re.compile(
+    r"\b(?:that one|this one|that film|that movie|this film|this movie|it|that)\b", re.I
+)
+# A word said in the scope of a negation ("nothing sad", "not gory") is no meaning query.
+NEGATED_WORD = re.compile(
+    r"\b(?:no|not|nothing|without|never|anything but|avoid)\b"
+    r"(?:\s+(?:too|so|very|really|that|a|an|the|more))*\s+[\w'-]+"
+)
 # Words that name a franchise as a whole after its name ("the Harry Potter movies").
 SERIES_WORD = re.compile(r"\b(?:movies|films|series|franchise|saga|trilogy|sequels|collection)\b", re.I)
 
@@ -189,6 +207,7 @@ class TitleMention:
     suggestions: list[str] = field(default_factory=list)
     quoted: bool = False
     series: bool = False  # a franchise: every match is meant, no question to ask
+    card: int = 0  # a reference to the chat's own card at this position (1-based), not a title
 
 
 @dataclass
@@ -204,6 +223,9 @@ class Understanding:
     query: str = ""  # the words left over, for a meaning search
     message: str = ""  # as read
     other_script: bool = False  # words in a script the catalog's titles are not written in
+    # References to the cards the chat showed last ("the second one", "seen it, loved it"): the
+    # mention's `card` is the position (1-based); the chat fills in `matches`.
+    cards: list[TitleMention] = field(default_factory=list)
 
 
 def clean_message(text: str, limit: int) -> tuple[str, bool]:
@@ -620,13 +642,36 @@ class MessageReader:
             out.titles.append(
                 TitleMention(link.phrase, sentiment, items, link.suggestions, link.quoted, link.series)
             )
+        out.cards = self._card_references(text, masked, bool(links))
         rest = masked.lower()
+        for ref in CARD_BY_POSITION.finditer(rest):  # "the second one" is no wish
+            rest = rest.replace(ref.group(), " " * len(ref.group()), 1)
         out.kids, rest = _children(rest)
         out.year_min, out.year_max, rest = _years(EVENT_YEAR.sub(" ", rest), self.latest)
         self._genres(rest, out)
         rest = self._without_genres(rest)
         if not out.injection:
-            out.query, out.other_script = content_words(rest)
+            out.query, out.other_script = content_words(NEGATED_WORD.sub(" ", rest))
+        return out
+
+    def _card_references(self, text: str, masked: str, named_titles: bool) -> list[TitleMention]:
+        """'the second one sounds good', '#3', and in a message that names no title, 'I've seen
+        that one' or 'seen it, loved it' (the first card), each with its feeling."""
+        found: list[tuple[int, int, int]] = []  # start, end, position (-1: the last card)
+        for ref in CARD_BY_POSITION.finditer(masked):
+            position = ORDINALS[ref.group(1).lower()] if ref.group(1) else int(ref.group(2))
+            found.append((ref.start(), ref.end(), position))
+        if not found and not named_titles:
+            for ref in CARD_BY_PRONOUN.finditer(masked):
+                clause_triggers = TRIGGER_RE.finditer(masked[max(0, ref.start() - 40) : ref.end() + 40])
+                if any(t.lastgroup != "seen" for t in clause_triggers):
+                    found.append((ref.start(), ref.end(), 1))
+                    break  # "seen it, loved it" is one card
+        out = []
+        for start, end, position in found:
+            link = _Link(start, end, (), phrase=text[start:end])
+            sentiment = self._sentiment(text, link, _blank(masked, [(start, end)]))
+            out.append(TitleMention(text[start:end], sentiment, card=position))
         return out
 
     def _feelings(self, text: str, links: list[_Link], masked: str) -> list[tuple[_Link, str]]:
