@@ -44,7 +44,10 @@ def feelings(reader: MessageReader, text: str) -> dict[str, list[str]]:
             "That is pretty good... better than Men in Black II",
             {"dislike": ["Men in Black II (a.k.a. MIIB) (a.k.a. MIB 2) (2002)"]},
         ),  # ReDial
-        ("I wasn’t such a fan of the sequel Anchorman 2", {"dislike": ["Anchorman 2: The Legend Continues (2013)"]}),
+        (
+            "I wasn’t such a fan of the sequel Anchorman 2",
+            {"dislike": ["Anchorman 2: The Legend Continues (2013)"]},
+        ),
     ],
 )
 def test_dislikes_in_their_common_forms(reader, message, expected):
