@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -62,7 +63,7 @@ def test_reader_finds_liked_disliked_and_avoided_titles(reader):
         ("I watched Heat and hated it", {"dislike": ["Heat (1995)"]}),
         ("I loved it", {}),
         ("I'm not a fan of horror", {}),
-        ("I've seen Alien already", {"seen": ["Alien (1979)"]}),
+        ("I've seen Alien already", {"watched": ["Alien (1979)"]}),  # taste, never suggested back
         (
             "I liked Heat and Fargo but not Alien",
             {"like": ["Heat (1995)", "Fargo (1996)"], "seen": ["Alien (1979)"]},
@@ -420,3 +421,45 @@ def test_a_shared_title_goes_to_the_clearly_more_watched_film(agent, recommender
         "Beauty and the Beast (1991)", "Ghostbusters (a.k.a. Ghost Busters) (1984)",
     ]  # fmt: skip
     assert not state.pending and "Several films" not in turn.reply
+
+
+def test_a_new_user_is_scored_as_of_now_everywhere(recommender):
+    """Served = evaluated: without `as_of` a new user is scored as of the data's latest time,
+    as the evaluations score each user as of theirs; "nothing like X" (similar_items) too."""
+    context = recommender.scoring_context()
+    assert context.times is not None and int(context.times[0]) == recommender.now
+    assert recommender.now == int(recommender.split.reference_times(
+        np.arange(recommender.split.n_users), recommender.fit_on).max())  # fmt: skip
+    served = recommender.recommend(history=["Alien", "Heat"], k=10, explain=False)
+    evaluated = recommender.recommend(history=["Alien", "Heat"], k=10, explain=False, as_of=recommender.now)
+    assert [r.item_id for r in served] == [r.item_id for r in evaluated]
+    long_ago = recommender.recommend(
+        history=["Alien", "Heat"], k=10, explain=False, as_of=recommender.now // 2
+    )
+    assert [r.item_id for r in served] != [r.item_id for r in long_ago]  # the time is really read
+    similar = recommender.similar_items("Alien", 10)
+    assert [r.item_id for r in similar] == [
+        r.item_id for r in recommender.similar_items("Alien", 10, as_of=recommender.now)
+    ]
+
+
+def test_wishes_fade_and_cards_are_referred_to(agent, recommender):
+    state, _ = agent.start()
+    _, state = agent.respond(state, "Something with space battles")
+    assert state.query
+    turn, state = agent.respond(state, "I loved Toy Story and Finding Nemo")
+    assert state.query == "" and len(state.liked) == 2
+    assert state.last_cards == [r.item_id for r in turn.recommendations]
+    second = state.last_cards[1]
+    _, state = agent.respond(state, "the second one sounds good")
+    assert second in state.liked
+    last = state.last_cards[-1]
+    _, state = agent.respond(state, "I didn’t like the last one")
+    assert last in state.disliked and last not in state.liked
+    _, state = agent.respond(state, "a comedy")
+    for _ in range(3):
+        _, state = agent.respond(state, "more please, no horror")
+    assert state.filters.genres == [] and state.filters.exclude_genres == ["Horror"]  # faded; the rule stays
+    fresh, _ = agent.start()
+    turn, _ = agent.respond(fresh, "I've seen that one")
+    assert "haven't shown any films yet" in turn.reply

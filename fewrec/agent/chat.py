@@ -33,17 +33,22 @@ log = logging.getLogger(__name__)
 SIMILAR_TO_AVOID = 20  # "nothing like X" also keeps away X's nearest neighbours
 SENTIMENT_WORDS = {
     "like": "a film you liked",
+    "watched": "a film you've seen (it steers the suggestions)",
+    "curious": "a film you're interested in (it steers the suggestions)",
     "dislike": "a film you didn't like",
     "avoid": "a film to keep away from, with the films most like it",
     "seen": "a film not to suggest",
 }
 PLURAL_WORDS = {
     "like": "films you liked",
+    "watched": "films you've seen (they steer the suggestions)",
+    "curious": "films you're interested in (they steer the suggestions)",
     "dislike": "films you didn't like",
     "avoid": "films to keep away from, with the films most like them",
     "seen": "films not to suggest",
 }
 LISTED_TITLES = 8  # a longer list of titles is summed up in the reply
+WISH_TURNS = 2  # a wish steers its own turn and this many more, unless said again
 CLEAR_FAVOURITE = 3.0  # a title shared by several items means the one this many times more watched
 
 
@@ -51,7 +56,7 @@ class PendingChoice(BaseModel):
     """A title that matched several items: the person is asked which one they meant."""
 
     phrase: str
-    sentiment: Literal["like", "dislike", "avoid", "seen"]
+    sentiment: Literal["like", "watched", "curious", "dislike", "avoid", "seen"]
     options: list[ItemId]
 
 
@@ -69,6 +74,12 @@ class ChatState(BaseModel):
     pending: list[PendingChoice] = Field(default_factory=list)
     # Score as of this Unix time (an evaluation replaying a past request); None is now.
     as_of: int | None = None
+    # The cards of the latest reply, in order: "the second one", "seen it, loved it" refer to
+    # them. A replay may set them to what a human recommender suggested.
+    last_cards: list[ItemId] = Field(default_factory=list)
+    # Turns since the wishes (query words, genres, years) were last said: they fade after
+    # WISH_TURNS turns unless said again. Exclusions ("no horror") stay.
+    wish_age: int = 0
 
 
 class ToolCall(BaseModel):
@@ -161,7 +172,7 @@ class ChatAgent:
                 f"(Your message was long, so I read its first {limit:,} characters.)\n\n" + turn.reply
             )
         turn.seconds = time.perf_counter() - started
-        state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
+        _remember_cards(state, turn)
         return turn, state
 
     # ------------------------------------------------------------------ fixed plan
@@ -172,8 +183,8 @@ class ChatAgent:
         self, state: ChatState, understanding: Understanding, understood: list[str], asks: list[str]
     ) -> None:
         """Fold what the message said into the state; collect what to tell and what to ask."""
-        for mention in self._resolve_pending(state, understanding):
-            understanding.titles.append(mention)
+        answered = self._resolve_pending(state, understanding)
+        understanding.titles += answered or self._resolve_cards(state, understanding, asks)
         took: dict[str, list[str]] = {}  # sentiment -> titles, as read in this message
         for mention in understanding.titles:
             if not mention.matches:
@@ -183,6 +194,12 @@ class ChatAgent:
                     else ""
                 )
                 asks.append(f"I found no film called *{mention.phrase[:80]}*.{hint}")
+                continue
+            if mention.series:
+                self._file(state, mention.sentiment, mention.matches)
+                took.setdefault(mention.sentiment, []).append(
+                    f"the *{mention.phrase[:60]}* films ({len(mention.matches)})"
+                )
                 continue
             if len(mention.matches) > 1:
                 options = self._by_popularity(mention.matches)[:5]
@@ -200,14 +217,7 @@ class ChatAgent:
                 )
                 continue
             item = mention.matches[0]
-            lists = {"like": state.liked, "dislike": state.disliked, "avoid": state.avoid_like,
-                     "seen": state.excluded}  # fmt: skip
-            target = lists[mention.sentiment]
-            for other in lists.values():
-                if item in other and other is not target:
-                    other.remove(item)
-            if item not in target:
-                target.append(item)
+            self._file(state, mention.sentiment, [item])
             took.setdefault(mention.sentiment, []).append(f"*{self._title(item)}*")
         for sentiment, titles in took.items():
             if len(titles) == 1:
@@ -223,7 +233,18 @@ class ChatAgent:
                 "I can only read titles and wishes written in the catalog's language and script; "
                 "try the title as the catalog lists it (e.g. *Spirited Away*)."
             )
+        self._apply_wishes(state, understanding, understood)
+
+    def _apply_wishes(self, state: ChatState, understanding: Understanding, understood: list[str]) -> None:
+        """Genres, years and words of this turn. Wishes fade: new titles or new words replace
+        the old words, and genres and years not said again for WISH_TURNS turns are dropped.
+        What the person ruled out ("no horror") stays."""
         f = state.filters
+        years = understanding.year_min is not None or understanding.year_max is not None
+        wished = bool(understanding.genres or years or understanding.kids or understanding.query)
+        state.wish_age = 0 if wished else state.wish_age + 1
+        if state.wish_age > WISH_TURNS:
+            f.genres, f.year_min, f.year_max, state.query = [], None, None, ""
         if understanding.genres:
             f.genres = list(understanding.genres)
             f.exclude_genres = [
@@ -237,14 +258,32 @@ class ChatAgent:
         if understanding.kids:
             if "Children" in self.recommender.genres and "Children" not in f.genres:
                 f.genres.append("Children")
-            if "Horror" in self.recommender.genres and "Horror" not in f.exclude_genres:
+            scary_asked = "Horror" in understanding.genres
+            if "Horror" in self.recommender.genres and "Horror" not in f.exclude_genres and not scary_asked:
                 f.exclude_genres.append("Horror")
-        if understanding.year_min is not None or understanding.year_max is not None:
+        if years:
             f.year_min, f.year_max = understanding.year_min, understanding.year_max
         if understanding.query:
             state.query = understanding.query
             if not (understanding.titles or understanding.genres or understanding.exclude_genres):
                 understood.append(f"I searched by meaning for: *{understanding.query[:120]}*.")
+        elif understanding.titles:
+            state.query = ""  # "I loved Toy Story" after "space battles": the titles say more now
+
+    @staticmethod
+    def _file(state: ChatState, sentiment: str, items: list[ItemId]) -> None:
+        """Put items in the list their feeling belongs to (and in no other). Seen or wanted
+        films say as much about taste as liked ones (the seekers' own labels count them as
+        liked), and none of them is suggested back."""
+        lists = {"like": state.liked, "dislike": state.disliked, "avoid": state.avoid_like,
+                 "seen": state.excluded}  # fmt: skip
+        target = lists.get(sentiment, state.liked)
+        for item in items:
+            for other in lists.values():
+                if item in other and other is not target:
+                    other.remove(item)
+            if item not in target:
+                target.append(item)
 
     def _by_popularity(self, items: list[ItemId]) -> list[ItemId]:
         counts = self.recommender.retriever.popularity.counts
@@ -291,10 +330,29 @@ class ChatAgent:
         understanding.year_min = understanding.year_max = None
         return [TitleMention(choice.phrase, choice.sentiment, [pick])]
 
+    def _resolve_cards(
+        self, state: ChatState, understanding: Understanding, asks: list[str]
+    ) -> list[TitleMention]:
+        """The cards a message refers to ("the second one sounds good"), as titles."""
+        out = []
+        for ref in understanding.cards:
+            cards = state.last_cards
+            position = len(cards) if ref.card == -1 else ref.card
+            if not cards:
+                asks.append(f"I haven't shown any films yet, so I can't tell which one *{ref.phrase}* is.")
+            elif not 1 <= position <= len(cards):
+                asks.append(f"I showed {len(cards)} films; which one did you mean by *{ref.phrase}*?")
+            else:
+                out.append(
+                    TitleMention(self._title(cards[position - 1]), ref.sentiment, [cards[position - 1]])
+                )
+        return out
+
     def _exclusions(self, state: ChatState) -> list[ItemId]:
         out = set(state.shown) | set(state.disliked) | set(state.avoid_like) | set(state.excluded)
         for item in state.avoid_like:
-            out.update(r.item_id for r in self.recommender.similar_items(item, SIMILAR_TO_AVOID))
+            similar = self.recommender.similar_items(item, SIMILAR_TO_AVOID, as_of=state.as_of)
+            out.update(r.item_id for r in similar)
         return list(out - set(state.liked))
 
     def _respond_fixed(self, state: ChatState, text: str) -> ChatTurn:
@@ -364,7 +422,7 @@ class ChatAgent:
             log.exception("feedback failed")
             turn = ChatTurn(message="", reply="Sorry, something went wrong on my side. Please try again.")
         turn.seconds = time.perf_counter() - started
-        state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
+        _remember_cards(state, turn)
         return turn, state
 
     # ------------------------------------------------------------------ tool-calling plan
@@ -429,6 +487,12 @@ class ChatAgent:
             message=text, reply=reply, recommendations=cards, understood=understood, planner="tools",
             tool_calls=calls,
         )  # fmt: skip
+
+
+def _remember_cards(state: ChatState, turn: ChatTurn) -> None:
+    state.shown.extend(r.item_id for r in turn.recommendations if r.item_id not in state.shown)
+    if turn.recommendations:
+        state.last_cards = [r.item_id for r in turn.recommendations]
 
 
 @functools.cache

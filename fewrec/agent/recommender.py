@@ -204,6 +204,27 @@ class Recommender:
             allowed &= years <= filters.year_max
         return allowed
 
+    # ------------------------------------------------------------------ when a request is scored
+    @cached_property
+    def now(self) -> int:
+        """The latest moment the fitted data knows (Unix s): a new user is scored as of it, as
+        the evaluations score each user as of their own time."""
+        users = np.arange(self.split.n_users)
+        return int(self.split.reference_times(users, self.fit_on).max(initial=0))
+
+    def scoring_context(self, user: int | None = None, as_of: int | None = None) -> ScoringContext:
+        """The one place that decides when a request is scored: as of `as_of` when given (an
+        evaluation replaying a past request); else a known user (training index) as of their
+        reference time in the fitted split, and a new user as of `now`. Without a time,
+        `timepop` would fall back to plain popularity and `timed_transition` would count every
+        pair undecayed, unlike what the evaluations measured."""
+        users = np.array([-1 if user is None else user])
+        if as_of is not None:
+            return ScoringContext(users=users, times=np.array([int(as_of)], dtype=np.int64))
+        if user is not None:
+            return self.retriever.context_for(users, self.fit_on)
+        return ScoringContext(users=users, times=np.array([self.now], dtype=np.int64))
+
     # ------------------------------------------------------------------ main calls
     def recommend(
         self,
@@ -231,12 +252,11 @@ class Recommender:
         split = self.split
         notes: list[str] = []
         items: list[int] = []
-        context = ScoringContext()
+        user: int | None = None
         if user_id is not None and str(user_id).strip():
             if split.has_user(user_id):
-                u = split.user_index(user_id)
-                items = split.history(u, self.fit_on).tolist()
-                context = self.retriever.context_for(np.array([u]), self.fit_on)
+                user = split.user_index(user_id)
+                items = split.history(user, self.fit_on).tolist()
             else:
                 notes.append(f"user {str(user_id)[:40]!r} is not in the dataset: treated as a new user")
         for ref in history or []:
@@ -245,9 +265,7 @@ class Recommender:
                 items.remove(index)
             items.append(index)  # liked now: the most recent item of the profile
         history_arr = np.array(items, dtype=np.int64)
-        if as_of is not None:
-            users = context.users if context.users is not None else np.array([-1])
-            context = ScoringContext(users=users, times=np.array([int(as_of)], dtype=np.int64))
+        context = self.scoring_context(user, as_of)
         if query_weight is None:
             query_weight = self.settings.chat.query_weight
         if not 0.0 <= query_weight <= 1.0:
@@ -433,13 +451,15 @@ class Recommender:
         )  # fmt: skip
 
     def similar_items(
-        self, item: ItemRef, k: int = 10, filters: Filters | None = None
+        self, item: ItemRef, k: int = 10, filters: Filters | None = None, as_of: int | None = None
     ) -> list[Recommendation]:
-        """Items most tied to one item: what the sources propose after a history of just it."""
+        """Items most tied to one item: what the sources propose after a history of just it,
+        scored as a new user's request is (`scoring_context`)."""
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
         index = self.resolve(item)
-        found = self.retriever.candidates(np.array([index]), k, None, self.allowed_mask(filters))
+        context = self.scoring_context(None, as_of)
+        found = self.retriever.candidates(np.array([index]), k, context, self.allowed_mask(filters))
         return [self._recommendation(c, None) for c in found]
 
     def search(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Recommendation]:
@@ -477,13 +497,14 @@ class Recommender:
         """Why `item` suits a user (or a list of liked items), grounded in that history."""
         index = self.resolve(item)
         items: list[int] = []
-        if user_id is not None:
-            items = self.split.history(self.split.user_index(user_id), self.fit_on).tolist()
+        user = None if user_id is None else self.split.user_index(user_id)
+        if user is not None:
+            items = self.split.history(user, self.fit_on).tolist()
         items += [self.resolve(ref) for ref in history or []]
         history_arr = np.array(items, dtype=np.int64)
         only = np.zeros(self.split.n_items, dtype=bool)
         only[index] = True  # score everything (the evidence needs ranks), keep just this item
-        scored = self.retriever.candidates(history_arr, 1, None, only)
+        scored = self.retriever.candidates(history_arr, 1, self.scoring_context(user), only)
         candidate = scored[0] if scored else None
         if candidate is None:  # already in the history
             return (

@@ -29,22 +29,46 @@ from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
 
 # Words that say how the person feels about the titles that follow (checked in this order).
-AVOID = r"(?:nothing like|not like|no more|anything but|other than|unlike|not another)"
-DISLIKE = r"(?:hated|hate|disliked|dislike|didn'?t like|did not like|don'?t like|do not like|" \
-    r"not a fan of|can'?t stand|cannot stand|was bored by|bored me|not into)"  # fmt: skip
-SEEN = r"(?:(?:i'?ve|i have|already|just)\s+(?:seen|watched)|seen|but not|except|not|no|skip)"
-LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|like|loved|love|enjoyed|enjoy|adored|adore|watched|saw|" \
-    r"also|fan of|similar to|such as|more like|something like|films? like|movies? like|like the film|" \
-    r"favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
+# Apostrophes are straightened before reading (`read`), so "didn’t" is "didn't" here.
+AVOID = r"(?:nothing like|not like|no more|anything but|other than|unlike|not another|not in the mood for|" \
+    r"(?:tired|sick) of|had enough of|don'?t want|do not want|not looking for)"  # fmt: skip
+# A negated verb of liking: "didn't like", "never liked", "wasn't a fan of", "couldn't stand".
+NOT = r"(?:did ?n'?t|did not|do ?n'?t|do not|does ?n'?t|does not|could ?n'?t|could not|can'?t|cannot|" \
+    r"was ?n'?t|was not|were ?n'?t|were not|is ?n'?t|is not|am not|i'?m not|never|not)"  # fmt: skip
+DISLIKE = rf"(?:hated|hate|disliked|dislike|loathed|can'?t stand|cannot stand|was bored by|bored me|" \
+    rf"(?:way |much |far |a lot |so much )?better than|" \
+    rf"{NOT}\s+(?:really\s+|ever\s+|even\s+|much\s+|particularly\s+|too\s+)?" \
+    rf"(?:like|liked|enjoy|enjoyed|care for|cared for|get into|got into|stand|love|loved|into|" \
+    rf"(?:(?:a|the|much of a|really a|such a|big|huge|biggest)\s+)*fans? of))"  # fmt: skip
+# Not seen yet, or asked about: the seeker's own labels count these as films they would like.
+CURIOUS = r"(?:(?:have ?n'?t|have not|had ?n'?t|had not|never|not|did ?n'?t|did not|yet to)\s+" \
+    r"(?:(?:ever|yet|really|actually|even)\s+)?(?:seen|watched|see|watch|saw|heard of)|" \
+    r"(?:have|did) you (?:ever )?(?:seen|watched|see|watch|heard of)|heard (?:good things )?(?:about|of)|" \
+    r"(?:want|wanted|would like|'?d like|going|plan|planning|need|have|got) to (?:see|watch|check out)|" \
+    r"check out|looking forward to)"  # fmt: skip
+# Seen, with no feeling said: the film tells of the person's taste as a watched one does.
+WATCHED = r"(?:(?:i'?ve|i have|i had|we'?ve|we have|already|just|also|finally|recently)\s+)*" \
+    r"(?:seen|watched|saw)"  # fmt: skip
+# "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
+SEEN = r"(?:but not|except|not|no|skip)"
+LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
+    r"adores|adore|also|fan of|similar to|such as|more like|something like|films? like|movies? like|" \
+    r"like the film|favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
+# A "like" that compares rather than feels ("horror movies like The Ring"): an earlier feeling in
+# the clause wins over it.
+SIMILAR = re.compile(r"(?:^|\s)(?:like|such as|similar to|more like|something like|(?:films?|movies?) like)$",
+                     re.I)  # fmt: skip
 # Words after a title that say how it was liked ("A and B are movies I liked", "… and hated it").
 POSTFIX_LIKE = r"(?:liked|loved|enjoyed|adored|were (?:great|amazing|fantastic|brilliant)|" \
     r"was (?:great|amazing|fantastic|brilliant))"  # fmt: skip
-POSTFIX_DISLIKE = r"(?:hated|disliked|didn'?t (?:like|enjoy)|did not (?:like|enjoy)|bored me|" \
-    r"(?:was|were|is|are) (?:boring|awful|terrible|bad|overrated|disappointing))"  # fmt: skip
-# Triggers that only say the film was seen: a feeling said after the title wins over them.
-WEAK = re.compile(r"(?:watched|saw|seen|i'?ve seen|i have seen|already seen|just watched|skip)$", re.I)
-# "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
-TRIGGERS = (("avoid", AVOID), ("dislike", DISLIKE), ("like", LIKE), ("seen", SEEN))
+POSTFIX_DISLIKE = r"(?:hated|disliked|didn'?t (?:like|enjoy|care for)|did not (?:like|enjoy)|bored me|" \
+    r"sucked|(?:was|were|is|are) (?:(?:so|very|really|pretty|just|kind of|kinda|a (?:little|bit))\s+)?" \
+    r"(?:boring|awful|terrible|bad|overrated|disappointing|horrible|stupid|dumb|lame|meh|corny)|" \
+    r"(?:was|were|is|are) ?n'?o?t (?:(?:that|very|really|so)\s+)?(?:good|great|funny|for me|my thing|" \
+    r"my cup of tea))"  # fmt: skip
+# Triggers that only say the film was seen or asked about: a feeling said after the title wins.
+WEAK_FEELINGS = ("watched", "curious")
+FEELINGS = ("avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
 STOP = (  # where the words after a trigger end, for "I found no film called …"
     r"(?=[.;!?\n]|,\s*(?:but|so|and then|please)\b|\s+(?:but|so|please|from|for|with|without|that|which"
     r"|because|in the|set in|already|yesterday|again|too|before)\b|\s+\d{4}s?\b|$)"
@@ -75,9 +99,30 @@ KIDS = re.compile(
     r"\b(?:for (?:my |the |our )?(?:older |younger |little |small |young )?(?:kids|children|kid|child|family)"
     r"|family[- ]friendly|kid[- ]friendly)\b"
 )
+# A child's age or a child in the family ("my 8-year-old", "my daughter", "the grandkids"): a wish
+# for family films, never a year ("old" alone still means a classic).
+AGE = re.compile(r"\b(\d{1,2})[- ]?(?:years?|yrs?)[- ]?olds?\b|\b(?:years?|yrs?) old\b")
+CHILDREN = re.compile(
+    r"\b(?:my|our|the|with (?:my|our|the))\s+(?:(?:little|young|small|two|three|\d)\s+)?"
+    r"(?:kids?|children|son|sons|daughters?|toddlers?|nephews?|nieces?|grand(?:kids?|sons?|daughters?|children)"
+    r"|little ones?)\b"
+)
+OLDEST_CHILD = 14  # "my 15-year-old" may well want a thriller
+# A year that dates something the person did ("I saw it in 2010", "back in 2005"): not a filter.
+EVENT_YEAR = re.compile(
+    r"\b(?:saw|seen|watched|see|watch|went to|was|were|since)\b(?:\s+[^\s.!?;]+){0,6}?\s+(?:back\s+)?"
+    r"in\s+(?:about\s+|around\s+)?((?:19|20)\d\d)\b(?!\s*(?:movies?|films?))|\bback in\s+((?:19|20)\d\d)\b"
+)
+# "X, I mean Y": Y replaces X, with X's feeling.
+CORRECTION = re.compile(
+    r"[\s,.;:!-]*(?:(?:sorry|oops|no|actually)[\s,]+)*(?:i mean|i meant|or rather|correction:?)[\s,:]*", re.I
+)
+# Apostrophes and single quotes as phones and word processors type them: read as "'".
+APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'"})
 NEGATION = re.compile(
     r"\b(?:no|not|without|nothing|avoid|hate|hated|dislike|don'?t like|didn'?t like|can'?t stand|"
-    r"not a fan of|not into|never|except|skip|none)\b(?:\s+\w+){0,3}\s*$"
+    r"not a fan of|not into|never|except|skip|none|anything but|other than|not in the mood for|"
+    r"(?:tired|sick) of|had enough of|rather not|don'?t want|do not want)\b(?:\s+\w+){0,3}\s*$"
 )
 FILLER = frozenset(
     """a an the and or but so i i'm im me my we our you your it its is are was were be been am do does did
@@ -93,6 +138,8 @@ FILLER = frozenset(
     similar similarly same alike watching seeing something someone somewhere anyone everyone
     please thx ty cheers hiya greetings dear guys folks friend buddy mate well um uh hmm hm
     go going gone up down out off over into onto as if than too only even ever never always still
+    actually mean meant sorry oops times sounds sound looks seems
+    lol haha yeah yep yup sure cool awesome oh ah wow
     think thought guess wonder wondering mind tell said say know knew help helping try trying
     films films' flick flicks pick picks idea ideas option options choice choices titles title
     tv series show shows stuff whatever ones night evening weekend them they their he she his
@@ -123,15 +170,44 @@ INJECTION = re.compile(
     r"other users?'?s? (?:data|history|histories)|jailbreak|developer mode)\b"
 )
 MAX_TITLE_WORDS = 12
+# A number right after a title: a sequel ("Toy Story 4"), unless it counts something.
+SEQUEL_NUMBER = re.compile(
+    r"\s*(?:part\s+)?(?:[2-9]|1\d|ii|iii|iv|vi|vii|viii)\b(?!\s*(?:times?|weeks?|days?|months?|years?|hours?|"
+    r"stars?|of|out|or|to|-|/|\.\d|\d))",
+    re.I,
+)
+# References to the chat's own cards: by position, or (in a message naming no title) by pronoun.
+ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+            "fifth": 5, "5th": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
+            "last": -1}  # fmt: skip
+CARD_BY_POSITION = re.compile(
+    rf"\b(?:the\s+)?({'|'.join(ORDINALS)})\s+(?:one|film|movie|card|suggestion|pick)\b"
+    r"|(?:\bnumber\s+|\bno\.\s*|#)(\d{1,2})\b",
+    re.I,
+)
+CARD_BY_PRONOUN = re.compile(
+    r"\b(?:that one|this one|that film|that movie|this film|this movie|it|that)\b", re.I
+)
+# A word said in the scope of a negation ("nothing sad", "not gory") is no meaning query.
+NEGATED_WORD = re.compile(
+    r"\b(?:no|not|nothing|without|never|anything but|avoid)\b"
+    r"(?:\s+(?:too|so|very|really|that|a|an|the|more))*\s+[\w'-]+"
+)
+# Words that name a franchise as a whole after its name ("the Harry Potter movies").
+SERIES_WORD = re.compile(r"\b(?:movies|films|series|franchise|saga|trilogy|sequels|collection)\b", re.I)
 
 
 @dataclass
 class TitleMention:
     phrase: str  # as the person wrote it
-    sentiment: str  # "like" | "dislike" | "avoid" (and its neighbours) | "seen" (just not again)
+    # "like" | "watched" (seen, no feeling said) | "curious" (not seen yet, or asked about) |
+    # "dislike" | "avoid" (and its neighbours) | "seen" (just not again)
+    sentiment: str
     matches: list[ItemId] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
     quoted: bool = False
+    series: bool = False  # a franchise: every match is meant, no question to ask
+    card: int = 0  # a reference to the chat's own card at this position (1-based), not a title
 
 
 @dataclass
@@ -147,6 +223,9 @@ class Understanding:
     query: str = ""  # the words left over, for a meaning search
     message: str = ""  # as read
     other_script: bool = False  # words in a script the catalog's titles are not written in
+    # References to the cards the chat showed last ("the second one", "seen it, loved it"): the
+    # mention's `card` is the position (1-based); the chat fills in `matches`.
+    cards: list[TitleMention] = field(default_factory=list)
 
 
 def clean_message(text: str, limit: int) -> tuple[str, bool]:
@@ -234,10 +313,13 @@ class _Link:
     quoted: bool = False
     phrase: str = ""
     suggestions: list[str] = field(default_factory=list)
+    series: bool = False  # every film of a franchise ("the Harry Potter movies")
 
 
 TRIGGER_RE = re.compile(
-    rf"\b(?:(?P<avoid>{AVOID})|(?P<dislike>{DISLIKE})|(?P<like>{LIKE})|(?P<seen>{SEEN}))\b", re.I
+    rf"\b(?:(?P<avoid>{AVOID})|(?P<dislike>{DISLIKE})|(?P<curious>{CURIOUS})|(?P<like>{LIKE})|"
+    rf"(?P<watched>{WATCHED})|(?P<seen>{SEEN}))\b",
+    re.I,
 )
 POSTFIX_RE = re.compile(rf"\b(?:(?P<dislike>{POSTFIX_DISLIKE})|(?P<like>{POSTFIX_LIKE}))\b", re.I)
 CLAUSE_END = re.compile(
@@ -303,7 +385,7 @@ class MessageReader:
         lowered = written.lower()
         if span.key in self.genre_words or lowered in self.genre_words:
             return ""  # "I like comedies": a genre, not the film *Comedy*
-        if len(words) == 1 and re.fullmatch(rf"(?:{AVOID}|{DISLIKE}|{LIKE}|{SEEN})", lowered, re.I):
+        if len(words) == 1 and re.fullmatch(TRIGGER_RE, lowered):
             return ""  # "hate", "loved": the sentence's own words
         if re.fullmatch(r"(?:19|20)\d\d", span.key) and re.search(r"[(\[]\s*$", text[: span.start]):
             return ""  # "(2001)" after a title is its year, not *2001: A Space Odyssey*
@@ -334,6 +416,7 @@ class MessageReader:
         evidence and the long names written with a typo; everyday-word titles when they sit in a
         list next to another title."""
         links = self._linked_quotes(text)
+        links += [s for s in self._series(text) if all(s.end <= q.start or s.start >= q.end for q in links)]
         taken = [(link.start, link.end) for link in links]
 
         def free(start: int, end: int) -> bool:
@@ -371,8 +454,41 @@ class MessageReader:
                     chosen.append(span)
                     taken.append((span.start, span.end))
                     changed = True
-        links += [_Link(s.start, s.end, s.items, False, text[s.start : s.end]) for s in chosen]
+        links += [self._chosen(text, s) for s in chosen]
         return sorted(links, key=lambda link: link.start)
+
+    def _chosen(self, text: str, span: TitleSpan) -> _Link:
+        """A span taken as a title. A numbered sequel the catalog lacks ("Toy Story 4") is a
+        title not found, never the first film; a franchise name shared by several titles
+        ("Star Wars", "Kill Bill" before a colon) is its first film."""
+        number = SEQUEL_NUMBER.match(text, span.end)
+        if number and span.year is None and not self.index.lookup(text[span.start : number.end()]):
+            phrase = text[span.start : number.end()]
+            return _Link(span.start, number.end(), (), False, phrase, self._suggestions(phrase))
+        rows = span.items
+        if span.tier == 2 and len(rows) > 1:
+            rows = (min(rows, key=lambda r: (self.index.years[r] or 9999, r)),)
+        return _Link(span.start, span.end, rows, False, text[span.start : span.end])
+
+    def _series(self, text: str) -> list[_Link]:
+        """Franchises named as such: "the Harry Potter movies", "the Star Wars series"."""
+        out: list[_Link] = []
+        for word in SERIES_WORD.finditer(text):
+            before = list(re.finditer(r"[^\W_][\w'&:.-]*", text[max(0, word.start() - 80) : word.start()]))
+            offset = max(0, word.start() - 80)
+            for n in range(min(len(before), 6), 0, -1):
+                start, end = offset + before[-n].start(), offset + before[-1].end()
+                if re.search(r"[,;!?()\n]", text[start:end]):
+                    continue
+                words = [w.lower() for w in re.findall(r"[^\W_]+", text[start:end])]
+                if all(w in COMMON or w in self.genre_words for w in words):
+                    continue
+                rows = self.index.series(text[start:end])
+                if rows:
+                    phrase = re.sub(r"^(?:the|all|of)\s+", "", text[start:end], flags=re.I)
+                    out.append(_Link(start, end, tuple(rows), False, phrase, series=True))
+                    break
+        return out
 
     def _typos(self, text: str, taken: list[tuple[int, int]], exact: list[TitleSpan]) -> list[TitleSpan]:
         """Long titles written with a typo: each stretch between punctuation (and each pair of
@@ -481,26 +597,38 @@ class MessageReader:
 
     def _sentiment(self, text: str, link: _Link, masked: str) -> str:
         """How the person feels about one title, from its clause: the nearest feeling word
-        before it, unless that only says it was seen and a feeling follows; default "like"."""
+        before it (a comparing "like" gives way to an earlier feeling: "I don't like horror like
+        The Ring"), unless it only says the film was seen or asked about and a feeling follows;
+        default "like"."""
         bounds = [0, *(m.end() for m in CLAUSE_END.finditer(masked) if m.end() <= link.start)]
         begin = max(bounds)
         after = CLAUSE_END.search(masked, link.end)
         end = after.start() if after else len(masked)
-        before = [m for m in TRIGGER_RE.finditer(masked, begin, link.start)]
+        before = list(TRIGGER_RE.finditer(masked, begin, link.start))
         prefix = before[-1] if before else None
-        if prefix is not None and not WEAK.search(prefix.group()):
+        if prefix is not None and SIMILAR.search(prefix.group()):
+            earlier = [m for m in before[:-1] if m.lastgroup in ("dislike", "avoid", "seen")]
+            prefix = earlier[-1] if earlier else prefix
+        if prefix is not None and prefix.lastgroup not in WEAK_FEELINGS:
+            if prefix.lastgroup == "seen" and self._after_seeing(masked, begin):
+                return "curious"  # "I've seen Deadpool but not Arrival": not seen yet
             return str(prefix.lastgroup)
         postfix = POSTFIX_RE.search(masked, link.end, end)
         if postfix is not None:
             return str(postfix.lastgroup)
-        if prefix is not None:
-            return "like" if prefix.lastgroup == "like" else str(prefix.lastgroup)
-        return "like"
+        return str(prefix.lastgroup) if prefix is not None else "like"
+
+    @staticmethod
+    def _after_seeing(masked: str, begin: int) -> bool:
+        """Does the sentence before this clause speak of seeing films (so a bare "not" that
+        starts the clause means not seen)?"""
+        sentence = re.split(r"[.!?;\n]", masked[:begin])[-1]
+        return any(m.lastgroup in WEAK_FEELINGS for m in TRIGGER_RE.finditer(sentence))
 
     # ------------------------------------------------------------------ the whole message
     def read(self, message: str) -> Understanding:
         out = Understanding(message=message)
-        text = message
+        text = message.translate(APOSTROPHES)  # one character for one: offsets stay valid
         reset = r"\s*(?:start over|reset|restart|clear|new conversation|forget (?:it|everything))[.!]*\s*"
         if re.fullmatch(reset, text, flags=re.I):
             out.reset = True
@@ -509,17 +637,59 @@ class MessageReader:
         links = self._link(text)
         links += self._not_found(text, links)
         masked = _blank(text, [(link.start, link.end) for link in links])
-        for link in sorted(links, key=lambda link: link.start):
+        for link, sentiment in self._feelings(text, links, masked):
             items = [self.item_ids[r] for r in link.rows]
             out.titles.append(
-                TitleMention(link.phrase, self._sentiment(text, link, masked), items, link.suggestions,
-                             link.quoted)
-            )  # fmt: skip
+                TitleMention(link.phrase, sentiment, items, link.suggestions, link.quoted, link.series)
+            )
+        out.cards = self._card_references(text, masked, bool(links))
         rest = masked.lower()
-        if KIDS.search(rest):
-            out.kids = True
-            rest = KIDS.sub(" ", rest)
-        out.year_min, out.year_max, rest = _years(rest, self.latest)
+        for ref in CARD_BY_POSITION.finditer(rest):  # "the second one" is no wish
+            rest = rest.replace(ref.group(), " " * len(ref.group()), 1)
+        out.kids, rest = _children(rest)
+        out.year_min, out.year_max, rest = _years(EVENT_YEAR.sub(" ", rest), self.latest)
+        self._genres(rest, out)
+        rest = self._without_genres(rest)
+        if not out.injection:
+            out.query, out.other_script = content_words(NEGATED_WORD.sub(" ", rest))
+        return out
+
+    def _card_references(self, text: str, masked: str, named_titles: bool) -> list[TitleMention]:
+        """'the second one sounds good', '#3', and in a message that names no title, 'I've seen
+        that one' or 'seen it, loved it' (the first card), each with its feeling."""
+        found: list[tuple[int, int, int]] = []  # start, end, position (-1: the last card)
+        for ref in CARD_BY_POSITION.finditer(masked):
+            position = ORDINALS[ref.group(1).lower()] if ref.group(1) else int(ref.group(2))
+            found.append((ref.start(), ref.end(), position))
+        if not found and not named_titles:
+            for ref in CARD_BY_PRONOUN.finditer(masked):
+                clause_triggers = TRIGGER_RE.finditer(masked[max(0, ref.start() - 40) : ref.end() + 40])
+                if any(t.lastgroup != "seen" for t in clause_triggers):
+                    found.append((ref.start(), ref.end(), 1))
+                    break  # "seen it, loved it" is one card
+        out = []
+        for start, end, position in found:
+            link = _Link(start, end, (), phrase=text[start:end])
+            sentiment = self._sentiment(text, link, _blank(masked, [(start, end)]))
+            out.append(TitleMention(text[start:end], sentiment, card=position))
+        return out
+
+    def _feelings(self, text: str, links: list[_Link], masked: str) -> list[tuple[_Link, str]]:
+        """Each title with how the person feels about it; a title corrected by the next one
+        ("American Pie, I mean American Pie (1999)") gives way to it, and lends it its feeling."""
+        ordered = sorted(links, key=lambda link: link.start)
+        feelings = [self._sentiment(text, link, masked) for link in ordered]
+        kept: list[tuple[_Link, str]] = []
+        for n, link in enumerate(ordered):
+            corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
+            if corrected:
+                feelings[n + 1] = feelings[n]
+                continue
+            kept.append((link, feelings[n]))
+        return kept
+
+    def _genres(self, rest: str, out: Understanding) -> None:
+        """Genres wished for or ruled out ("no horror", "anything but horror")."""
         for word in sorted(self.genre_words, key=len, reverse=True):
             pattern = rf"(?<![\w-]){re.escape(word)}(?![\w-])"
             for found in re.finditer(pattern, rest):
@@ -529,14 +699,26 @@ class MessageReader:
                     target.append(genre)
             rest = re.sub(pattern, " ", rest)
         out.genres = [g for g in out.genres if g not in out.exclude_genres]
-        if not out.injection:
-            out.query, out.other_script = content_words(rest)
-        return out
+
+    def _without_genres(self, rest: str) -> str:
+        for word in sorted(self.genre_words, key=len, reverse=True):
+            rest = re.sub(rf"(?<![\w-]){re.escape(word)}(?![\w-])", " ", rest)
+        return rest
+
+
+def _children(rest: str) -> tuple[bool, str]:
+    """Whether the (lower-case) text asks for family films, and the text without those words."""
+    kids = bool(KIDS.search(rest) or CHILDREN.search(rest))
+    for found in AGE.finditer(rest):
+        kids = kids or (found.group(1) is not None and int(found.group(1)) <= OLDEST_CHILD)
+    return kids, AGE.sub(" ", CHILDREN.sub(" ", KIDS.sub(" ", rest)))
 
 
 @functools.cache
 def _trigger_words() -> frozenset[str]:
-    words = re.findall(r"[a-z']+", " ".join([AVOID, DISLIKE, LIKE, SEEN]).replace("'?", "'"))
+    words = re.findall(
+        r"[a-z']+", " ".join([AVOID, DISLIKE, CURIOUS, LIKE, WATCHED, SEEN]).replace("'?", "'")
+    )
     return frozenset(w.replace("'", "") for w in words)
 
 
@@ -561,7 +743,8 @@ def content_words(rest: str) -> tuple[str, bool]:
     """The meaning query left in `rest` (lower case, titles and filters taken out): its content
     words, or "" when only request boilerplate is left; and whether words in another script
     were dropped (the content index reads the catalog's language)."""
-    rest = re.sub(rf"\b(?:{AVOID}|{DISLIKE}|{SEEN}|{LIKE}|{POSTFIX_DISLIKE})\b", " ", rest)
+    rest = TRIGGER_RE.sub(" ", rest)
+    rest = re.sub(rf"\b{POSTFIX_DISLIKE}\b", " ", rest)
     words = re.findall(r"[^\W_]+(?:['’-][^\W_]+)*", rest)
     other = [w for w in words if not LATIN.match(w)]
     kept = [

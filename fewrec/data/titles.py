@@ -53,6 +53,11 @@ def listed_key(name: str) -> str:
     return " ".join(TOKEN.findall(fold(name)))
 
 
+def _numbers(key: str) -> list[str]:
+    """The numbers in a key, in order: a sequel's number is never a typo."""
+    return re.findall(r"\b(?:\d+|ii|iii|iv|v|vi|vii|viii|ix)\b", key)
+
+
 def _joined_initials(key: str) -> str:
     """'l a confidential' -> 'la confidential': initials are often typed without the dots."""
     return re.sub(r"\b(?:[a-z0-9] )+[a-z0-9]\b", lambda m: m.group().replace(" ", ""), key)
@@ -245,9 +250,25 @@ class TitleIndex:
         if found is None:
             return None
         name, score, _ = found
+        if _numbers(name) != _numbers(key):
+            return None  # "Toy Story 4" is not a typo of "Toy Story 2": a sequel the catalog lacks
         return TitleSpan(
             tokens[0].start, tokens[-1].end, 0, len(tokens), name, tuple(self._rows(name)), score
         )
+
+    def series(self, text: str) -> list[int]:
+        """Rows of the films whose name begins with `text` as whole words ("harry potter" ->
+        every *Harry Potter and the …*), oldest first; [] unless at least two."""
+        key = name_key(text)
+        if not key:
+            return []
+        prefix = key + " "
+        rows = {r for tier in self.tiers[:2] for name, found in tier.items() if name.startswith(prefix)
+                for r in found}  # fmt: skip
+        rows.update(r for tier in self.tiers for r in tier.get(key, ()))
+        if len(rows) < 2:
+            return []
+        return sorted(rows, key=lambda r: (self.years[r] or 9999, r))
 
     def suggest(self, text: str, n: int = 5) -> list[int]:
         """Rows with a name close to `text`, best first (for "did you mean …?")."""

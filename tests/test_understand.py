@@ -1,0 +1,141 @@
+"""The message reader on real language (issue 20): dislikes in their common forms and with
+typographic apostrophes, genres ruled out, children's ages, years that date an event,
+corrections, franchises and missing sequels, references to the chat's own cards. Only the
+catalog is needed: no recommender is fitted here.
+
+Sentences marked ReDial are adapted from the ReDial dataset (Li et al., "Towards Deep
+Conversational Recommendations", NeurIPS 2018; CC BY 4.0)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fewrec.agent.understand import MessageReader
+
+
+@pytest.fixture(scope="module")
+def reader(bundled_split) -> MessageReader:
+    catalog = bundled_split.catalog
+    genres = sorted({g for genres in catalog.frame["genres"] for g in genres})
+    return MessageReader(catalog, genres)
+
+
+def feelings(reader: MessageReader, text: str) -> dict[str, list[str]]:
+    """Feeling -> catalog titles (first match of each mention)."""
+    out: dict[str, list[str]] = {}
+    for mention in reader.read(text).titles:
+        titles = [reader.catalog.title(m) for m in mention.matches[:1]] or [f"not found: {mention.phrase}"]
+        out.setdefault(mention.sentiment, []).extend(titles)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("I didn’t like Titanic", {"dislike": ["Titanic (1997)"]}),  # typographic apostrophe
+        ("I wasn't a fan of The Notebook", {"dislike": ["Notebook, The (2004)"]}),
+        (
+            "I couldn't stand Avatar but loved District 9",
+            {"dislike": ["Avatar (2009)"], "like": ["District 9 (2009)"]},
+        ),
+        ("I never liked Star Wars", {"dislike": ["Star Wars: Episode IV - A New Hope (1977)"]}),
+        ("I do not like horror movies like The Ring", {"dislike": ["Ring, The (2002)"]}),  # ReDial
+        (
+            "That is pretty good... better than Men in Black II",
+            {"dislike": ["Men in Black II (a.k.a. MIIB) (a.k.a. MIB 2) (2002)"]},
+        ),  # ReDial
+        (
+            "I wasn’t such a fan of the sequel Anchorman 2",
+            {"dislike": ["Anchorman 2: The Legend Continues (2013)"]},
+        ),
+    ],
+)
+def test_dislikes_in_their_common_forms(reader, message, expected):
+    said = feelings(reader, message)
+    assert said == expected, said
+    assert "like" not in said or "District 9" in message
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [  # the seekers' own labels count these films as liked (seen and liked, or wanted)
+        ("I have seen The Shawshank Redemption (1994)", {"watched": ["Shawshank Redemption, The (1994)"]}),
+        ("I haven't seen Pineapple Express (2008) yet", {"curious": ["Pineapple Express (2008)"]}),
+        (
+            "I have watched Deadpool (2016) but not Arrival (2016)",  # ReDial
+            {"watched": ["Deadpool (2016)"], "curious": ["Arrival (2016)"]},
+        ),
+        (
+            "I liked Heat and Fargo but not Alien",
+            {"like": ["Heat (1995)", "Fargo (1996)"], "seen": ["Alien (1979)"]},
+        ),
+        ("have you seen Pulp Fiction (1994) ?", {"curious": ["Pulp Fiction (1994)"]}),  # ReDial
+    ],
+)
+def test_seen_and_not_yet_seen_films(reader, message, expected):
+    assert feelings(reader, message) == expected
+
+
+def test_genres_ruled_out(reader):
+    for message in ("Anything but horror please", "not in the mood for horror", "no horror, nothing sad"):
+        read = reader.read(message)
+        assert read.exclude_genres == ["Horror"] and read.genres == [], message
+        assert read.query == "", message  # "nothing sad" is no wish for sad films
+    scary = reader.read("something scary but not gory")
+    assert scary.genres == ["Horror"] and "gory" not in scary.query
+
+
+def test_a_childs_age_is_a_family_wish_never_a_year(reader):
+    read = reader.read("My 8-year-old loves Frozen")
+    assert read.kids and (read.year_min, read.year_max) == (None, None)
+    assert feelings(reader, "My 8-year-old loves Frozen") == {"like": ["Frozen (2013)"]}
+    assert reader.read("a movie to watch with my daughter").kids
+    assert not reader.read("my 30 year old brother likes Heat").kids
+    assert reader.read("an old movie").year_max is not None  # "old" alone still means a classic
+
+
+def test_a_year_that_dates_an_event_is_no_filter(reader):
+    read = reader.read("I saw Inception in 2010 and loved it")
+    assert (read.year_min, read.year_max) == (None, None)
+    assert feelings(reader, "I saw Inception in 2010 and loved it") == {"like": ["Inception (2010)"]}
+    assert reader.read("movies from 2005").year_min == 2005  # a wish still is one
+
+
+def test_corrections(reader):
+    message = "I have seen American Pie I mean American Pie (1999)"
+    assert feelings(reader, message) == {"watched": ["American Pie (1999)"]}
+    assert reader.read(message).query == ""  # "mean" is no wish (it found *Mean Girls*)
+    assert feelings(reader, "I loved Alien, sorry, I meant Aliens") == {"like": ["Aliens (1986)"]}
+    assert reader.read("actually, I loved Heat (1995)").query == ""
+
+
+def test_franchises_and_missing_sequels(reader):
+    potter = reader.read("Something like the Harry Potter movies").titles
+    assert len(potter) == 1 and potter[0].series and len(potter[0].matches) >= 7
+    titles = [reader.catalog.title(m) for m in potter[0].matches]
+    assert all(t.startswith("Harry Potter") for t in titles)
+    assert feelings(reader, "I've already seen Star Wars and Alien") == {
+        "watched": ["Star Wars: Episode IV - A New Hope (1977)", "Alien (1979)"]
+    }
+    sequel = reader.read("I loved Toy Story 4").titles
+    assert [(m.phrase, m.matches) for m in sequel] == [("Toy Story 4", [])]  # not *Toy Story 2*
+    assert feelings(reader, "I loved Toy Story 2 and Heat") == {"like": ["Toy Story 2 (1999)", "Heat (1995)"]}
+
+
+@pytest.mark.parametrize(
+    ("message", "position", "feeling"),
+    [
+        ("the second one sounds good", 2, "like"),
+        ("I've seen that one", 1, "watched"),
+        ("seen it, loved it", 1, "like"),
+        ("I didn't like the last one", -1, "dislike"),
+    ],
+)
+def test_references_to_the_chats_own_cards(reader, message, position, feeling):
+    read = reader.read(message)
+    assert read.titles == [] and read.query == ""
+    assert [(c.card, c.sentiment) for c in read.cards] == [(position, feeling)]
+
+
+def test_a_message_naming_a_title_refers_to_no_card(reader):
+    assert reader.read("I loved it, Heat was great").cards == []
