@@ -573,7 +573,9 @@ def eval_command(
     files = write(report, folder)
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
-    if readme is not None:
+    if readme is not None and not report.complete:
+        _note(f"{readme} is not updated: the run did not finish (its files are written)")
+    elif readme is not None:
         from fewrec.eval.report import publish, readme_markers, readme_markers_named, readme_section
 
         section = readme_section(report, folder, readme)
@@ -622,7 +624,9 @@ def _chat_eval(
         console.print("query weights chosen on validation targets; to keep them, put in a config file:")
         print(f"[chat]\n{chosen}")
     console.print(f"wrote {', '.join(str(f) for f in files)}")
-    if readme is not None:
+    if readme is not None and not report.complete:
+        _note(f"{readme} is not updated: the run did not finish (its files are written)")
+    elif readme is not None:
         section = chat_eval.readme_section(report, folder, readme)
         publish(readme, section, chat_eval.README_MARKERS, report.provenance, report.complete)
         console.print(f"updated the chat results section of {readme}")

@@ -387,7 +387,9 @@ DRIVER = textwrap.dedent(
 def test_sigterm_stops_eval_like_ctrl_c(cli_env, positions_csv):
     marker, out = cli_env / "marker", cli_env / "run"
     args = ["eval", "--dataset", str(positions_csv), "--users", "20", "--baselines", "popularity"]
-    args += ["--history-cut", "", "--out", str(out)]
+    readme = cli_env / "README.md"
+    readme.write_text("<!-- results:start -->\nold figures\n<!-- results:end -->\n")
+    args += ["--history-cut", "", "--out", str(out), "--readme", str(readme)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(marker), *args], cwd=cli_env, env=env,
@@ -408,3 +410,5 @@ def test_sigterm_stops_eval_like_ctrl_c(cli_env, positions_csv):
     assert any("interrupted" in note for note in data["notes"])
     assert [m["name"] for m in data["methods"]] == ["fewrec retrieval (fused)"]
     assert "INCOMPLETE" in (out / "report.md").read_text()
+    assert readme.read_text() == "<!-- results:start -->\nold figures\n<!-- results:end -->\n"
+    assert "is not updated: the run did not finish" in " ".join(output.split())
