@@ -57,6 +57,9 @@ def start_llama_server(
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path), "--model_alias", "smollm2-135m",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+        # One thread: on a loaded machine two OpenMP threads spin on each other and a request
+        # takes minutes instead of seconds.
+        *([] if "--n_threads" in extra else ["--n_threads", "1"]),
         *extra,
     ]  # fmt: skip
     with log_path.open("wb") as log:
@@ -167,7 +170,8 @@ class FaultProxy(FakeServer):
         if self.rewrite is not None:
             body = self.rewrite(json.loads(json.dumps(body)))
         try:
-            answer = httpx.post(self.upstream + path, json=body, timeout=120)
+            # The proxy never gives up before its client does (a loaded machine is slow, not down).
+            answer = httpx.post(self.upstream + path, json=body, timeout=3600)
         except httpx.HTTPError:
             return 502, {}, b'{"error": "upstream unreachable"}'
         self.forwarded += 1

@@ -327,7 +327,7 @@ def test_tool_calling_planner_against_a_real_server(recommender, tmp_path):
         settings = recommender.settings.model_copy(deep=True)
         settings.llm = settings.llm.model_copy(
             update={"backend": "openai", "base_url": proxy.url, "model": "smollm2-135m", "tool_calling": True,
-                    "timeout_s": 120.0}
+                    "timeout_s": 1800.0}
         )  # fmt: skip
         agent = ChatAgent(sharing_fits(recommender, settings))
         assert agent.tool_model is not None
