@@ -9,10 +9,21 @@ EXTRAS ?= embed,llm,ui,ray,dev
 
 .PHONY: run test lint bench results results-chat results-llm verify-results clean venv
 
+# llama.cpp is compiled for AVX2, not for this processor: built natively on Sapphire Rapids and
+# newer it uses Intel AMX kernels that crash on the first token (fewrec/llm/selfcheck.py). A
+# natively built wheel may already sit in pip's cache: then the check fails once, the wheel is
+# dropped from the cache and llama-cpp-python is built again with these flags (about 5 minutes).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/python -m fewrec.llm.selfcheck || { \
+	    $(BIN)/python -m pip cache remove 'llama_cpp_python*' ; \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -q --force-reinstall --no-deps \
+	        "llama-cpp-python==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("llama-cpp-python"))')" \
+	    && $(BIN)/python -m fewrec.llm.selfcheck ; }
 	touch $(STAMP)
 
 venv: $(STAMP)

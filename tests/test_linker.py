@@ -74,7 +74,7 @@ def test_names_forms_and_feelings(reader, message, expected):
     [
         ("I loved Up and Heat", {"like": ["Up (2009)", "Heat (1995)"]}),
         ("i loved up, heat and alien", {"like": ["Up (2009)", "Heat (1995)", "Alien (1979)"]}),
-        ("I watched It with my sister and Her with my wife", {"like": ["It (2017)", "Her (2013)"]}),
+        ("I watched It with my sister and Her with my wife", {"watched": ["It (2017)", "Her (2013)"]}),
         ('My favourite is "Up"', {"like": ["Up (2009)"]}),
         ("Up (2009) is great", {"like": ["Up (2009)"]}),
         ("It was great. Up next, something with heat?", {}),
