@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= embed,llm,ui,ray,dev
 
-.PHONY: run test lint bench results results-chat clean venv
+.PHONY: run test lint bench results results-chat results-conversations clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ results: $(STAMP)
 # (query weights chosen on validation targets first).
 results-chat: $(STAMP)
 	$(BIN)/fewrec eval --chat --users 200 --out docs/results-chat --readme README.md
+
+# The chat on real dialogues (ReDial's validation subset, kept outside the repository in
+# ../shared; anything chosen on its train subset): fewrec/eval/conversation_eval.py.
+REDIAL ?= ../shared/datasets/redial
+results-conversations: $(STAMP)
+	@test -f $(REDIAL)/valid_data.jsonl || { echo "results-conversations: $(REDIAL)/valid_data.jsonl is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }
+	$(BIN)/fewrec eval --conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme README.md
 
 bench: $(STAMP)
 	$(BIN)/fewrec bench
