@@ -202,7 +202,7 @@ def test_recall_on_a_hand_made_dialogue(bundled_split, cheap_recommender):
         "seen Ronin (1998)",
         "I loved Heat (1995)\nseen Ronin (1998)",
     ]
-    popular = replayer.reference_rankings(new_item_turns(dialogue)[1], dialogue)["popularity"]
+    popular = replayer.reference_rankings(new_item_turns(dialogue)[1], dialogue, 0)["popularity"]
     kept = [i for i in popular if i not in (heat, collateral, ronin)][:20]
     counts = cheap_recommender.retriever.popularity.counts
     assert len(kept) == 20 and all(counts[bundled_split.item_index(i)] > 0 for i in kept)
@@ -288,6 +288,7 @@ def test_end_to_end_on_the_sample_writes_the_reports(sample, cheap_recommender, 
     assert [m["mode"] for m in data["modes"]] == list(ce.MODES)
     for mode in data["modes"]:
         assert 0 < mode["targets_in_catalog"] <= mode["targets"]
+        assert len(mode["without_cards"]) == min(mode["no_cards"], ce.EXAMPLES) and mode["chat_turns"] > 0
         for method in ce.METHODS:
             values = [mode["recall"][method][f"recall@{k}"] for k in ce.KS]
             assert values == sorted(values) and values[-1] <= 1

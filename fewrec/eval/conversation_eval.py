@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn
 from fewrec.agent.recommender import Recommender, describe_filters
 from fewrec.data.models import ItemId
-from fewrec.eval.chat_eval import _bootstrap, _progress_bar
+from fewrec.eval.chat_eval import _bootstrap
 from fewrec.eval.conversations import (
     MATCHED_KINDS,
     Dialogue,
@@ -83,7 +83,7 @@ class PublishedAnchor(BaseModel):
 PUBLISHED = [
     PublishedAnchor(
         name="GPT-4 zero-shot, new items",
-        source="He et al., CIKM 2023 (their released outputs)",
+        source="He et al., CIKM 2023, their released outputs",
         recall={"recall@1": 0.050, "recall@5": 0.140, "recall@10": 0.201, "recall@20": 0.267},
     ),
     PublishedAnchor(
@@ -156,6 +156,7 @@ class ModeResult(BaseModel):
     whole_messages_cut: int = 0  # "so far" messages longer than the chat reads
     chat_turns: int = 0
     no_cards: int = 0  # chat replies with no card
+    without_cards: list[tuple[str, str]] = Field(default_factory=list)  # (message, reply), the first few
     seconds_p50: float = 0.0
     seconds_p95: float = 0.0
     reading: dict[str, Reading] = Field(default_factory=dict)  # scope -> reading
@@ -181,7 +182,8 @@ class ConversationsReport(BaseModel):
     complete: bool = True
     started: str
     finished: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the replay and scoring
+    setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
     git_commit: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     settings: dict = Field(default_factory=dict)
@@ -225,6 +227,7 @@ class Replay:
     whole_cut: int = 0
     seconds: list[float] = field(default_factory=list)
     no_cards: int = 0
+    without_cards: list[tuple[str, str]] = field(default_factory=list)  # (message, reply)
     readings: list[MessageReading] = field(default_factory=list)
     final: ChatState | None = None
 
@@ -262,7 +265,8 @@ class Replayer:
         self.matcher = matcher
         counts = recommender.retriever.popularity.counts
         self.popular = [recommender.split.item_ids[i].item() for i in np.argsort(-counts, kind="stable")]
-        self._references: dict[int, dict[str, list[ItemId]]] = {}  # per dialogue: both modes share them
+        # The reference rankings do not depend on the mode: computed once per turn of a dialogue.
+        self._references: dict[tuple[int, int], dict[str, list[ItemId]]] = {}
 
     def items(self, dialogue: Dialogue, keys: list[str]) -> list[ItemId]:
         """The catalog items of film keys, in order, without the films the catalog lacks."""
@@ -273,19 +277,20 @@ class Replayer:
                 out.append(found.item_id)
         return out
 
-    def reference_rankings(self, point: NewItemTurn, dialogue: Dialogue) -> dict[str, list[ItemId]]:
+    def reference_rankings(
+        self, point: NewItemTurn, dialogue: Dialogue, position: int
+    ) -> dict[str, list[ItemId]]:
         """The API given every film mentioned so far as liked, and popularity (mode-free)."""
-        if point.first_turn not in self._references:
+        key = (position, point.first_turn)
+        if key not in self._references:
+            self._references = {k: v for k, v in self._references.items() if k[0] == position}
             mentioned = self.items(dialogue, point.mentioned_before)
             api = self.recommender.recommend(
                 history=list(mentioned), k=CARDS, exclude=list(mentioned), explain=False
             )
             needed = CARDS + len(mentioned)
-            self._references[point.first_turn] = {
-                "api": [r.item_id for r in api],
-                "popularity": self.popular[:needed],
-            }
-        return self._references[point.first_turn]
+            self._references[key] = {"api": [r.item_id for r in api], "popularity": self.popular[:needed]}
+        return self._references[key]
 
     def whole_dialogue_cards(
         self, dialogue: Dialogue, point: NewItemTurn, mode: Mode, replay: Replay
@@ -321,7 +326,7 @@ class Replayer:
         rankings = {
             "chat": [r.item_id for r in last.recommendations],
             "chat_whole": self.whole_dialogue_cards(dialogue, point, mode, replay),
-            **self.reference_rankings(point, dialogue),
+            **self.reference_rankings(point, dialogue, position),
         }
         ranks: dict[str, list[int | None]] = {}
         cards: dict[str, int] = {}
@@ -335,7 +340,9 @@ class Replayer:
         """One seeker message to the chat, as the page sends it; what it made of the films."""
         turn, state = self.agent.respond(state, text)
         replay.seconds.append(float(turn.seconds))
-        replay.no_cards += not turn.recommendations
+        if not turn.recommendations:
+            replay.no_cards += 1
+            replay.without_cards.append((text, turn.reply))
         places = {key: place_of(state, item) for key in films for item in self.items(dialogue, [key])}
         if places:
             replay.readings.append(
@@ -351,8 +358,6 @@ class Replayer:
 
     def replay(self, dialogue: Dialogue, position: int, mode: Mode) -> Replay:
         """The dialogue in one mode: seeker messages to the chat, scored at every new-item turn."""
-        if mode == MODES[0]:
-            self._references.clear()
         points = {p.first_turn: p for p in new_item_turns(dialogue)}
         replay = Replay()
         state, _ = self.agent.start(None)
@@ -406,6 +411,7 @@ def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> No
     seconds = [s for r in replays for s in r.seconds]
     result.chat_turns = len(seconds)
     result.no_cards = sum(r.no_cards for r in replays)
+    result.without_cards = [pair for r in replays for pair in r.without_cards][:EXAMPLES]
     if seconds:
         result.seconds_p50 = float(np.percentile(seconds, 50))
         result.seconds_p95 = float(np.percentile(seconds, 95))
@@ -570,8 +576,9 @@ def evaluate_conversations(
     replayer = Replayer(make_agent(recommender), recommender, matcher)
     done: list[Dialogue] = []
     replays: dict[Mode, list[Replay]] = {mode: [] for mode in MODES}
-    bar = _progress_bar(len(chosen), "dialogues", progress)
-    bar.unit = "dialogue"
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(chosen), desc="dialogues", unit="dialogue", disable=not progress, leave=False)
     try:
         for position, dialogue in enumerate(chosen):
             outcome = {mode: replayer.replay(dialogue, position, mode) for mode in MODES}
@@ -692,7 +699,8 @@ def header_lines(report: ConversationsReport) -> list[str]:
         + f". Catalog: {report.dataset}, {report.catalog_items:,} items; {report.cards} cards per reply; "
         f"scored as of {report.scored_as_of}."
         + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
-        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}, {report.seconds:.0f} s.",
+        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}, {report.seconds:.0f} s "
+        + (f"(and {report.setup_seconds:.0f} s loading)." if report.setup_seconds is not None else "."),
         "",
         f"Films (each once per dialogue): {report.films.mentions} mentions; matched on title and year: "
         f"{kinds}; "
@@ -735,6 +743,7 @@ def markdown(report: ConversationsReport) -> str:
             *place_rows(result, "named by the seeker"),
         ]
     lines += misread_lines(report)
+    lines += without_card_lines(report)
     lines += [""] + [f"Note: {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -754,9 +763,14 @@ def turn_line(result: ModeResult) -> str:
 
 def misread_lines(report: ConversationsReport) -> list[str]:
     lines: list[str] = []
+    shown: list[MisreadFilm] | None = None
     for result in report.modes:
         if not result.misread:
             continue
+        if result.misread == shown:
+            lines += ["", f"Worst-read seeker messages ({result.mode}): the same as above."]
+            continue
+        shown = result.misread
         lines += [
             "",
             f"## Worst-read seeker messages ({result.mode}; disliked taken as liked first; "
@@ -779,6 +793,21 @@ def misread_lines(report: ConversationsReport) -> list[str]:
                 + (f" (chat: {said[:160]})" if said else "")
                 + (f"; {extra}" if extra else "")
             )
+    return lines
+
+
+def without_card_lines(report: ConversationsReport) -> list[str]:
+    """The first messages the chat answered without a card (they score as misses)."""
+    result = report.modes[0] if report.modes else None
+    if result is None or not result.without_cards:
+        return []
+    lines = [
+        "",
+        f"## Replies without cards ({result.mode}: {result.no_cards} of {result.chat_turns}; the first 8)",
+        "",
+    ]
+    for message, reply in result.without_cards[:8]:
+        lines.append(f"- “{message[:160]}” → {reply.splitlines()[0][:160] if reply else '(no reply)'}")
     return lines
 
 
@@ -875,10 +904,13 @@ def command(
     if not dialogues:
         raise EvalError(f"{path} holds no dialogue")
     say(f"{len(dialogues)} dialogues in {path}; loading the data, the index and the models…")
+    loading = time.perf_counter()
     recommender = build_recommender()
+    setup_seconds = round(time.perf_counter() - loading, 1)
     report = evaluate_conversations(
         path, recommender, dialogues=dialogues, sample=sample, seed=seed, progress=True
     )
+    report.setup_seconds = setup_seconds
     folder = out or default_run_dir()
     files = write(report, folder)
     show(markdown(report))

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -156,7 +157,8 @@ def from_redial(record: dict) -> Dialogue:
     return Dialogue(
         dialogue_id=str(record.get("conversationId", "")),
         turns=turns,
-        films={str(k): " ".join(str(v).split()) for k, v in record["movieMentions"].items()},
+        # Some titles come URL-encoded ("Why Him%3F (2016)"): the interface showed them decoded.
+        films={str(k): " ".join(unquote(str(v)).split()) for k, v in record["movieMentions"].items()},
         labels={str(k): FilmLabel.model_validate(v) for k, v in labels.items()},
     )
 
