@@ -841,11 +841,12 @@ def plot(report: ConversationsReport, folder: Path) -> Path | None:
         ax.set_xticks(positions + width * len(METHODS) / 2, [f"R@{k}" for k in KS])
         ax.set_title(f"{result.mode}: {result.targets_in_catalog} targets", fontsize=9)
     axes[0][0].set_ylabel("recall (targets in the catalog)")
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
     fig.suptitle(
         f"conversations: {Path(report.conversations_file).name}, {report.dialogues} dialogues", fontsize=10
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))  # room for the legend below the panels
     path = folder / "recall_by_method.png"
     _save_figure(fig, path)
     plt.close(fig)
