@@ -807,7 +807,9 @@ def without_card_lines(report: ConversationsReport) -> list[str]:
         "",
     ]
     for message, reply in result.without_cards[:8]:
-        lines.append(f"- “{message[:160]}” → {reply.splitlines()[0][:160] if reply else '(no reply)'}")
+        # The last paragraph says why there is no card ("Nothing left in the catalog fits …").
+        why = reply.strip().split("\n\n")[-1] if reply.strip() else "(no reply)"
+        lines.append(f"- “{message[:160]}” → {why[:200]}")
     return lines
 
 
