@@ -301,6 +301,7 @@ def test_end_to_end_on_the_sample_writes_the_reports(sample, cheap_recommender, 
             <= labelled
         )
     text = (tmp_path / "run" / "report.md").read_text()
+    assert films["missing"] > 0 and next(iter(films["missing_titles"])) in text
     assert "0.267" in text and "published, not measured" in text and "not in the catalog" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{ce.README_MARKERS[0]}\nold\n{ce.README_MARKERS[1]}\nend\n")

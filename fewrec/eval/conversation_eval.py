@@ -692,6 +692,8 @@ def header_lines(report: ConversationsReport) -> list[str]:
     kinds = ", ".join(f"{kind} {report.films.by_kind.get(kind, 0)}" for kind in MATCHED_KINDS)
     sampled = f" (a seeded sample of {report.sample}, seed {report.seed})" if report.sample else ""
     skipped = "; ".join(f"{why}: {n}" for why, n in report.skipped.items())
+    missing = list(report.films.missing_titles.items())[:10]
+    frequent = (" The most frequent: " + "; ".join(f"{t} ×{n}" for t, n in missing) + ".") if missing else ""
     return [
         f"`{report.conversations_file}` (sha256 `{report.sha256[:16]}…`): {report.dialogues} of "
         f"{report.dialogues_in_file} dialogues replayed{sampled}"
@@ -706,7 +708,7 @@ def header_lines(report: ConversationsReport) -> list[str]:
         f"{kinds}; "
         f"**not in the catalog: {report.films.missing}** (not there at all "
         f"{report.films.by_kind.get('not in catalog', 0)}, only under another year "
-        f"{report.films.by_kind.get('year differs', 0)}).",
+        f"{report.films.by_kind.get('year differs', 0)})." + frequent,
     ]
 
 
