@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= embed,llm,ui,ray,dev
 
-.PHONY: run test lint bench results results-chat results-conversations clean venv
+.PHONY: run test lint bench results results-chat results-conversations redial-data clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,9 +48,12 @@ results-chat: $(STAMP)
 
 # The chat on real dialogues (ReDial's validation subset, kept outside the repository in
 # ../shared; anything chosen on its train subset): fewrec/eval/conversation_eval.py.
+# The data is checked before the environment is built: no five-minute install for nothing.
 REDIAL ?= ../shared/datasets/redial
-results-conversations: $(STAMP)
+redial-data:
 	@test -f $(REDIAL)/valid_data.jsonl || { echo "results-conversations: $(REDIAL)/valid_data.jsonl is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }
+
+results-conversations: redial-data $(STAMP)
 	$(BIN)/fewrec eval --conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme README.md
 
 bench: $(STAMP)

@@ -809,9 +809,9 @@ def without_card_lines(report: ConversationsReport) -> list[str]:
         "",
     ]
     for message, reply in result.without_cards[:8]:
-        # The last paragraph says why there is no card ("Nothing left in the catalog fits …").
-        why = reply.strip().split("\n\n")[-1] if reply.strip() else "(no reply)"
-        lines.append(f"- “{message[:160]}” → {why[:200]}")
+        # The last two paragraphs say why there is no card: the constraints kept, and "Nothing left …".
+        why = " / ".join(reply.strip().split("\n\n")[-2:]) if reply.strip() else "(no reply)"
+        lines.append(f"- “{message[:160]}” → {why[:240]}")
     return lines
 
 
