@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= embed,llm,ui,ray,dev
 
-.PHONY: run test lint bench results results-chat results-llm verify-results clean venv
+.PHONY: run test lint bench results results-chat results-llm results-conversations redial-data verify-results clean venv
 
 # llama.cpp is compiled for AVX2, not for this processor: built natively on Sapphire Rapids and
 # newer it uses Intel AMX kernels that crash on the first token (fewrec/llm/selfcheck.py). A
@@ -76,6 +76,16 @@ results-llm: $(STAMP)
 	$(BIN)/fewrec eval --stages retrieval,rerank,fused --k-shot 0,3 --alpha 0.0 --baselines none \
 	    --history-cut '' --config configs/loo.toml --out docs/results-llm --readme README.md \
 	    --readme-block results-llm
+
+# The chat on real dialogues (ReDial's validation subset, kept outside the repository in
+# ../shared; anything chosen on its train subset): fewrec/eval/conversation_eval.py.
+# The data is checked before the environment is built: no five-minute install for nothing.
+REDIAL ?= ../shared/datasets/redial
+redial-data:
+	@test -f $(REDIAL)/valid_data.jsonl || { echo "results-conversations: $(REDIAL)/valid_data.jsonl is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }
+
+results-conversations: redial-data $(STAMP)
+	$(BIN)/fewrec eval --conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme README.md
 
 bench: $(STAMP)
 	$(BIN)/fewrec bench --out docs/bench.json --readme README.md

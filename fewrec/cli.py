@@ -481,6 +481,18 @@ def eval_command(
     phrasings: Annotated[
         Path | None, typer.Option(help="--chat: another phrasings file (default: the shipped one).")
     ] = None,
+    conversations: Annotated[
+        Path | None,
+        typer.Option(
+            "--conversations",
+            help="Evaluate the chat on real dialogues instead (ReDial JSONL or the adapter format of "
+            "fewrec/eval/conversations.py): Recall@1/5/10/20 at the recommender's new suggestions, and "
+            "the seekers' own film labels against the chat's reading.",
+        ),
+    ] = None,
+    dialogues: Annotated[
+        int | None, typer.Option(help="--conversations: a seeded sample of N dialogues (default: all).")
+    ] = None,
     protocol: ProtocolOption = None,
     ties: TiesOption = None,
     test_cut: TestCutOption = None,
@@ -502,6 +514,14 @@ def eval_command(
     if chat and (ray is not None or ray_workers is not None):
         raise EvalError("--ray shards the ranking evaluation; --chat runs in one process")
     _check_ray(ray, ray_workers)
+    if conversations is not None:
+        if chat:
+            raise EvalError("--chat and --conversations are two evaluations: choose one")
+        _conversations_eval(_settings(config, dataset, format, duplicates), conversations, dialogues, seed,
+                            out, readme)  # fmt: skip
+        return
+    if dialogues is not None:
+        raise EvalError("--dialogues goes with --conversations")
     if chat:
         settings = _with_split_options(
             _settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
@@ -657,6 +677,24 @@ def compare_results(
         raise FewrecError(f"no results*/results.json of {first} has a counterpart in {second}")
     if any(r.differences for r in compared):
         raise typer.Exit(1)
+
+
+def _conversations_eval(
+    settings: Settings, path: Path, dialogues: int | None, seed: int, out: Path | None, readme: Path | None
+) -> None:
+    """`fewrec eval --conversations`: see fewrec/eval/conversation_eval.py."""
+    from fewrec.agent.recommender import Recommender
+    from fewrec.eval import conversation_eval
+
+    def show(text: str) -> None:
+        console.print(text, highlight=False, markup=False)
+
+    report = conversation_eval.command(
+        path, lambda: Recommender(pipeline=_pipeline(settings)).warm_up(), sample=dialogues, seed=seed,
+        out=out, readme=readme, say=_note, show=show,
+    )  # fmt: skip
+    if not report.complete:
+        raise typer.Exit(130)
 
 
 @app.command()

@@ -44,7 +44,7 @@ from fewrec.eval.chat_phrasings import (
     render,
     shared_titles,
 )
-from fewrec.eval.report import _save_figure
+from fewrec.eval.report import _save_figure, clean_run_folder
 from fewrec.eval.runner import EvalError
 from fewrec.prompts.templates import display_title
 
@@ -897,6 +897,7 @@ def plot(report: ChatEvalReport, folder: Path) -> Path | None:
 
 def write(report: ChatEvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
+    clean_run_folder(folder)
     write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
     write_atomically(folder / "report.md", markdown(report).encode())
     written = [folder / "results.json", folder / "report.md"]

@@ -1,0 +1,938 @@
+"""The conversation evaluation (`fewrec eval --conversations FILE`): real dialogues between two
+people replayed into the chat, scored where the human recommender suggested something new, and
+the chat's reading of every film checked against the seeker's own labels.
+
+Each dialogue's seeker messages go, in order, into one chat conversation through
+`ChatAgent.respond`, exactly as the Gradio page sends them (a fresh `agent.start()`, state kept
+by the caller, no reference time: a new user is served "now"), with every `@id` written as
+its title and year, as ReDial's interface showed it. Two modes, both reported:
+- seeker_only: the chat hears the seeker alone;
+- with_recommender: the human recommender's messages count as the chat's own turns: the films
+  it named join `ChatState.shown`, the chat's record of the cards it has shown (the chat
+  offers no other way to hear what it "said", so the caller sets that field, as the page keeps
+  the state).
+At each recommender turn naming films not mentioned before (its targets; see
+`conversations.new_item_turns`) four rankings of 20 are scored, every film already mentioned
+in the dialogue removed from each alike (Recall@1/5/10/20 over the targets the catalog has):
+the chat's cards from its reply to the latest seeker message; the chat given the seeker's
+messages so far as one message, in a fresh conversation; the Python API (`Recommender`) given
+every film mentioned so far as liked; popularity. After each dialogue, each film the seeker
+labelled is looked up in the chat's state (liked, disliked, "nothing like", seen/not again,
+asked back, not read) and compared with the label.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn
+from fewrec.agent.recommender import Recommender, describe_filters
+from fewrec.data.models import ItemId
+from fewrec.eval.chat_eval import _bootstrap
+from fewrec.eval.conversations import (
+    MATCHED_KINDS,
+    Dialogue,
+    NewItemTurn,
+    TitleMatcher,
+    file_sha256,
+    new_item_turns,
+    read_dialogues,
+)
+from fewrec.data.files import write_atomically
+from fewrec.eval import provenance as prov
+from fewrec.eval.report import _save_figure, clean_run_folder, publish
+from fewrec.eval.runner import EvalError
+
+KS = (1, 5, 10, 20)
+CARDS = max(KS)  # the chat shows this many cards in the evaluation (the page shows 5)
+METHODS = ("chat", "chat_whole", "api", "popularity")
+METHOD_NAMES = {
+    "chat": "the chat, turn by turn",
+    "chat_whole": "the chat, the seeker's messages so far as one message",
+    "api": "the Python API, given every film mentioned so far",
+    "popularity": "popularity",
+}
+Mode = Literal["seeker_only", "with_recommender"]
+MODES: tuple[Mode, ...] = ("seeker_only", "with_recommender")
+MODE_NAMES = {
+    "seeker_only": "the seeker's messages only",
+    "with_recommender": "the human recommender's films handed to the chat as its own shown cards",
+}
+PLACES = ("liked", "disliked", "nothing like", "seen / not again", "asked back", "not read")
+OPINION_PLACES = ("liked", "disliked", "nothing like", "seen / not again")  # read as a known film
+EXAMPLES = 30  # misread films kept per mode (report.md shows the first 12)
+MISSING_LISTED = 20
+PUBLISHED_NOTE = "published, not measured, other catalog (ReDial's test split)"
+README_MARKERS = ("<!-- results-conversations:start -->", "<!-- results-conversations:end -->")
+
+
+# --------------------------------------------------------------------------- result records
+class PublishedAnchor(BaseModel):
+    name: str
+    recall: dict[str, float]  # recall@k -> value
+    source: str
+
+
+PUBLISHED = [
+    PublishedAnchor(
+        name="GPT-4 zero-shot, new items",
+        source="He et al., CIKM 2023, their released outputs",
+        recall={"recall@1": 0.050, "recall@5": 0.140, "recall@10": 0.201, "recall@20": 0.267},
+    ),
+    PublishedAnchor(
+        name="KBRD, repeated items removed",
+        source="Kostric & Balog's reproducibility study",
+        recall={"recall@1": 0.017, "recall@10": 0.148, "recall@50": 0.300},
+    ),
+    PublishedAnchor(
+        name="KGSF, repeated items removed",
+        source="Kostric & Balog's reproducibility study",
+        recall={"recall@1": 0.016, "recall@10": 0.147, "recall@50": 0.327},
+    ),
+    PublishedAnchor(
+        name="UniCRS, repeated items removed",
+        source="Kostric & Balog's reproducibility study",
+        recall={"recall@1": 0.024, "recall@10": 0.180, "recall@50": 0.335},
+    ),
+]
+
+
+class FilmCounts(BaseModel):
+    """How the dialogues' films (each film once per dialogue) matched the catalog."""
+
+    mentions: int = 0
+    by_kind: dict[str, int] = Field(default_factory=dict)  # match kind -> mentions
+    missing: int = 0  # mentions the catalog lacks (not in it, or only under another year)
+    missing_titles: dict[str, int] = Field(default_factory=dict)  # the most frequent, with counts
+
+
+class Reading(BaseModel):
+    """Where the chat put the labelled films, against the seeker's labels."""
+
+    films: int = 0
+    liked: dict[str, int] = Field(default_factory=dict)  # place -> films the seeker liked
+    disliked: dict[str, int] = Field(default_factory=dict)
+    unsaid: dict[str, int] = Field(default_factory=dict)  # liked not said
+    seen: dict[str, int] = Field(default_factory=dict)  # place -> films the seeker had seen
+    not_seen: dict[str, int] = Field(default_factory=dict)
+    liked_kept: float | None = None  # share of liked films in the liked list
+    disliked_not_liked: float | None = None  # share of disliked films not in the liked list
+    seen_accuracy: float | None = None  # seen = read as a known film (any list), not seen = not read
+
+
+class MisreadFilm(BaseModel):
+    """A labelled film the chat read against the seeker's label, with the message that named it."""
+
+    dialogue_id: str
+    message: str  # the seeker's last message naming the film, as sent to the chat
+    film: str
+    label: str  # liked / disliked
+    after_message: str  # where the chat put it right after that message
+    final: str  # where it was at the end of the dialogue
+    understood: list[str] = Field(default_factory=list)  # the chat's "I took … as …" lines
+    query: str = ""
+    filters: str = ""
+
+
+class ModeResult(BaseModel):
+    mode: Mode
+    description: str
+    turns_scored: int = 0
+    turns_before_seeker: int = 0  # the recommender suggested before the seeker said anything
+    turns_without_catalog_target: int = 0
+    targets: int = 0  # new films at the scored turns
+    targets_in_catalog: int = 0
+    recall: dict[str, dict[str, float]] = Field(default_factory=dict)  # over targets in the catalog
+    recall_all_targets: dict[str, dict[str, float]] = Field(default_factory=dict)  # the rest as misses
+    intervals_at_20: dict[str, tuple[float, float]] = Field(default_factory=dict)  # over dialogues
+    cards_scored: dict[str, float] = Field(default_factory=dict)  # mean ranking length after removal
+    whole_messages_cut: int = 0  # "so far" messages longer than the chat reads
+    chat_turns: int = 0
+    no_cards: int = 0  # chat replies with no card
+    without_cards: list[tuple[str, str]] = Field(default_factory=list)  # (message, reply), the first few
+    seconds_p50: float = 0.0
+    seconds_p95: float = 0.0
+    reading: dict[str, Reading] = Field(default_factory=dict)  # scope -> reading
+    misread: list[MisreadFilm] = Field(default_factory=list)
+
+
+class ConversationsReport(BaseModel):
+    kind: Literal["conversations"] = "conversations"
+    conversations_file: str
+    sha256: str
+    dataset: str
+    catalog_items: int
+    dialogues_in_file: int
+    dialogues: int = 0  # replayed
+    sample: int | None = None  # --dialogues
+    seed: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)  # reason -> dialogues not replayed
+    cards: int = CARDS
+    scored_as_of: str = "now: no reference time, as the page serves a new user"
+    films: FilmCounts = Field(default_factory=FilmCounts)
+    modes: list[ModeResult] = Field(default_factory=list)
+    published: list[PublishedAnchor] = Field(default_factory=lambda: list(PUBLISHED))
+    complete: bool = True
+    started: str
+    finished: str | None = None
+    seconds: float = 0.0  # the replay and scoring
+    setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
+    git_commit: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    provenance: prov.Provenance | None = None
+    settings: dict = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+    def mode(self, name: str) -> ModeResult:
+        for result in self.modes:
+            if result.mode == name:
+                return result
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- one dialogue
+@dataclass
+class ScoredTurn:
+    dialogue: int  # position in the run, for the bootstrap
+    targets: int
+    ranks: dict[str, list[int | None]]  # method -> 0-based rank of each catalog target
+    cards: dict[str, int]  # method -> ranking length after removing mentioned films
+
+
+@dataclass
+class MessageReading:
+    """What the chat made of one seeker message's films, right after it."""
+
+    text: str
+    places: dict[str, str]  # film key -> place
+    understood: list[str]
+    query: str
+    filters: str
+
+
+@dataclass
+class Replay:
+    """One dialogue in one mode."""
+
+    scored: list[ScoredTurn] = field(default_factory=list)
+    before_seeker: int = 0
+    without_catalog_target: int = 0
+    targets: int = 0
+    whole_cut: int = 0
+    seconds: list[float] = field(default_factory=list)
+    no_cards: int = 0
+    without_cards: list[tuple[str, str]] = field(default_factory=list)  # (message, reply)
+    readings: list[MessageReading] = field(default_factory=list)
+    final: ChatState | None = None
+
+
+def place_of(state: ChatState, item: ItemId) -> str:
+    """Where a conversation's state keeps an item (PLACES)."""
+    for place, items in (
+        ("liked", state.liked),
+        ("disliked", state.disliked),
+        ("nothing like", state.avoid_like),
+        ("seen / not again", state.excluded),
+    ):
+        if item in items:
+            return place
+    if any(item in choice.options for choice in state.pending):
+        return "asked back"
+    return "not read"
+
+
+def ranks_of(
+    targets: list[ItemId], ranked: list[ItemId], removed: set[ItemId]
+) -> tuple[list[int | None], int]:
+    """0-based ranks of the targets in `ranked` once `removed` items are taken out and the
+    rest cut to CARDS; and how long that ranking is."""
+    kept = [item for item in ranked if item not in removed][:CARDS]
+    return [kept.index(t) if t in kept else None for t in targets], len(kept)
+
+
+class Replayer:
+    """Replays dialogues through one chat agent and scores them with its recommender."""
+
+    def __init__(self, agent: ChatAgent, recommender: Recommender, matcher: TitleMatcher) -> None:
+        self.agent = agent
+        self.recommender = recommender
+        self.matcher = matcher
+        counts = recommender.retriever.popularity.counts
+        self.popular = [recommender.split.item_ids[i].item() for i in np.argsort(-counts, kind="stable")]
+        # The reference rankings do not depend on the mode: computed once per turn of a dialogue.
+        self._references: dict[tuple[int, int], dict[str, list[ItemId]]] = {}
+
+    def items(self, dialogue: Dialogue, keys: list[str]) -> list[ItemId]:
+        """The catalog items of film keys, in order, without the films the catalog lacks."""
+        out: list[ItemId] = []
+        for key in keys:
+            found = self.matcher.match(dialogue.films[key]) if key in dialogue.films else None
+            if found is not None and found.item_id is not None and found.item_id not in out:
+                out.append(found.item_id)
+        return out
+
+    def reference_rankings(
+        self, point: NewItemTurn, dialogue: Dialogue, position: int
+    ) -> dict[str, list[ItemId]]:
+        """The API given every film mentioned so far as liked, and popularity (mode-free)."""
+        key = (position, point.first_turn)
+        if key not in self._references:
+            self._references = {k: v for k, v in self._references.items() if k[0] == position}
+            mentioned = self.items(dialogue, point.mentioned_before)
+            api = self.recommender.recommend(
+                history=list(mentioned), k=CARDS, exclude=list(mentioned), explain=False
+            )
+            needed = CARDS + len(mentioned)
+            self._references[key] = {"api": [r.item_id for r in api], "popularity": self.popular[:needed]}
+        return self._references[key]
+
+    def whole_dialogue_cards(
+        self, dialogue: Dialogue, point: NewItemTurn, mode: Mode, replay: Replay
+    ) -> list[ItemId]:
+        """The chat, fresh, given the seeker's messages before `point` as one message."""
+        before = dialogue.turns[: point.first_turn]
+        text = "\n".join(dialogue.shown_text(t) for t in before if t.role == "seeker")
+        state, _ = self.agent.start(None)
+        if mode == "with_recommender":
+            said = [f for t in before if t.role == "recommender" for f in t.films]
+            state = state.model_copy(update={"shown": self.items(dialogue, said)})
+        if len(text) > self.agent.settings.max_message_chars:
+            replay.whole_cut += 1
+        turn, _ = self.agent.respond(state, text)
+        return [r.item_id for r in turn.recommendations]
+
+    def score(
+        self,
+        dialogue: Dialogue,
+        position: int,
+        point: NewItemTurn,
+        mode: Mode,
+        last: ChatTurn,
+        replay: Replay,
+    ) -> None:
+        """Every method's ranks of the turn's catalog targets."""
+        targets = self.items(dialogue, point.targets)
+        replay.targets += len(point.targets)
+        if not targets:
+            replay.without_catalog_target += 1
+            return
+        removed = set(self.items(dialogue, point.mentioned_before))
+        rankings = {
+            "chat": [r.item_id for r in last.recommendations],
+            "chat_whole": self.whole_dialogue_cards(dialogue, point, mode, replay),
+            **self.reference_rankings(point, dialogue, position),
+        }
+        ranks: dict[str, list[int | None]] = {}
+        cards: dict[str, int] = {}
+        for method in METHODS:
+            ranks[method], cards[method] = ranks_of(targets, rankings[method], removed)
+        replay.scored.append(ScoredTurn(dialogue=position, targets=len(targets), ranks=ranks, cards=cards))
+
+    def send(
+        self, dialogue: Dialogue, text: str, films: list[str], state: ChatState, replay: Replay
+    ) -> tuple[ChatTurn, ChatState]:
+        """One seeker message to the chat, as the page sends it; what it made of the films."""
+        turn, state = self.agent.respond(state, text)
+        replay.seconds.append(float(turn.seconds))
+        if not turn.recommendations:
+            replay.no_cards += 1
+            replay.without_cards.append((text, turn.reply))
+        places = {key: place_of(state, item) for key in films for item in self.items(dialogue, [key])}
+        if places:
+            replay.readings.append(
+                MessageReading(
+                    text=text,
+                    places=places,
+                    understood=list(turn.understood),
+                    query=state.query,
+                    filters=describe_filters(state.filters),
+                )
+            )
+        return turn, state
+
+    def replay(self, dialogue: Dialogue, position: int, mode: Mode) -> Replay:
+        """The dialogue in one mode: seeker messages to the chat, scored at every new-item turn."""
+        points = {p.first_turn: p for p in new_item_turns(dialogue)}
+        replay = Replay()
+        state, _ = self.agent.start(None)
+        last: ChatTurn | None = None
+        for index, turn in enumerate(dialogue.turns):
+            if index in points:
+                if last is None:  # nothing asked of the chat yet: no card to score
+                    replay.before_seeker += 1
+                else:
+                    self.score(dialogue, position, points[index], mode, last, replay)
+            if turn.role == "seeker":
+                last, state = self.send(dialogue, dialogue.shown_text(turn), turn.films, state, replay)
+            elif mode == "with_recommender":
+                shown = [*state.shown, *(i for i in self.items(dialogue, turn.films) if i not in state.shown)]
+                state = state.model_copy(update={"shown": shown})
+        replay.final = state
+        return replay
+
+
+# --------------------------------------------------------------------------- summaries
+def recall_table(scored: list[ScoredTurn], denominator: int) -> dict[str, dict[str, float]]:
+    """method -> recall@k: the share of the `denominator` targets among the first k."""
+    out: dict[str, dict[str, float]] = {}
+    for method in METHODS:
+        ranks = [r for turn in scored for r in turn.ranks[method]]
+        out[method] = {
+            f"recall@{k}": (sum(r is not None and r < k for r in ranks) / denominator if denominator else 0.0)
+            for k in KS
+        }
+    return out
+
+
+def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> None:
+    scored = [turn for replay in replays for turn in replay.scored]
+    result.turns_scored = len(scored)
+    result.turns_before_seeker = sum(r.before_seeker for r in replays)
+    result.turns_without_catalog_target = sum(r.without_catalog_target for r in replays)
+    result.targets = sum(r.targets for r in replays)
+    result.targets_in_catalog = sum(t.targets for t in scored)
+    result.recall = recall_table(scored, result.targets_in_catalog)
+    result.recall_all_targets = recall_table(scored, result.targets)
+    groups = np.array([t.dialogue for t in scored for _ in range(t.targets)])
+    for method in METHODS:
+        hits = np.array([r is not None for t in scored for r in t.ranks[method]], dtype=np.float64)
+        interval = _bootstrap(hits, groups, seed)
+        if interval is not None:
+            result.intervals_at_20[method] = interval
+        if scored:
+            result.cards_scored[method] = float(np.mean([t.cards[method] for t in scored]))
+    result.whole_messages_cut = sum(r.whole_cut for r in replays)
+    seconds = [s for r in replays for s in r.seconds]
+    result.chat_turns = len(seconds)
+    result.no_cards = sum(r.no_cards for r in replays)
+    result.without_cards = [pair for r in replays for pair in r.without_cards][:EXAMPLES]
+    if seconds:
+        result.seconds_p50 = float(np.percentile(seconds, 50))
+        result.seconds_p95 = float(np.percentile(seconds, 95))
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def reading_of(pairs: list[tuple[str, int | None, int | None]]) -> Reading:
+    """(place, liked label, seen label) of each labelled film -> the Reading."""
+    out = Reading(films=len(pairs))
+    for place, liked, seen in pairs:
+        by_label = {0: out.disliked, 1: out.liked}.get(liked if liked is not None else 2, out.unsaid)
+        by_label[place] = by_label.get(place, 0) + 1
+        if seen in (0, 1):
+            table = out.seen if seen == 1 else out.not_seen
+            table[place] = table.get(place, 0) + 1
+    out.liked_kept = _share(out.liked.get("liked", 0), sum(out.liked.values()))
+    out.disliked_not_liked = _share(
+        sum(out.disliked.values()) - out.disliked.get("liked", 0), sum(out.disliked.values())
+    )
+    right = sum(n for p, n in out.seen.items() if p in OPINION_PLACES)
+    right += sum(n for p, n in out.not_seen.items() if p not in OPINION_PLACES)
+    out.seen_accuracy = _share(right, sum(out.seen.values()) + sum(out.not_seen.values()))
+    return out
+
+
+def seeker_named(dialogue: Dialogue) -> set[str]:
+    return {f for t in dialogue.turns if t.role == "seeker" for f in t.films}
+
+
+def summarise_reading(
+    result: ModeResult, dialogues: list[Dialogue], replays: list[Replay], replayer: Replayer
+) -> None:
+    """Per labelled catalog film: the chat's place for it after the dialogue, against the label;
+    for the films the seeker named, and for all labelled films."""
+    scopes: dict[str, list[tuple[str, int | None, int | None]]] = {
+        "named by the seeker": [],
+        "all labelled": [],
+    }
+    misread: list[tuple[int, MisreadFilm]] = []
+    for dialogue, replay in zip(dialogues, replays, strict=True):
+        named = seeker_named(dialogue)
+        for key, label in dialogue.labels.items():
+            items = replayer.items(dialogue, [key])
+            if not items or replay.final is None:
+                continue
+            place = place_of(replay.final, items[0])
+            scopes["all labelled"].append((place, label.liked, label.seen))
+            if key in named:
+                scopes["named by the seeker"].append((place, label.liked, label.seen))
+                example = misread_film(dialogue, replay, key, label.liked, place)
+                if example is not None:
+                    misread.append(example)
+    result.reading = {scope: reading_of(pairs) for scope, pairs in scopes.items()}
+    misread.sort(key=lambda pair: pair[0])  # the worst first; stable: dialogue order within
+    result.misread = [m for _, m in misread[:EXAMPLES]]
+
+
+SEVERITY = {
+    ("disliked", "liked"): 0,
+    ("liked", "disliked"): 1,
+    ("liked", "nothing like"): 1,
+    ("liked", "seen / not again"): 2,
+    ("liked", "asked back"): 3,
+    ("liked", "not read"): 3,
+}
+
+
+def misread_film(
+    dialogue: Dialogue, replay: Replay, key: str, liked: int | None, final: str
+) -> tuple[int, MisreadFilm] | None:
+    """The film as a misread example (with its severity), when the chat's place contradicts
+    the seeker's label: liked but not kept as liked, or disliked and taken as liked."""
+    label = {0: "disliked", 1: "liked"}.get(liked if liked is not None else 2)
+    severity = SEVERITY.get((label or "", final))
+    if label is None or severity is None:
+        return None
+    last = next((r for r in reversed(replay.readings) if key in r.places), None)
+    if last is None:
+        return None
+    return severity, MisreadFilm(
+        dialogue_id=dialogue.dialogue_id,
+        message=last.text,
+        film=dialogue.films.get(key, key),
+        label=label,
+        after_message=last.places[key],
+        final=final,
+        understood=last.understood,
+        query=last.query,
+        filters=last.filters,
+    )
+
+
+def count_films(dialogues: list[Dialogue], matcher: TitleMatcher) -> FilmCounts:
+    out = FilmCounts()
+    missing: dict[str, int] = {}
+    for dialogue in dialogues:
+        for match in matcher.films(dialogue).values():
+            out.mentions += 1
+            out.by_kind[match.kind] = out.by_kind.get(match.kind, 0) + 1
+            if not match.matched:
+                missing[match.written] = missing.get(match.written, 0) + 1
+    out.missing = sum(missing.values())
+    out.missing_titles = dict(sorted(missing.items(), key=lambda kv: (-kv[1], kv[0]))[:MISSING_LISTED])
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+def choose_dialogues(dialogues: list[Dialogue], sample: int | None, seed: int) -> list[Dialogue]:
+    """All dialogues, or a seeded sample of them in file order."""
+    if sample is None or sample >= len(dialogues):
+        return list(dialogues)
+    if sample < 1:
+        raise EvalError(f"--dialogues must be at least 1, got {sample}")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(dialogues), sample, replace=False))
+    return [dialogues[int(i)] for i in chosen]
+
+
+def new_report(
+    path: Path, dialogues: list[Dialogue], recommender: Recommender, sample: int | None, seed: int
+) -> ConversationsReport:
+    report = ConversationsReport(
+        conversations_file=str(path),
+        sha256=file_sha256(path),
+        dataset=recommender.split.name,
+        catalog_items=len(recommender.split.catalog),
+        dialogues_in_file=len(dialogues),
+        sample=sample,
+        seed=seed,
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        settings=recommender.settings.model_dump(mode="json"),
+    )
+    report.provenance = prov.capture(report.settings)
+    report.git_commit, report.versions = report.provenance.commit, report.provenance.versions
+    return report
+
+
+def evaluate_conversations(
+    path: Path,
+    recommender: Recommender,
+    *,
+    dialogues: list[Dialogue] | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    make_agent: type = ChatAgent,
+) -> ConversationsReport:
+    """Run the evaluation (module docstring) over the file's dialogues (or those given, read
+    from it already). Ctrl-C stops it: the dialogues replayed so far are reported, marked."""
+    started = time.perf_counter()
+    every = read_dialogues(path) if dialogues is None else dialogues
+    report = new_report(Path(path), every, recommender, sample, seed)
+    recommender.settings.chat.cards = CARDS
+    matcher = TitleMatcher(recommender.split.catalog, _watched(recommender))
+    chosen = choose_dialogues(every, sample, seed)
+    silent = [d for d in chosen if d.seeker_messages == 0]
+    if silent:
+        report.skipped["no seeker message"] = len(silent)
+        report.notes.append(f"{len(silent)} dialogue(s) with no seeker message were skipped")
+    chosen = [d for d in chosen if d.seeker_messages]
+    replayer = Replayer(make_agent(recommender), recommender, matcher)
+    done: list[Dialogue] = []
+    replays: dict[Mode, list[Replay]] = {mode: [] for mode in MODES}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(chosen), desc="dialogues", unit="dialogue", disable=not progress, leave=False)
+    try:
+        for position, dialogue in enumerate(chosen):
+            outcome = {mode: replayer.replay(dialogue, position, mode) for mode in MODES}
+            done.append(dialogue)
+            for mode in MODES:
+                replays[mode].append(outcome[mode])
+            bar.update()
+    except KeyboardInterrupt:
+        report.complete = False
+        report.notes.append(f"interrupted: {len(done)} of {len(chosen)} dialogues replayed")
+    finally:
+        bar.close()
+    finish(report, done, replays, replayer, matcher, seed)
+    report.seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _watched(recommender: Recommender) -> Callable[[ItemId], float]:
+    counts = recommender.retriever.popularity.counts
+    return lambda item: float(counts[recommender.split.item_index(item)])
+
+
+def finish(
+    report: ConversationsReport,
+    done: list[Dialogue],
+    replays: dict[Mode, list[Replay]],
+    replayer: Replayer,
+    matcher: TitleMatcher,
+    seed: int,
+) -> None:
+    report.dialogues = len(done)
+    report.films = count_films(done, matcher)
+    for mode in MODES:
+        result = ModeResult(mode=mode, description=MODE_NAMES[mode])
+        summarise_recall(result, replays[mode], seed)
+        summarise_reading(result, done, replays[mode], replayer)
+        report.modes.append(result)
+    if report.films.missing:
+        report.notes.append(
+            f"{report.films.missing} of {report.films.mentions} film mentions are not in the catalog "
+            f"({report.dataset}, {report.catalog_items:,} items): targets among them count as misses in "
+            "'recall, all targets' and are left out of 'recall' (the catalog's targets)"
+        )
+    report.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    if report.provenance is not None:
+        report.provenance.finish()
+
+
+# --------------------------------------------------------------------------- report files
+def _f(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def recall_rows(report: ConversationsReport, bold_chat: bool = False) -> list[str]:
+    """The Recall@1/5/10/20 table: every mode and method, then the published anchors."""
+    lines = [
+        "| mode | method | " + " | ".join(f"R@{k}" for k in KS) + " | 95% CI R@20 | R@20, all targets |",
+        "|---|---|" + "---|" * len(KS) + "---|---|",
+    ]
+    for result in report.modes:
+        for method in METHODS:
+            recall = result.recall.get(method, {})
+            interval = result.intervals_at_20.get(method)
+            name = METHOD_NAMES[method]
+            name = f"**{name}**" if bold_chat and method == "chat" else name
+            lines.append(
+                f"| {result.mode} | {name} | "
+                + " | ".join(_f(recall.get(f"recall@{k}")) for k in KS)
+                + f" | {f'{interval[0]:.3f}–{interval[1]:.3f}' if interval else ''} | "
+                f"{_f(result.recall_all_targets.get(method, {}).get('recall@20'))} |"
+            )
+    for anchor in report.published:
+        cells = " | ".join(_f(anchor.recall.get(f"recall@{k}")) for k in KS)
+        lines.append(f"| {PUBLISHED_NOTE} | {anchor.name} ({anchor.source}) | {cells} | | |")
+    return lines
+
+
+def reading_rows(report: ConversationsReport) -> list[str]:
+    lines = [
+        "| mode | films | labelled films | liked kept as liked | disliked not taken as liked "
+        "| seen accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in report.modes:
+        for scope, r in result.reading.items():
+            liked, disliked = sum(r.liked.values()), sum(r.disliked.values())
+            lines.append(
+                f"| {result.mode} | {scope} | {r.films} | {_pct(r.liked_kept)} of {liked} | "
+                f"{_pct(r.disliked_not_liked)} of {disliked} | {_pct(r.seen_accuracy)} |"
+            )
+    return lines
+
+
+def place_rows(result: ModeResult, scope: str) -> list[str]:
+    r = result.reading.get(scope, Reading())
+    lines = ["| seeker's label | " + " | ".join(PLACES) + " |", "|---|" + "---|" * len(PLACES)]
+    for label, table in (
+        ("liked", r.liked),
+        ("disliked", r.disliked),
+        ("liked not said", r.unsaid),
+        ("seen", r.seen),
+        ("not seen", r.not_seen),
+    ):
+        lines.append(f"| {label} | " + " | ".join(str(table.get(p, 0)) for p in PLACES) + " |")
+    return lines
+
+
+def header_lines(report: ConversationsReport) -> list[str]:
+    kinds = ", ".join(f"{kind} {report.films.by_kind.get(kind, 0)}" for kind in MATCHED_KINDS)
+    sampled = f" (a seeded sample of {report.sample}, seed {report.seed})" if report.sample else ""
+    skipped = "; ".join(f"{why}: {n}" for why, n in report.skipped.items())
+    missing = list(report.films.missing_titles.items())[:10]
+    frequent = (" The most frequent: " + "; ".join(f"{t} ×{n}" for t, n in missing) + ".") if missing else ""
+    return [
+        f"`{report.conversations_file}` (sha256 `{report.sha256[:16]}…`): {report.dialogues} of "
+        f"{report.dialogues_in_file} dialogues replayed{sampled}"
+        + (f"; skipped: {skipped}" if skipped else "")
+        + f". Catalog: {report.dataset}, {report.catalog_items:,} items; {report.cards} cards per reply; "
+        f"scored as of {report.scored_as_of}."
+        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
+        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}, {report.seconds:.0f} s "
+        + (f"(and {report.setup_seconds:.0f} s loading)." if report.setup_seconds is not None else "."),
+        "",
+        f"Films (each once per dialogue): {report.films.mentions} mentions; matched on title and year: "
+        f"{kinds}; "
+        f"**not in the catalog: {report.films.missing}** (not there at all "
+        f"{report.films.by_kind.get('not in catalog', 0)}, only under another year "
+        f"{report.films.by_kind.get('year differs', 0)})." + frequent,
+    ]
+
+
+def markdown(report: ConversationsReport) -> str:
+    lines = [
+        f"# fewrec conversation evaluation — {Path(report.conversations_file).name}",
+        "",
+        *header_lines(report),
+        "",
+        "## Recommendations at the recommender's new suggestions",
+        "",
+    ]
+    lines += [turn_line(result) for result in report.modes]
+    lines += [
+        "",
+        *recall_rows(report),
+        "",
+        "R@k: share of the target films (new at that turn, in the catalog) among the first k of each "
+        "ranking, every film already mentioned removed from all rankings alike. All targets: the films "
+        "the catalog lacks count as misses. 95% CI: bootstrap over dialogues.",
+        "",
+        "## Reading: where the chat put the films, against the seeker's own labels",
+        "",
+        *reading_rows(report),
+        "",
+        "Seen accuracy: a seen film counts as read when the chat put it in any list, a film not seen "
+        "when it did not (the chat has no 'not seen').",
+    ]
+    for result in report.modes:
+        lines += [
+            "",
+            f"Every place, film by film ({result.mode}, films the seeker named):",
+            "",
+            *place_rows(result, "named by the seeker"),
+        ]
+    lines += misread_lines(report)
+    lines += without_card_lines(report)
+    lines += [""] + [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def turn_line(result: ModeResult) -> str:
+    turns = result.turns_scored + result.turns_without_catalog_target
+    return (
+        f"- {result.mode} ({result.description}): {result.turns_scored} turns scored with "
+        f"{result.targets_in_catalog} target films in the catalog, of {result.targets} new films at {turns} "
+        f"turns ({result.turns_without_catalog_target} turns had no target in the catalog; "
+        f"{result.turns_before_seeker} more came before the seeker's first message: not scored). Chat "
+        f"turn p50 {result.seconds_p50:.3f} s, p95 {result.seconds_p95:.3f} s; {result.no_cards} of "
+        f"{result.chat_turns} replies had no card; {result.whole_messages_cut} 'so far' messages were "
+        "longer than the chat reads."
+    )
+
+
+def misread_lines(report: ConversationsReport) -> list[str]:
+    lines: list[str] = []
+    shown: list[MisreadFilm] | None = None
+    for result in report.modes:
+        if not result.misread:
+            continue
+        if result.misread == shown:
+            lines += ["", f"Worst-read seeker messages ({result.mode}): the same as above."]
+            continue
+        shown = result.misread
+        lines += [
+            "",
+            f"## Worst-read seeker messages ({result.mode}; disliked taken as liked first; "
+            f"{len(result.misread)} in results.json)",
+            "",
+        ]
+        for m in result.misread[:12]:
+            did = f"after it: {m.after_message}; at the end: {m.final}"
+            said = " ".join(m.understood)
+            extra = "; ".join(
+                x
+                for x in (
+                    f"query *{m.query[:60]}*" if m.query else "",
+                    f"filters {m.filters}" if m.filters else "",
+                )
+                if x
+            )
+            lines.append(
+                f"- “{m.message[:200]}” — *{m.film}*, seeker said **{m.label}** → {did}"
+                + (f" (chat: {said[:160]})" if said else "")
+                + (f"; {extra}" if extra else "")
+            )
+    return lines
+
+
+def without_card_lines(report: ConversationsReport) -> list[str]:
+    """The first messages the chat answered without a card (they score as misses)."""
+    result = report.modes[0] if report.modes else None
+    if result is None or not result.without_cards:
+        return []
+    lines = [
+        "",
+        f"## Replies without cards ({result.mode}: {result.no_cards} of {result.chat_turns}; the first 8)",
+        "",
+    ]
+    for message, reply in result.without_cards[:8]:
+        # The last two paragraphs say why there is no card: the constraints kept, and "Nothing left …".
+        why = " / ".join(reply.strip().split("\n\n")[-2:]) if reply.strip() else "(no reply)"
+        lines.append(f"- “{message[:160]}” → {why[:240]}")
+    return lines
+
+
+def plot(report: ConversationsReport, folder: Path) -> Path | None:
+    """Recall@k per method, one panel per mode, the GPT-4 published anchor drawn alongside."""
+    if not report.modes or not any(r.turns_scored for r in report.modes):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(report.modes), figsize=(11, 4), sharey=True, squeeze=False)
+    width = 0.8 / (len(METHODS) + 1)
+    positions = np.arange(len(KS))
+    anchor = report.published[0]
+    for ax, result in zip(axes[0], report.modes, strict=True):
+        for n, method in enumerate(METHODS):
+            values = [result.recall.get(method, {}).get(f"recall@{k}", 0.0) for k in KS]
+            ax.bar(positions + n * width, values, width, label=METHOD_NAMES[method])
+        published = [anchor.recall.get(f"recall@{k}", 0.0) for k in KS]
+        ax.bar(
+            positions + len(METHODS) * width,
+            published,
+            width,
+            color="none",
+            edgecolor="gray",
+            hatch="//",
+            label=f"{anchor.name} ({PUBLISHED_NOTE})",
+        )
+        ax.set_xticks(positions + width * len(METHODS) / 2, [f"R@{k}" for k in KS])
+        ax.set_title(f"{result.mode}: {result.targets_in_catalog} targets", fontsize=9)
+    axes[0][0].set_ylabel("recall (targets in the catalog)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
+    fig.suptitle(
+        f"conversations: {Path(report.conversations_file).name}, {report.dialogues} dialogues", fontsize=10
+    )
+    fig.tight_layout(rect=(0, 0.12, 1, 1))  # room for the legend below the panels
+    path = folder / "recall_by_method.png"
+    _save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def write(report: ConversationsReport, folder: Path, with_plots: bool = True) -> list[Path]:
+    clean_run_folder(folder)
+    write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
+    write_atomically(folder / "report.md", markdown(report).encode())
+    written = [folder / "results.json", folder / "report.md"]
+    if with_plots and (path := plot(report, folder)) is not None:
+        written.append(path)
+    return written
+
+
+def readme_section(report: ConversationsReport, folder: Path, readme: Path) -> str:
+    """The README block: recall side by side with the published anchors, and the reading."""
+    rel = os.path.relpath(folder, readme.parent)
+    return "\n".join(
+        [
+            f"`fewrec eval --conversations` on `{Path(report.conversations_file).name}` ({report.dialogues} "
+            f"dialogues, ReDial, Li et al. 2018, CC BY 4.0), catalog {report.dataset}, commit "
+            f"`{(report.git_commit or 'unknown')[:10]}`. {report.films.missing} of {report.films.mentions} "
+            "film mentions are not in the catalog.",
+            "",
+            *recall_rows(report, bold_chat=True),
+            "",
+            *reading_rows(report),
+            "",
+            f"Full report, with the worst-read messages: [{rel}/report.md]({rel}/report.md).",
+            "",
+            f"![Recall@k by method]({rel}/recall_by_method.png)",
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- the command
+def command(
+    path: Path,
+    build_recommender: Callable[[], Recommender],
+    *,
+    sample: int | None,
+    seed: int,
+    out: Path | None,
+    readme: Path | None,
+    say: Callable[[str], None],
+    show: Callable[[str], None],
+) -> ConversationsReport:
+    """`fewrec eval --conversations FILE`: the file is read (and its format checked) before the
+    data and models load; then the run, the files and the README block."""
+    from fewrec.eval.report import default_run_dir
+
+    if sample is not None and sample < 1:
+        raise EvalError(f"--dialogues must be at least 1, got {sample}")
+    dialogues = read_dialogues(path)
+    if not dialogues:
+        raise EvalError(f"{path} holds no dialogue")
+    say(f"{len(dialogues)} dialogues in {path}; loading the data, the index and the models…")
+    loading = time.perf_counter()
+    recommender = build_recommender()
+    setup_seconds = round(time.perf_counter() - loading, 1)
+    report = evaluate_conversations(
+        path, recommender, dialogues=dialogues, sample=sample, seed=seed, progress=True
+    )
+    report.setup_seconds = setup_seconds
+    folder = out or default_run_dir()
+    files = write(report, folder)
+    show(markdown(report))
+    say(f"wrote {', '.join(str(f) for f in files)}")
+    if readme is not None and not report.complete:
+        say(f"{readme} is not updated: the run did not finish (its files are written)")
+    elif readme is not None:
+        publish(readme, readme_section(report, folder, readme), README_MARKERS, report.provenance, True)
+        say(f"updated the conversations section of {readme}")
+    return report
+
+
+__all__ = ["ConversationsReport", "command", "evaluate_conversations", "markdown", "write"]
