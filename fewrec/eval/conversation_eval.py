@@ -36,7 +36,9 @@ from pydantic import BaseModel, Field
 
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn
 from fewrec.agent.recommender import Recommender, describe_filters
+from fewrec.data.files import write_atomically
 from fewrec.data.models import ItemId
+from fewrec.eval import provenance as prov
 from fewrec.eval.chat_eval import _bootstrap
 from fewrec.eval.conversations import (
     MATCHED_KINDS,
@@ -47,8 +49,6 @@ from fewrec.eval.conversations import (
     new_item_turns,
     read_dialogues,
 )
-from fewrec.data.files import write_atomically
-from fewrec.eval import provenance as prov
 from fewrec.eval.report import _save_figure, clean_run_folder, publish
 from fewrec.eval.runner import EvalError
 
