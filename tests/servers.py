@@ -143,7 +143,8 @@ class FaultProxy(FakeServer):
     'pass', 'error' (HTTP 500), 'garbage' (200 with non-JSON), 'no-logprobs' (the real reply with
     its log-probabilities removed), 'slow' (sleeps `delay` seconds, then forwards). `on_request`
     runs before each forward (e.g. to kill the upstream after N requests); `rewrite` changes the
-    body that is forwarded (`bodies` keeps what the client sent)."""
+    body that is forwarded (`bodies` keeps what the client sent); `rewrite_answer` changes the
+    upstream's JSON answer before the client gets it."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
@@ -153,6 +154,7 @@ class FaultProxy(FakeServer):
         self.bodies: list[dict] = []
         self.on_request: Callable[[int], None] | None = None
         self.rewrite: Callable[[dict], dict] | None = None
+        self.rewrite_answer: Callable[[dict], dict] | None = None
         super().__init__(self._reply)
 
     def _reply(self, attempt: int, body: dict) -> Reply:
@@ -176,6 +178,8 @@ class FaultProxy(FakeServer):
             return 502, {}, b'{"error": "upstream unreachable"}'
         self.forwarded += 1
         payload = answer.content
+        if self.rewrite_answer is not None and answer.status_code == 200:
+            payload = json.dumps(self.rewrite_answer(answer.json())).encode()
         if mode == "no-logprobs" and answer.status_code == 200:
             data = answer.json()
             for choice in data.get("choices", []):
