@@ -114,6 +114,8 @@ def test_only_the_latest_cards_and_what_was_seen_are_kept_out(bundled_split, che
     agent = ChatAgent(cheap_recommender)
     state, _ = agent.start()
     first, state = agent.respond(state, "I loved Heat (1995)")
+    again, state = agent.respond(state, "thanks!")  # nothing new said: the best fits stay
+    assert [r.item_id for r in again.recommendations] == [r.item_id for r in first.recommendations]
     second, state = agent.respond(state, "more please")
     assert not {r.item_id for r in first.recommendations} & {r.item_id for r in second.recommendations}
     seen = second.recommendations[0].item_id
