@@ -21,8 +21,10 @@ import re
 import time
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
+from fewrec.agent.conversation_prior import BUNDLED_PRIOR, PriorScorer, load_prior
 from fewrec.agent.recommender import Filters, Recommendation, Recommender, describe_filters
 from fewrec.agent.understand import MessageReader, TitleMention, Understanding, clean_message
 from fewrec.data.errors import FewrecError
@@ -49,6 +51,8 @@ PLURAL_WORDS = {
 }
 LISTED_TITLES = 8  # a longer list of titles is summed up in the reply
 WISH_TURNS = 2  # a wish steers its own turn and this many more, unless said again
+# "more please", "something else", "any others?": the latest cards are not shown again.
+ASKS_FOR_MORE = re.compile(r"\b(?:more|others?|another|else|different|new ones?)\b", re.I)
 CLEAR_FAVOURITE = 3.0  # a title shared by several items means the one this many times more watched
 
 
@@ -119,6 +123,7 @@ class ChatAgent:
         use_tools = planner == "tools" or (planner == "auto" and recommender.settings.llm.tool_calling)
         self.tool_model = tool_model if tool_model is not None or not use_tools else self._chat_model()
         self._reader: MessageReader | None = None
+        self._prior: PriorScorer | bool | None = False  # False: not loaded yet
 
     def _chat_model(self) -> Any:
         llm = self.recommender.settings.llm
@@ -139,6 +144,32 @@ class ChatAgent:
         if self._reader is None:
             self._reader = MessageReader(self.recommender.split.catalog, self.recommender.genres)
         return self._reader
+
+    @property
+    def prior(self) -> PriorScorer | None:
+        """The conversation prior over this catalog, or None (off, no file, another catalog)."""
+        if self._prior is False:
+            self._prior = None
+            prior = (
+                load_prior(self.settings.prior_file or BUNDLED_PRIOR)
+                if self.settings.prior_weight > 0
+                else None
+            )
+            split = self.recommender.split
+            if prior is not None and prior.catalog == split.name:
+                index_of = {str(item): i for i, item in enumerate(split.item_ids.tolist())}
+                self._prior = PriorScorer(prior, index_of, split.n_items)
+        return self._prior or None
+
+    def _prior_scores(self, state: ChatState) -> np.ndarray | None:
+        """What clerks suggested after the films this conversation named (whatever was said
+        of them: a disliked film still says what the talk is about)."""
+        if self.prior is None:
+            return None
+        split = self.recommender.split
+        named = dict.fromkeys([*state.liked, *state.disliked, *state.avoid_like, *state.excluded])
+        mentioned = [split.item_index(i) for i in named if split.has_item(i)]
+        return self.prior.scores(mentioned, self.settings.prior_popularity)
 
     # ------------------------------------------------------------------ entry point
     def start(self, user_id: str | None = None) -> tuple[ChatState, str]:
@@ -348,8 +379,13 @@ class ChatAgent:
                 )
         return out
 
-    def _exclusions(self, state: ChatState) -> list[ItemId]:
-        out = set(state.shown) | set(state.disliked) | set(state.avoid_like) | set(state.excluded)
+    def _exclusions(self, state: ChatState, other_cards: bool = False) -> list[ItemId]:
+        """Never the films the person saw, disliked or wants nothing like; the latest reply's
+        cards only when asked for others ("more please"). A shown card may come back when it
+        still fits best what was said since: excluding every card ever shown made narrow
+        requests run dry after a few replies, and dropped the best fits of a conversation."""
+        out = set(state.disliked) | set(state.avoid_like) | set(state.excluded)
+        out |= set(state.last_cards) if other_cards else set()
         for item in state.avoid_like:
             similar = self.recommender.similar_items(item, SIMILAR_TO_AVOID, as_of=state.as_of)
             out.update(r.item_id for r in similar)
@@ -366,21 +402,24 @@ class ChatAgent:
         asks: list[str] = []
         self._apply(state, understanding, understood, asks)
         lines = [*self._refusal(understanding), *understood, *asks]
-        return self._recommend_reply(state, text, lines, understood)
+        return self._recommend_reply(
+            state, text, lines, understood, other_cards=bool(ASKS_FOR_MORE.search(text))
+        )
 
     def _recommend_reply(
-        self, state: ChatState, text: str, lines: list[str], understood: list[str]
+        self, state: ChatState, text: str, lines: list[str], understood: list[str], other_cards: bool = False
     ) -> ChatTurn:
+        """Cards for the state, loosened when nothing fits; `other_cards` ("more please")
+        keeps the latest reply's cards out."""
         constraints = describe_filters(state.filters)
         if constraints:
             lines.append(f"Looking for: {constraints}.")
-        # Named liked titles say more about taste than the leftover words: the query weighs less.
-        weight = self.settings.query_weight_with_titles if state.liked else self.settings.query_weight
-        recs = self.recommender.recommend(
-            user_id=state.user_id, history=list(state.liked), k=self.settings.cards,
-            query=state.query or None, filters=state.filters, exclude=self._exclusions(state),
-            query_weight=weight, as_of=state.as_of,
-        )  # fmt: skip
+        recs: list[Recommendation] = []
+        for filters, note in self._loosenings(state.filters):
+            recs = self._cards(state, filters, self._exclusions(state, other_cards))
+            if recs:
+                lines += [note] if note else []
+                break
         if not state.user_id and not state.liked and not state.query and state.filters.is_empty():
             lines.append("I don't know your taste yet, so these are popular picks. " + HELP)
         if recs:
@@ -392,6 +431,30 @@ class ChatAgent:
                 "*start over*."
             )
         return ChatTurn(message=text, reply="\n\n".join(lines), recommendations=recs, understood=understood)
+
+    def _cards(self, state: ChatState, filters: Filters, exclude: list[ItemId]) -> list[Recommendation]:
+        # Named liked titles say more about taste than the leftover words: the query weighs less.
+        weight = self.settings.query_weight_with_titles if state.liked else self.settings.query_weight
+        return self.recommender.recommend(
+            user_id=state.user_id, history=list(state.liked), k=self.settings.cards,
+            query=state.query or None, filters=filters, exclude=exclude,
+            query_weight=weight, as_of=state.as_of, explain=self.settings.explain,
+            prior=self._prior_scores(state), prior_weight=self.settings.prior_weight,
+        )  # fmt: skip
+
+    @staticmethod
+    def _loosenings(filters: Filters) -> list[tuple[Filters, str]]:
+        """The wishes as said, then looser ones, each with what the reply says of it: several
+        genres as any one of them, then no genre or year at all. What the person ruled out
+        ("no horror") always holds."""
+        out = [(filters, "")]
+        if len(filters.genres) > 1 and not filters.any_genre:
+            note = f"Nothing fits all of those genres at once: these are {' or '.join(filters.genres)}."
+            out.append((filters.model_copy(update={"any_genre": True}), note))
+        if filters.genres or filters.year_min is not None or filters.year_max is not None:
+            loose = Filters(exclude_genres=list(filters.exclude_genres))
+            out.append((loose, "Nothing left fits those genres and years: these are the closest I have."))
+        return out
 
     @staticmethod
     def _refusal(understanding: Understanding) -> list[str]:
@@ -415,7 +478,7 @@ class ChatAgent:
             if item not in mine:
                 mine.append(item)
             note = f"Noted: you {'liked' if liked else 'did not like'} *{self._title(item)}*."
-            turn = self._recommend_reply(state, "", [note], [])
+            turn = self._recommend_reply(state, "", [note], [], other_cards=True)
         except FewrecError as exc:
             turn = ChatTurn(message="", reply=f"Sorry, I could not do that: {exc}")
         except Exception:  # as in respond(): never a stack trace on the page

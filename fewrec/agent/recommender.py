@@ -33,13 +33,17 @@ if TYPE_CHECKING:
     from fewrec.retrieval.store import ContentIndex
 
 QUERY_POOL = 300  # items the content index returns for a free-text query before fusion
+PRIOR_POOL = 200  # items a prior may bring in, and the depth of the ranking it reorders
+PRIOR_SAID = 50  # an explanation cites the prior for items among its first this many
 MAX_K = 100
 
 
 class Filters(BaseModel):
-    """Constraints on what may be recommended. Genres must all match; years are inclusive."""
+    """Constraints on what may be recommended. Genres must all match (or any one of them, with
+    `any_genre`: "everything from sci-fi to documentaries"); years are inclusive."""
 
     genres: list[str] = Field(default_factory=list)
+    any_genre: bool = False
     exclude_genres: list[str] = Field(default_factory=list)
     year_min: int | None = None
     year_max: int | None = None
@@ -75,7 +79,7 @@ def describe_filters(filters: Filters) -> str:
     """'Comedy + Sci-Fi, no Horror, 1990–1999' (empty when there is no constraint)."""
     parts = []
     if filters.genres:
-        parts.append(" + ".join(filters.genres))
+        parts.append((" or " if filters.any_genre else " + ").join(filters.genres))
     if filters.exclude_genres:
         parts.append("no " + ", no ".join(filters.exclude_genres))
     lo, hi = filters.year_min, filters.year_max
@@ -196,7 +200,8 @@ class Recommender:
         wanted = {g.lower() for g in filters.genres}
         unwanted = {g.lower() for g in filters.exclude_genres}
         if wanted or unwanted:
-            allowed &= np.array([wanted <= g and not (unwanted & g) for g in self._genre_sets])
+            fits = (lambda g: bool(wanted & g)) if filters.any_genre and wanted else wanted.issubset
+            allowed &= np.array([fits(g) and not (unwanted & g) for g in self._genre_sets])
         years = frame["year"].to_numpy(dtype=np.float64, na_value=np.nan)
         if filters.year_min is not None:
             allowed &= years >= filters.year_min
@@ -238,6 +243,8 @@ class Recommender:
         rerank: bool | None = None,
         query_weight: float | None = None,
         as_of: int | None = None,
+        prior: np.ndarray | None = None,
+        prior_weight: float = 0.0,
     ) -> list[Recommendation]:
         """Ranked items for a user id and/or a list of liked items (ids or titles).
 
@@ -246,7 +253,9 @@ class Recommender:
         year; `exclude` removes items (e.g. already shown or disliked). `rerank=None` runs the
         LLM when Settings enable it with a weight above 0 (alpha, chosen on validation).
         `as_of` (Unix seconds) scores as of that moment: time-aware sources count nothing later
-        (evaluations replay past requests with it; None is now)."""
+        (evaluations replay past requests with it; None is now). `prior` (a score per item
+        index, e.g. what clerks suggested in conversations like this one) is mixed in with
+        `prior_weight` (0–1); the items it scores join the candidates."""
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
         split = self.split
@@ -283,7 +292,12 @@ class Recommender:
             rerank if rerank is not None else self.settings.rerank.enabled and self.settings.rerank.alpha > 0
         )
         depth = max(k, self.settings.rerank.candidates) if do_rerank else k
-        candidates = self._candidates(history_arr, depth, context, allowed, query, query_weight, notes)
+        use_prior = prior is not None and prior_weight > 0 and bool(prior.any())
+        # With a prior, a deeper ranking: the prior reorders it (and brings in items of its own).
+        pool = max(depth, PRIOR_POOL) if use_prior else depth
+        candidates = self._candidates(history_arr, pool, context, allowed, query, query_weight, notes)
+        if use_prior:
+            candidates = self._mix_prior(candidates, history_arr, depth, allowed, prior, prior_weight)
         if do_rerank and candidates:
             candidates = self._rerank(history_arr, candidates, context, notes)
         candidates = candidates[:k]
@@ -302,13 +316,19 @@ class Recommender:
         """The grounded explanation: the liked titles that led to the item when a source tied
         it to them; "matches your description" only when a query counted in the score;
         "most watched" only when popularity ranked it. Filters are said as such."""
-        evidence = {name: r for name, r in candidate.source_ranks.items() if name != "query"}
+        evidence = {
+            name: r for name, r in candidate.source_ranks.items() if name not in ("query", "conversations")
+        }
+        # The conversation prior only counts when it placed the item among its first suggestions.
+        talked = candidate.source_ranks.get("conversations", PRIOR_POOL + 1) <= PRIOR_SAID
         title = display_title(rec.title)
         asked = describe_filters(filters) if filters is not None else ""
         fits = f" and fits what you asked for ({asked})" if asked else ""
         described = query_counts and "query" in candidate.source_ranks
         if not len(history):
             what = "matches your description" if described else "is one of the most watched films here"
+            if talked and not described:
+                what = "is a film people often suggest in conversations like this one"
             rec.explanation = f"*{title}* {what}{fits}."
             return
         if evidence:
@@ -320,6 +340,10 @@ class Recommender:
                 rec.explanation += " It also matches your description."
         elif described:
             rec.explanation = f"*{title}* matches your description{fits}."
+        elif talked:
+            rec.explanation = (
+                f"*{title}* is often suggested to people who talk about the films you named{fits}."
+            )
         elif asked:
             rec.explanation = f"*{title}* fits what you asked for ({asked}), and is widely watched."
         else:
@@ -401,6 +425,41 @@ class Recommender:
             if np.isfinite(similarity[item]):  # the query found it
                 sources["query"] = float(similarity[item])
                 ranks["query"] = int(np.sum(similarity[pool] > similarity[item])) + 1
+            update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
+            out.append(found[i].model_copy(update=update))
+        return out
+
+    def _mix_prior(
+        self, candidates: list[Candidate], history: np.ndarray, depth: int, allowed: np.ndarray | None,
+        prior: np.ndarray, weight: float,
+    ) -> list[Candidate]:  # fmt: skip
+        """The ranking so far and a prior, mixed by `weight` on scores scaled to 0–1. Items
+        only the prior scores join below the ranking's last on its side, and only where
+        allowed (filters, exclusions) and not in the history."""
+        found = list(candidates)
+        listed = {self.split.item_index(c.item_id) for c in found} | set(history.tolist())
+        scored = np.flatnonzero(prior > 0)
+        if allowed is not None:
+            scored = scored[allowed[scored]]
+        for item in scored[np.argsort(-prior[scored], kind="stable")][:PRIOR_POOL]:
+            if int(item) not in listed:
+                item_id = self.split.item_ids[item].item()
+                title = self.split.catalog.title(item_id)
+                found.append(Candidate(item_id=item_id, title=title, score=0.0, rank=len(found) + 1))
+        # The ranking's order, not its raw scores: fused scores of different requests (with or
+        # without a query) are on different scales. Items only the prior found get 0 here.
+        taste_unit = np.zeros(len(found))
+        taste_unit[: len(candidates)] = 1.0 - np.arange(len(candidates)) / max(len(candidates), 1)
+        values = np.array([prior[self.split.item_index(c.item_id)] for c in found])
+        top = values.max()
+        final = (1.0 - weight) * taste_unit + weight * (values / top if top > 0 else values)
+        order = np.argsort(-final, kind="stable")[:depth]
+        out = []
+        for rank, i in enumerate(order, start=1):
+            sources, ranks = dict(found[i].sources), dict(found[i].source_ranks)
+            if values[i] > 0:
+                sources["conversations"] = float(values[i])
+                ranks["conversations"] = int(np.sum(values > values[i])) + 1
             update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
             out.append(found[i].model_copy(update=update))
         return out

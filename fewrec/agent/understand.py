@@ -139,7 +139,8 @@ FILLER = frozenset(
     please thx ty cheers hiya greetings dear guys folks friend buddy mate well um uh hmm hm
     go going gone up down out off over into onto as if than too only even ever never always still
     actually mean meant sorry oops times sounds sound looks seems
-    lol haha yeah yep yup sure cool awesome oh ah wow
+    lol haha yeah yep yup sure cool awesome oh ah wow nope nah bye goodbye care glad hahaha
+    haven't hasn't isn't wasn't aren't won't wouldn't couldn't shouldn't doesn't havent didnt dont
     think thought guess wonder wondering mind tell said say know knew help helping try trying
     films films' flick flicks pick picks idea ideas option options choice choices titles title
     tv series show shows stuff whatever ones night evening weekend them they their he she his

@@ -8,9 +8,11 @@ by the caller, no reference time: a new user is served "now"), with every `@id` 
 its title and year, as ReDial's interface showed it. Two modes, both reported:
 - seeker_only: the chat hears the seeker alone;
 - with_recommender: the human recommender's messages count as the chat's own turns: the films
-  it named join `ChatState.shown`, the chat's record of the cards it has shown (the chat
-  offers no other way to hear what it "said", so the caller sets that field, as the page keeps
-  the state).
+  it named join `ChatState.shown`, the chat's record of the cards it has shown, and become its
+  `last_cards`, what "seen it, loved it" or "the second one" refer to (the chat offers no
+  other way to hear what it "said", so the caller sets those fields, as the page keeps the
+  state).
+The chat's cards carry no explanation here (`chat.explain` off): only their ranks are scored.
 At each recommender turn naming films not mentioned before (its targets; see
 `conversations.new_item_turns`) four rankings of 20 are scored, every film already mentioned
 in the dialogue removed from each alike (Recall@1/5/10/20 over the targets the catalog has):
@@ -304,7 +306,11 @@ class Replayer:
         state, _ = self.agent.start(None)
         if mode == "with_recommender":
             said = [f for t in before if t.role == "recommender" for f in t.films]
-            state = state.model_copy(update={"shown": self.items(dialogue, said)})
+            # The last human suggestions are what "seen it, loved it" refers to.
+            last_said = next((t.films for t in reversed(before) if t.role == "recommender" and t.films), [])
+            state = state.model_copy(
+                update={"shown": self.items(dialogue, said), "last_cards": self.items(dialogue, last_said)}
+            )
         if len(text) > self.agent.settings.max_message_chars:
             replay.whole_cut += 1
         turn, _ = self.agent.respond(state, text)
@@ -374,8 +380,11 @@ class Replayer:
             if turn.role == "seeker":
                 last, state = self.send(dialogue, dialogue.shown_text(turn), turn.films, state, replay)
             elif mode == "with_recommender":
-                shown = [*state.shown, *(i for i in self.items(dialogue, turn.films) if i not in state.shown)]
-                state = state.model_copy(update={"shown": shown})
+                said = self.items(dialogue, turn.films)
+                shown = [*state.shown, *(i for i in said if i not in state.shown)]
+                # Its films are the cards "the second one" or "seen it, loved it" refer to.
+                update = {"shown": shown, "last_cards": said} if said else {"shown": shown}
+                state = state.model_copy(update=update)
         replay.final = state
         return replay
 
@@ -570,6 +579,7 @@ def evaluate_conversations(
     every = read_dialogues(path) if dialogues is None else dialogues
     report = new_report(Path(path), every, recommender, sample, seed)
     recommender.settings.chat.cards = CARDS
+    recommender.settings.chat.explain = False  # ranks are scored, not the cards' words: much faster
     matcher = TitleMatcher(recommender.split.catalog, _watched(recommender))
     chosen = choose_dialogues(every, sample, seed)
     silent = [d for d in chosen if d.seeker_messages == 0]
