@@ -1,0 +1,160 @@
+"""`fewrec eval-chat` (the chat against the API it wraps, over phrasing families) and
+`fewrec eval-conversations FILE` (the chat replaying real dialogues); `fewrec eval --chat` and
+`fewrec eval --conversations FILE` still reach them through `run_chat_eval` and
+`run_conversations_eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fewrec.cli.common import (
+    build_pipeline,
+    check_split,
+    console,
+    exit_if_interrupted,
+    float_list,
+    load_settings,
+    load_split,
+    may_publish,
+    note,
+    progress_line,
+    with_split_options,
+)
+from fewrec.cli.options import (
+    ConfigOption,
+    DatasetOption,
+    DialoguesOption,
+    DuplicatesOption,
+    FormatOption,
+    PhrasingsOption,
+    ProtocolOption,
+    QueryWeightsOption,
+    ReadmeOption,
+    RunFolderOption,
+    SeedOption,
+    SplitOption,
+    TestCutOption,
+    TiesOption,
+    ValidCutOption,
+)
+from fewrec.config import Settings
+
+ChatUsersOption = Annotated[
+    int | None, typer.Option(help="Evaluate a seeded sample of N held-out users (default 200).")
+]
+FamiliesOption = Annotated[
+    str | None,
+    typer.Option("--families", "--chat-families", help="Only these phrasing families (comma-separated)."),
+]
+ConversationsFileOption = Annotated[
+    Path,
+    typer.Argument(
+        metavar="FILE",
+        help="Dialogues as ReDial JSONL or the adapter format of fewrec/eval/conversations.py.",
+        show_default=False,
+    ),
+]
+
+
+# `fewrec eval --chat` and `--conversations` pass their options on by name: the parameters below
+# carry the names eval gives the same options.
+def eval_chat(
+    split: SplitOption = "test",
+    users: ChatUsersOption = None,
+    seed: SeedOption = 0,
+    out: RunFolderOption = None,
+    readme: ReadmeOption = None,
+    query_weights: QueryWeightsOption = None,
+    chat_families: FamiliesOption = None,
+    phrasings: PhrasingsOption = None,
+    protocol: ProtocolOption = None,
+    ties: TiesOption = None,
+    test_cut: TestCutOption = None,
+    valid_cut: ValidCutOption = None,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
+) -> None:
+    """Evaluate the chat: held-out users' liked items written in many phrasings, the chat's cards
+    against the API given those items and popularity; writes results.json, report.md and plots."""
+    check_split(split)
+    settings = with_split_options(
+        load_settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
+    )
+    run_chat_eval(settings, split, users, seed, out, readme, query_weights, chat_families, phrasings)
+
+
+def eval_conversations(
+    conversations: ConversationsFileOption,
+    dialogues: DialoguesOption = None,
+    seed: SeedOption = 0,
+    out: RunFolderOption = None,
+    readme: ReadmeOption = None,
+    config: ConfigOption = None,
+    dataset: DatasetOption = None,
+    format: FormatOption = "auto",
+    duplicates: DuplicatesOption = None,
+) -> None:
+    """Evaluate the chat on real dialogues: Recall@1/5/10/20 at the recommender's new suggestions,
+    and the seekers' own film labels against the chat's reading."""
+    settings = load_settings(config, dataset, format, duplicates)
+    run_conversations_eval(settings, conversations, dialogues, seed, out, readme)
+
+
+def run_chat_eval(
+    settings: Settings, split: str, users: int | None, seed: int, out: Path | None, readme: Path | None,
+    query_weights: str | None, families: str | None, phrasings: Path | None,
+) -> None:  # fmt: skip
+    """The chat evaluation (fewrec/eval/chat_eval.py): run, print, write, publish."""
+    from fewrec.eval import chat_eval
+    from fewrec.eval.chat_phrasings import load_phrasings
+    from fewrec.eval.report import default_run_dir, publish
+
+    book = load_phrasings(phrasings)
+    names = [f.strip() for f in families.split(",") if f.strip()] if families else None
+    book.select(names)  # an unknown family fails now, not after loading the data
+    grid = None if query_weights is None else float_list(query_weights, "--query-weights")
+    data = load_split(settings)
+    folder = out or default_run_dir()
+
+    def save(partial: chat_eval.ChatEvalReport) -> None:
+        chat_eval.write(partial, folder, with_plots=False)
+
+    report = chat_eval.evaluate_chat(
+        data, settings, split_name=split, users=users or chat_eval.DEFAULT_USERS, seed=seed,  # type: ignore[arg-type]
+        families=names, phrasings=book, query_weights=grid, progress=True, on_result=save, say=progress_line,
+    )  # fmt: skip
+    files = chat_eval.write(report, folder)
+    console.print(chat_eval.markdown(report), highlight=False, markup=False)
+    if report.sweep is not None and report.sweep.chosen:
+        chosen = "\n".join(f"{k} = {v}" for k, v in report.sweep.chosen.items())
+        console.print("query weights chosen on validation targets; to keep them, put in a config file:")
+        print(f"[chat]\n{chosen}")
+    console.print(f"wrote {', '.join(str(f) for f in files)}")
+    if may_publish(readme, report.complete):
+        section = chat_eval.readme_section(report, folder, readme)
+        publish(readme, section, chat_eval.README_MARKERS, report.provenance, report.complete)
+        console.print(f"updated the chat results section of {readme}")
+    exit_if_interrupted(report.complete)
+
+
+def run_conversations_eval(
+    settings: Settings, path: Path, dialogues: int | None, seed: int, out: Path | None, readme: Path | None
+) -> None:
+    """The conversation evaluation (fewrec/eval/conversation_eval.py); the file is checked before
+    the recommender is built."""
+    from fewrec.agent.recommender import Recommender
+    from fewrec.eval import conversation_eval
+
+    def show(text: str) -> None:
+        console.print(text, highlight=False, markup=False)
+
+    report = conversation_eval.command(
+        path, lambda: Recommender(pipeline=build_pipeline(settings)).warm_up(), sample=dialogues, seed=seed,
+        out=out, readme=readme, say=note, show=show,
+    )  # fmt: skip
+    exit_if_interrupted(report.complete)
