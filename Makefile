@@ -68,7 +68,7 @@ verify-results: $(STAMP)
 # The chat against the API it wraps, over the phrasing families of fewrec/eval/chat_phrasings.toml
 # (query weights chosen on validation targets first).
 results-chat: $(STAMP)
-	$(BIN)/fewrec eval --chat --users 200 --out docs/results-chat --readme README.md
+	$(BIN)/fewrec eval-chat --users 200 --out docs/results-chat --readme README.md
 
 # The embedded LLM's rerank on the test split, zero- and 3-shot, next to retrieval (about 30 min on
 # 2 cores); alpha 0 was chosen on validation (README, "The LLM step").
@@ -85,7 +85,7 @@ redial-data:
 	@test -f $(REDIAL)/valid_data.jsonl || { echo "results-conversations: $(REDIAL)/valid_data.jsonl is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }
 
 results-conversations: redial-data $(STAMP)
-	$(BIN)/fewrec eval --conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme README.md
+	$(BIN)/fewrec eval-conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme README.md
 
 bench: $(STAMP)
 	$(BIN)/fewrec bench --out docs/bench.json --readme README.md
