@@ -63,6 +63,10 @@ ConversationsFileOption = Annotated[
 # carry the names eval gives the same options.
 def eval_chat(
     split: SplitOption = "test",
+    protocol: ProtocolOption = None,
+    ties: TiesOption = None,
+    test_cut: TestCutOption = None,
+    valid_cut: ValidCutOption = None,
     users: ChatUsersOption = None,
     seed: SeedOption = 0,
     out: RunFolderOption = None,
@@ -70,10 +74,6 @@ def eval_chat(
     query_weights: QueryWeightsOption = None,
     chat_families: FamiliesOption = None,
     phrasings: PhrasingsOption = None,
-    protocol: ProtocolOption = None,
-    ties: TiesOption = None,
-    test_cut: TestCutOption = None,
-    valid_cut: ValidCutOption = None,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
