@@ -1,7 +1,6 @@
 """`fewrec eval-chat` (the chat against the API it wraps, over phrasing families) and
-`fewrec eval-conversations FILE` (the chat replaying real dialogues); `fewrec eval --chat` and
-`fewrec eval --conversations FILE` still reach them through `run_chat_eval` and
-`run_conversations_eval`."""
+`fewrec eval-conversations FILE` (the chat replaying real dialogues); the old `fewrec eval --chat`
+and `fewrec eval --conversations FILE` call these two commands with their own options."""
 
 from __future__ import annotations
 
