@@ -2,7 +2,7 @@
 
 Precedence, highest first: keyword arguments > FEWREC_* environment variables >
 the TOML file (`fewrec.toml` in the working folder, or `--config PATH`) > defaults.
-Nested fields use a double underscore in the environment: FEWREC_RETRIEVAL__EASE_LAMBDA=300.
+Nested fields use a double underscore in the environment: FEWREC_RETRIEVAL__SOURCES__EASE__LAMBDA=300.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +23,9 @@ from pydantic_settings import (
 )
 
 from fewrec.data.split import SplitSettings
+
+if TYPE_CHECKING:
+    from fewrec.retrieval.base import SourceConfig
 
 
 def default_data_dir() -> Path:
@@ -44,95 +48,75 @@ class EmbeddingSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """Candidate sources and their fusion. The defaults were chosen on the validation split
-    of the bundled data by `fewrec tune` (the test split is never used to choose them)."""
+    """Candidate sources and their fusion. Each source is a component with its own table,
+    `[retrieval.sources.NAME]`: its hyper-parameters, fusion `weight`, `enabled` and baseline
+    `grid` (fewrec/retrieval/components.py, named in fewrec/retrieval/registry.py, which also
+    says how sources are switched on and in which order they fuse). The defaults were chosen
+    on the validation split of the bundled data by `fewrec tune` (the test split is never used
+    to choose them). The old flat keys (`ease_lambda`, `weights = {...}`, `sources = [...]`)
+    still load, with a one-line note naming the new key."""
 
     model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
-    sources: list[str] = Field(
-        default_factory=lambda: [
-            "timed_transition",
-            "transition",
-            "ease",
-            "timepop",
-            "itemknn",
-            "content",
-            "als",
-            "bpr",
-            "sasrec",
-        ]
-    )
+    # name -> that source's config (a `SourceConfig` subclass), in fusion order.
+    sources: dict[str, SerializeAsAny[BaseModel]] = Field(default_factory=lambda: _registry().default_sources())
     fusion: Literal["weighted", "rrf"] = "weighted"
-    # Sources with weight 0 are still fitted (their evidence is shown) but do not move the rank.
-    weights: dict[str, float] = Field(
-        default_factory=lambda: {"timed_transition": 1.0, "transition": 0.5, "ease": 0.75, "timepop": 0.0,
-                                 "itemknn": 0.0, "content": 0.75, "als": 0.2, "bpr": 0.2, "sasrec": 0.5}
-    )  # fmt: skip
     rrf_k: int = 60
     candidates: int = 20
     # Users scored at once: every source returns a dense (batch × items) float32 array, so memory
     # grows with batch_users × items (1024 × 20,000 items: 80 MB per array), never with all users.
     batch_users: int = Field(default=1024, ge=1)
-    recency_half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
-    profile_items: int = 50  # how many recent items enter a user profile
-    ease_lambda: float = 300.0
-    ease_half_life: float = 1.0
-    # EASE's weights are a dense items × items float32 matrix, inverted in place: 19,830 items
-    # took 54 s and a 2.2 GB peak on two cores (`fewrec bench --scale`). Above this it is
-    # skipped, with a note; None: no limit.
-    ease_max_items: int | None = 20_000
-    transition_window: int = 5
-    transition_decay: float = 1.0
-    transition_half_life: float = 2.0
-    transition_normalise: float = 0.75
-    transition_backward: float = 0.25
-    transition_limit: int = 20  # how many recent items a transition profile reads
-    timed_transition_tau_days: float = 100.0  # how far in time a pair still counts (e^-1 at tau)
-    timepop_tau_days: float = 100.0
-    itemknn_k: int = 100  # neighbours kept per item (a sparse matrix of k entries per row)
-    als_factors: int = 64
-    als_iterations: int = 15
-    als_regularization: float = 0.05
-    bpr_factors: int = 64
-    bpr_iterations: int = 100
-    bpr_learning_rate: float = 0.01
-    sasrec_dim: int = 64
-    sasrec_max_len: int = 50
-    sasrec_layers: int = 2
-    sasrec_heads: int = 1
-    sasrec_dropout: float = 0.2
-    sasrec_epochs: int = 32
-    sasrec_batch_size: int = 128
-    sasrec_learning_rate: float = 2e-3
-    sasrec_negatives: int = 1000
-    sasrec_seeds: list[int] = Field(default_factory=lambda: [0])
-    # Training threads. One: the weights are then the same on a machine with any number of cores
-    # (a float sum split over threads is another sum), and on a loaded machine two threads spin
-    # on each other (measured here at load 5–7: 28 s an epoch on one thread, 60 s on two).
-    sasrec_threads: int = Field(default=1, ge=1)
-    # Training stops after sasrec_epochs, or earlier when the validation NDCG@10 (or, with
-    # sasrec_validation_users = 0, the training loss) has not beaten its best by sasrec_min_delta
-    # (relative) for sasrec_patience epochs (0: never): rules on data, so the model is the same
-    # at any load. Opt-in: a wall-clock budget in seconds (all seeds together); a run it cuts
-    # says so in its notes, since the model then depends on the machine's speed and load.
-    sasrec_budget_s: float | None = None
-    sasrec_patience: int = 3
-    sasrec_min_delta: float = 1e-3
-    # > 0: early stopping reads validation instead of the loss: this many users' last *training*
-    # item is held out of training and their NDCG@10 measured after each epoch; the best epoch's
-    # weights are kept. Off by default, chosen on the validation targets: fused NDCG@10 0.1235
-    # off against 0.1196 at 1000 users (SASRec alone 0.0827 against 0.0724), from `fewrec eval
-    # --split valid --stages retrieval --baselines none --history-cut '' --config configs/loo.toml`
-    # with FEWREC_RETRIEVAL__SASREC_VALIDATION_USERS=0 and =1000.
-    sasrec_validation_users: int = Field(default=0, ge=0)
-    # Above this many training interactions SASRec is skipped, with a note, unless a CUDA GPU
-    # is present (an epoch on two CPU cores takes minutes there). None: no limit.
-    sasrec_max_interactions: int | None = 1_000_000
     # `fewrec tune` keeps every source's scores of each validation target (users × items per
     # source and split): without --users it tunes on a seeded sample of the users whose scores
     # fit this many GB.
     tune_memory_gb: float = Field(default=2.0, gt=0)
-    seed: int = 0
+    seed: int = 0  # every seeded source's seed (ALS, BPR)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _components(cls, data: Any) -> Any:
+        return _registry().normalise_retrieval(data) if isinstance(data, dict) else data
+
+    @property
+    def active(self) -> list[str]:
+        """The enabled sources, in the order fusion sums them."""
+        return [name for name, config in self.sources.items() if config.enabled]  # type: ignore[attr-defined]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each enabled source's fusion weight (read-only: `with_weights` changes them)."""
+        return {name: float(self.source(name).weight) for name in self.active}
+
+    @property
+    def weights_configured(self) -> bool:
+        """Whether any weight was named by the settings (a TOML file, the environment, keyword
+        arguments) rather than left to the defaults."""
+        return any("weight" in config.model_fields_set for config in self.sources.values())
+
+    def source(self, name: str) -> SourceConfig:
+        """The config of source `name`: as configured, else its registered defaults."""
+        config = self.sources.get(name)
+        return config if config is not None else _registry().default_config(name)  # type: ignore[return-value]
+
+    def with_source(self, name: str, **changes: Any) -> RetrievalSettings:
+        """A copy with source `name`'s config changed (by field name or TOML key)."""
+        return self.model_copy(update={"sources": {**self.sources, name: self.source(name).with_params(**changes)}})
+
+    def with_weights(self, weights: dict[str, float]) -> RetrievalSettings:
+        """A copy with these fusion weights (configured sources only; the others keep theirs)."""
+        sources = dict(self.sources)
+        for name, weight in weights.items():
+            if name in sources:
+                sources[name] = self.source(name).with_params(weight=float(weight))
+        return self.model_copy(update={"sources": sources})
+
+
+def _registry() -> ModuleType:
+    # Imported when settings are validated, not when this module loads: the registry imports
+    # the sources, which sit above the settings (fewrec.retrieval imports fewrec.config).
+    import fewrec.retrieval.registry
+
+    return fewrec.retrieval.registry
 
 
 class LLMSettings(BaseModel):

@@ -5,7 +5,9 @@ grid point is fitted on what came before the validation targets and scored on th
 point by validation NDCG@10 is refitted for the reported split. Its validation NDCG@10 is kept,
 so that the best baseline is chosen on validation too, never on the test split.
 
-The grids (fields of RetrievalSettings; every other field keeps fewrec's default):
+The grids live with the sources (`grid` in each component's config, fewrec/retrieval/components.py,
+configurable as `[retrieval.sources.NAME] grid = [...]`); every other hyper-parameter keeps its
+configured value. By default:
 - popularity: none.
 - item-knn: neighbours k in {50, 100, 200} x profile half-life in {1, 3, 10, 1000} items.
 - ease: L2 lambda in {100, 300, 1000} x profile half-life in {1, 3, 1000} items.
@@ -16,7 +18,8 @@ The grids (fields of RetrievalSettings; every other field keeps fewrec's default
 - sasrec: 16 or 32 epochs (the other settings are fewrec's, chosen on validation).
 
 Every baseline is scored `retrieval.batch_users` users at a time. One whose source declines to
-fit (EASE above `retrieval.ease_max_items`, SASRec above `retrieval.sasrec_max_interactions`)
+fit (EASE above `retrieval.sources.ease.max_items`, SASRec above
+`retrieval.sources.sasrec.max_interactions`)
 comes back `skipped`, with the source's one-line reason.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,39 +37,28 @@ from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval.metrics import batch_ranks, per_user_metrics
 from fewrec.retrieval.base import user_batches
 from fewrec.retrieval.fusion import Retriever
+from fewrec.retrieval.registry import config_class, legacy_label, source_names
 
-_MARKOV = {"transition_window": 1, "transition_decay": 1.0}
+# The order the reports list the baselines in; a registered source with a baseline that is not
+# here follows, in the registry's order.
+BASELINE_ORDER = ("popularity", "item-knn", "ease", "als", "bpr", "markov", "sasrec")
 
-# name -> (source, grid over RetrievalSettings fields)
-BASELINES: dict[str, tuple[str, list[dict]]] = {
-    "popularity": ("popularity", [{}]),
-    "item-knn": (
-        "itemknn",
-        [{"itemknn_k": k, "recency_half_life": h} for k in (50, 100, 200) for h in (1.0, 3.0, 10.0, 1000.0)],
-    ),
-    "ease": (
-        "ease",
-        [
-            {"ease_lambda": lam, "ease_half_life": h}
-            for lam in (100.0, 300.0, 1000.0)
-            for h in (1.0, 3.0, 1000.0)
-        ],
-    ),
-    "als": (
-        "als",
-        [{"als_factors": f, "als_regularization": r} for f in (32, 64, 128) for r in (0.05, 1.0)],
-    ),
-    "bpr": ("bpr", [{"bpr_factors": f, "bpr_learning_rate": lr} for f in (32, 64) for lr in (0.01, 0.05)]),
-    "markov": (
-        "transition",
-        [
-            {**_MARKOV, "transition_limit": limit, "transition_half_life": 1.0, "transition_backward": back}
-            for limit in (1, 3)
-            for back in (0.0, 0.25)
-        ],
-    ),
-    "sasrec": ("sasrec", [{"sasrec_epochs": e} for e in (16, 32)]),
-}
+
+def baseline_grids(settings: RetrievalSettings | None = None) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Baseline name -> (its source, the grid over that source's hyper-parameters), read from
+    the components' configs (`SourceConfig.baseline`, `.grid`) as `settings` configure them."""
+    settings = settings or RetrievalSettings()
+    found = {
+        cls.baseline: (name, [dict(point) for point in settings.source(name).grid])
+        for name in source_names()
+        if (cls := config_class(name)).baseline is not None
+    }
+    order = [name for name in BASELINE_ORDER if name in found] + [n for n in found if n not in BASELINE_ORDER]
+    return {name: found[name] for name in order}
+
+
+# name -> (source, grid) under the default settings
+BASELINES: dict[str, tuple[str, list[dict[str, Any]]]] = baseline_grids()
 
 
 @dataclass
@@ -150,16 +143,16 @@ def run_baseline(
         noise = _random_batches(len(valid_users), split.n_items, base.seed, base.batch_users)
         value = validation_ndcg(noise, split, valid_users)
         return BaselineResult(name, {"seed": base.seed}, value, seed=base.seed, **common)
-    source, grid = BASELINES[name]
+    source, grid = baseline_grids(base)[name]
     valid_users = split.eval_users("valid")
     best: tuple[float, dict] | None = None
     fitted: Retriever | None = None
     for point in grid:
-        settings = base.model_copy(update={**point, "weights": {source: 1.0}})
+        settings = base.with_source(source, weight=1.0, **point)
         retriever = Retriever(split, settings, sources=[source], model_dir=model_dir, progress=progress)
         retriever.fit("valid")
         if source not in retriever.sources:  # it declined to fit: so would every grid point
-            return BaselineResult(name, point, None, skipped="; ".join(retriever.notes), **common)
+            return BaselineResult(name, _labelled(source, point), None, skipped="; ".join(retriever.notes), **common)
         context = retriever.context_for(valid_users, "valid")
         histories = [split.history(int(u), "valid") for u in valid_users]
         batches = ((part, batch.fused) for part, batch in retriever.score_batches(histories, context))
@@ -171,9 +164,15 @@ def run_baseline(
         del retriever
     assert best is not None
     if fitted is None:
-        settings = base.model_copy(update={**best[1], "weights": {source: 1.0}})
+        settings = base.with_source(source, weight=1.0, **best[1])
         fitted = Retriever(split, settings, sources=[source], model_dir=model_dir, progress=progress)
         fitted.fit(report_on)
         if source not in fitted.sources:
-            return BaselineResult(name, best[1], best[0], skipped="; ".join(fitted.notes), **common)
-    return BaselineResult(name, best[1], best[0], retriever=fitted, **common)
+            return BaselineResult(name, _labelled(source, best[1]), best[0], skipped="; ".join(fitted.notes), **common)
+    return BaselineResult(name, _labelled(source, best[1]), best[0], retriever=fitted, **common)
+
+
+def _labelled(source: str, point: dict[str, Any]) -> dict[str, Any]:
+    """A grid point as the reports print it: by the flat names the published reports use
+    (`ease_lambda=300.0`), so that a report reads the same as before the components."""
+    return {legacy_label(source, key): value for key, value in point.items()}

@@ -18,6 +18,7 @@ import numpy as np
 from fewrec.config import RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.retrieval.base import (
+    BuildContext,
     Candidate,
     CandidateSource,
     FitData,
@@ -28,22 +29,14 @@ from fewrec.retrieval.base import (
     top_n,
     user_batches,
 )
-from fewrec.retrieval.cf import (
-    ALS,
-    BPR,
-    EASE,
-    ItemKNN,
-    Popularity,
-    TimedTransition,
-    TimePopularity,
-    Transition,
-)
-from fewrec.retrieval.content import ContentSimilarity
+from fewrec.retrieval.cf import Popularity
+from fewrec.retrieval.registry import SOURCE_NAMES
 
-SOURCE_NAMES = (
-    "ease", "transition", "timed_transition", "itemknn", "als", "bpr", "timepop", "content", "sasrec",
-    "popularity",
-)  # fmt: skip
+__all__ = [
+    "EVIDENCE_DEPTH", "SOURCE_NAMES", "Retriever", "ScoredBatch", "fit_data", "make_source", "max_normalise",
+    "ranks_among_unseen", "ranks_of",
+]  # fmt: skip
+
 EVIDENCE_DEPTH = 100  # a source "found" a candidate when it ranks it this high or higher
 
 log = logging.getLogger("fewrec.retrieval")
@@ -57,51 +50,11 @@ def make_source(
     progress: bool = True,
     notify: Callable[[str], None] | None = None,
 ) -> CandidateSource:
-    """One candidate source as Settings configure it (`model_dir` caches trained weights;
-    `notify` receives one-line notes, e.g. that SASRec is training and for how long at most)."""
-    s = settings
-    if name == "ease":
-        return EASE(
-            l2=s.ease_lambda, half_life=s.ease_half_life, limit=s.profile_items, max_items=s.ease_max_items
-        )
-    if name == "transition":
-        return Transition(
-            window=s.transition_window, decay=s.transition_decay, half_life=s.transition_half_life,
-            limit=s.transition_limit, normalise=s.transition_normalise, backward=s.transition_backward,
-        )  # fmt: skip
-    if name == "timed_transition":
-        return TimedTransition(
-            tau_days=s.timed_transition_tau_days, window=s.transition_window, decay=s.transition_decay,
-            half_life=s.transition_half_life, limit=s.transition_limit, normalise=s.transition_normalise,
-            backward=s.transition_backward,
-        )  # fmt: skip
-    if name == "itemknn":
-        return ItemKNN(k=s.itemknn_k, half_life=s.recency_half_life, limit=s.profile_items)
-    if name == "als":
-        return ALS(s.als_factors, s.als_iterations, s.als_regularization, seed=s.seed)
-    if name == "bpr":
-        return BPR(s.bpr_factors, s.bpr_iterations, s.bpr_learning_rate, seed=s.seed)
-    if name == "timepop":
-        return TimePopularity(tau_days=s.timepop_tau_days)
-    if name == "popularity":
-        return Popularity()
-    if name == "sasrec":
-        from fewrec.retrieval.sequential import SASRec
-
-        return SASRec(
-            dim=s.sasrec_dim, max_len=s.sasrec_max_len, layers=s.sasrec_layers, heads=s.sasrec_heads,
-            dropout=s.sasrec_dropout, epochs=s.sasrec_epochs, batch_size=s.sasrec_batch_size,
-            learning_rate=s.sasrec_learning_rate, negatives=s.sasrec_negatives,
-            seeds=tuple(s.sasrec_seeds), threads=s.sasrec_threads, cache_dir=model_dir, progress=progress,
-            budget_s=s.sasrec_budget_s, patience=s.sasrec_patience, min_delta=s.sasrec_min_delta,
-            max_interactions=s.sasrec_max_interactions, notify=notify,
-            validation_users=s.sasrec_validation_users,
-        )  # fmt: skip
-    if name == "content":
-        if item_vectors is None:
-            raise ValueError("the 'content' source needs item vectors from the content index")
-        return ContentSimilarity(item_vectors, s.recency_half_life, s.profile_items)
-    raise ValueError(f"unknown candidate source {name!r}; known: {', '.join(SOURCE_NAMES)}")
+    """One candidate source as its component config says (`settings.source(name)`, see
+    fewrec/retrieval/registry.py); `model_dir` caches trained weights, `notify` receives
+    one-line notes (e.g. that SASRec is training and for how long at most)."""
+    context = BuildContext(item_vectors, model_dir, progress, notify, settings.seed)
+    return settings.source(name).build(context)
 
 
 def fit_data(split: LeaveOneOutSplit, split_name: SplitName) -> FitData:
@@ -166,7 +119,7 @@ class Retriever:
     ) -> None:
         self.split = split
         self.settings = settings or RetrievalSettings()
-        names = list(sources or self.settings.sources)
+        names = list(sources or self.settings.active)
         if item_vectors is None and "content" in names:
             names.remove("content")  # no index: run without it rather than fail
         self.notes: list[str] = []  # one line per skipped source or training run, for reports
@@ -199,7 +152,8 @@ class Retriever:
         return self
 
     def weight(self, name: str) -> float:
-        return float(self.settings.weights.get(name, 1.0 if len(self.sources) == 1 else 0.0))
+        """The source's fusion weight, from its config (every config has one)."""
+        return float(self.settings.source(name).weight)
 
     def score(
         self, histories: list[np.ndarray], context: ScoringContext | None = None, evidence: bool = False,
