@@ -59,7 +59,9 @@ class RetrievalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
     # name -> that source's config (a `SourceConfig` subclass), in fusion order.
-    sources: dict[str, SerializeAsAny[BaseModel]] = Field(default_factory=lambda: _registry().default_sources())
+    sources: dict[str, SerializeAsAny[BaseModel]] = Field(
+        default_factory=lambda: _registry().default_sources()
+    )
     fusion: Literal["weighted", "rrf"] = "weighted"
     rrf_k: int = 60
     candidates: int = 20
@@ -100,7 +102,8 @@ class RetrievalSettings(BaseModel):
 
     def with_source(self, name: str, **changes: Any) -> RetrievalSettings:
         """A copy with source `name`'s config changed (by field name or TOML key)."""
-        return self.model_copy(update={"sources": {**self.sources, name: self.source(name).with_params(**changes)}})
+        changed = self.source(name).with_params(**changes)
+        return self.model_copy(update={"sources": {**self.sources, name: changed}})
 
     def with_weights(self, weights: dict[str, float]) -> RetrievalSettings:
         """A copy with these fusion weights (configured sources only; the others keep theirs)."""

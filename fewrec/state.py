@@ -8,6 +8,7 @@ weights `fewrec tune` chooses for it are kept in `Settings.tuned_path` and used 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -39,16 +40,19 @@ def fit_to_data(
     say = say or log.warning
     notes: list[str] = []
     retrieval = settings.retrieval
-    if "content" in retrieval.sources and not has_titles(split.catalog):
-        retrieval.sources = [s for s in retrieval.sources if s != "content"]
+    if "content" in retrieval.active and not has_titles(split.catalog):
+        switched_off = retrieval.source("content").with_params(enabled=False)
+        retrieval.sources = {**retrieval.sources, "content": switched_off}
         notes.append(
             f"{split.name}: the items have no titles (they are their ids), so the content source "
             "is skipped and no content index is built"
         )
-    timed = [s for s in TIME_AWARE_SOURCES if s in retrieval.sources]
+    timed = [s for s in TIME_AWARE_SOURCES if s in retrieval.active]
     if timed and not split.has_times:
-        retrieval.timed_transition_tau_days = ORDER_ONLY_TAU_DAYS
-        retrieval.timepop_tau_days = ORDER_ONLY_TAU_DAYS
+        retrieval.sources = {
+            **retrieval.sources,
+            **{name: retrieval.source(name).with_params(tau_days=ORDER_ONLY_TAU_DAYS) for name in timed},
+        }
         what = (
             "every interaction has the same timestamp"
             if split.time_kind == "none"
@@ -67,17 +71,26 @@ TunedStatus = Literal["tuned", "configured", "none"]
 
 def tuned_key(settings: Settings) -> str:
     """What tuned weights were chosen for, as one readable key: weights chosen under another
-    protocol, tie order, filtering, source list or content model are not used."""
+    protocol, tie order, filtering, source list, source configs or content model are not used."""
     split = settings.split
     ties = split.ties if split.ties == "id" else f"{split.ties}:{split.tie_seed}"
     parts = [
         split.protocol, f"ties={ties}", f"min_count={split.min_count}", f"min_rating={split.min_rating}",
-        f"holdout={split.holdout}", f"sources={','.join(sorted(settings.retrieval.sources))}",
-        settings.embedding_key,
+        f"holdout={split.holdout}", f"sources={','.join(sorted(settings.retrieval.active))}",
+        f"configs={configs_digest(settings)}", settings.embedding_key,
     ]  # fmt: skip
     if split.protocol == "temporal":
         parts.insert(1, f"cuts={split.test_cut},{split.valid_cut}")
     return "|".join(parts)
+
+
+def configs_digest(settings: Settings) -> str:
+    """10 hex digits of the enabled sources' hyper-parameters (their weights and grids left
+    out: weights are what tuning chooses) and the seed they are fitted with."""
+    retrieval = settings.retrieval
+    facts = {name: retrieval.source(name).params() for name in sorted(retrieval.active)}
+    text = json.dumps({"sources": facts, "seed": retrieval.seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -125,17 +138,17 @@ def save_tuned(settings: Settings, weights: dict[str, float], **facts: Any) -> P
 
 
 def apply_tuned(settings: Settings, say: Callable[[str], None] | None = None) -> TunedStatus:
-    """Use this dataset's tuned weights, unless the settings name weights themselves (a TOML
-    file, FEWREC_RETRIEVAL__WEIGHTS, keyword arguments): 'tuned' when applied, 'configured'
-    when the configured ones win, 'none' when the dataset has none for these settings
-    (`load_tuned`). Sources that were not tuned keep their configured weight."""
-    if "weights" in settings.retrieval.model_fields_set:
+    """Use this dataset's tuned weights, unless the settings name a weight themselves (a TOML
+    file, FEWREC_RETRIEVAL__SOURCES__EASE__WEIGHT, keyword arguments): 'tuned' when applied,
+    'configured' when the configured ones win, 'none' when the dataset has none for these
+    settings (`load_tuned`). Sources that were not tuned keep their configured weight."""
+    if settings.retrieval.weights_configured:
         return "configured"
     entry = load_tuned(settings, say)
     if entry is None:
         return "none"
-    merged = {**settings.retrieval.weights, **{k: float(v) for k, v in entry["weights"].items()}}
-    settings.retrieval = settings.retrieval.model_copy(update={"weights": merged})
+    tuned = {k: float(v) for k, v in entry["weights"].items()}
+    settings.retrieval = settings.retrieval.with_weights(tuned)
     return "tuned"
 
 

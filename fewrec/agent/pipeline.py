@@ -3,10 +3,11 @@ Retriever → LLM reranker + demonstration pool → Explainer), each configured 
 settings section and built once, lazily, behind one lock.
 
 The `Recommender` facade, `fewrec recommend`/`chat`/`eval`/`tune`/`bench` and `evaluate(...,
-pipeline=...)` all take their parts from here. A new candidate source is added in
-`fewrec.retrieval.fusion.make_source` (and `RetrievalSettings`); a new reranker in `make_reranker`
-below. Before anything is built, the settings are fitted to the dataset (`fewrec.state`): what it
-lacks switches sources off, and its tuned fusion weights are used unless the settings name some.
+pipeline=...)` all take their parts from here. A new candidate source is one component config
+registered in `fewrec/retrieval/registry.py` (docs/DESIGN.md, "Add a source"); a new reranker is
+added in `make_reranker` below. Before anything is built, the settings are fitted to the
+dataset (`fewrec.state`): what it lacks switches sources off, and its tuned fusion weights are
+used unless the settings name some.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Pipeline:
     >>> pipeline.retriever.candidates(history, 20)
     >>> pipeline.reranker  # None when the LLM cannot load; `llm_error` says why
 
-    Which section configures what: `retrieval` the sources and their fusion (`make_source`),
+    Which section configures what: `retrieval` the sources (one table each) and their fusion,
     `embedding` and the `chroma_*` fields the content index, `llm` the backend, `rerank` the
     reranker, its demonstrations (`k_shot`, `demo_history_items`) and the explanations' prompt.
     Safe to share between threads: parts are built under one lock and are read-only after."""
@@ -193,7 +194,7 @@ class Pipeline:
         """The content vectors in the split's item order, when 'content' is a source (or the
         vectors given); None otherwise."""
         with self._lock:
-            if self._vectors is None and "content" in self.settings.retrieval.sources:
+            if self._vectors is None and "content" in self.settings.retrieval.active:
                 from fewrec.retrieval.content import aligned_vectors
 
                 content = self.content
@@ -231,7 +232,7 @@ class Pipeline:
         self, split_name: SplitName, split: LeaveOneOutSplit, retrieval: RetrievalSettings,
         sources: list[str] | None,
     ) -> Retriever:  # fmt: skip
-        vectors = self.item_vectors if "content" in (sources or retrieval.sources) else None
+        vectors = self.item_vectors if "content" in (sources or retrieval.active) else None
         return build_retriever(
             split, retrieval, split_name, vectors, self.settings.model_dir, self.progress, sources
         )
@@ -307,7 +308,7 @@ class Pipeline:
     def warm_up(self, llm: bool = False) -> Pipeline:
         """Build everything now (the first request would otherwise pay for it)."""
         _ = self.retriever, self.explainer
-        content = self.content if "content" in self.settings.retrieval.sources else None
+        content = self.content if "content" in self.settings.retrieval.active else None
         if content is not None:
             content.embedder.embed(["warm up"])  # loads the embedding model for queries
         if llm:

@@ -36,7 +36,7 @@ def tune(
     ] = 0,
     sweep: Annotated[
         str | None,
-        typer.Option(help="Try values of one retrieval setting, e.g. timed_transition_tau_days=30,100,365."),
+        typer.Option(help="Try values of one retrieval setting, e.g. timed_transition.tau_days=30,100,365."),
     ] = None,
     users: Annotated[
         int | None, typer.Option(help="Tune on the targets of a seeded sample of N users (as eval --users).")
@@ -65,8 +65,10 @@ def tune(
     if sweep:
         sweep_one_setting(pipeline, sweep, sample, pseudo, folds)
         return
+    from fewrec.eval.tune import weights_tables
+
     result = tune_and_keep(pipeline, sample, users, seed, pseudo, folds)
-    print(f"[retrieval]\nweights = {{ {weights_toml(result.weights)} }}")
+    print(weights_tables(result.weights))
 
 
 def sweep_one_setting(pipeline: Pipeline, sweep: str, sample: Any, pseudo: int, folds: int) -> None:
@@ -101,7 +103,7 @@ def tune_sample(pipeline: Pipeline, users: int | None, seed: int, pseudo: int) -
 
     data, retrieval = pipeline.split, pipeline.settings.retrieval
     if users is None:
-        users = memory_sample_size(data, len(retrieval.sources), pseudo, retrieval.tune_memory_gb)
+        users = memory_sample_size(data, len(retrieval.active), pseudo, retrieval.tune_memory_gb)
         if users is not None:
             note(
                 f"tuning on the validation targets of a seeded sample of {users:,} users: their scores "
@@ -137,7 +139,7 @@ def tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int,
     say_what_is_replaced(pipeline)
     path = save_tuned(
         settings, result.weights, ndcg=result.ndcg, targets=result.targets, users=users, seed=seed,
-        pseudo=pseudo, sources=list(settings.retrieval.sources),
+        pseudo=pseudo, sources=settings.retrieval.active,
     )  # fmt: skip
     console.print(
         f"kept for this dataset in {path}: eval, recommend and chat use them"

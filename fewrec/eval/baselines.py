@@ -152,7 +152,8 @@ def run_baseline(
         retriever = Retriever(split, settings, sources=[source], model_dir=model_dir, progress=progress)
         retriever.fit("valid")
         if source not in retriever.sources:  # it declined to fit: so would every grid point
-            return BaselineResult(name, _labelled(source, point), None, skipped="; ".join(retriever.notes), **common)
+            skipped = "; ".join(retriever.notes)
+            return BaselineResult(name, _labelled(source, point), None, skipped=skipped, **common)
         context = retriever.context_for(valid_users, "valid")
         histories = [split.history(int(u), "valid") for u in valid_users]
         batches = ((part, batch.fused) for part, batch in retriever.score_batches(histories, context))
@@ -168,7 +169,8 @@ def run_baseline(
         fitted = Retriever(split, settings, sources=[source], model_dir=model_dir, progress=progress)
         fitted.fit(report_on)
         if source not in fitted.sources:
-            return BaselineResult(name, _labelled(source, best[1]), best[0], skipped="; ".join(fitted.notes), **common)
+            skipped = "; ".join(fitted.notes)
+            return BaselineResult(name, _labelled(source, best[1]), best[0], skipped=skipped, **common)
     return BaselineResult(name, _labelled(source, best[1]), best[0], retriever=fitted, **common)
 
 

@@ -6,9 +6,9 @@ pseudo-validation splits (each user's last and second-last *training* items as t
 sources fitted on what came before them), all strictly before the real validation and test
 targets. Weights are found by coordinate ascent over a small grid from three neutral starts,
 maximising mean NDCG@10 over every pooled target. `fewrec tune` prints them as TOML for
-fewrec.toml; `--folds 5` also reports an out-of-sample estimate (weights tuned on four fifths
-of the users, scored on the rest), which is what a change has to improve before it becomes
-a default.
+fewrec.toml (a `weight` in each `[retrieval.sources.NAME]`); `--folds 5` also reports an
+out-of-sample estimate (weights tuned on four fifths of the users, scored on the rest), which
+is what a change has to improve before it becomes a default.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fewrec.config import RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit
 from fewrec.eval.metrics import masked_target_ranks, per_user_metrics
 from fewrec.retrieval.fusion import Retriever, max_normalise
+from fewrec.retrieval.registry import LEGACY_KEYS
 
 GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
 
@@ -250,15 +251,35 @@ def sweep_setting(
     progress: bool = True,
     sample: np.ndarray | None = None,
 ) -> list[tuple[Any, TuneResult]]:
-    """Tune the weights again for each value of one retrieval setting (e.g.
+    """Tune the weights again for each value of one retrieval setting (`SOURCE.FIELD`, e.g.
+    `timed_transition.tau_days`, a shared one such as `rrf_k`, or an old flat key such as
     `timed_transition_tau_days`); keep the value that does best on validation (out of sample,
     when `folds` > 1)."""
-    if key not in RetrievalSettings.model_fields:
-        known = ", ".join(sorted(RetrievalSettings.model_fields))
-        raise ValueError(f"unknown retrieval setting {key!r}; known: {known}")
     results = []
     for value in values:
-        trial = RetrievalSettings.model_validate({**settings.model_dump(), key: value})
+        trial = with_setting(settings, key, value)
         results.append((value, tune_weights(split, trial, item_vectors, model_dir, pseudo=pseudo,
                                             folds=folds, progress=progress, sample=sample)))  # fmt: skip
     return results
+
+
+def with_setting(settings: RetrievalSettings, key: str, value: Any) -> RetrievalSettings:
+    """`settings` with one setting changed: `SOURCE.FIELD` (or `sources.SOURCE.FIELD`), a field
+    of the retrieval section itself, or an old flat key (every field it now sets)."""
+    parts = key.removeprefix("sources.").split(".")
+    if len(parts) == 2:
+        return settings.with_source(parts[0], **{parts[1]: value})
+    if key in LEGACY_KEYS:
+        for target in LEGACY_KEYS[key]:
+            source, name = target.split(".")
+            settings = settings.with_source(source, **{name: value})
+        return settings
+    if key in RetrievalSettings.model_fields and key != "sources":
+        return RetrievalSettings.model_validate({**settings.model_dump(), key: value})
+    shared = ", ".join(sorted(k for k in RetrievalSettings.model_fields if k != "sources"))
+    raise ValueError(f"unknown retrieval setting {key!r}; use SOURCE.FIELD (e.g. ease.lambda) or: {shared}")
+
+
+def weights_tables(weights: dict[str, float]) -> str:
+    """Fusion weights as fewrec.toml tables (`[retrieval.sources.NAME]`, `weight = ...`)."""
+    return "\n\n".join(f"[retrieval.sources.{name}]\nweight = {value}" for name, value in weights.items())

@@ -52,7 +52,7 @@ def open_retriever(
         **settings.loader_options,
     )  # fmt: skip
     vectors = None
-    if "content" in settings.retrieval.sources:
+    if "content" in settings.retrieval.active:
         vectors = load_item_vectors(settings, split, progress=progress)
     return Retriever(split, settings.retrieval, vectors, model_dir=settings.model_dir, progress=progress).fit(
         fit_on

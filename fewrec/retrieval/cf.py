@@ -138,9 +138,9 @@ class EASE(_ItemMatrixSource):
             size = n * n * 4 / 1e9
             size_text = f"{size:.1f} GB" if size >= 1 else f"{size * 1000:.0f} MB"
             raise SourceSkipped(
-                f"ease skipped: {n:,} items > retrieval.ease_max_items = {self.max_items:,} (its dense "
-                f"item×item matrix would take {size_text}); it is left out of the fusion, the "
-                "other sources keep their weights. Raise retrieval.ease_max_items to fit it anyway."
+                f"ease skipped: {n:,} items > retrieval.sources.ease.max_items = {self.max_items:,} "
+                f"(its dense item×item matrix would take {size_text}); it is left out of the fusion, the "
+                "other sources keep their weights. Raise retrieval.sources.ease.max_items to fit it anyway."
             )
         dtype = np.float64 if n <= self.FLOAT64_ITEMS else np.float32
         x = _binary_matrix(data)

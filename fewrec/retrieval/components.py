@@ -100,7 +100,9 @@ class ItemKNNConfig(SourceConfig):
     half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
     limit: int = 50  # how many recent items enter the profile
     grid: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"k": k, "half_life": h} for k in (50, 100, 200) for h in (1.0, 3.0, 10.0, 1000.0)]
+        default_factory=lambda: [
+            {"k": k, "half_life": h} for k in (50, 100, 200) for h in (1.0, 3.0, 10.0, 1000.0)
+        ]
     )
 
     def build(self, context: BuildContext) -> CandidateSource:
@@ -116,7 +118,9 @@ class ALSConfig(SourceConfig):
     iterations: int = 15
     regularization: float = 0.05
     grid: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"factors": f, "regularization": r} for f in (32, 64, 128) for r in (0.05, 1.0)]
+        default_factory=lambda: [
+            {"factors": f, "regularization": r} for f in (32, 64, 128) for r in (0.05, 1.0)
+        ]
     )
 
     def build(self, context: BuildContext) -> CandidateSource:

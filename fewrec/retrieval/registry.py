@@ -98,7 +98,8 @@ def sources_table(given: Mapping[str, Any]) -> dict[str, SourceConfig]:
         cls, value = config_class(name), given.get(name)
         if isinstance(value, SourceConfig):
             if not isinstance(value, cls):
-                raise ValueError(f"retrieval.sources.{name} must be a {cls.__name__}, got {type(value).__name__}")
+                got = type(value).__name__
+                raise ValueError(f"retrieval.sources.{name} must be a {cls.__name__}, got {got}")
             table[name] = value
         else:
             table[name] = cls.model_validate(_json(value) if value is not None else {})
@@ -123,7 +124,7 @@ LEGACY_KEYS: dict[str, tuple[str, ...]] = {
         f"sasrec_{f}": (f"sasrec.{f}",)
         for f in ("dim", "max_len", "layers", "heads", "dropout", "epochs", "batch_size", "learning_rate",
                   "negatives", "seeds", "threads", "budget_s", "patience", "min_delta", "validation_users",
-                  "max_interactions")  # fmt: skip
+                  "max_interactions")
     },
 }  # fmt: skip
 _noted: set[str] = set()
@@ -146,8 +147,9 @@ def _json(value: Any) -> Any:
 def legacy_label(source: str, key: str) -> str:
     """The old flat name of a source's hyper-parameter (the published reports' labels), or
     `key` itself when it never had one."""
-    field = config_class(source).field_names().get(key, key)
-    alias = config_class(source).model_fields[field].alias if field in config_class(source).model_fields else None
+    cls = config_class(source)
+    field = cls.field_names().get(key, key)
+    alias = cls.model_fields[field].alias if field in cls.model_fields else None
     for old, targets in LEGACY_KEYS.items():
         if f"{source}.{alias or field}" in targets:
             return old
@@ -185,7 +187,8 @@ def _migrate(data: dict[str, Any]) -> dict[str, Any]:
         _note_once("weights", "retrieval.weights is now retrieval.sources.NAME.weight (the old key still "
                    "loads; a source it does not name gets weight 0, as before)")  # fmt: skip
     if tables:
-        data["sources"] = _merge_tables(tables, {} if isinstance(listed, list) else dict(listed or {}), listed)
+        given = {} if isinstance(listed, list) else dict(listed or {})
+        data["sources"] = _merge_tables(tables, given, listed)
     return data
 
 

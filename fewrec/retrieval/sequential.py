@@ -50,7 +50,7 @@ def _torch() -> Any:
     except ImportError as exc:
         raise FewrecError(
             "the 'sasrec' source needs torch; install fewrec with the 'embed' extra "
-            "(pip install 'fewrec[embed]') or drop 'sasrec' from retrieval.sources"
+            "(pip install 'fewrec[embed]') or set enabled = false in [retrieval.sources.sasrec]"
         ) from exc
     return torch
 
@@ -339,9 +339,9 @@ class SASRec:
         if device == "cpu" and self.max_interactions is not None and n_interactions > self.max_interactions:
             raise SourceSkipped(
                 f"sasrec skipped: {n_interactions:,} training interactions > "
-                f"retrieval.sasrec_max_interactions = {self.max_interactions:,} and no CUDA GPU; it is "
-                "left out of the fusion, the other sources keep their weights. Raise the setting to "
-                "train it on the CPU anyway (within retrieval.sasrec_budget_s)."
+                f"retrieval.sources.sasrec.max_interactions = {self.max_interactions:,} and no CUDA GPU; "
+                "it is left out of the fusion, the other sources keep their weights. Raise the setting to "
+                "train it on the CPU anyway (within retrieval.sources.sasrec.budget_s)."
             )
         torch.set_num_threads(self.threads)
         users, items = np.asarray(data.users), np.asarray(data.items)
@@ -368,7 +368,7 @@ class SASRec:
             limit = (
                 ""
                 if budget is None
-                else f", at most {budget:.0f} s (retrieval.sasrec_budget_s: the result depends on "
+                else f", at most {budget:.0f} s (retrieval.sources.sasrec.budget_s: the result depends on "
                 "the machine's speed and load)"
             )
             which = f" (seed {seed})" if len(self.seeds) > 1 else ""
@@ -380,7 +380,8 @@ class SASRec:
             if info["stopped"] is not None:
                 plateau = "a validation plateau" if validation else "a training-loss plateau"
                 why = (
-                    "the time budget retrieval.sasrec_budget_s: this model depends on the machine's load"
+                    "the time budget retrieval.sources.sasrec.budget_s: this model depends on the "
+                    "machine's load"
                     if info["stopped"] == "budget"
                     else plateau
                 )
