@@ -20,8 +20,10 @@ dataset = "from-toml"
 port = 9000
 
 [retrieval]
-ease_lambda = 100.0
 candidates = 30
+
+[retrieval.sources.ease]
+lambda = 100.0
 
 [split]
 min_count = 10
@@ -49,7 +51,9 @@ def test_defaults(clean_env):
 def test_toml_overrides_defaults(toml_file):
     settings = Settings.load(toml_file)
     assert (settings.seed, settings.dataset, settings.chat.port) == (3, "from-toml", 9000)
-    assert settings.retrieval.ease_lambda == 100.0
+    assert settings.retrieval.source("ease").lambda_ == 100.0
+    assert settings.retrieval.source("ease").weight == 0.75  # the other fields keep their defaults
+    assert settings.retrieval.active == RetrievalSettings().active  # and so do the other sources
     assert settings.retrieval.candidates == 30
     assert settings.retrieval.rrf_k == RetrievalSettings().rrf_k  # untouched nested default
     assert settings.split.min_count == 10
@@ -57,10 +61,12 @@ def test_toml_overrides_defaults(toml_file):
 
 def test_env_overrides_toml_and_merges_nested(toml_file, monkeypatch):
     monkeypatch.setenv("FEWREC_SEED", "5")
-    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "300")
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMBDA", "300")
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__ALS__WEIGHT", "0.3")
     settings = Settings.load(str(toml_file))
     assert settings.seed == 5
-    assert settings.retrieval.ease_lambda == 300.0
+    assert settings.retrieval.source("ease").lambda_ == 300.0
+    assert settings.retrieval.weights["als"] == 0.3
     assert settings.retrieval.candidates == 30  # from TOML: the nested tables are merged
     assert settings.dataset == "from-toml"
 
@@ -68,21 +74,21 @@ def test_env_overrides_toml_and_merges_nested(toml_file, monkeypatch):
 def test_keyword_arguments_override_env_and_toml(toml_file, monkeypatch):
     monkeypatch.setenv("FEWREC_SEED", "5")
     monkeypatch.setenv("FEWREC_DATASET", "from-env")
-    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "300")
-    settings = Settings.load(toml_file, seed=7, retrieval={"ease_lambda": 42.0})
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMBDA", "300")
+    settings = Settings.load(toml_file, seed=7, retrieval={"sources": {"ease": {"lambda": 42.0}}})
     assert settings.seed == 7
-    assert settings.retrieval.ease_lambda == 42.0
+    assert settings.retrieval.source("ease").lambda_ == 42.0
     assert settings.dataset == "from-env"
     assert settings.chat.port == 9000
 
 
 def test_env_without_toml(clean_env, monkeypatch):
     monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "250.5")
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMBDA", "250.5")
     settings = Settings.load()
     assert settings.data_dir == clean_env / "data"
     assert settings.cache_dir == clean_env / "data" / "cache"
-    assert settings.retrieval.ease_lambda == 250.5
+    assert settings.retrieval.source("ease").lambda_ == 250.5
 
 
 def test_fewrec_toml_in_working_folder_is_read_by_default(clean_env):
@@ -119,6 +125,8 @@ def test_unknown_toml_key_is_rejected(clean_env):
     ("text", "key"),
     [
         ("[retrieval]\nease_lamda = 3.0\n", "retrieval.ease_lamda"),
+        ("[retrieval.sources.ease]\nlamda = 3.0\n", "lamda"),
+        ("[retrieval.sources.nope]\nweight = 3.0\n", "unknown candidate source 'nope'"),
         ("[split]\nmin_cont = 2\n", "split.min_cont"),
         ('[embedding]\nbackendd = "openai"\n', "embedding.backendd"),
     ],
@@ -133,6 +141,10 @@ def test_unknown_nested_toml_key_is_rejected(clean_env, text, key):
 def test_unknown_nested_env_key_is_rejected(clean_env, monkeypatch):
     monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMDA", "3")
     with pytest.raises(ValidationError, match="ease_lamda"):
+        Settings.load()
+    monkeypatch.delenv("FEWREC_RETRIEVAL__EASE_LAMDA")
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMDA", "3")
+    with pytest.raises(ValidationError, match="lamda"):
         Settings.load()
 
 
@@ -149,8 +161,8 @@ def test_wrong_type_in_toml_is_rejected(clean_env):
 
 
 def test_wrong_type_in_env_is_rejected(clean_env, monkeypatch):
-    monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMBDA", "lots")
-    with pytest.raises(ValidationError, match="ease_lambda"):
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMBDA", "lots")
+    with pytest.raises(ValidationError, match="lambda"):
         Settings.load()
 
 

@@ -239,7 +239,7 @@ class SourceConfig(BaseModel):
         names = self.field_names()
         unknown = [key for key in changes if key not in names]
         if unknown:
-            known = ", ".join(sorted(k for k in self.model_fields if k not in self.ROLE_FIELDS))
+            known = ", ".join(sorted(k for k in type(self).model_fields if k not in self.ROLE_FIELDS))
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}; this source has: {known}")
         update = {names[key]: value for key, value in changes.items()}
         checked = type(self).model_validate({**self.model_dump(), **update})
