@@ -131,7 +131,7 @@ def agent_settings(fewrec_data_dir, tmp_path_factory):
         patch.chdir(tmp_path_factory.mktemp("no-config"))
         settings = Settings(data_dir=fewrec_data_dir)
     assert settings.retrieval == RetrievalSettings()
-    assert "sasrec" in settings.retrieval.sources and "content" in settings.retrieval.sources
+    assert "sasrec" in settings.retrieval.active and "content" in settings.retrieval.active
     return settings
 
 

@@ -168,7 +168,7 @@ def test_positions_score_by_order_only_and_the_temporal_protocol_refuses_them(po
     settings = Settings(retrieval=RetrievalSettings(sources=sources, weights=dict.fromkeys(sources, 1.0)))
     notes = fit_to_data(settings, split, say=lambda _: None)
     assert len(notes) == 1 and "positions" in notes[0] and "order of interactions only" in notes[0]
-    assert settings.retrieval.timed_transition_tau_days == ORDER_ONLY_TAU_DAYS
+    assert settings.retrieval.source("timed_transition").tau_days == ORDER_ONLY_TAU_DAYS
     # Order-only: the time-aware transition source scores as the plain one does.
     scored = Retriever(split, settings.retrieval, progress=False).fit("valid").score_split("valid")
     np.testing.assert_allclose(
@@ -193,7 +193,7 @@ def test_fit_to_data_leaves_the_bundled_data_alone_and_drops_content_without_tit
     split = load_dataset(positions_csv, cache_dir=None)
     said: list[str] = []
     fit_to_data(settings, split, say=said.append)
-    assert "content" not in settings.retrieval.sources
+    assert "content" not in settings.retrieval.active
     assert sum("content source is skipped" in s for s in said) == 1 and len(said) == 2
 
 
@@ -273,8 +273,9 @@ def test_tuned_weights_are_kept_per_dataset(clean_env, positions_csv):
     assert load_tuned(a.model_copy(update={"split": SplitSettings(protocol="temporal")})) is None
     assert apply_tuned(a) == "tuned"
     assert a.retrieval.weights["ease"] == 0.1 and a.retrieval.weights["sasrec"] == 0.5  # others kept
-    explicit = Settings(data_dir=clean_env, dataset=str(positions_csv), retrieval={"weights": {"ease": 1.0}})
-    assert apply_tuned(explicit) == "configured" and explicit.retrieval.weights == {"ease": 1.0}
+    named = {"sources": {"ease": {"weight": 1.0}}}
+    explicit = Settings(data_dir=clean_env, dataset=str(positions_csv), retrieval=named)
+    assert apply_tuned(explicit) == "configured" and explicit.retrieval.weights["ease"] == 1.0
 
 
 def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positions_csv):
@@ -297,7 +298,7 @@ def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positi
     assert used.exit_code == 0, used.output
     assert "fusion weights: tuned for this dataset" in used.output and "no tuned weights" not in used.output
     settings = json.loads((out / "results.json").read_text())["settings"]["retrieval"]
-    assert settings["weights"] == {**RetrievalSettings().weights, **entry["weights"]}
+    assert _weights(settings) == {**RetrievalSettings().weights, **entry["weights"]}
 
     other = write_interactions(cli_env / "other" / "ratings.csv", seed=5)
     untuned = CliRunner().invoke(app, [*args, "--dataset", str(other), "--out", str(cli_env / "run2")])
@@ -345,7 +346,7 @@ def test_cli_eval_tune_chooses_weights_first_only_when_none_are_kept(cli_env, po
     assert "test split not used" in first.output
     entry = load_tuned(Settings(dataset=str(positions_csv)))
     assert entry is not None
-    used = json.loads((cli_env / "run1" / "results.json").read_text())["settings"]["retrieval"]["weights"]
+    used = _weights(json.loads((cli_env / "run1" / "results.json").read_text())["settings"]["retrieval"])
     assert used == {**RetrievalSettings().weights, **entry["weights"]}  # the run used what it chose
     again = CliRunner().invoke(app, [*args, "--tune", "--out", str(cli_env / "run2")])
     assert again.exit_code == 0, again.output
@@ -412,3 +413,8 @@ def test_sigterm_stops_eval_like_ctrl_c(cli_env, positions_csv):
     assert "INCOMPLETE" in (out / "report.md").read_text()
     assert readme.read_text() == "<!-- results:start -->\nold figures\n<!-- results:end -->\n"
     assert "is not updated: the run did not finish" in " ".join(output.split())
+
+
+def _weights(retrieval: dict) -> dict[str, float]:
+    """The fusion weights a results.json's retrieval settings name (the enabled sources')."""
+    return {name: table["weight"] for name, table in retrieval["sources"].items() if table["enabled"]}

@@ -117,7 +117,8 @@ def full_report(bundled_split, tmp_path_factory) -> EvalReport:
     """The default retrieval stage plus popularity and random, on every user of the test split."""
     # Every default source, but SASRec trained briefly: this tests the runner, not SASRec.
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("eval-data"), retrieval=RetrievalSettings(sasrec_epochs=2)
+        data_dir=tmp_path_factory.mktemp("eval-data"),
+        retrieval=RetrievalSettings(sources={"sasrec": {"epochs": 2}}),
     )
     return evaluate(
         bundled_split,
@@ -149,7 +150,7 @@ def test_full_report_shape_and_ordering(full_report, bundled_split):
         assert 0 < result.coverage_at_10 <= 1 and 0 <= result.long_tail_at_10 <= 1
         assert result.metrics["recall@5"] <= result.metrics["recall@10"] <= result.metrics["recall@20"]
     # Each configured source is reported on its own too.
-    assert {f"source: {s}" for s in Settings().retrieval.sources if s != "content"} <= {
+    assert {f"source: {s}" for s in Settings().retrieval.active if s != "content"} <= {
         x.name for x in r.methods
     }
     # Candidate recall grows with depth and starts at Recall@20.
@@ -425,7 +426,7 @@ def test_tune_weights_pools_pseudo_validation_targets(bundled_split):
     assert result.targets == bundled_split.n_users + len(moved)
     assert set(result.weights) == {"transition", "timed_transition", "timepop"}
     # The figure it reports is the metric the evaluation suite computes.
-    retriever = Retriever(bundled_split, settings.model_copy(update={"weights": result.weights})).fit("valid")
+    retriever = Retriever(bundled_split, settings.with_weights(result.weights)).fit("valid")
     fused = retriever.score_split("valid").fused
     ranks = m.target_ranks(fused, bundled_split.targets("valid"), bundled_split.histories("valid"))
     ndcg = m.per_user_metrics(ranks, (10,))["ndcg@10"].mean()
@@ -444,6 +445,8 @@ def test_cli_tune_prints_weights_as_toml(cli_env):
     result = CliRunner().invoke(app, ["tune", "--no-content", "--pseudo", "1", "--folds", "2"])
     assert result.exit_code == 0, result.output
     assert "over 1" in result.output and "out of sample (2-fold over users)" in result.output
-    toml = result.output[result.output.index("[retrieval]") :]
-    weights = tomllib.loads(toml)["retrieval"]["weights"]
+    toml = result.output[result.output.index("[retrieval.sources.") :]
+    tables = tomllib.loads(toml)["retrieval"]["sources"]
+    weights = {name: table["weight"] for name, table in tables.items()}
     assert set(weights) == {"transition", "timepop"} and weights["transition"] == 1.0
+    assert RetrievalSettings(sources=tables).weights["timepop"] == weights["timepop"]  # it loads as printed

@@ -102,8 +102,8 @@ def test_without_titles_there_is_no_content_index(tmp_path, bundled_split):
     assert pipeline.notes == [] and said == []
     assert pipeline.content is None and pipeline.item_vectors is None
     assert any("no titles" in note for note in pipeline.notes) and said == pipeline.notes
-    assert "content" not in pipeline.settings.retrieval.sources
-    assert "content" in settings.retrieval.sources  # the caller's settings are left alone
+    assert "content" not in pipeline.settings.retrieval.active
+    assert "content" in settings.retrieval.active  # the caller's settings are left alone
     assert list(pipeline.retriever.sources) == ["transition"]
     assert pipeline.demo_pool.collection is None  # demonstrations by shared items: no Chroma
     recommender = Recommender(pipeline=pipeline)

@@ -26,7 +26,7 @@ from servers import FaultProxy, start_chroma_server, start_llama_server, stop_pr
 from fewrec.agent.chat import ChatAgent
 from fewrec.agent.recommender import Recommender
 from fewrec.agent.rerank import LLMReranker
-from fewrec.config import Settings
+from fewrec.config import RetrievalSettings, Settings
 from fewrec.eval.runner import evaluate
 from fewrec.llm.openai_http import OpenAICompatibleBackend
 
@@ -124,8 +124,13 @@ def test_eval_goes_on_when_the_server_dies_mid_run_and_recovers_after_a_restart(
     settings = http_settings(agent_settings, proxy.url, GENEROUS)
     # The subject is the LLM stage; its candidates come from two closed-form sources, since the
     # default ones would train SASRec on the validation split, which no other test here needs.
-    settings.retrieval = settings.retrieval.model_copy(
-        update={"sources": ["transition", "ease"], "weights": {"transition": 1.0, "ease": 0.5}}
+    settings.retrieval = RetrievalSettings(
+        sources={"transition": {"weight": 1.0}, "ease": {"weight": 0.5}}
+        | {
+            name: {"enabled": False}
+            for name in settings.retrieval.active
+            if name not in ("transition", "ease")
+        }
     )
     backend = OpenAICompatibleBackend.from_settings(settings.llm)
     reranker = LLMReranker(bundled_split, backend, settings.rerank)

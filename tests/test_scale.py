@@ -208,20 +208,20 @@ def test_time_aware_sources_equal_reweighting_every_pair(fitted):
 
 def test_ease_above_its_item_limit_is_skipped_with_a_note(small_split, caplog):
     limit = small_split.n_items - 1
-    with pytest.raises(SourceSkipped, match=r"retrieval\.ease_max_items"):
+    with pytest.raises(SourceSkipped, match=r"retrieval\.sources\.ease\.max_items"):
         EASE(max_items=limit).fit(fit_data(small_split, "test"))
-    settings = RetrievalSettings(sources=["ease", "transition"], ease_max_items=limit)
+    settings = RetrievalSettings(sources=["ease", "transition"]).with_source("ease", max_items=limit)
     with caplog.at_level(logging.WARNING, logger="fewrec.retrieval"):
         retriever = Retriever(small_split, settings, progress=False).fit("test")
     assert list(retriever.sources) == ["transition"]
     (note,) = retriever.notes
-    assert f"{small_split.n_items:,} items > retrieval.ease_max_items = {limit:,}" in note
+    assert f"{small_split.n_items:,} items > retrieval.sources.ease.max_items = {limit:,}" in note
     assert "left out of the fusion" in note and note in caplog.text
     candidates = retriever.candidates(small_split.history(0, "test"), 10)
     assert len(candidates) == 10 and all("ease" not in c.sources for c in candidates)
     # The EASE baseline keeps the same limit: it comes back skipped, with the reason.
     result = run_baseline("ease", small_split, settings, "test", np.arange(5))
-    assert result.skipped is not None and "ease_max_items" in result.skipped
+    assert result.skipped is not None and "ease.max_items" in result.skipped
 
 
 def test_an_evaluation_with_ease_over_its_limit_runs_and_says_why(small_split, tmp_path):
@@ -308,7 +308,9 @@ def test_sasrec_stops_on_a_loss_plateau_and_skips_large_data_without_a_gpu(tmp_p
     assert model.runs[0]["stopped"] == "plateau" and model.runs[0]["epochs_trained"] == 3
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(SourceSkipped, match=r"retrieval\.sasrec_max_interactions = 100 and no CUDA GPU"):
+    with pytest.raises(
+        SourceSkipped, match=r"retrieval\.sources\.sasrec\.max_interactions = 100 and no CUDA GPU"
+    ):
         SASRec(max_interactions=100, progress=False).fit(_patterned())
 
 
@@ -348,8 +350,8 @@ def test_sasrec_stops_on_validation_of_held_out_training_items_and_keeps_the_bes
 def test_the_facade_path_still_notes_that_sasrec_trains(small_split, tmp_path, caplog):
     """`Recommender` builds its Retriever with progress=False: the note still reaches the log."""
     require_module("torch", "torch (the 'embed' extra)")
-    settings = RetrievalSettings(
-        sources=["sasrec"], sasrec_epochs=1, sasrec_dim=16, sasrec_negatives=8, sasrec_max_len=8
+    settings = RetrievalSettings(sources=["sasrec"]).with_source(
+        "sasrec", epochs=1, dim=16, negatives=8, max_len=8
     )
     with caplog.at_level(logging.WARNING, logger="fewrec.retrieval"):
         retriever = Retriever(small_split, settings, model_dir=tmp_path, progress=False).fit("test")
