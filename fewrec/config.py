@@ -8,11 +8,13 @@ Nested fields use a double underscore in the environment: FEWREC_RETRIEVAL__SOUR
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 from pydantic_settings import (
@@ -23,9 +25,6 @@ from pydantic_settings import (
 )
 
 from fewrec.data.split import SplitSettings
-
-if TYPE_CHECKING:
-    from fewrec.retrieval.base import SourceConfig
 
 
 def default_data_dir() -> Path:
@@ -47,11 +46,248 @@ class EmbeddingSettings(BaseModel):
     timeout_s: float = 30.0
 
 
+# --------------------------------------------------------------- candidate sources as components
+# The registry sits here, below the sources (fewrec/retrieval/), so that settings can validate
+# each source's table without importing the sources themselves.
+log = logging.getLogger("fewrec.config")
+
+
+class SourceConfig(BaseModel):
+    """One candidate source as a component: its hyper-parameters, its fusion weight, whether
+    it runs, and the grid its baseline is tuned over. A subclass per source adds the
+    hyper-parameters and `build(context) -> CandidateSource` (fewrec/retrieval/components.py);
+    `register_source` names it (`[retrieval.sources.NAME]` in fewrec.toml)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)  # a typo is an error
+
+    enabled: bool = True  # false: configured but neither fitted nor fused
+    # A weight of 0 still fits the source (its evidence is shown) without moving the rank.
+    weight: float = 1.0
+    # Grid points (hyper-parameter -> value) the baseline named `baseline` is tuned over on
+    # validation; every other hyper-parameter keeps this config's value.
+    grid: list[dict[str, Any]] = Field(default_factory=list)
+    baseline: ClassVar[str | None] = None  # the `fewrec eval --baselines` name; None: no baseline
+
+    # Not hyper-parameters: what fuses or tunes the source, not what it learns.
+    ROLE_FIELDS: ClassVar[frozenset[str]] = frozenset({"enabled", "weight", "grid"})
+
+    def build(self, context: Any) -> Any:
+        """The fitted-to-be source (a `fewrec.retrieval.base.CandidateSource`), given a
+        `fewrec.retrieval.base.BuildContext`."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to build its source")
+
+    @model_validator(mode="after")
+    def _grid_names_hyper_parameters(self) -> SourceConfig:
+        known = self.field_names()
+        for point in self.grid:
+            unknown = [key for key in point if key not in known or key in self.ROLE_FIELDS]
+            if unknown:
+                raise ValueError(f"grid key(s) {', '.join(unknown)} are not hyper-parameters of this source")
+        return self
+
+    @classmethod
+    def field_names(cls) -> dict[str, str]:
+        """Every key a field is known by (its name and its alias) -> its name."""
+        names = {name: name for name in cls.model_fields}
+        names.update({f.alias: name for name, f in cls.model_fields.items() if f.alias})
+        return names
+
+    def params(self) -> dict[str, Any]:
+        """The hyper-parameters alone, by their TOML names (what a model depends on)."""
+        return self.model_dump(mode="json", by_alias=True, exclude=set(self.ROLE_FIELDS))
+
+    def with_params(self, **changes: Any) -> SourceConfig:
+        """A copy with `changes` (by name or alias) validated and applied; the changed fields
+        count as set (`model_fields_set`), the others keep whether they were."""
+        names = self.field_names()
+        unknown = [key for key in changes if key not in names]
+        if unknown:
+            known = ", ".join(sorted(k for k in type(self).model_fields if k not in self.ROLE_FIELDS))
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; this source has: {known}")
+        update = {names[key]: value for key, value in changes.items()}
+        checked = type(self).model_validate({**self.model_dump(), **update})
+        return self.model_copy(update={name: getattr(checked, name) for name in update})
+
+
+# name -> config class; fewrec/retrieval/registry.py registers the built-in sources when the
+# retrieval package loads (which `import fewrec` does first), so settings find them.
+_registry: dict[str, type[SourceConfig]] = {}
+# The sources a default retriever fuses, in the order it sums them.
+DEFAULT_SOURCES: tuple[str, ...] = (
+    "timed_transition", "transition", "ease", "timepop", "itemknn", "content", "als", "bpr", "sasrec",
+)  # fmt: skip
+
+
+def register_source(name: str, config: type[SourceConfig]) -> type[SourceConfig]:
+    """Make `config` the component named `name` (`[retrieval.sources.NAME]`)."""
+    _registry[name] = config
+    return config
+
+
+def unregister_source(name: str) -> None:
+    """Forget a source registered at run time (tests, plug-ins)."""
+    _registry.pop(name, None)
+
+
+def source_names() -> tuple[str, ...]:
+    """Every registered source, in the order registered (the built-ins first)."""
+    return tuple(_registry)
+
+
+def config_class(name: str) -> type[SourceConfig]:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise ValueError(f"unknown candidate source {name!r}; known: {', '.join(_registry)}") from None
+
+
+def default_config(name: str) -> SourceConfig:
+    return config_class(name)()
+
+
+def default_sources() -> dict[str, SourceConfig]:
+    return {name: default_config(name) for name in DEFAULT_SOURCES}
+
+
+def sources_table(given: Mapping[str, Any]) -> dict[str, SourceConfig]:
+    """The `sources` table: the defaults with `given`'s tables merged in, field by field."""
+    if set(DEFAULT_SOURCES) <= set(given):
+        order = list(given)
+    else:
+        order = [*DEFAULT_SOURCES, *(name for name in given if name not in DEFAULT_SOURCES)]
+    table: dict[str, SourceConfig] = {}
+    for name in order:
+        cls, value = config_class(name), given.get(name)
+        if isinstance(value, SourceConfig):
+            if not isinstance(value, cls):
+                got = type(value).__name__
+                raise ValueError(f"retrieval.sources.{name} must be a {cls.__name__}, got {got}")
+            table[name] = value
+        else:
+            table[name] = cls.model_validate(_json(value) if value is not None else {})
+    return table
+
+
+# ------------------------------------------------------------------------- the old flat keys
+# Each old key of the flat `[retrieval]` section -> the component fields it now sets.
+LEGACY_KEYS: dict[str, tuple[str, ...]] = {
+    "ease_lambda": ("ease.lambda",), "ease_half_life": ("ease.half_life",),
+    "ease_max_items": ("ease.max_items",), "profile_items": ("ease.limit", "itemknn.limit", "content.limit"),
+    "recency_half_life": ("itemknn.half_life", "content.half_life"),
+    **{
+        f"transition_{field}": (f"transition.{field}", f"timed_transition.{field}")
+        for field in ("window", "decay", "half_life", "normalise", "backward", "limit")
+    },
+    "timed_transition_tau_days": ("timed_transition.tau_days",), "timepop_tau_days": ("timepop.tau_days",),
+    "itemknn_k": ("itemknn.k",),
+    **{f"als_{f}": (f"als.{f}",) for f in ("factors", "iterations", "regularization")},
+    **{f"bpr_{f}": (f"bpr.{f}",) for f in ("factors", "iterations", "learning_rate")},
+    **{
+        f"sasrec_{f}": (f"sasrec.{f}",)
+        for f in ("dim", "max_len", "layers", "heads", "dropout", "epochs", "batch_size", "learning_rate",
+                  "negatives", "seeds", "threads", "budget_s", "patience", "min_delta", "validation_users",
+                  "max_interactions")
+    },
+}  # fmt: skip
+_noted: set[str] = set()
+
+
+def _note_once(key: str, message: str) -> None:
+    """One line per old key and process: it still loads, and here is its new name."""
+    if key not in _noted:
+        _noted.add(key)
+        log.warning("%s", message)
+
+
+def _json(value: Any) -> Any:
+    """Environment variables arrive as text; a list or table in them is JSON."""
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        return json.loads(value)
+    return value
+
+
+def legacy_label(source: str, key: str) -> str:
+    """The old flat name of a source's hyper-parameter (the published reports' labels), or
+    `key` itself when it never had one."""
+    cls = config_class(source)
+    field = cls.field_names().get(key, key)
+    alias = cls.model_fields[field].alias if field in cls.model_fields else None
+    for old, targets in LEGACY_KEYS.items():
+        if f"{source}.{alias or field}" in targets:
+            return old
+    return key
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Old flat keys (`ease_lambda`, `weights = {...}`, `sources = [...]`) as the tables they
+    now are; a table given in the new form wins over an old key for the same field."""
+    tables: dict[str, dict[str, Any]] = {}
+    for old in [key for key in data if key in LEGACY_KEYS]:
+        value = data.pop(old)
+        for target in LEGACY_KEYS[old]:
+            source, field = target.split(".")
+            tables.setdefault(source, {})[field] = _json(value)
+        new = " and ".join(f"retrieval.sources.{t}" for t in LEGACY_KEYS[old])
+        _note_once(old, f"retrieval.{old} is now {new} (the old key still loads)")
+    listed = _json(data.get("sources"))
+    if isinstance(listed, list):
+        names = [str(name) for name in listed]
+        for name in [*names, *(n for n in DEFAULT_SOURCES if n not in names)]:
+            tables.setdefault(name, {})["enabled"] = name in names
+        _note_once("sources", "retrieval.sources = [...] is now a table per source, retrieval.sources.NAME "
+                   "(`enabled = false` leaves a default source out; the old list still loads)")  # fmt: skip
+        data["sources"] = {}
+    if "weights" in data:
+        weights = {str(k): float(v) for k, v in (_json(data.pop("weights")) or {}).items()}
+        enabled = [n for n in tables if tables[n].get("enabled", True)] if listed else list(DEFAULT_SOURCES)
+        for name in enabled:
+            # As the flat key always did: a listed source it does not name gets 0, unless alone.
+            tables.setdefault(name, {})["weight"] = weights.get(name, 1.0 if len(enabled) == 1 else 0.0)
+        for name, weight in weights.items():
+            if name in tables:
+                tables[name]["weight"] = weight
+        _note_once("weights", "retrieval.weights is now retrieval.sources.NAME.weight (the old key still "
+                   "loads; a source it does not name gets weight 0, as before)")  # fmt: skip
+    if tables:
+        given = {} if isinstance(listed, list) else dict(listed or {})
+        data["sources"] = _merge_tables(tables, given, listed)
+    return data
+
+
+def _merge_tables(tables: dict[str, dict[str, Any]], given: dict[str, Any], listed: Any) -> dict[str, Any]:
+    """The old keys' tables under the new-form ones (which win, field by field), in the order
+    that decides fusion: an old list's order, a complete new table's, or the defaults'."""
+    if isinstance(listed, list):
+        order = list(tables)
+    elif set(DEFAULT_SOURCES) <= set(given):
+        order = list(given)
+    else:
+        order = [name for name in DEFAULT_SOURCES if name in tables or name in given]
+    merged: dict[str, Any] = {}
+    for name in dict.fromkeys([*order, *given, *tables]):
+        value = given.get(name)
+        if isinstance(value, SourceConfig):
+            value = value.model_dump(exclude_unset=True)
+        merged[name] = {**tables.get(name, {}), **(_json(value) or {})}
+    return merged
+
+
+def normalise_retrieval(data: dict[str, Any]) -> dict[str, Any]:
+    """The `retrieval` section's input with old keys carried over and `sources` made a full
+    table of component configs (`RetrievalSettings` validates it before its fields)."""
+    data = _migrate(dict(data))
+    data["sources"] = sources_table(_json(data.get("sources")) or {})
+    return data
+
+
 class RetrievalSettings(BaseModel):
     """Candidate sources and their fusion. Each source is a component with its own table,
     `[retrieval.sources.NAME]`: its hyper-parameters, fusion `weight`, `enabled` and baseline
-    `grid` (fewrec/retrieval/components.py, named in fewrec/retrieval/registry.py, which also
-    says how sources are switched on and in which order they fuse). The defaults were chosen
+    `grid` (fewrec/retrieval/components.py, registered in fewrec/retrieval/registry.py). Every
+    name in `DEFAULT_SOURCES` runs unless its table says `enabled = false`; another registered
+    source runs once its table is present. Sources fuse in `DEFAULT_SOURCES` order, then the
+    others in the order configured (a float sum depends on its order, and the published figures
+    on that sum); a table that names every default source keeps its own order. The defaults were chosen
     on the validation split of the bundled data by `fewrec tune` (the test split is never used
     to choose them). The old flat keys (`ease_lambda`, `weights = {...}`, `sources = [...]`)
     still load, with a one-line note naming the new key."""
@@ -59,9 +295,7 @@ class RetrievalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
     # name -> that source's config (a `SourceConfig` subclass), in fusion order.
-    sources: dict[str, SerializeAsAny[BaseModel]] = Field(
-        default_factory=lambda: _registry().default_sources()
-    )
+    sources: dict[str, SerializeAsAny[BaseModel]] = Field(default_factory=lambda: default_sources())
     fusion: Literal["weighted", "rrf"] = "weighted"
     rrf_k: int = 60
     candidates: int = 20
@@ -77,7 +311,7 @@ class RetrievalSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _components(cls, data: Any) -> Any:
-        return _registry().normalise_retrieval(data) if isinstance(data, dict) else data
+        return normalise_retrieval(data) if isinstance(data, dict) else data
 
     @property
     def active(self) -> list[str]:
@@ -98,7 +332,7 @@ class RetrievalSettings(BaseModel):
     def source(self, name: str) -> SourceConfig:
         """The config of source `name`: as configured, else its registered defaults."""
         config = self.sources.get(name)
-        return config if config is not None else _registry().default_config(name)  # type: ignore[return-value]
+        return config if config is not None else default_config(name)  # type: ignore[return-value]
 
     def with_source(self, name: str, **changes: Any) -> RetrievalSettings:
         """A copy with source `name`'s config changed (by field name or TOML key)."""
@@ -112,14 +346,6 @@ class RetrievalSettings(BaseModel):
             if name in sources:
                 sources[name] = self.source(name).with_params(weight=float(weight))
         return self.model_copy(update={"sources": sources})
-
-
-def _registry() -> ModuleType:
-    # Imported when settings are validated, not when this module loads: the registry imports
-    # the sources, which sit above the settings (fewrec.retrieval imports fewrec.config).
-    import fewrec.retrieval.registry
-
-    return fewrec.retrieval.registry
 
 
 class LLMSettings(BaseModel):

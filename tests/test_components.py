@@ -14,16 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+import fewrec.config as config
 import fewrec.retrieval.cf as cf
 import fewrec.retrieval.components as components
 import fewrec.retrieval.registry as registry
 import fewrec.retrieval.sequential as sequential
-from fewrec.config import RetrievalSettings, Settings
+from fewrec.config import RetrievalSettings, Settings, SourceConfig
 from fewrec.data.split import LeaveOneOutSplit, leave_one_out
 from fewrec.data.synthetic import generate, to_dataset
 from fewrec.eval.baselines import BASELINES, baseline_grids, run_baseline
 from fewrec.eval.tune import weights_toml, with_setting
-from fewrec.retrieval.base import BuildContext, FitData, ScoringContext, SourceConfig
+from fewrec.retrieval.base import BuildContext, FitData, ScoringContext
 from fewrec.retrieval.content import ContentSimilarity
 from fewrec.retrieval.fusion import Retriever, make_source, max_normalise
 from fewrec.retrieval.sequential import SASRec
@@ -82,7 +83,7 @@ def vectors(split) -> np.ndarray:
 @pytest.fixture
 def fresh_notes(monkeypatch):
     """Every old key's note may be said again (they are said once per process)."""
-    monkeypatch.setattr(registry, "_noted", set())
+    monkeypatch.setattr(config, "_noted", set())
 
 
 def _recorded_arguments(monkeypatch, name: str, settings: RetrievalSettings) -> dict[str, Any]:

@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from fewrec.config import RetrievalSettings
+from fewrec.config import RetrievalSettings, config_class, legacy_label, source_names
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval.metrics import batch_ranks, per_user_metrics
 from fewrec.retrieval.base import user_batches
 from fewrec.retrieval.fusion import Retriever
-from fewrec.retrieval.registry import config_class, legacy_label, source_names
 
 # The order the reports list the baselines in; a registered source with a baseline that is not
 # here follows, in the registry's order.

@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from fewrec.config import RetrievalSettings
+from fewrec.config import LEGACY_KEYS, RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit
 from fewrec.eval.metrics import masked_target_ranks, per_user_metrics
 from fewrec.retrieval.fusion import Retriever, max_normalise
-from fewrec.retrieval.registry import LEGACY_KEYS
 
 GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
@@ -189,58 +189,3 @@ class BuildContext:
     progress: bool = True
     notify: Callable[[str], None] | None = None
     seed: int = 0
-
-
-class SourceConfig(BaseModel):
-    """One candidate source as a component: its hyper-parameters, its fusion weight, whether
-    it runs, and the grid its baseline is tuned over. A subclass per source adds the
-    hyper-parameters and `build`; `fewrec/retrieval/registry.py` names it
-    (`[retrieval.sources.NAME]` in fewrec.toml)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)  # a typo is an error
-
-    enabled: bool = True  # false: configured but neither fitted nor fused
-    # A weight of 0 still fits the source (its evidence is shown) without moving the rank.
-    weight: float = 1.0
-    # Grid points (hyper-parameter -> value) the baseline named `baseline` is tuned over on
-    # validation; every other hyper-parameter keeps this config's value.
-    grid: list[dict[str, Any]] = Field(default_factory=list)
-    baseline: ClassVar[str | None] = None  # the `fewrec eval --baselines` name; None: no baseline
-
-    # Not hyper-parameters: what fuses or tunes the source, not what it learns.
-    ROLE_FIELDS: ClassVar[frozenset[str]] = frozenset({"enabled", "weight", "grid"})
-
-    def build(self, context: BuildContext) -> CandidateSource:
-        raise NotImplementedError(f"{type(self).__name__} does not say how to build its source")
-
-    @model_validator(mode="after")
-    def _grid_names_hyper_parameters(self) -> SourceConfig:
-        known = self.field_names()
-        for point in self.grid:
-            unknown = [key for key in point if key not in known or key in self.ROLE_FIELDS]
-            if unknown:
-                raise ValueError(f"grid key(s) {', '.join(unknown)} are not hyper-parameters of this source")
-        return self
-
-    @classmethod
-    def field_names(cls) -> dict[str, str]:
-        """Every key a field is known by (its name and its alias) -> its name."""
-        names = {name: name for name in cls.model_fields}
-        names.update({f.alias: name for name, f in cls.model_fields.items() if f.alias})
-        return names
-
-    def params(self) -> dict[str, Any]:
-        """The hyper-parameters alone, by their TOML names (what a model depends on)."""
-        return self.model_dump(mode="json", by_alias=True, exclude=set(self.ROLE_FIELDS))
-
-    def with_params(self, **changes: Any) -> SourceConfig:
-        """A copy with `changes` (by name or alias) validated and applied; the changed fields
-        count as set (`model_fields_set`), the others keep whether they were."""
-        names = self.field_names()
-        unknown = [key for key in changes if key not in names]
-        if unknown:
-            known = ", ".join(sorted(k for k in type(self).model_fields if k not in self.ROLE_FIELDS))
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; this source has: {known}")
-        update = {names[key]: value for key, value in changes.items()}
-        checked = type(self).model_validate({**self.model_dump(), **update})
-        return self.model_copy(update={name: getattr(checked, name) for name in update})

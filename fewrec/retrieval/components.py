@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from fewrec.retrieval.base import BuildContext, CandidateSource, SourceConfig
+from fewrec.config import SourceConfig
+from fewrec.retrieval.base import BuildContext, CandidateSource
 from fewrec.retrieval.cf import (
     ALS,
     BPR,
