@@ -286,7 +286,7 @@ def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positi
     assert tuned.exit_code == 0, tuned.output
     assert "over 12 targets" in tuned.output
     assert tuned.output.count("order of interactions only") == 1
-    entry = load_tuned(Settings(dataset=str(positions_csv)))
+    entry = _tuned_for(positions_csv)
     assert (
         entry is not None
         and entry["users"] == 12
@@ -322,7 +322,7 @@ def test_cli_tune_samples_users_to_fit_its_memory_budget(cli_env, positions_csv,
     tuned = CliRunner().invoke(app, ["tune", "--dataset", str(positions_csv), "--pseudo", "0"])
     assert tuned.exit_code == 0, tuned.output
     assert "seeded sample of 15 users" in tuned.output and "over 15 targets" in tuned.output
-    entry = load_tuned(Settings(dataset=str(positions_csv)))
+    entry = _tuned_for(positions_csv)
     assert entry is not None and entry["users"] == 15
 
 
@@ -344,7 +344,7 @@ def test_cli_eval_tune_chooses_weights_first_only_when_none_are_kept(cli_env, po
         "choosing them on its validation targets first" in first.output and "no tuned weights" in first.output
     )
     assert "test split not used" in first.output
-    entry = load_tuned(Settings(dataset=str(positions_csv)))
+    entry = _tuned_for(positions_csv)
     assert entry is not None
     used = _weights(json.loads((cli_env / "run1" / "results.json").read_text())["settings"]["retrieval"])
     assert used == {**RetrievalSettings().weights, **entry["weights"]}  # the run used what it chose
@@ -418,3 +418,11 @@ def test_sigterm_stops_eval_like_ctrl_c(cli_env, positions_csv):
 def _weights(retrieval: dict) -> dict[str, float]:
     """The fusion weights a results.json's retrieval settings name (the enabled sources')."""
     return {name: table["weight"] for name, table in retrieval["sources"].items() if table["enabled"]}
+
+
+def _tuned_for(csv: Path) -> dict | None:
+    """The tuned entry `fewrec tune` kept for `csv`, read as eval reads it: with the settings
+    fitted to the data first (positions switch the time decay off, which the key records)."""
+    settings = Settings(dataset=str(csv))
+    fit_to_data(settings, load_dataset(str(csv), split=settings.split, cache_dir=None), say=lambda _: None)
+    return load_tuned(settings)
