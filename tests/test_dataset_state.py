@@ -298,7 +298,7 @@ def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positi
     assert used.exit_code == 0, used.output
     assert "fusion weights: tuned for this dataset" in used.output and "no tuned weights" not in used.output
     settings = json.loads((out / "results.json").read_text())["settings"]["retrieval"]
-    assert _weights(settings) == {**RetrievalSettings().weights, **entry["weights"]}
+    assert _weights(settings) == {**_defaults(_weights(settings)), **entry["weights"]}
 
     other = write_interactions(cli_env / "other" / "ratings.csv", seed=5)
     untuned = CliRunner().invoke(app, [*args, "--dataset", str(other), "--out", str(cli_env / "run2")])
@@ -347,7 +347,7 @@ def test_cli_eval_tune_chooses_weights_first_only_when_none_are_kept(cli_env, po
     entry = _tuned_for(positions_csv)
     assert entry is not None
     used = _weights(json.loads((cli_env / "run1" / "results.json").read_text())["settings"]["retrieval"])
-    assert used == {**RetrievalSettings().weights, **entry["weights"]}  # the run used what it chose
+    assert used == {**_defaults(used), **entry["weights"]}  # the run used what it chose
     again = CliRunner().invoke(app, [*args, "--tune", "--out", str(cli_env / "run2")])
     assert again.exit_code == 0, again.output
     assert "already" in again.output and "choosing them" not in again.output
@@ -426,3 +426,8 @@ def _tuned_for(csv: Path) -> dict | None:
     settings = Settings(dataset=str(csv))
     fit_to_data(settings, load_dataset(str(csv), split=settings.split, cache_dir=None), say=lambda _: None)
     return load_tuned(settings)
+
+
+def _defaults(names: dict[str, float]) -> dict[str, float]:
+    """The default fusion weights of these sources."""
+    return {name: RetrievalSettings().source(name).weight for name in names}

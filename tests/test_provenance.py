@@ -92,7 +92,10 @@ def test_tuned_weights_for_another_source_list_are_not_used_and_it_is_said(clean
     said: list[str] = []
     assert apply_tuned(other, said.append) == "none"
     assert len(said) == 1 and "chosen for other settings" in said[0] and "sources=ease,transition" in said[0]
-    assert other.retrieval.weights == Settings().retrieval.weights  # the defaults, unchanged
+    defaults = Settings().retrieval
+    assert other.retrieval.weights == {
+        n: defaults.source(n).weight for n in ("transition", "timepop")
+    }  # unchanged
     assert load_tuned(tuned) is not None  # the file still holds them, for the settings they fit
     again = Settings(data_dir=clean_env, retrieval={"sources": ["ease", "transition"]})  # order: same list
     assert apply_tuned(again) == "tuned" and again.retrieval.weights["ease"] == 0.9
