@@ -8,7 +8,7 @@ import importlib
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pandas as pd
 import pytest
@@ -156,3 +156,12 @@ def sharing_fits(recommender, settings):
     if all(getattr(settings, f) == getattr(recommender.settings, f) for f in same_index):
         other.pipeline._content = recommender.content
     return other
+
+
+def only_sources(*names: str, **fields: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A `retrieval.sources` table in which only `names` run, in that order, each with its
+    `fields` (e.g. `als={"iterations": 3}`); the other default sources are switched off."""
+    from fewrec.config import DEFAULT_SOURCES
+
+    table = {name: {**fields.get(name, {}), "enabled": True} for name in names}
+    return table | {name: {"enabled": False} for name in DEFAULT_SOURCES if name not in names}

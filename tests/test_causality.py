@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import only_sources
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,8 +59,10 @@ def with_future(data: FitData, future: list[tuple[int, int, int]]) -> FitData:
 
 
 def build(name: str):
-    settings = RetrievalSettings(sasrec_epochs=1, sasrec_dim=16, sasrec_negatives=5, als_iterations=3,
-                                 bpr_iterations=3, itemknn_k=5)  # fmt: skip
+    settings = RetrievalSettings(
+        sources={"sasrec": {"epochs": 1, "dim": 16, "negatives": 5}, "als": {"iterations": 3},
+                 "bpr": {"iterations": 3}, "itemknn": {"k": 5}}
+    )  # fmt: skip
     vectors = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
     return make_source(name, settings, item_vectors=vectors, progress=False)
 
@@ -129,17 +132,17 @@ def scrambled(bundled_split):
     return dataclasses.replace(bundled_split, test_item=test_item)
 
 
+WEIGHTS = {
+    "timed_transition": 1.0,
+    "transition": 0.5,
+    "ease": 0.5,
+    "timepop": 0.2,
+    "itemknn": 0.1,
+    "als": 0.2,
+}
 CHEAP = RetrievalSettings(
-    sources=["timed_transition", "transition", "ease", "timepop", "itemknn", "als"],
-    weights={
-        "timed_transition": 1.0,
-        "transition": 0.5,
-        "ease": 0.5,
-        "timepop": 0.2,
-        "itemknn": 0.1,
-        "als": 0.2,
-    },
-    als_iterations=3,
+    sources=only_sources(*WEIGHTS, **{name: {"weight": weight} for name, weight in WEIGHTS.items()})
+    | {"als": {"weight": 0.2, "iterations": 3}}
 )
 
 

@@ -23,7 +23,7 @@ from fewrec.config import RetrievalSettings, Settings, SourceConfig
 from fewrec.data.split import LeaveOneOutSplit, leave_one_out
 from fewrec.data.synthetic import generate, to_dataset
 from fewrec.eval.baselines import BASELINES, baseline_grids, run_baseline
-from fewrec.eval.tune import weights_toml, with_setting
+from fewrec.eval.tune import weights_tables, with_setting
 from fewrec.retrieval.base import BuildContext, FitData, ScoringContext
 from fewrec.retrieval.content import ContentSimilarity
 from fewrec.retrieval.fusion import Retriever, make_source, max_normalise
@@ -250,7 +250,7 @@ def test_a_baseline_reports_its_point_under_the_published_labels(split):
     assert result.params == {"itemknn_k": 5, "recency_half_life": 3.0}
 
 
-def test_sweep_keys_and_weights_toml(fresh_notes):
+def test_sweep_keys_and_weights_tables(fresh_notes):
     base = RetrievalSettings()
     assert with_setting(base, "timed_transition.tau_days", "30").source("timed_transition").tau_days == 30.0
     assert with_setting(base, "sources.ease.lambda", 5).source("ease").lambda_ == 5.0
@@ -258,7 +258,7 @@ def test_sweep_keys_and_weights_toml(fresh_notes):
     assert with_setting(base, "rrf_k", 10).rrf_k == 10
     with pytest.raises(ValueError, match="unknown"):
         with_setting(base, "ease.lamda", 1)
-    text = weights_toml({"ease": 0.5, "als": 0.25})
+    text = weights_tables({"ease": 0.5, "als": 0.25})
     assert RetrievalSettings(**tomllib.loads(text)["retrieval"]).weights["als"] == 0.25
 
 

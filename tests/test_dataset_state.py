@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -70,7 +71,9 @@ def positions_csv(tmp_path) -> Path:
 def cli_env(clean_env, monkeypatch):
     """A fresh data folder and two cheap sources (one of them time-aware)."""
     monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(["transition", "timed_transition"]))
+    monkeypatch.setenv(
+        "FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources("transition", "timed_transition"))
+    )
     return clean_env
 
 

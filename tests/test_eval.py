@@ -8,6 +8,7 @@ import tomllib
 
 import numpy as np
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -323,7 +324,7 @@ def test_report_write_with_slices_plots_history_length(bundled_split, tmp_path):
 @pytest.fixture
 def cli_env(clean_env, monkeypatch):
     monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(["transition", "timepop"]))
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources("transition", "timepop")))
     return clean_env
 
 
@@ -358,7 +359,7 @@ def test_cli_eval_unknown_stage(cli_env):
 
 def test_history_cut_slices_fold_in_factor_models(bundled_split, tmp_path):
     """ALS would otherwise score a known user from the factors of the full history."""
-    als_only = RetrievalSettings(sources=["als"], weights={"als": 1.0}, als_iterations=3)
+    als_only = RetrievalSettings(sources=only_sources("als", als={"weight": 1.0, "iterations": 3}))
     settings = Settings(data_dir=tmp_path, retrieval=als_only)
     report = evaluate(bundled_split, settings, baselines=[], users=200, history_cuts=[1])
     full = report.method(FUSED).metrics["ndcg@10"]

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.agent.pipeline import Pipeline
@@ -21,14 +22,12 @@ from fewrec.retrieval.fusion import Retriever
 from fewrec.retrieval.store import VectorStoreError
 
 FUSED = "fewrec retrieval (fused)"
-SOURCES = ["itemknn", "transition", "popularity"]
 WEIGHTS = {"itemknn": 1.0, "transition": 1.0, "popularity": 0.1}
+SOURCES = only_sources(*WEIGHTS, **{name: {"weight": weight} for name, weight in WEIGHTS.items()})
 
 
 def cheap(data_dir, **update) -> Settings:
-    return Settings(
-        data_dir=data_dir, retrieval=RetrievalSettings(sources=SOURCES, weights=WEIGHTS), **update
-    )
+    return Settings(data_dir=data_dir, retrieval=RetrievalSettings(sources=SOURCES), **update)
 
 
 def test_recommender_evaluate_and_the_cli_agree(bundled_split, clean_env, monkeypatch):
@@ -61,7 +60,6 @@ def test_recommender_evaluate_and_the_cli_agree(bundled_split, clean_env, monkey
     # `fewrec eval` builds its own pipeline from the same settings and writes the same numbers.
     monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
     monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(SOURCES))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__WEIGHTS", json.dumps(WEIGHTS))
     out = clean_env / "run"
     args = ["eval", "--baselines", "none", "--history-cut", "", "--users", "80", "--seed", "3"]
     result = CliRunner().invoke(app, [*args, "--out", str(out)])

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -20,7 +21,7 @@ from fewrec.eval.provenance import Provenance, check_publishable
 from fewrec.eval.verify import compare_folders
 from fewrec.state import apply_tuned, load_tuned, save_tuned, tuned_key
 
-CHEAP = '["transition", "timepop"]'
+CHEAP = json.dumps(only_sources("transition", "timepop"))
 
 
 @pytest.fixture

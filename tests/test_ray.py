@@ -5,6 +5,7 @@ where no cluster answers fails at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,16 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_module
+from conftest import only_sources, require_module
 from typer.testing import CliRunner
 
 from fewrec.config import RetrievalSettings, Settings
 from fewrec.data.errors import FewrecError
 
 CHEAP = RetrievalSettings(
-    sources=["itemknn", "transition", "als", "popularity"],
-    weights={"itemknn": 0.5, "transition": 1.0, "als": 0.3, "popularity": 0.1},
-    als_iterations=3,
+    sources=only_sources(
+        "itemknn",
+        "transition",
+        "als",
+        "popularity",
+        itemknn={"weight": 0.5},
+        transition={"weight": 1.0},
+        als={"weight": 0.3, "iterations": 3},
+        popularity={"weight": 0.1},
+    ),
     batch_users=100,  # several batches per shard, and shards cut inside the user list
 )
 
@@ -212,7 +220,7 @@ def test_cli_recommend_batch_writes_every_users_top_k_and_names_unknown_ids(tmp_
     from fewrec.cli import app
 
     monkeypatch.setenv("FEWREC_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", '["transition", "itemknn"]')
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources("transition", "itemknn")))
     users = tmp_path / "users.txt"
     users.write_text("1\n42\n\n7\n")
     out = tmp_path / "out" / "recs.csv"

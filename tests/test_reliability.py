@@ -12,6 +12,7 @@ Each test here is a row of docs/RELIABILITY.md.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import require_chroma_cli, require_embedding_model, require_llama_server, sharing_fits
+from conftest import (
+    only_sources,
+    require_chroma_cli,
+    require_embedding_model,
+    require_llama_server,
+    sharing_fits,
+)
 from servers import FaultProxy, start_chroma_server, start_llama_server, stop_process
 
 from fewrec.agent.chat import ChatAgent
@@ -216,7 +223,7 @@ def test_killed_eval_never_leaves_a_half_written_result(tmp_path):
     remove it); the next write into the folder removes it."""
     run = tmp_path / "run"
     env = {"FEWREC_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "FEWREC_RETRIEVAL__SOURCES": '["transition", "ease"]'}  # fmt: skip
+           "FEWREC_RETRIEVAL__SOURCES": json.dumps(only_sources("transition", "ease"))}  # fmt: skip
     command = [sys.executable, "-m", "fewrec.cli", "eval", "--baselines", "popularity,item-knn,ease",
                "--history-cut", "1,3", "--out", str(run)]  # fmt: skip
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

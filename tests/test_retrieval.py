@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -143,7 +144,7 @@ def test_timed_transition_rejects_a_non_positive_scale():
     with pytest.raises(ValueError, match="tau_days"):
         TimedTransition(tau_days=0)
     with pytest.raises(ValueError, match="tau_days"):
-        make_source("timed_transition", RetrievalSettings(timed_transition_tau_days=-1))
+        make_source("timed_transition", RetrievalSettings(sources={"timed_transition": {"tau_days": -1}}))
 
 
 def test_ease_scores_co_occurring_items_higher():
@@ -391,7 +392,7 @@ def test_bpr_fold_in_keeps_the_item_bias_term(bpr, bundled_split):
 @pytest.fixture
 def cli_env(clean_env, monkeypatch):
     monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(FAST_SOURCES))
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources(*FAST_SOURCES)))
     return clean_env
 
 
