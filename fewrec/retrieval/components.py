@@ -110,12 +110,18 @@ class ItemKNNConfig(SourceConfig):
         return ItemKNN(k=self.k, half_life=self.half_life, limit=self.limit)
 
 
-class ALSConfig(SourceConfig):
-    """Implicit-feedback matrix factorisation (alternating least squares), folded in per user."""
+class FactorModelConfig(SourceConfig):
+    """What the implicit-feedback factor models share: users are folded in from their history,
+    and both weigh 0.2 in the fusion."""
 
-    baseline: ClassVar[str | None] = "als"
     weight: float = 0.2
     factors: int = 64
+
+
+class ALSConfig(FactorModelConfig):
+    """Matrix factorisation by alternating least squares."""
+
+    baseline: ClassVar[str | None] = "als"
     iterations: int = 15
     regularization: float = 0.05
     grid: list[dict[str, Any]] = Field(
@@ -128,12 +134,10 @@ class ALSConfig(SourceConfig):
         return ALS(self.factors, self.iterations, self.regularization, seed=context.seed)
 
 
-class BPRConfig(SourceConfig):
-    """Bayesian personalised ranking, folded in per user."""
+class BPRConfig(FactorModelConfig):
+    """Bayesian personalised ranking (pairwise, sampled negatives)."""
 
     baseline: ClassVar[str | None] = "bpr"
-    weight: float = 0.2
-    factors: int = 64
     iterations: int = 100
     learning_rate: float = 0.01
     grid: list[dict[str, Any]] = Field(
