@@ -72,8 +72,8 @@ class SourceConfig(BaseModel):
     ROLE_FIELDS: ClassVar[frozenset[str]] = frozenset({"enabled", "weight", "grid"})
 
     def build(self, context: Any) -> Any:
-        """The fitted-to-be source (a `fewrec.retrieval.base.CandidateSource`), given a
-        `fewrec.retrieval.base.BuildContext`."""
+        """The source this config describes, not yet fitted (a `CandidateSource`), given a
+        `BuildContext` (both in fewrec/retrieval/base.py)."""
         raise NotImplementedError(f"{type(self).__name__} does not say how to build its source")
 
     @model_validator(mode="after")
@@ -138,7 +138,8 @@ def config_class(name: str) -> type[SourceConfig]:
     try:
         return _registry[name]
     except KeyError:
-        raise ValueError(f"unknown candidate source {name!r}; known: {', '.join(_registry)}") from None
+        known = ", ".join(_registry) or "none yet (fewrec.retrieval registers the built-ins when imported)"
+        raise ValueError(f"unknown candidate source {name!r}; known: {known}") from None
 
 
 def default_config(name: str) -> SourceConfig:
