@@ -78,27 +78,6 @@ def test_per_user_metrics_known_values():
     assert m.summarise(out)["recall@10"] == pytest.approx(4 / 6)
 
 
-def test_bootstrap_interval_contains_the_mean():
-    values = np.random.default_rng(1).random(300)
-    low, high = m.bootstrap_interval(values, seed=0)
-    assert low < values.mean() < high
-    assert high - low < 0.15
-    assert m.bootstrap_interval(values, seed=0) == (low, high)  # seeded
-    narrow = m.bootstrap_interval(values, level=0.5, seed=0)
-    assert low <= narrow[0] <= narrow[1] <= high
-    assert m.bootstrap_interval(np.full(50, 0.25)) == (0.25, 0.25)
-
-
-def test_paired_bootstrap_p():
-    rng = np.random.default_rng(2)
-    a = rng.random(400)
-    assert m.paired_bootstrap_p(a, a) == 1.0
-    assert m.paired_bootstrap_p(a + 0.2, a) < 0.01
-    assert m.paired_bootstrap_p(a, a + 0.2) < 0.01  # two-sided
-    noise = a + rng.normal(0, 0.01, size=len(a))
-    assert m.paired_bootstrap_p(noise - (noise - a).mean(), a) > 0.2  # same mean, only noise
-
-
 def test_coverage_and_long_tail_share():
     top = np.array([[0, 1], [0, 2], [1, 2]])
     assert m.coverage(top, 10) == pytest.approx(0.3)

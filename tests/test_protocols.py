@@ -13,7 +13,7 @@ from fewrec.config import RetrievalSettings, Settings
 from fewrec.data import DatasetError, load_dataset, load_raw
 from fewrec.data.models import Dataset, Interactions, build_catalog
 from fewrec.data.split import SplitSettings, temporal_split
-from fewrec.eval import metrics as m
+from fewrec.eval import intervals as iv
 from fewrec.eval.report import markdown, readme_markers
 from fewrec.eval.runner import EvalReport, MethodResult, _compare, evaluate, format_p
 
@@ -191,7 +191,7 @@ def test_the_best_baseline_is_chosen_on_validation_not_on_test():
     }
     comparison = _compare(report, per_user, seed=0)
     assert comparison is not None and comparison.baseline == "a"
-    assert comparison.p_text == f"p < 1/{m.PAIRED_RESAMPLES}"
+    assert comparison.p_text == f"p < 1/{iv.PAIRED_RESAMPLES}"
     assert "p=0.000" not in comparison.verdict
 
 

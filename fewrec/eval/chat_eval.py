@@ -44,6 +44,7 @@ from fewrec.eval.chat_phrasings import (
     render,
     shared_titles,
 )
+from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import _save_figure, clean_run_folder
 from fewrec.eval.runner import EvalError
 from fewrec.prompts.templates import display_title
@@ -58,7 +59,6 @@ DEFAULT_QUERY_WEIGHTS = (0.0, 0.1, 0.25, 0.5)
 TARGET_RATIO = 0.95  # chat hits@20 at least this share of the ceiling's, in every family
 TARGET_MISREAD = 0.02  # at most this share of messages with a missed or wrongly linked title
 EXAMPLES_PER_FAMILY = 20
-BOOTSTRAP = 1000
 METHODS = ("chat", "ceiling", "popularity")
 
 
@@ -369,30 +369,6 @@ def has_titles(split: LeaveOneOutSplit) -> bool:
 
 
 # --------------------------------------------------------------------------- summaries
-def _bootstrap(
-    hits: np.ndarray, groups: np.ndarray, seed: int, ratio_to: np.ndarray | None = None
-) -> tuple[float, float] | None:
-    """95% percentile bootstrap over users (messages of one user resampled together) of the
-    mean of `hits`, or of mean(hits) / mean(ratio_to)."""
-    if not len(hits):
-        return None
-    _, codes = np.unique(groups, return_inverse=True)
-    n_groups = codes.max() + 1
-    sums = np.bincount(codes, weights=hits, minlength=n_groups)
-    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    base = None if ratio_to is None else np.bincount(codes, weights=ratio_to, minlength=n_groups)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(BOOTSTRAP, n_groups))
-    if base is None:
-        values = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
-    else:
-        below = base[draws].sum(axis=1)
-        values = sums[draws].sum(axis=1)[below > 0] / below[below > 0]
-        if not len(values):
-            return None
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
-
-
 def _title(split: LeaveOneOutSplit, item: ItemId) -> str:
     return display_title(split.catalog.title(item))
 
@@ -413,12 +389,12 @@ def summarise(
         ranks = np.array([CARDS if r.ranks[method] is None else r.ranks[method] for r in records])
         out.hits[method] = {f"hits@{k}": float((ranks < k).mean()) for k in KS}
         hits[method] = (ranks < CARDS).astype(np.float64)
-        interval = _bootstrap(hits[method], users, seed)
+        interval = grouped_interval(hits[method], users, seed)
         if interval is not None:
             out.intervals_at_20[method] = interval
     if "ceiling" in hits and hits["ceiling"].sum() > 0:
         out.ratio_at_20 = float(hits["chat"].mean() / hits["ceiling"].mean())
-        out.ratio_interval = _bootstrap(hits["chat"], users, seed, ratio_to=hits["ceiling"])
+        out.ratio_interval = grouped_interval(hits["chat"], users, seed, ratio_to=hits["ceiling"])
     accounting = [r.accounting for r in records]
     out.misread_rate = float(np.mean([a.misread for a in accounting]))
     out.shared_title_rate = float(np.mean([r.shared_title for r in records]))

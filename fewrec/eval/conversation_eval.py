@@ -41,7 +41,6 @@ from fewrec.agent.recommender import Recommender, describe_filters
 from fewrec.data.files import write_atomically
 from fewrec.data.models import ItemId
 from fewrec.eval import provenance as prov
-from fewrec.eval.chat_eval import _bootstrap
 from fewrec.eval.conversations import (
     MATCHED_KINDS,
     Dialogue,
@@ -51,6 +50,7 @@ from fewrec.eval.conversations import (
     new_item_turns,
     read_dialogues,
 )
+from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import _save_figure, clean_run_folder, publish
 from fewrec.eval.runner import EvalError
 
@@ -414,7 +414,7 @@ def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> No
     groups = np.array([t.dialogue for t in scored for _ in range(t.targets)])
     for method in METHODS:
         hits = np.array([r is not None for t in scored for r in t.ranks[method]], dtype=np.float64)
-        interval = _bootstrap(hits, groups, seed)
+        interval = grouped_interval(hits, groups, seed)
         if interval is not None:
             result.intervals_at_20[method] = interval
         if scored:

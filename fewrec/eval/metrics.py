@@ -13,7 +13,6 @@ import numpy as np
 from fewrec.retrieval.base import mask_seen, top_n
 
 DEFAULT_KS = (5, 10, 20)
-PAIRED_RESAMPLES = 2000
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
@@ -61,29 +60,6 @@ def per_user_metrics(ranks: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dic
 
 def summarise(per_user: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(values.mean()) for name, values in per_user.items()}
-
-
-def bootstrap_interval(
-    values: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap over users of the mean."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n, len(values)))
-    means = values[idx].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
-def paired_bootstrap_p(a: np.ndarray, b: np.ndarray, n: int = PAIRED_RESAMPLES, seed: int = 0) -> float:
-    """Two-sided p-value that mean(a) - mean(b) is 0, by a paired bootstrap over users.
-
-    0.0 means that no resample crossed zero: report it as "p < 1/n", not as 0."""
-    rng = np.random.default_rng(seed)
-    diff = a - b
-    idx = rng.integers(0, len(diff), size=(n, len(diff)))
-    means = diff[idx].mean(axis=1)
-    share = min(float((means <= 0).mean()), float((means >= 0).mean()))
-    return min(1.0, 2 * share)
 
 
 def coverage(top_items: np.ndarray, n_items: int) -> float:

@@ -21,6 +21,7 @@ from fewrec.agent.pipeline import build_retriever
 from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
 from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.eval import intervals as iv
 from fewrec.eval import metrics as m
 from fewrec.eval import provenance as prov
 from fewrec.eval.baselines import BASELINES, run_baseline
@@ -238,7 +239,7 @@ def evaluate(
             kind=kind,  # type: ignore[arg-type]
             params=params,
             metrics=m.summarise(values),
-            intervals={k: m.bootstrap_interval(v, seed=seed) for k, v in values.items() if k.endswith("@10")},
+            intervals={k: iv.bootstrap_interval(v, seed=seed) for k, v in values.items() if k[-3:] == "@10"},
             coverage_at_10=m.coverage(top10, split.n_items),
             long_tail_at_10=m.long_tail_share(top10.ravel(), popularity),
             seconds=None if started is None else round(time.perf_counter() - started, 3),
@@ -419,16 +420,16 @@ def _compare(report: EvalReport, per_user: dict[str, dict[str, np.ndarray]], see
     best = max(others, key=lambda r: r.validation_ndcg_at_10 or 0.0).name
     a, b = per_user[method][metric], per_user[best][metric]
     diff = a - b
-    p = m.paired_bootstrap_p(a, b, n=m.PAIRED_RESAMPLES, seed=seed)
-    p_text = format_p(p, m.PAIRED_RESAMPLES)
-    low, high = m.bootstrap_interval(diff, seed=seed)
+    p = iv.paired_bootstrap_p(a, b, n=iv.PAIRED_RESAMPLES, seed=seed)
+    p_text = format_p(p, iv.PAIRED_RESAMPLES)
+    low, high = iv.bootstrap_interval(diff, seed=seed)
     if p < 0.05:
         verdict = f"{method} is {'better' if diff.mean() > 0 else 'worse'} than {best} ({p_text})"
     else:
         verdict = f"the difference to {best} is within the noise ({p_text})"
     return Comparison(
         method=method, baseline=best, metric=metric, difference=float(diff.mean()),
-        interval=(low, high), p_value=p, resamples=m.PAIRED_RESAMPLES, p_text=p_text, verdict=verdict,
+        interval=(low, high), p_value=p, resamples=iv.PAIRED_RESAMPLES, p_text=p_text, verdict=verdict,
     )  # fmt: skip
 
 
