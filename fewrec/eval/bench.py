@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from fewrec.config import Settings
-from fewrec.eval.provenance import Provenance, capture
+from fewrec.eval.provenance import Provenance, RunRecord
 
 if TYPE_CHECKING:
     from fewrec.agent.pipeline import Pipeline
 
 
-class BenchResult(BaseModel):
+class BenchResult(RunRecord):
     figures: dict[str, float | int | str] = Field(default_factory=dict)
-    provenance: Provenance | None = None
 
 
 README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
@@ -91,7 +90,8 @@ def run_bench(
     from fewrec.data import load_dataset
     from fewrec.retrieval.store import ContentIndex
 
-    out = BenchResult(provenance=capture(settings.model_dump(mode="json")))
+    out = BenchResult()
+    out.start_run(settings.model_dump(mode="json"))
     f = out.figures
     started = time.perf_counter()
     split = load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=None)
@@ -153,7 +153,7 @@ def run_bench(
     if load_threads > 0:
         _bench_load(settings, split, recommender, load_threads, f, page_launcher)
     f["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    out.provenance.finish()
+    out.finish_run()
     return out
 
 

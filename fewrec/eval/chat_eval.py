@@ -124,7 +124,7 @@ class WeightSweep(BaseModel):
     complete: bool = True
 
 
-class ChatEvalReport(BaseModel):
+class ChatEvalReport(prov.RunRecord):
     kind: Literal["chat"] = "chat"
     dataset: str
     split: SplitName
@@ -141,14 +141,6 @@ class ChatEvalReport(BaseModel):
     targets: dict[str, float] = Field(
         default_factory=lambda: {"ratio_at_20": TARGET_RATIO, "misread_rate": TARGET_MISREAD}
     )
-    complete: bool = True
-    started: str
-    finished: str | None = None
-    git_commit: str | None = None
-    versions: dict[str, str] = Field(default_factory=dict)
-    provenance: prov.Provenance | None = None
-    settings: dict = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
 
     def family(self, name: str) -> FamilyResult:
         for result in self.families:

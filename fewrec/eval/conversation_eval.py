@@ -167,7 +167,7 @@ class ModeResult(BaseModel):
     misread: list[MisreadFilm] = Field(default_factory=list)
 
 
-class ConversationsReport(BaseModel):
+class ConversationsReport(prov.RunRecord):
     kind: Literal["conversations"] = "conversations"
     conversations_file: str
     sha256: str
@@ -183,16 +183,8 @@ class ConversationsReport(BaseModel):
     films: FilmCounts = Field(default_factory=FilmCounts)
     modes: list[ModeResult] = Field(default_factory=list)
     published: list[PublishedAnchor] = Field(default_factory=lambda: list(PUBLISHED))
-    complete: bool = True
-    started: str
-    finished: str | None = None
     seconds: float = 0.0  # the replay and scoring
     setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
-    git_commit: str | None = None
-    versions: dict[str, str] = Field(default_factory=dict)
-    provenance: prov.Provenance | None = None
-    settings: dict = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
 
     def mode(self, name: str) -> ModeResult:
         for result in self.modes:

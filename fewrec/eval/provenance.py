@@ -4,7 +4,9 @@ Every results.json carries a `Provenance`: the commit and whether the code was c
 (`dirty`, with the changed paths), a hash of the settings, where the fusion weights came from,
 the command line, and the machine's cores and load at the start and the end. A README block is
 rewritten only from a complete run of committed code (`check_publishable`), so a published
-figure always names the commit that gives it.
+figure always names the commit that gives it. `RunRecord` is what every report model (the
+evaluation, the chat's, the conversations', the speed figures) says about its run besides its
+figures: it holds the provenance, and the reports extend it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -46,6 +49,40 @@ class Provenance(BaseModel):
 
     def finish(self) -> None:
         self.load_average_end = _load_average()
+
+
+class RunRecord(BaseModel):
+    """A run's account of itself: whether it finished, when, the code and settings behind it,
+    and its notes. The report models extend it, so these keys sit flat at the top level of
+    results.json, where the files written before this model kept them: they load unchanged.
+    Every field has a default, so a file that lacks some (docs/bench.json) loads too."""
+
+    complete: bool = True  # False: interrupted, the figures cover what ran
+    started: str = ""
+    finished: str | None = None
+    # Copies of provenance.commit and .versions, kept at the top level for older readers.
+    git_commit: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    provenance: Provenance | None = None
+    settings: dict = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+    def start_run(self, settings: dict, weights_from: str = "") -> None:
+        """Stamp the start: the time, the settings and this run's provenance."""
+        self.started = _now()
+        self.settings = settings
+        self.provenance = capture(settings, weights_from)
+        self.git_commit, self.versions = self.provenance.commit, self.provenance.versions
+
+    def finish_run(self) -> None:
+        """Stamp the end: the time and the machine's load."""
+        self.finished = _now()
+        if self.provenance is not None:
+            self.provenance.finish()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _git(*args: str) -> str | None:

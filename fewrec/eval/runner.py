@@ -84,7 +84,7 @@ class Comparison(BaseModel):
     verdict: str
 
 
-class EvalReport(BaseModel):
+class EvalReport(prov.RunRecord):
     dataset: str
     split: SplitName
     protocol: str  # "full ranking" or "sampled: 1 held-out + N-1 random negatives"
@@ -95,19 +95,11 @@ class EvalReport(BaseModel):
     seed: int
     stages: list[str]
     history_cuts: list[int] = Field(default_factory=list)
-    complete: bool = True
-    started: str
-    finished: str | None = None
-    git_commit: str | None = None
-    versions: dict[str, str] = Field(default_factory=dict)
-    provenance: prov.Provenance | None = None
-    settings: dict = Field(default_factory=dict)
     methods: list[MethodResult] = Field(default_factory=list)
     published: list[MethodResult] = Field(default_factory=list)
     slices: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)  # cut -> method -> metrics
     comparison: Comparison | None = None
     llm: dict = Field(default_factory=dict)  # LLM stage: timing, fallbacks, alpha sweep, within-candidate MRR
-    notes: list[str] = Field(default_factory=list)
 
     def method(self, name: str) -> MethodResult:
         for result in self.methods:
