@@ -189,7 +189,7 @@ def test_the_best_baseline_is_chosen_on_validation_not_on_test():
         "a": {"ndcg@10": np.array([0.1, 0.1, 0.1, 0.1])},  # best on validation, worse on test
         "b": {"ndcg@10": np.array([0.9, 0.9, 0.9, 0.9])},
     }
-    comparison = _compare(report, per_user, seed=0)
+    comparison = _compare(report.methods, per_user, seed=0)
     assert comparison is not None and comparison.baseline == "a"
     assert comparison.p_text == f"p < 1/{iv.PAIRED_RESAMPLES}"
     assert "p=0.000" not in comparison.verdict

@@ -20,8 +20,9 @@ import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from fewrec.data.errors import FewrecError
 
@@ -66,6 +67,14 @@ class RunRecord(BaseModel):
     provenance: Provenance | None = None
     settings: dict = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _figures_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The report's own fields first, the run's account of itself after them (notes last),
+        as results.json read before this model existed."""
+        data = handler(self)
+        own = {key: value for key, value in data.items() if key not in RunRecord.model_fields}
+        return own | {key: data[key] for key in RunRecord.model_fields if key in data}
 
     def start_run(self, settings: dict, weights_from: str = "") -> None:
         """Stamp the start: the time, the settings and this run's provenance."""

@@ -10,8 +10,8 @@ against the baseline that is best *on validation*.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -48,9 +48,15 @@ PUBLISHED = {
 }
 
 
+# "fewrec": the fused retriever and the LLM stages; "source": one source of the fused retriever.
+MethodKind = Literal["fewrec", "source", "baseline", "published"]
+
+
 class MethodResult(BaseModel):
+    """A method's figures in results.json."""
+
     name: str
-    kind: Literal["fewrec", "source", "baseline", "published"]
+    kind: MethodKind
     params: dict = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
@@ -132,6 +138,87 @@ def validate_args(
         raise EvalError("history cuts must be ≥ 1 item")
 
 
+@dataclass
+class Method:
+    """One method an evaluation ranks: what a fitted ranker left per evaluated user (`Ranked`)
+    and what the report says about it. The fused retriever, each of its sources, the LLM stages
+    and the baselines are all methods; every figure (intervals, ties, slices, the comparison) is
+    computed from the list of them. Methods are fitted one at a time (`_methods`): a fitted
+    baseline can be gigabytes, gone before the next one fits."""
+
+    name: str
+    kind: MethodKind
+    ranked: Ranked
+    params: dict = field(default_factory=dict)
+    seconds: float | None = None  # None: timed with the method ranked in the same pass
+    validation_ndcg_at_10: float | None = None  # where the method was chosen on validation
+    cut_ranks: dict[int, np.ndarray] = field(default_factory=dict)  # history cut -> target ranks
+
+
+@dataclass
+class EvaluatedUsers:
+    """The users an evaluation scores and what each method is measured against, with the one
+    way to rank them (here, or shard by shard on Ray: the same numbers)."""
+
+    split: LeaveOneOutSplit
+    split_name: SplitName
+    rows: np.ndarray
+    targets: np.ndarray
+    tied: np.ndarray
+    histories: list[np.ndarray]
+    popularity: np.ndarray
+    sampled: int | None
+    seed: int
+    batch_users: int
+    ray: RayPool | None = None
+
+    @staticmethod
+    def draw(
+        split: LeaveOneOutSplit, split_name: SplitName, users: int | None, seed: int, sampled: int | None,
+        batch_users: int, ray: RayPool | None,
+    ) -> EvaluatedUsers:  # fmt: skip
+        """Every eligible user, or a seeded sample of `users` of them."""
+        eligible = split.eval_users(split_name)
+        rng = np.random.default_rng(seed)
+        rows = eligible if users is None else np.sort(rng.choice(eligible, users, replace=False))
+        return EvaluatedUsers(
+            split, split_name, rows, split.targets(split_name)[rows], split.tied(split_name)[rows],
+            [split.history(int(u), split_name) for u in rows],
+            np.bincount(split.interactions_before(split_name)["item"], minlength=split.n_items),
+            sampled, seed, batch_users, ray,
+        )  # fmt: skip
+
+    def rank(self, job: RankJob) -> RankedRows:
+        """Rank every evaluated user for one fitted retriever."""
+        if self.ray is None:
+            return rank_rows(job, slice(0, len(self.rows)))
+        return RankedRows.concat(self.ray.map_rows(rank_rows, job, len(self.rows), self.batch_users))
+
+    def rank_batches(self, batches: Iterable[tuple[slice, np.ndarray]]) -> Ranked:
+        return rank_batches(batches, self.targets, self.histories, self.sampled, self.seed)
+
+    def rank_dense(self, scores: np.ndarray) -> Ranked:
+        """Rank scores that are dense already (the LLM stages')."""
+        return self.rank_batches(dense_batches(scores, self.batch_users))
+
+
+@dataclass
+class EvalPlan:
+    """What one evaluation runs, its arguments resolved and checked."""
+
+    settings: Settings
+    stages: list[str]
+    baselines: list[str]
+    history_cuts: list[int]
+    llm_stages: list[str]
+    k_shots: list[int]
+    reranker: LLMReranker | None = None
+    demo_pool: DemonstrationPool | None = None
+    pipeline: Pipeline | None = None
+    item_vectors: np.ndarray | None = None
+    progress: Callable[[str], None] | None = None
+
+
 def evaluate(
     split: LeaveOneOutSplit,
     settings: Settings | None = None,
@@ -165,6 +252,44 @@ def evaluate(
     """
     if pipeline is not None and pipeline.split is not split:
         raise EvalError("the pipeline given to evaluate() serves another split")
+    plan = _plan(
+        split, split_name, users, settings, stages, baselines, history_cuts, reranker, demo_pool, k_shots,
+        pipeline, item_vectors, progress,
+    )  # fmt: skip
+    say = progress or (lambda _msg: None)
+    evaluated = EvaluatedUsers.draw(
+        split, split_name, users, seed, sampled, plan.settings.retrieval.batch_users, ray
+    )
+    report = _new_report(evaluated, plan)
+    if weights_from is None:
+        given = "fusion weights: as given to evaluate()"
+        weights_from = pipeline.weights_from if pipeline is not None else given
+    report.start_run(plan.settings.model_dump(mode="json"), weights_from)
+    per_user: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for method in _methods(evaluated, report, plan):
+            result, per_user[method.name] = _method_result(evaluated, method)
+            report.methods.append(result)
+            _record_slices(report, method)
+            metrics = result.metrics
+            say(f"{result.name}: NDCG@10 {metrics['ndcg@10']:.4f}, Recall@10 {metrics['recall@10']:.4f}")
+            if on_result:
+                on_result(report)
+    except KeyboardInterrupt:
+        report.complete = False
+        report.notes.append("interrupted: the methods listed are complete, the rest were not run")
+    _conclude(report, evaluated, plan, per_user)
+    return report
+
+
+def _plan(
+    split: LeaveOneOutSplit, split_name: SplitName, users: int | None, settings: Settings | None,
+    stages: list[str] | None, baselines: list[str] | None, history_cuts: list[int] | None,
+    reranker: LLMReranker | None, demo_pool: DemonstrationPool | None, k_shots: list[int] | None,
+    pipeline: Pipeline | None, item_vectors: np.ndarray | None, progress: Callable[[str], None] | None,
+) -> EvalPlan:  # fmt: skip
+    """`evaluate`'s arguments with their defaults (the pipeline's where it has them), checked:
+    an EvalError for what cannot run, the LLM stages without a backend included."""
     settings = settings or (pipeline.settings if pipeline is not None else Settings())
     stages = stages or ["retrieval"]
     baselines = list(ALL_BASELINES) if baselines is None else baselines
@@ -182,182 +307,111 @@ def evaluate(
         raise EvalError("--k-shot values must be ≥ 0")
     if llm_stages and demo_pool is None and pipeline is not None and any(k > 0 for k in k_shots):
         demo_pool = pipeline.demo_pool
-    say = progress or (lambda _msg: None)
+    return EvalPlan(
+        settings, stages, baselines, history_cuts, llm_stages, k_shots, reranker, demo_pool, pipeline,
+        item_vectors, progress,
+    )  # fmt: skip
 
-    rng = np.random.default_rng(seed)
-    eligible = split.eval_users(split_name)
-    rows = eligible if users is None else np.sort(rng.choice(eligible, users, replace=False))
-    targets = split.targets(split_name)[rows]
-    tied = split.tied(split_name)[rows]
-    histories = [split.history(int(u), split_name) for u in rows]
-    popularity = np.bincount(split.interactions_before(split_name)["item"], minlength=split.n_items)
 
-    report = EvalReport(
+def _new_report(evaluated: EvaluatedUsers, plan: EvalPlan) -> EvalReport:
+    split, sampled, tied = evaluated.split, evaluated.sampled, evaluated.tied
+    return EvalReport(
         dataset=split.name,
-        split=split_name,
+        split=evaluated.split_name,
         protocol="full ranking" if not sampled else f"sampled: 1 held-out + {sampled - 1} random negatives",
-        users=len(rows),
+        users=len(evaluated.rows),
         split_protocol=split.protocol,
         split_description=split.describe(),
         ties=TieSummary(
-            order=str(settings.split.ties), tied_users=int(tied.sum()), untied_users=int((~tied).sum())
+            order=str(plan.settings.split.ties), tied_users=int(tied.sum()), untied_users=int((~tied).sum())
         ),
-        seed=seed,
-        stages=stages,
-        history_cuts=history_cuts,
-        started=datetime.now(UTC).isoformat(timespec="seconds"),
-        settings=settings.model_dump(mode="json"),
+        seed=evaluated.seed,
+        stages=plan.stages,
+        history_cuts=plan.history_cuts,
     )
-    if weights_from is None:
-        given = "fusion weights: as given to evaluate()"
-        weights_from = pipeline.weights_from if pipeline is not None else given
-    report.provenance = prov.capture(report.settings, weights_from)
-    report.git_commit, report.versions = report.provenance.commit, report.provenance.versions
-    per_user: dict[str, dict[str, np.ndarray]] = {}
 
-    batch_users = settings.retrieval.batch_users
 
-    def record(
-        name: str, kind: str, ranked: Ranked | np.ndarray, params: dict, started: float | None,
-        validation: float | None = None,
-    ) -> None:  # fmt: skip
-        if isinstance(ranked, np.ndarray):  # dense scores (the LLM stages)
-            ranked = rank_batches(dense_batches(ranked, batch_users), targets, histories, sampled, seed)
-        values = m.per_user_metrics(ranked.ranks)
-        per_user[name] = values
-        top10 = ranked.top10
-        result = MethodResult(
-            name=name,
-            kind=kind,  # type: ignore[arg-type]
-            params=params,
-            metrics=m.summarise(values),
-            intervals={k: iv.bootstrap_interval(v, seed=seed) for k, v in values.items() if k[-3:] == "@10"},
-            coverage_at_10=m.coverage(top10, split.n_items),
-            long_tail_at_10=m.long_tail_share(top10.ravel(), popularity),
-            seconds=None if started is None else round(time.perf_counter() - started, 3),
-            validation_ndcg_at_10=validation,
-            ties={
-                label: {"users": float(part.sum()), **{k: float(v[part].mean()) if part.any() else 0.0
-                                                       for k, v in values.items() if k.endswith("@10")}}
-                for label, part in (("tied", tied), ("untied", ~tied))
-            },
+def _methods(evaluated: EvaluatedUsers, report: EvalReport, plan: EvalPlan) -> Iterator[Method]:
+    """Every method of the run, in the report's order, each fitted and ranked when it is reached:
+    the fused retriever, the LLM stages over its candidates, its sources, then the baselines."""
+    settings = plan.settings
+    if "retrieval" in plan.stages or plan.llm_stages:
+        started = time.perf_counter()
+        if plan.pipeline is not None:
+            retriever = plan.pipeline.retriever_for(evaluated.split_name)
+        else:
+            retriever = build_retriever(
+                evaluated.split,
+                settings.retrieval,
+                evaluated.split_name,
+                plan.item_vectors,
+                settings.model_dir,
+            )
+        _keep_notes(report, retriever.notes)
+        context = retriever.context_for(evaluated.rows, evaluated.split_name)
+        job = RankJob(
+            retriever, evaluated.histories, evaluated.targets, context, FUSED, evaluated.sampled,
+            evaluated.seed, each_source=True, keep_fused=bool(plan.llm_stages), cuts=plan.history_cuts,
         )  # fmt: skip
-        if kind == "fewrec" and not sampled:
-            result.candidate_recall = {
-                f"recall@{d}": float((ranked.ranks < d).mean()) for d in CANDIDATE_DEPTHS
-            }
-        report.methods.append(result)
-        say(f"{name}: NDCG@10 {result.metrics['ndcg@10']:.4f}, Recall@10 {result.metrics['recall@10']:.4f}")
-        if on_result:
-            on_result(report)
-
-    def run_job(job: RankJob) -> RankedRows:
-        """Rank every evaluated user for one fitted retriever: here, or shard by shard on Ray."""
-        if ray is None:
-            return rank_rows(job, slice(0, len(rows)))
-        return RankedRows.concat(ray.map_rows(rank_rows, job, len(rows), batch_users))
-
-    def record_cuts(name: str, cut_ranks: dict[int, np.ndarray]) -> None:
-        for cut, ranks in cut_ranks.items():
-            report.slices.setdefault(str(cut), {})[name] = m.summarise(m.per_user_metrics(ranks))
-
-    def noted(notes: list[str]) -> None:
-        """Keep the retriever's notes (a skipped source, SASRec's training) in the report; they
-        were logged already as they happened."""
-        report.notes.extend(note for note in notes if note not in report.notes)
-
-    try:
-        if "retrieval" in stages or llm_stages:
-            started = time.perf_counter()
-            if pipeline is not None:
-                retriever = pipeline.retriever_for(split_name)
-            else:
-                retriever = build_retriever(
-                    split, settings.retrieval, split_name, item_vectors, settings.model_dir
-                )
-            noted(retriever.notes)
-            job = RankJob(
-                retriever, histories, targets, retriever.context_for(rows, split_name), FUSED, sampled, seed,
-                each_source=True, keep_fused=bool(llm_stages), cuts=history_cuts,
-            )  # fmt: skip
-            done = run_job(job)
-            del job
-            weights = {"weights": settings.retrieval.weights}
-            record(FUSED, "fewrec", done.ranked.pop(FUSED), weights, started)
-            for k in k_shots if llm_stages and reranker is not None else []:
-                _llm_stage(report, record, reranker, demo_pool, split, split_name, rows, histories,
-                           targets, done.fused, k, settings, llm_stages, seed)  # fmt: skip
-            done.fused = None
-            for name, ranked in done.ranked.items():
-                record(name, "source", ranked, {}, None)  # timed with the fused row
-            record_cuts(FUSED, done.cut_ranks)
-        for name in baselines:
-            started = time.perf_counter()
-            say(f"baseline {name} (tuned on validation) …")
-            result = run_baseline(
-                name, split, settings.retrieval.model_copy(update={"seed": seed}), split_name, rows,
-                model_dir=settings.model_dir, progress=progress is not None,
-            )  # fmt: skip
-            if result.skipped is not None:
-                noted([f"baseline {name}: {result.skipped}"])
-                continue
-            # The history-cut slices of the baselines that read the history as a set of items.
-            cuts = history_cuts if name in ("popularity", "ease", "item-knn", "markov") else []
-            if result.retriever is None:  # seeded noise: drawn here, batch after batch
-                ranked = rank_batches(result.score_batches(), targets, histories, sampled, seed)
-                cut_ranks: dict[int, np.ndarray] = {}
-            else:
-                context = result.retriever.context_for(rows, split_name)
-                done = run_job(RankJob(result.retriever, histories, targets, context, name, sampled, seed,
-                                       cuts=cuts))  # fmt: skip
-                ranked, cut_ranks = done.ranked[name], done.cut_ranks
-            params, validation = result.params, result.validation_ndcg
-            del result  # a fitted baseline can be gigabytes: gone before the next one fits
-            record(name, "baseline", ranked, params, started, validation)
-            record_cuts(name, cut_ranks)
-    except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append("interrupted: the methods listed are complete, the rest were not run")
-
-    if not sampled:
-        report.published = (
-            [MethodResult(name=n, kind="published", metrics=v) for n, v in PUBLISHED.items()]
-            if split.name == "ml-latest-small"
-            and split_name == "test"
-            and split.protocol == "loo"
-            and settings.split.ties == "id"
-            else []
-        )
-    if report.complete:
-        report.comparison = _compare(report, per_user, seed)
-    else:  # the best baseline by validation may be one that never ran: no verdict
-        done = {r.name for r in report.methods}
-        missing = [
-            b
-            for b in baselines
-            if b not in done and not any(n.startswith(f"baseline {b}:") for n in report.notes)
-        ]
-        report.notes.append(
-            "no comparison with the best baseline: the run stopped before "
-            + (", ".join(missing) if missing else "it finished")
-            + " ran"
-        )
-    report.finished = datetime.now(UTC).isoformat(timespec="seconds")
-    report.provenance.finish()
-    return report
+        done = evaluated.rank(job)
+        del job
+        yield Method(FUSED, "fewrec", done.ranked.pop(FUSED), {"weights": settings.retrieval.weights},
+                     _since(started), cut_ranks=done.cut_ranks)  # fmt: skip
+        for k in plan.k_shots if plan.llm_stages and plan.reranker is not None else []:
+            yield from _llm_methods(report, evaluated, plan, done.fused, k)
+        done.fused = None
+        for name, ranked in done.ranked.items():
+            yield Method(name, "source", ranked)  # timed with the fused row
+    for name in plan.baselines:
+        yield from _baseline_method(evaluated, report, plan, name)
 
 
-def _llm_stage(
-    report: EvalReport, record: Callable, reranker: LLMReranker, pool: DemonstrationPool | None,
-    split: LeaveOneOutSplit, split_name: SplitName, rows: np.ndarray, histories: list[np.ndarray],
-    targets: np.ndarray, fused: np.ndarray, k: int, settings: Settings, stages: list[str], seed: int,
-) -> None:  # fmt: skip
+def _baseline_method(
+    evaluated: EvaluatedUsers, report: EvalReport, plan: EvalPlan, name: str
+) -> Iterator[Method]:
+    """The baseline `name` tuned on validation and ranked; nothing when it was skipped (noted)."""
+    settings, progress = plan.settings, plan.progress
+    started = time.perf_counter()
+    if progress is not None:
+        progress(f"baseline {name} (tuned on validation) …")
+    result = run_baseline(
+        name, evaluated.split, settings.retrieval.model_copy(update={"seed": evaluated.seed}),
+        evaluated.split_name, evaluated.rows, model_dir=settings.model_dir, progress=progress is not None,
+    )  # fmt: skip
+    if result.skipped is not None:
+        _keep_notes(report, [f"baseline {name}: {result.skipped}"])
+        return
+    # The history-cut slices of the baselines that read the history as a set of items.
+    cuts = plan.history_cuts if name in ("popularity", "ease", "item-knn", "markov") else []
+    if result.retriever is None:  # seeded noise: drawn here, batch after batch
+        ranked, cut_ranks = evaluated.rank_batches(result.score_batches()), {}
+    else:
+        context = result.retriever.context_for(evaluated.rows, evaluated.split_name)
+        job = RankJob(result.retriever, evaluated.histories, evaluated.targets, context, name,
+                      evaluated.sampled, evaluated.seed, cuts=cuts)  # fmt: skip
+        done = evaluated.rank(job)
+        ranked, cut_ranks = done.ranked[name], done.cut_ranks
+        del job, done
+    params, validation = result.params, result.validation_ndcg
+    del result  # a fitted baseline can be gigabytes: gone before the next one fits
+    yield Method(name, "baseline", ranked, params, _since(started), validation, cut_ranks)
+
+
+def _llm_methods(
+    report: EvalReport, evaluated: EvaluatedUsers, plan: EvalPlan, fused: np.ndarray, k: int
+) -> Iterator[Method]:
+    """The LLM stages with `k` demonstrations over the fused candidates: LLM only, and fused
+    with the retrieval score; their timing and diagnostics go to `report.llm`."""
     from fewrec.eval import llm_stage
 
+    settings, reranker = plan.settings, plan.reranker
+    assert reranker is not None
     started = time.perf_counter()
+    split, rows, targets, seed = evaluated.split, evaluated.rows, evaluated.targets, evaluated.seed
     scores = llm_stage.score_with_llm(
-        reranker, pool, split, split_name, rows, histories, fused, k, settings.rerank.candidates
-    )
+        reranker, plan.demo_pool, split, evaluated.split_name, rows, evaluated.histories, fused, k,
+        settings.rerank.candidates,
+    )  # fmt: skip
     fallbacks = [split.user_ids[rows[i]].item() for i, f in enumerate(scores.fallbacks) if f is not None]
     seconds = np.array(scores.seconds) if scores.seconds else np.zeros(1)
     info = {
@@ -371,29 +425,101 @@ def _llm_stage(
         "fallback_reasons": sorted({f for f in scores.fallbacks if f}),
         "within_candidates": llm_stage.within_candidates(scores, targets, seed),
     }
-    if "rerank" in stages:
-        record(
-            f"fewrec LLM only (k={k})",
-            "fewrec",
-            llm_stage.full_ranking(scores, fused, scores.llm),
-            {"k_shot": k},
-            started,
-        )
-    if "fused" in stages:
+    if "rerank" in plan.llm_stages:
+        ranked = evaluated.rank_dense(llm_stage.full_ranking(scores, fused, scores.llm))
+        yield Method(f"fewrec LLM only (k={k})", "fewrec", ranked, {"k_shot": k}, _since(started))
+    if "fused" in plan.llm_stages:
         alpha = settings.rerank.alpha
         sweep = {}
         for a in llm_stage.ALPHA_GRID:
             ranks = m.target_ranks(
-                llm_stage.full_ranking(scores, fused, llm_stage.fused_order(scores, a)), targets, histories
-            )
+                llm_stage.full_ranking(scores, fused, llm_stage.fused_order(scores, a)), targets,
+                evaluated.histories,
+            )  # fmt: skip
             sweep[str(a)] = float(m.per_user_metrics(ranks, (10,))["ndcg@10"].mean())
         info["alpha_sweep_ndcg@10"] = sweep
-        if split_name == "valid":
+        if evaluated.split_name == "valid":
             info["best_alpha"] = float(max(sweep, key=lambda a: (sweep[a], -float(a))))
         order = llm_stage.fused_order(scores, alpha)
-        record(f"fewrec fused (k={k}, alpha={alpha})", "fewrec", llm_stage.full_ranking(scores, fused, order),
-               {"k_shot": k, "alpha": alpha}, started)  # fmt: skip
+        ranked = evaluated.rank_dense(llm_stage.full_ranking(scores, fused, order))
+        yield Method(f"fewrec fused (k={k}, alpha={alpha})", "fewrec", ranked, {"k_shot": k, "alpha": alpha},
+                     _since(started))  # fmt: skip
     report.llm[f"k={k}"] = info
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def _keep_notes(report: EvalReport, notes: list[str]) -> None:
+    """Keep the retriever's notes (a skipped source, SASRec's training) in the report; they
+    were logged already as they happened."""
+    report.notes.extend(note for note in notes if note not in report.notes)
+
+
+def _method_result(evaluated: EvaluatedUsers, method: Method) -> tuple[MethodResult, dict[str, np.ndarray]]:
+    """A method's figures (means, intervals, coverage, tied and untied users) and its
+    per-user metrics (for the paired comparison)."""
+    values = m.per_user_metrics(method.ranked.ranks)
+    at_10 = {k: v for k, v in values.items() if k.endswith("@10")}
+    top10, tied = method.ranked.top10, evaluated.tied
+    result = MethodResult(
+        name=method.name,
+        kind=method.kind,
+        params=method.params,
+        metrics=m.summarise(values),
+        intervals={k: iv.bootstrap_interval(v, seed=evaluated.seed) for k, v in at_10.items()},
+        coverage_at_10=m.coverage(top10, evaluated.split.n_items),
+        long_tail_at_10=m.long_tail_share(top10.ravel(), evaluated.popularity),
+        seconds=method.seconds,
+        validation_ndcg_at_10=method.validation_ndcg_at_10,
+        ties={
+            label: {"users": float(part.sum()), **{k: float(v[part].mean()) if part.any() else 0.0
+                                                   for k, v in at_10.items()}}
+            for label, part in (("tied", tied), ("untied", ~tied))
+        },
+    )  # fmt: skip
+    if method.kind == "fewrec" and not evaluated.sampled:
+        ranks = method.ranked.ranks
+        result.candidate_recall = {f"recall@{d}": float((ranks < d).mean()) for d in CANDIDATE_DEPTHS}
+    return result, values
+
+
+def _record_slices(report: EvalReport, method: Method) -> None:
+    for cut, ranks in method.cut_ranks.items():
+        report.slices.setdefault(str(cut), {})[method.name] = m.summarise(m.per_user_metrics(ranks))
+
+
+def _conclude(
+    report: EvalReport, evaluated: EvaluatedUsers, plan: EvalPlan, per_user: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """The published anchors where they apply, the comparison with the best baseline (or why
+    there is none), and the end of the run."""
+    split = evaluated.split
+    if not evaluated.sampled:
+        report.published = (
+            [MethodResult(name=n, kind="published", metrics=v) for n, v in PUBLISHED.items()]
+            if split.name == "ml-latest-small"
+            and evaluated.split_name == "test"
+            and split.protocol == "loo"
+            and plan.settings.split.ties == "id"
+            else []
+        )
+    if report.complete:
+        report.comparison = _compare(report.methods, per_user, evaluated.seed)
+    else:  # the best baseline by validation may be one that never ran: no verdict
+        done = {r.name for r in report.methods}
+        missing = [
+            b
+            for b in plan.baselines
+            if b not in done and not any(n.startswith(f"baseline {b}:") for n in report.notes)
+        ]
+        report.notes.append(
+            "no comparison with the best baseline: the run stopped before "
+            + (", ".join(missing) if missing else "it finished")
+            + " ran"
+        )
+    report.finish_run()
 
 
 def format_p(p: float, resamples: int) -> str:
@@ -401,10 +527,12 @@ def format_p(p: float, resamples: int) -> str:
     return f"p < 1/{resamples}" if p == 0.0 else f"p={p:.3f}"
 
 
-def _compare(report: EvalReport, per_user: dict[str, dict[str, np.ndarray]], seed: int) -> Comparison | None:
+def _compare(
+    methods: list[MethodResult], per_user: dict[str, dict[str, np.ndarray]], seed: int
+) -> Comparison | None:
     """Our last fewrec row against the baseline with the best *validation* NDCG@10."""
-    ours = [r for r in report.methods if r.kind == "fewrec"]
-    others = [r for r in report.methods if r.kind == "baseline" and r.validation_ndcg_at_10 is not None]
+    ours = [r for r in methods if r.kind == "fewrec"]
+    others = [r for r in methods if r.kind == "baseline" and r.validation_ndcg_at_10 is not None]
     if not ours or not others:
         return None
     metric = "ndcg@10"
@@ -425,4 +553,4 @@ def _compare(report: EvalReport, per_user: dict[str, dict[str, np.ndarray]], see
     )  # fmt: skip
 
 
-__all__ = ["SOURCE_NAMES", "EvalReport", "MethodResult", "evaluate"]
+__all__ = ["SOURCE_NAMES", "EvalReport", "Method", "MethodResult", "evaluate"]
