@@ -33,7 +33,18 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
 
 
 def markdown(report: EvalReport) -> str:
-    lines = [
+    """report.md: one section after another, each from the report's list of methods."""
+    sections = (
+        _header, _metrics_table, _candidate_recall_table, _coverage_table, _ties_table, _slices_table,
+        _llm_tables, _comparison_lines,
+    )  # fmt: skip
+    lines = [line for section in sections for line in section(report)]
+    lines += [""] + [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _header(report: EvalReport) -> list[str]:
+    return [
         f"# fewrec evaluation — {report.dataset}, {report.split} split",
         "",
         f"Protocol: **{report.protocol}**, {report.split_description or report.split_protocol}, "
@@ -42,6 +53,11 @@ def markdown(report: EvalReport) -> str:
         f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
         "",
         *_tie_lines(report),
+    ]
+
+
+def _metrics_table(report: EvalReport) -> list[str]:
+    lines = [
         "",
         "| method | kind | " + " | ".join(METRIC_COLUMNS) + " | 95% CI NDCG@10 |",
         "|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|",
@@ -53,94 +69,117 @@ def markdown(report: EvalReport) -> str:
     for r in report.published:
         cells = " | ".join(f"{r.metrics[c]:.4f}" if c in r.metrics else "–" for c in METRIC_COLUMNS)
         lines.append(f"| {r.name} | published, not measured | {cells} | |")
+    return lines
+
+
+def _candidate_recall_table(report: EvalReport) -> list[str]:
     ours = [r for r in report.methods if r.candidate_recall]
-    if ours:
-        lines += [
-            "",
-            "Candidate recall (share of users whose held-out item is among the first N candidates):",
-            "",
-        ]
-        lines += [
-            "| method | " + " | ".join(ours[0].candidate_recall) + " |",
-            "|---|" + "---|" * len(ours[0].candidate_recall),
-        ]
-        for r in ours:
-            lines.append(
-                f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |"
-            )
-    lines += ["", "| method | coverage@10 | long-tail share@10 | seconds |", "|---|---|---|---|"]
+    if not ours:
+        return []
+    lines = [
+        "",
+        "Candidate recall (share of users whose held-out item is among the first N candidates):",
+        "",
+        "| method | " + " | ".join(ours[0].candidate_recall) + " |",
+        "|---|" + "---|" * len(ours[0].candidate_recall),
+    ]
+    for r in ours:
+        lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |")
+    return lines
+
+
+def _coverage_table(report: EvalReport) -> list[str]:
+    lines = ["", "| method | coverage@10 | long-tail share@10 | seconds |", "|---|---|---|---|"]
     for r in report.methods:
         seconds = "(with fused)" if r.seconds is None else r.seconds
         lines.append(f"| {r.name} | {r.coverage_at_10:.4f} | {r.long_tail_at_10:.4f} | {seconds} |")
-    if any(r.ties for r in report.methods):
-        lines += [
-            "",
-            "Tied and untied users (tied: the target shares its timestamp with the item before it, "
-            "so the tie order decided what came next). Baselines also show the validation NDCG@10 "
-            "of their chosen grid point, which picks the best baseline:",
-            "",
-            "| method | NDCG@10 tied | Recall@10 tied | NDCG@10 untied | Recall@10 untied | valid NDCG@10 "
-            "| chosen parameters |",
-            "|---|---|---|---|---|---|---|",
+    return lines
+
+
+def _ties_table(report: EvalReport) -> list[str]:
+    if not any(r.ties for r in report.methods):
+        return []
+    lines = [
+        "",
+        "Tied and untied users (tied: the target shares its timestamp with the item before it, "
+        "so the tie order decided what came next). Baselines also show the validation NDCG@10 "
+        "of their chosen grid point, which picks the best baseline:",
+        "",
+        "| method | NDCG@10 tied | Recall@10 tied | NDCG@10 untied | Recall@10 untied | valid NDCG@10 "
+        "| chosen parameters |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report.methods:
+        tied, untied = r.ties.get("tied", {}), r.ties.get("untied", {})
+        valid = "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items()) if r.kind == "baseline" else ""
+        lines.append(
+            f"| {r.name} | {tied.get('ndcg@10', 0):.4f} | {tied.get('recall@10', 0):.4f} | "
+            f"{untied.get('ndcg@10', 0):.4f} | {untied.get('recall@10', 0):.4f} | {valid} | {params} |"
+        )
+    return lines
+
+
+def _slices_table(report: EvalReport) -> list[str]:
+    if not report.slices:
+        return []
+    methods = sorted({name for cut in report.slices.values() for name in cut})
+    lines = ["", "Few-shot slices (history cut to the last k items), NDCG@10:", ""]
+    lines += ["| k | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0])):
+        cells = " | ".join(f"{by_method[n]['ndcg@10']:.4f}" if n in by_method else "–" for n in methods)
+        lines.append(f"| {cut} | {cells} |")
+    return lines
+
+
+def _llm_tables(report: EvalReport) -> list[str]:
+    if not report.llm:
+        return []
+    lines = [
+        "",
+        "LLM stage (per k-shot): latency, prompt tokens, fallbacks, and MRR of the held-out item "
+        "within the candidates (users whose held-out item is a candidate) for the LLM order, the "
+        "retrieval order and a random order:",
+        "",
+        "| k | backend | p50 s/user | p95 s/user | prompt tokens p50 | fallbacks | users | MRR LLM "
+        "| MRR retrieval | MRR random (expected) | best alpha (valid) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, info in report.llm.items():
+        w = info.get("within_candidates", {})
+        nan = float("nan")
+        cells = [
+            k,
+            f"{info.get('backend')} ({info.get('mode')})",
+            f"{info.get('per_user_seconds_p50', 0):.2f}",
+            f"{info.get('per_user_seconds_p95', 0):.2f}",
+            f"{info.get('prompt_tokens_p50', 0):.0f}",
+            str(len(info.get("fallback_users", []))),
+            str(w.get("users", 0)),
+            f"{w.get('mrr_llm', nan):.4f}",
+            f"{w.get('mrr_retrieval', nan):.4f}",
+            f"{w.get('mrr_random_expected', nan):.4f}",
+            str(info.get("best_alpha", "–")),
         ]
-        for r in report.methods:
-            tied, untied = r.ties.get("tied", {}), r.ties.get("untied", {})
-            valid = "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
-            params = ", ".join(f"{k}={v}" for k, v in r.params.items()) if r.kind == "baseline" else ""
-            lines.append(
-                f"| {r.name} | {tied.get('ndcg@10', 0):.4f} | {tied.get('recall@10', 0):.4f} | "
-                f"{untied.get('ndcg@10', 0):.4f} | {untied.get('recall@10', 0):.4f} | {valid} | {params} |"
-            )
-    if report.slices:
-        methods = sorted({name for cut in report.slices.values() for name in cut})
-        lines += ["", "Few-shot slices (history cut to the last k items), NDCG@10:", ""]
-        lines += ["| k | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0])):
-            cells = " | ".join(f"{by_method[n]['ndcg@10']:.4f}" if n in by_method else "–" for n in methods)
-            lines.append(f"| {cut} | {cells} |")
-    if report.llm:
-        lines += [
-            "",
-            "LLM stage (per k-shot): latency, prompt tokens, fallbacks, and MRR of the held-out item "
-            "within the candidates (users whose held-out item is a candidate) for the LLM order, the "
-            "retrieval order and a random order:",
-            "",
-            "| k | backend | p50 s/user | p95 s/user | prompt tokens p50 | fallbacks | users | MRR LLM "
-            "| MRR retrieval | MRR random (expected) | best alpha (valid) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for k, info in report.llm.items():
-            w = info.get("within_candidates", {})
-            nan = float("nan")
-            cells = [
-                k,
-                f"{info.get('backend')} ({info.get('mode')})",
-                f"{info.get('per_user_seconds_p50', 0):.2f}",
-                f"{info.get('per_user_seconds_p95', 0):.2f}",
-                f"{info.get('prompt_tokens_p50', 0):.0f}",
-                str(len(info.get("fallback_users", []))),
-                str(w.get("users", 0)),
-                f"{w.get('mrr_llm', nan):.4f}",
-                f"{w.get('mrr_retrieval', nan):.4f}",
-                f"{w.get('mrr_random_expected', nan):.4f}",
-                str(info.get("best_alpha", "–")),
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        for k, info in report.llm.items():
-            sweep = info.get("alpha_sweep_ndcg@10")
-            if sweep:
-                cells = ", ".join(f"{a}: {v:.4f}" for a, v in sweep.items())
-                lines.append(f"\nNDCG@10 by alpha ({k}): {cells}")
-    if report.comparison:
-        c = report.comparison
-        lines += [
-            "",
-            f"Paired bootstrap over users, {c.metric}: {c.method} − {c.baseline} = {c.difference:+.4f} "
-            f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}, {c.resamples} resamples); "
-            f"{c.verdict}. The baseline was chosen as the best by {c.chosen_on}.",
-        ]
-    lines += [""] + [f"Note: {n}" for n in report.notes]
-    return "\n".join(lines) + "\n"
+        lines.append("| " + " | ".join(cells) + " |")
+    for k, info in report.llm.items():
+        sweep = info.get("alpha_sweep_ndcg@10")
+        if sweep:
+            cells = ", ".join(f"{a}: {v:.4f}" for a, v in sweep.items())
+            lines.append(f"\nNDCG@10 by alpha ({k}): {cells}")
+    return lines
+
+
+def _comparison_lines(report: EvalReport) -> list[str]:
+    c = report.comparison
+    if c is None:
+        return []
+    return [
+        "",
+        f"Paired bootstrap over users, {c.metric}: {c.method} − {c.baseline} = {c.difference:+.4f} "
+        f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}, {c.resamples} resamples); "
+        f"{c.verdict}. The baseline was chosen as the best by {c.chosen_on}.",
+    ]
 
 
 def _tie_lines(report: EvalReport) -> list[str]:
