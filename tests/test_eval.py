@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,6 +283,36 @@ def test_report_write(full_report, tmp_path):
     assert pngs == ["ndcg_by_method.png"]
     assert (run / "ndcg_by_method.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run.glob(".*"))  # no temporary files left behind
+
+
+def test_every_method_is_reported_in_order_as_it_is_ranked(bundled_split, tmp_path):
+    """The fused retriever, its sources, then the baselines: one row each, handed to `on_result`
+    as it is done; the baselines carry the validation score that picks the comparison."""
+    seen: list[list[str]] = []
+    report = evaluate(
+        bundled_split, cheap_settings(tmp_path), baselines=["popularity", "markov"], users=60,
+        on_result=lambda partial: seen.append([r.name for r in partial.methods]),
+    )  # fmt: skip
+    names = [FUSED, "source: transition", "source: timepop", "popularity", "markov"]
+    assert [r.name for r in report.methods] == names
+    assert [r.kind for r in report.methods] == ["fewrec", "source", "source", "baseline", "baseline"]
+    assert seen == [names[: i + 1] for i in range(len(names))]
+    sources = [r for r in report.methods if r.kind == "source"]
+    assert all(r.seconds is None and r.validation_ndcg_at_10 is None for r in sources)
+    baselines = [r for r in report.methods if r.kind == "baseline"]
+    assert all(r.seconds is not None and r.validation_ndcg_at_10 is not None for r in baselines)
+    best = max(baselines, key=lambda r: r.validation_ndcg_at_10 or 0.0)
+    assert report.comparison is not None and report.comparison.baseline == best.name
+
+
+@pytest.mark.parametrize("folder", ["results", "results-temporal", "results-ties-random", "results-llm"])
+def test_report_md_is_written_again_from_the_published_results(folder):
+    """Each published report.md is what `markdown` writes from its results.json, section by section."""
+    from fewrec.eval.report import markdown
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / folder
+    report = EvalReport.model_validate_json((docs / "results.json").read_text())
+    assert markdown(report) == (docs / "report.md").read_text()
 
 
 def test_report_write_with_slices_plots_history_length(bundled_split, tmp_path):

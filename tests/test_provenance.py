@@ -153,3 +153,54 @@ def test_compare_results_finds_a_changed_figure(tmp_path):
     data["methods"][0]["metrics"]["ndcg@10"] -= 0.0001 - 1e-9  # below the printed digits: the same
     (second / "results" / "results.json").write_text(json.dumps(data))
     assert CliRunner().invoke(app, ["compare-results", str(first), str(second)]).exit_code == 0
+
+
+PUBLISHED_REPORTS = [
+    ("results", "EvalReport"),
+    ("results-temporal", "EvalReport"),
+    ("results-ties-random", "EvalReport"),
+    ("results-llm", "EvalReport"),
+    ("results-chat", "ChatEvalReport"),
+    ("results-conversations", "ConversationsReport"),
+]
+
+
+@pytest.mark.parametrize(("folder", "model"), PUBLISHED_REPORTS)
+def test_every_published_results_json_loads_into_its_report_and_writes_back_the_same(folder, model):
+    """The run metadata is one model (RunRecord) that the reports extend: its keys stay flat, so
+    the published files load, and a report writes every key and value it read (figures first)."""
+    from fewrec.eval.chat_eval import ChatEvalReport
+    from fewrec.eval.conversation_eval import ConversationsReport
+    from fewrec.eval.runner import EvalReport
+
+    models = {
+        "EvalReport": EvalReport,
+        "ChatEvalReport": ChatEvalReport,
+        "ConversationsReport": ConversationsReport,
+    }
+    raw = json.loads((Path(__file__).resolve().parents[1] / "docs" / folder / "results.json").read_text())
+    report = models[model].model_validate(raw)
+    assert isinstance(report, provenance.RunRecord)
+    written = json.loads(report.model_dump_json())
+    if "provenance" not in raw:  # written before runs recorded it: the field is there, empty
+        assert written.pop("provenance") is None
+    assert written == raw
+    run_fields = [key for key in provenance.RunRecord.model_fields if key in written]
+    assert list(written)[-len(run_fields) :] == run_fields
+
+
+def test_run_record_stamps_the_start_and_the_end_of_a_run():
+    from fewrec.eval.bench import BenchResult
+
+    old = BenchResult.model_validate_json(
+        (Path(__file__).resolve().parents[1] / "docs" / "bench.json").read_text()
+    )
+    assert old.figures and old.provenance is None and old.started == ""  # a file from before RunRecord
+    record = BenchResult()
+    record.start_run({"seed": 3}, "fusion weights: named")
+    assert record.provenance is not None and record.provenance.weights_from == "fusion weights: named"
+    assert record.git_commit == record.provenance.commit and record.versions == record.provenance.versions
+    assert record.settings == {"seed": 3} and record.started and record.finished is None
+    record.finish_run()
+    assert record.finished is not None and record.finished >= record.started
+    assert len(record.provenance.load_average_end) == 3
