@@ -1,10 +1,12 @@
 """Batch evaluation: every stage and baseline on the same split, users and seed.
 
 `evaluate(...) -> EvalReport` is the one code path behind `fewrec eval` and
-`python -m fewrec eval`. Scores are computed for the split's evaluation users at once (dense
-numpy), metrics per user, then means with bootstrap intervals, the same metrics on the users
-whose target is tied in time with the item before it and on the rest, and a paired test
-against the baseline that is best *on validation*.
+`python -m fewrec eval`. It is a loop over methods (`Method`): the fused retriever, the LLM
+stages over its candidates, each of its sources and the baselines, each fitted and ranked for
+the split's evaluation users in turn (`_methods`). From each method's per-user ranks come its
+metrics, means with bootstrap intervals, the same metrics on the users whose target is tied in
+time with the item before it and on the rest, and the history-cut slices; from the list, a
+paired test of the last fewrec method against the baseline that is best *on validation*.
 """
 
 from __future__ import annotations
