@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -336,6 +339,47 @@ def test_slow_server_times_out(fake_server):
     backend.close()
 
 
+def test_trickling_server_times_out(fake_server):
+    """A server that keeps sending a byte at a time never trips a read timeout; the attempt's
+    own bound ends it."""
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client hangs up
+                for _ in range(100):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    backend = _fast(f"http://127.0.0.1:{httpd.server_address[1]}/v1", timeout_s=0.5, max_retries=0)
+    try:
+        with pytest.raises(LLMError, match=r"1 attempt\(s\).*timed out after 0.5s"):
+            backend.generate("x")
+    finally:
+        backend.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_calls_first_failure_stops_its_other_requests(fake_server):
+    server = fake_server(lambda attempt, body: _json({"error": {"message": "bad request"}}, 400))
+    backend = _fast(server.url, concurrency=1)  # one request at a time: the rest wait in line
+    with pytest.raises(LLMError, match="HTTP 400"):
+        backend.score_continuations("x", [" a", " b", " c", " d", " e"])
+    assert server.attempts == 1
+    backend.close()
+
+
 # ------------------------------------------------------------------ concurrency and parsing
 
 
@@ -359,6 +403,12 @@ def test_many_keeps_order_under_concurrency(fake_server):
         return backend.score_continuations(*jobs[3])
 
     assert asyncio.run(inside_a_loop()) == results[3]
+    # one synchronous call's continuations are in flight together too, within the limit
+    server.peak = 0
+    assert backend.score_continuations("user likes", [" " + w for w in words * 2]) == [
+        _expected(" " + w) for w in words * 2
+    ]
+    assert 2 <= server.peak <= 4
     backend.close()
 
 

@@ -138,3 +138,20 @@ def test_sasrec_scores_on_one_thread_and_gives_the_threads_back(tmp_path):
     scores = model.score([np.array([3, 4, 5])])
     assert seen == [1] and int(np.argmax(scores[0])) == 6
     assert torch.get_num_threads() == 2
+
+
+def test_sasrec_training_is_repeatable_to_the_bit(tmp_path):
+    """The same seed and data give the same weights and losses (the README's figures rely on it);
+    the best epoch, the plateau and the budget are tested in test_scale.py."""
+    data = _patterned_data()
+    sequences = [data.items[data.users == u] + 1 for u in range(data.n_users)]
+    validation = ([s[:-1] for s in sequences[:15]], np.array([s[-1] - 1 for s in sequences[:15]]))
+    model = _small(tmp_path, epochs=3, patience=5)
+    net, info = model._train(sequences, data.n_items, seed=2, validation=validation)
+    again, again_info = model._train(sequences, data.n_items, seed=2, validation=validation)
+    assert info["epochs_trained"] == 3 and again_info["losses"] == info["losses"]
+    assert again_info["validation_ndcg"] == info["validation_ndcg"]
+    pairs = zip(net.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    other, _ = model._train(sequences, data.n_items, seed=3, validation=validation)
+    assert not torch.equal(other.item.weight, net.item.weight)  # the seed is what decides

@@ -76,13 +76,34 @@ def read_table(
     head = re.match(r"(?:[ \t\r]*\n)*", text)
     leading = head.group().count("\n") if head else 0
     text = text[head.end() :] if head else text
+    frame = _parse(path, text, sep, None if header else list(names or columns))
+    # Line numbers as a user sees them in an editor (1-based, header counted).
+    first_line = leading + (2 if header else 1)
+    _check_columns(frame, path, columns, header, first_line)
+    blank = _blank_rows(frame)
+    keep = list(columns) + [c for c in optional if c in frame.columns]
+    positions = np.flatnonzero(~blank)
+    if len(positions) == 0:
+        raise DatasetError("file has a header but no rows", path=path)
+    if blank.any():
+        frame = frame.iloc[positions][keep].reset_index(drop=True)
+        frame.attrs["lines"] = (positions + first_line).tolist()  # only when lines were skipped
+    else:
+        frame = frame[keep].copy()
+    frame.attrs["path"] = str(path)
+    frame.attrs["first_line"] = first_line
+    return frame
+
+
+def _parse(path: Path, text: str, sep: str, names: list[str] | None) -> pd.DataFrame:
+    """Every field as a string, blank lines kept as rows; `names` when the file has no header."""
     multi_char = len(sep) > 1
     try:
-        frame = pd.read_csv(
+        return pd.read_csv(
             io.StringIO(text),
             sep=sep,
-            header=0 if header else None,
-            names=None if header else list(names or columns),
+            header=0 if names is None else None,
+            names=names,
             dtype=str,
             keep_default_na=False,
             engine="python" if multi_char else "c",
@@ -93,8 +114,12 @@ def read_table(
         raise DatasetError(f"malformed row ({exc})", path=path) from exc
     except pd.errors.EmptyDataError as exc:
         raise DatasetError("file is empty", path=path) from exc
-    # Line numbers as a user sees them in an editor (1-based, header counted).
-    first_line = leading + (2 if header else 1)
+
+
+def _check_columns(
+    frame: pd.DataFrame, path: Path, columns: Sequence[str], header: bool, first_line: int
+) -> None:
+    """Strips the column names and checks that the rows fit them and that `columns` are there."""
     if not isinstance(frame.index, pd.RangeIndex):
         # pandas silently takes the first field(s) as an index when the first row is too long.
         raise DatasetError(
@@ -111,23 +136,15 @@ def read_table(
             f"found {', '.join(repr(c) for c in frame.columns)}",
             path=path,
         )
-    # A blank line leaves every field empty; only rows with an empty first field can be one.
+
+
+def _blank_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows are blank lines: every field empty (only rows with an empty first field can be)."""
     blank = (frame.iloc[:, 0].fillna("").astype(str).str.strip() == "").to_numpy().copy()
     if blank.any():
         candidates = frame[blank].fillna("").astype(str)
         blank[blank] = candidates.apply(lambda col: col.str.strip() == "").all(axis=1).to_numpy()
-    keep = list(columns) + [c for c in optional if c in frame.columns]
-    positions = np.flatnonzero(~blank)
-    if len(positions) == 0:
-        raise DatasetError("file has a header but no rows", path=path)
-    if blank.any():
-        frame = frame.iloc[positions][keep].reset_index(drop=True)
-        frame.attrs["lines"] = (positions + first_line).tolist()  # only when lines were skipped
-    else:
-        frame = frame[keep].copy()
-    frame.attrs["path"] = str(path)
-    frame.attrs["first_line"] = first_line
-    return frame
+    return blank
 
 
 def _line_of(frame: pd.DataFrame, position: int) -> int:

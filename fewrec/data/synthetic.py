@@ -24,6 +24,7 @@ within a history (at most the longest history), not over interactions.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,19 +84,59 @@ def generate(
     """
     if min(n_users, n_items, n_interactions) < 1:
         raise ValueError("users, items and interactions must all be at least 1")
+    # One generator, drawn from in a fixed order: the same seed gives the same data.
     rng = np.random.default_rng(seed)
     lengths = _lengths(rng, n_users, n_items, n_interactions, length_tail)
+    sampler = _ItemSampler(rng, n_items, zipf, clusters)
+    follow_to, next_cdf = _successor_table(rng, sampler, successors)
+    home = rng.integers(0, sampler.n_clusters, n_users)
+    # Users longest first, so the users still active at position t are a prefix 0..active[t].
+    order = np.argsort(-lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    offsets = np.r_[0, np.cumsum(sorted_lengths)]
+    walks = _Walks(follow_to, next_cdf, follow, taste)
+    items = walks.draw(rng, sampler, sorted_lengths, home[order], offsets)
+    user_of = np.repeat(np.arange(n_users), sorted_lengths)  # in sorted-user order
+    items = _without_repeats(rng, user_of, items, n_items, sampler.draw_global)
+    times = _timestamps(rng, sorted_lengths, offsets)
+    user_ids = order[user_of] + 1
+    frame = pd.DataFrame({"user_id": user_ids, "item_id": items + 1, "timestamp": times})
+    frame = frame.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+    return frame
 
-    # Popularity: Zipf over a random order of the items.
-    popularity = np.empty(n_items)
-    popularity[rng.permutation(n_items)] = 1.0 / np.arange(1, n_items + 1) ** zipf
-    popularity /= popularity.sum()
-    global_cdf = np.cumsum(popularity)
-    global_cdf[-1] = 1.0
 
-    # Taste clusters: each cluster's items by popularity; cluster c's CDF spans [c, c + 1).
-    n_clusters = max(1, min(n_items, clusters if clusters is not None else n_items // 250))
-    cluster = rng.integers(0, n_clusters, n_items)
+class _ItemSampler:
+    """Draws item indices by popularity (a Zipf law over a random order of the items), from the
+    whole catalog or from a user's taste cluster."""
+
+    def __init__(self, rng: np.random.Generator, n_items: int, zipf: float, clusters: int | None) -> None:
+        self.rng, self.n_items = rng, n_items
+        popularity = np.empty(n_items)
+        popularity[rng.permutation(n_items)] = 1.0 / np.arange(1, n_items + 1) ** zipf
+        popularity /= popularity.sum()
+        self.global_cdf = np.cumsum(popularity)
+        self.global_cdf[-1] = 1.0
+        self.n_clusters = max(1, min(n_items, clusters if clusters is not None else n_items // 250))
+        self.cluster = rng.integers(0, self.n_clusters, n_items)
+        self.by_cluster, self.within, self.empty = _cluster_cdf(self.cluster, popularity, self.n_clusters)
+
+    def draw_global(self, size: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(self.global_cdf, self.rng.random(size)), self.n_items - 1)
+
+    def draw_cluster(self, home: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(self.within, home + self.rng.random(len(home)), side="right")
+        out = self.by_cluster[np.minimum(at, self.n_items - 1)]
+        if len(self.empty):  # a cluster without items: fall back to the whole catalog
+            lost = np.isin(home, self.empty)
+            out[lost] = self.draw_global(int(lost.sum()))
+        return out
+
+
+def _cluster_cdf(
+    cluster: np.ndarray, popularity: np.ndarray, n_clusters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items by cluster, their CDF, empty clusters): each cluster's items by popularity, and
+    cluster c's CDF spans [c, c + 1)."""
     by_cluster = np.argsort(cluster, kind="stable")
     in_order = cluster[by_cluster]
     bounds = np.searchsorted(in_order, np.arange(n_clusters + 1))
@@ -104,65 +145,66 @@ def generate(
     within = in_order + (running[1:] - before[in_order]) / np.where(sums > 0, sums, 1.0)[in_order]
     filled = np.flatnonzero(np.diff(bounds) > 0)
     within[bounds[filled + 1] - 1] = filled + 1.0  # each cluster's last item closes it exactly
-    empty = np.flatnonzero(np.diff(bounds) == 0)
+    return by_cluster, within, np.flatnonzero(np.diff(bounds) == 0)
 
-    def draw_global(size: int) -> np.ndarray:
-        return np.minimum(np.searchsorted(global_cdf, rng.random(size)), n_items - 1)
 
-    def draw_cluster(home: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(within, home + rng.random(len(home)), side="right")
-        out = by_cluster[np.minimum(at, n_items - 1)]
-        if len(empty):  # a cluster without items: fall back to the whole catalog
-            lost = np.isin(home, empty)
-            out[lost] = draw_global(int(lost.sum()))
-        return out
-
-    # Successors: mostly from the item's own cluster, weighted like popularity; the first
-    # successor is the likeliest (weights halve down the list).
+def _successor_table(
+    rng: np.random.Generator, sampler: _ItemSampler, successors: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(each item's successors, the CDF over their slots): mostly from the item's own cluster,
+    weighted like popularity; the first successor is the likeliest (weights halve down the list)."""
     n_next = max(1, successors)
-    follow_to = draw_cluster(np.repeat(cluster, n_next)).reshape(n_items, n_next)
+    follow_to = sampler.draw_cluster(np.repeat(sampler.cluster, n_next)).reshape(sampler.n_items, n_next)
     stray = rng.random(follow_to.shape) < 0.2
-    follow_to[stray] = draw_global(int(stray.sum()))
+    follow_to[stray] = sampler.draw_global(int(stray.sum()))
     next_cdf = np.cumsum(0.5 ** np.arange(n_next))
     next_cdf /= next_cdf[-1]
+    return follow_to, next_cdf
 
-    home = rng.integers(0, n_clusters, n_users)
-    # Users longest first, so the users still active at position t are a prefix 0..active[t].
-    order = np.argsort(-lengths, kind="stable")
-    sorted_lengths = lengths[order]
-    sorted_home = home[order]
-    longest = int(sorted_lengths[0])
-    active = np.searchsorted(-sorted_lengths, -np.arange(1, longest + 1), side="right")
-    offsets_out = np.r_[0, np.cumsum(sorted_lengths)]
-    items = np.empty(int(offsets_out[-1]), dtype=np.int64)
-    previous = np.full(n_users, -1, dtype=np.int64)
-    for t in range(longest):
-        n = int(active[t])
-        home_t = sorted_home[:n]
-        pick = np.where(rng.random(n) < taste, draw_cluster(home_t), draw_global(n))
-        if t > 0:
-            chain = rng.random(n) < follow
-            slot = np.minimum(np.searchsorted(next_cdf, rng.random(n)), n_next - 1)
-            successor = follow_to[previous[:n], slot]
-            pick = np.where(chain, successor, pick)
-        items[offsets_out[:n] + t] = pick
-        previous[:n] = pick
 
-    user_of = np.repeat(np.arange(n_users), sorted_lengths)  # in sorted-user order
-    items = _without_repeats(rng, user_of, items, n_items, draw_global)
+@dataclass(frozen=True)
+class _Walks:
+    """How a history goes on: a successor of the previous item (chance `follow`), else an item
+    from the home cluster (chance `taste`) or from the whole catalog."""
 
-    # Timestamps: a start per user, then gaps from minutes to days (log-normal, ≥ 1 s).
-    gaps = np.maximum(1, rng.lognormal(mean=8.0, sigma=2.0, size=len(items))).astype(np.int64)
-    gaps[offsets_out[:-1]] = 0
+    follow_to: np.ndarray
+    next_cdf: np.ndarray
+    follow: float
+    taste: float
+
+    def draw(
+        self, rng: np.random.Generator, sampler: _ItemSampler, lengths: np.ndarray, home: np.ndarray,
+        offsets: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        """Every history's items, users longest first (`lengths` sorted down), position by
+        position over the users still active."""
+        longest = int(lengths[0])
+        active = np.searchsorted(-lengths, -np.arange(1, longest + 1), side="right")
+        items = np.empty(int(offsets[-1]), dtype=np.int64)
+        previous = np.full(len(lengths), -1, dtype=np.int64)
+        n_next = self.follow_to.shape[1]
+        for t in range(longest):
+            n = int(active[t])
+            home_t = home[:n]
+            pick = np.where(rng.random(n) < self.taste, sampler.draw_cluster(home_t), sampler.draw_global(n))
+            if t > 0:
+                chain = rng.random(n) < self.follow
+                slot = np.minimum(np.searchsorted(self.next_cdf, rng.random(n)), n_next - 1)
+                successor = self.follow_to[previous[:n], slot]
+                pick = np.where(chain, successor, pick)
+            items[offsets[:n] + t] = pick
+            previous[:n] = pick
+        return items
+
+
+def _timestamps(rng: np.random.Generator, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A start per user within the span, then gaps from minutes to days (log-normal, ≥ 1 s)."""
+    gaps = np.maximum(1, rng.lognormal(mean=8.0, sigma=2.0, size=int(offsets[-1]))).astype(np.int64)
+    gaps[offsets[:-1]] = 0
     clock = np.cumsum(gaps)
-    clock -= np.repeat(clock[offsets_out[:-1]], sorted_lengths)
-    begin = START + rng.integers(0, int(SPAN * 0.8), n_users)
-    times = np.repeat(begin, sorted_lengths) + clock
-
-    user_ids = order[user_of] + 1
-    frame = pd.DataFrame({"user_id": user_ids, "item_id": items + 1, "timestamp": times})
-    frame = frame.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
-    return frame
+    clock -= np.repeat(clock[offsets[:-1]], lengths)
+    begin = START + rng.integers(0, int(SPAN * 0.8), len(lengths))
+    return np.repeat(begin, lengths) + clock
 
 
 def _without_repeats(

@@ -31,6 +31,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,47 @@ def _build_net(n_items: int, dim: int, max_len: int, layers: int, heads: int, dr
     return SASRecNet()
 
 
+def _batch_loss(
+    net: Any, batch: list[np.ndarray], rng: np.random.Generator, n_items: int, negatives: int, device: str
+) -> tuple[Any, int]:
+    """The sampled-softmax loss of one batch of chunks, and its number of positives."""
+    torch = _torch()
+    length = max(len(c) for c in batch)
+    x = np.zeros((len(batch), length), dtype=np.int64)
+    for row, chunk in enumerate(batch):
+        x[row, length - len(chunk) :] = chunk
+    xt = torch.from_numpy(x).to(device)
+    inputs, targets = xt[:, :-1], xt[:, 1:]
+    hidden = net(inputs)
+    valid = (targets > 0) & (inputs > 0)
+    positives = targets[valid] - 1
+    # Sampled softmax: the batch's positives plus shared uniform negatives.
+    sampled = torch.from_numpy(rng.integers(0, n_items, negatives)).to(device)
+    candidates, inverse = torch.unique(torch.cat([positives, sampled]), return_inverse=True)
+    logits = hidden[valid] @ net.item.weight[candidates + 1].T
+    return torch.nn.functional.cross_entropy(logits, inverse[: len(positives)]), len(positives)
+
+
+@dataclass
+class _TrainingRun:
+    """One seed's training: the net, its optimiser and sampler, and how far it has got."""
+
+    net: Any
+    optimiser: Any
+    rng: np.random.Generator
+    chunks: list[np.ndarray]
+    n_items: int
+    device: str
+    bar: Any
+    budget_s: float | None
+    started: float
+    losses: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # validation NDCG@10 after each full epoch
+    best_state: dict[str, Any] | None = None
+    stopped: str | None = None
+    done_steps: int = 0  # the bar counts nothing when it is disabled
+
+
 class SASRec:
     """Next-item transformer over the training sequences; scores = last position's logits,
     max-normalised per user and averaged over `seeds`."""
@@ -240,7 +282,6 @@ class SASRec:
         training stops when it has not improved for `patience` epochs, and the best epoch's
         weights are returned."""
         torch = _torch()
-        functional = torch.nn.functional
         p = self.params
         started = time.perf_counter()
         torch.manual_seed(seed)
@@ -255,82 +296,89 @@ class SASRec:
             total=p["epochs"] * steps, desc=f"SASRec seed {seed}, epoch 1/{p['epochs']}", unit="batch",
             disable=not self.progress, mininterval=1.0,
         )  # fmt: skip
-        losses: list[float] = []
-        scores: list[float] = []  # validation NDCG@10 after each full epoch
-        best_state: dict[str, Any] | None = None
-        stopped: str | None = None
-        done_steps = 0  # the bar counts nothing when it is disabled
+        run = _TrainingRun(net, optimiser, rng, chunks, n_items, device, bar, budget_s, started)
         for epoch in range(p["epochs"]):
             net.train()
             bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
-            order = rng.permutation(len(chunks))
-            total, count = 0.0, 0
-            for start in range(0, len(order), p["batch_size"]):
-                batch = [chunks[j] for j in order[start : start + p["batch_size"]]]
-                length = max(len(c) for c in batch)
-                x = np.zeros((len(batch), length), dtype=np.int64)
-                for row, chunk in enumerate(batch):
-                    x[row, length - len(chunk) :] = chunk
-                xt = torch.from_numpy(x).to(device)
-                inputs, targets = xt[:, :-1], xt[:, 1:]
-                hidden = net(inputs)
-                valid = (targets > 0) & (inputs > 0)
-                positives = targets[valid] - 1
-                # Sampled softmax: the batch's positives plus shared uniform negatives.
-                negatives = torch.from_numpy(rng.integers(0, n_items, p["negatives"])).to(device)
-                candidates, inverse = torch.unique(torch.cat([positives, negatives]), return_inverse=True)
-                logits = hidden[valid] @ net.item.weight[candidates + 1].T
-                loss = functional.cross_entropy(logits, inverse[: len(positives)])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                total += float(loss.detach()) * len(positives)
-                count += len(positives)
-                bar.update(1)
-                done_steps += 1
-                elapsed = time.perf_counter() - started
-                if budget_s is not None and elapsed > budget_s:
-                    stopped = "budget"
-                    break
-                if done_steps % 20 == 0:
-                    left = "" if budget_s is None else f", budget {max(0.0, budget_s - elapsed):.0f} s left"
-                    bar.set_postfix_str(f"loss {total / max(count, 1):.3f}{left}", refresh=False)
-            if stopped == "budget":
+            total, count = self._train_epoch(run)
+            if run.stopped == "budget":
                 if count:  # a partial epoch's loss still says where training got to
-                    losses.append(total / count)
+                    run.losses.append(total / count)
                 break
-            losses.append(total / max(count, 1))
-            if validation is not None:
-                scores.append(_validation_ndcg(net, *validation, self.params["max_len"], device))
-                bar.set_postfix_str(
-                    f"loss {losses[-1]:.3f}, validation NDCG@10 {scores[-1]:.4f}", refresh=False
-                )
-                if scores[-1] >= max(scores):
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                # Higher is better: the plateau rule reads the negated curve.
-                if plateau_epoch([-v for v in scores], self.patience, self.min_delta) is not None:
-                    stopped = "plateau"
-                    break
-            elif plateau_epoch(losses, self.patience, self.min_delta) is not None:
-                stopped = "plateau"
+            run.losses.append(total / max(count, 1))
+            if self._stops_after_epoch(run, validation):
                 break
         bar.close()
-        if best_state is not None:
-            net.load_state_dict(best_state)
+        if run.best_state is not None:
+            net.load_state_dict(run.best_state)
         net.eval()
         net.to("cpu")  # scored on the CPU, one thread (see `score`)
+        return net, self._run_info(run, steps, validation)
+
+    def _train_epoch(self, run: _TrainingRun) -> tuple[float, int]:
+        """One pass over the chunks in a random order: (summed loss, positives) of the batches it
+        ran. The time budget may end it early (`run.stopped` says so)."""
+        p = self.params
+        order = run.rng.permutation(len(run.chunks))
+        total, count = 0.0, 0
+        for start in range(0, len(order), p["batch_size"]):
+            batch = [run.chunks[j] for j in order[start : start + p["batch_size"]]]
+            loss, positives = _batch_loss(run.net, batch, run.rng, run.n_items, p["negatives"], run.device)
+            run.optimiser.zero_grad()
+            loss.backward()
+            run.optimiser.step()
+            total += float(loss.detach()) * positives
+            count += positives
+            run.bar.update(1)
+            run.done_steps += 1
+            elapsed = time.perf_counter() - run.started
+            if run.budget_s is not None and elapsed > run.budget_s:
+                run.stopped = "budget"
+                break
+            if run.done_steps % 20 == 0:
+                left = (
+                    "" if run.budget_s is None else f", budget {max(0.0, run.budget_s - elapsed):.0f} s left"
+                )
+                run.bar.set_postfix_str(f"loss {total / max(count, 1):.3f}{left}", refresh=False)
+        return total, count
+
+    def _stops_after_epoch(
+        self, run: _TrainingRun, validation: tuple[list[np.ndarray], np.ndarray] | None
+    ) -> bool:
+        """Scores a full epoch (validation NDCG@10, keeping the best weights) and applies the
+        plateau rule: to that score with `validation`, else to the training loss."""
+        if validation is None:
+            if plateau_epoch(run.losses, self.patience, self.min_delta) is None:
+                return False
+            run.stopped = "plateau"
+            return True
+        run.scores.append(_validation_ndcg(run.net, *validation, self.params["max_len"], run.device))
+        run.bar.set_postfix_str(
+            f"loss {run.losses[-1]:.3f}, validation NDCG@10 {run.scores[-1]:.4f}", refresh=False
+        )
+        if run.scores[-1] >= max(run.scores):
+            run.best_state = {k: v.detach().clone() for k, v in run.net.state_dict().items()}
+        # Higher is better: the plateau rule reads the negated curve.
+        if plateau_epoch([-v for v in run.scores], self.patience, self.min_delta) is None:
+            return False
+        run.stopped = "plateau"
+        return True
+
+    def _run_info(
+        self, run: _TrainingRun, steps: int, validation: tuple[list[np.ndarray], np.ndarray] | None
+    ) -> dict[str, Any]:
         info = {
             # Fractional when the budget stopped it inside an epoch.
-            "epochs_trained": round(done_steps / max(steps, 1), 2), "epochs": p["epochs"], "stopped": stopped,
-            "losses": [round(v, 5) for v in losses], "seconds": round(time.perf_counter() - started, 1),
-            "budget_s": self.budget_s, "patience": self.patience, "min_delta": self.min_delta,
-            "device": device,
+            "epochs_trained": round(run.done_steps / max(steps, 1), 2), "epochs": self.params["epochs"],
+            "stopped": run.stopped, "losses": [round(v, 5) for v in run.losses],
+            "seconds": round(time.perf_counter() - run.started, 1), "budget_s": self.budget_s,
+            "patience": self.patience, "min_delta": self.min_delta, "device": run.device,
         }  # fmt: skip
         if validation is not None:
-            info["validation_ndcg"] = [round(v, 5) for v in scores]
+            info["validation_ndcg"] = [round(v, 5) for v in run.scores]
             info["validation_users"] = len(validation[1])
-            info["best_epoch"] = int(np.argmax(scores)) + 1 if scores else None
-        return net, info
+            info["best_epoch"] = int(np.argmax(run.scores)) + 1 if run.scores else None
+        return info
 
     def fit(self, data: FitData) -> SASRec:
         torch = _torch()
