@@ -339,3 +339,14 @@ def test_a_source_added_through_the_registry_is_configured_and_fused(clean_env, 
     expected += 0.5 * max_normalise(toy)
     np.testing.assert_array_equal(batch.fused, expected)
     assert registry.config_class("toy") is ItemIndexConfig
+
+
+def test_a_registration_line_names_a_config_class_by_path():
+    """`BUILT_IN` holds "module:Class" paths: each resolves to the class registered under its
+    name, and a path to anything but a SourceConfig is refused with the path in the message."""
+    for name, path in registry.BUILT_IN.items():
+        assert registry.config_class(name) is registry.load_config_class(path)
+    with pytest.raises(TypeError, match=r"fewrec\.config:Settings"):
+        registry.load_config_class("fewrec.config:Settings")
+    with pytest.raises(TypeError, match="no SourceConfig"):
+        registry.load_config_class("fewrec.retrieval.components:NoSuchConfig")
