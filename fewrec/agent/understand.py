@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fewrec.agent.polarity import PolarityReader
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
+
+log = logging.getLogger(__name__)
 
 # Words that say how the person feels about the titles that follow (checked in this order).
 # Apostrophes are straightened before reading (`read`), so "didn’t" is "didn't" here.
@@ -342,8 +346,10 @@ MAX_FUZZY_PARTS = 21  # runs of parts tried per chunk (six parts between "and"s)
 class MessageReader:
     """Turns a chat message into an `Understanding` against one catalog."""
 
-    def __init__(self, catalog: Catalog, genres: list[str]) -> None:
+    def __init__(self, catalog: Catalog, genres: list[str], polarity: PolarityReader | None = None) -> None:
         self.catalog = catalog
+        # The classifier that may overrule the rules' feeling for a title (agent/polarity.py).
+        self.polarity = polarity
         self.index = catalog.titles
         self.item_ids: list[ItemId] = catalog.frame["item_id"].tolist()
         known = {g.lower(): g for g in genres}
@@ -680,6 +686,8 @@ class MessageReader:
         ("American Pie, I mean American Pie (1999)") gives way to it, and lends it its feeling."""
         ordered = sorted(links, key=lambda link: link.start)
         feelings = [self._sentiment(text, link, masked) for link in ordered]
+        if self.polarity is not None:
+            feelings = self._classified(text, ordered, feelings)
         kept: list[tuple[_Link, str]] = []
         for n, link in enumerate(ordered):
             corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
@@ -688,6 +696,33 @@ class MessageReader:
                 continue
             kept.append((link, feelings[n]))
         return kept
+
+    def _classified(self, text: str, ordered: list[_Link], rules: list[str]) -> list[str]:
+        """The rules' feelings, overruled where the polarity classifier is confident; the rules
+        alone when it fails (a reply must never fail on it)."""
+        found = [n for n, link in enumerate(ordered) if link.rows]
+        if self.polarity is None or not found:
+            return rules
+        spans = [(link.start, link.end) for link in ordered]
+        try:
+            read = self.polarity.adjust(text, [spans[n] for n in found], [rules[n] for n in found])
+        except Exception as exc:  # the embedder failed: the rules still read the message
+            log.warning("polarity classifier failed (%s): feelings read by the rules", exc)
+            return rules
+        out = list(rules)
+        for n, sentiment in zip(found, read, strict=True):
+            out[n] = sentiment
+        return out
+
+    def rule_feelings(self, text: str) -> list[tuple[tuple[int, int], tuple[int, ...], str]]:
+        """Each title the message names (span, catalog rows) with the rules' feeling about it,
+        before any classifier: what `fewrec.eval.build_polarity` learns from."""
+        text = text.translate(APOSTROPHES)
+        links = self._link(text)
+        links += self._not_found(text, links)
+        masked = _blank(text, [(link.start, link.end) for link in links])
+        ordered = sorted(links, key=lambda link: link.start)
+        return [((k.start, k.end), k.rows, self._sentiment(text, k, masked)) for k in ordered]
 
     def _genres(self, rest: str, out: Understanding) -> None:
         """Genres wished for or ruled out ("no horror", "anything but horror")."""
