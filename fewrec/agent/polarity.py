@@ -118,7 +118,10 @@ class PolarityReader:
         clauses = [mention_clause(text, span, spans) for span in spans]
         probabilities = self.dislike_probability(clauses, rules)
         w = self.weights
-        return [decide(r, float(p), w.dislike_above, w.like_below) for r, p in zip(rules, probabilities, strict=True)]
+        return [
+            decide(r, float(p), w.dislike_above, w.like_below)
+            for r, p in zip(rules, probabilities, strict=True)
+        ]
 
 
 @functools.cache
@@ -131,7 +134,9 @@ def load_polarity(path: Path = BUNDLED_POLARITY) -> PolarityWeights | None:
         return None
 
 
-def polarity_reader(embedder: TextEmbedder | None, path: Path = BUNDLED_POLARITY) -> tuple[PolarityReader | None, str]:
+def polarity_reader(
+    embedder: TextEmbedder | None, path: Path = BUNDLED_POLARITY
+) -> tuple[PolarityReader | None, str]:
     """The classifier over this embedder, or None and why (the chat then reads with the rules)."""
     weights = load_polarity(path)
     if weights is None:

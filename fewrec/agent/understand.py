@@ -55,9 +55,10 @@ WATCHED = r"(?:(?:i'?ve|i have|i had|we'?ve|we have|already|just|also|finally|re
     r"(?:seen|watched|saw)"  # fmt: skip
 # "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
 SEEN = r"(?:but not|except|not|no|skip)"
-LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
+LIKE = r"(?:(?:does ?n'?t|does not|can'?t|cannot|won'?t|never) get (?:any |much )?better than|" \
+    r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
     r"adores|adore|also|fan of|similar to|such as|more like|something like|films? like|movies? like|" \
-    r"like the film|favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
+    r"like the film|favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of))"  # fmt: skip
 # A "like" that compares rather than feels ("horror movies like The Ring"): an earlier feeling in
 # the clause wins over it.
 SIMILAR = re.compile(r"(?:^|\s)(?:like|such as|similar to|more like|something like|(?:films?|movies?) like)$",
@@ -408,6 +409,13 @@ class MessageReader:
             return "strong"  # "Heat, The Barbarian Invasions, and …": the head of a list of titles
         if lowered in PRONOUNS:
             return ""  # "I loved it"
+        if (
+            len(words) == 1
+            and written.islower()
+            and words[0] in FILLER
+            and re.match(r"\s+[\"“]?[A-Z]", text[span.end :])
+        ):
+            return ""  # "you should watch Get Out": a verb before a title, not *The Watch* in a list
         before = text[: span.start]
         for trigger in triggers:
             if trigger.lastgroup != "seen" or re.search(r"seen|watched", trigger.group(), re.I):

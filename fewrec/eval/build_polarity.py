@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewrec.agent.polarity import LIKED, PolarityWeights, decide, features, mention_clause
+from fewrec.agent.polarity import PolarityWeights, decide, features, mention_clause
 from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message
 from fewrec.data.models import Catalog
 from fewrec.eval.conversations import MENTION, Dialogue, read_dialogues
@@ -181,9 +181,15 @@ def build(
 
 
 def table(rows: list[dict[str, float | int]], best: dict[str, float | int]) -> str:
-    lines = ["| method | liked kept as liked | disliked not taken as liked | mentions changed |", "|---|---|---|---|"]
+    lines = [
+        "| method | liked kept as liked | disliked not taken as liked | mentions changed |",
+        "|---|---|---|---|",
+    ]
     for row in [rows[0], best]:
-        name = row.get("method") or f"classifier C={row['C']}, dislike > {row['dislike_above']}, like < {row['like_below']}"
+        name = (
+            row.get("method")
+            or f"classifier C={row['C']}, dislike > {row['dislike_above']}, like < {row['like_below']}"
+        )
         lines.append(
             f"| {name} | {row['liked_kept']:.1%} of {row['liked']} | "
             f"{row['disliked_not_liked']:.1%} of {row['disliked']} | {row.get('changed', 0)} |"
