@@ -150,6 +150,8 @@ def polarity_reader(
         )
     if len(weights.coef) < len(SENTIMENTS):
         return None, "malformed polarity weights: feelings read by the rules alone"
+    if weights.dislike_above >= 1.0 and weights.like_below <= 0.0:
+        return None, "the polarity classifier overrules nothing (its thresholds): feelings read by the rules"
     return PolarityReader(weights, embedder), ""
 
 

@@ -135,6 +135,9 @@ def held_out_probabilities(
     out = np.zeros(len(mentions), dtype=np.float64)
     splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(x, y, groups):
+        if len(set(y[train].tolist())) < 2:  # a small file: no dislike left to learn from
+            out[test] = float(y[train].mean()) if len(train) else 0.0
+            continue
         coef, intercept = fit(x[train], y[train], regularisation)
         out[test] = 1.0 / (1.0 + np.exp(-(x[test] @ coef + intercept)))
     return out
@@ -144,7 +147,7 @@ def choose(
     mentions: list[Mention], x: np.ndarray, folds: int, seed: int
 ) -> tuple[list[dict[str, float | int]], dict[str, float | int]]:
     """Every (C, thresholds) by cross-validation, and the chosen one: the most disliked films
-    kept from liked while losing no liked film against the rules (ties: fewer overrides)."""
+    kept from liked while losing no liked film against the rules."""
     rules = [m.rule for m in mentions]
     base = reading_figures(mentions, rules)
     rows: list[dict[str, float | int]] = [{"method": "rules", **base}]
@@ -158,7 +161,18 @@ def choose(
                 rows.append({"C": regularisation, "dislike_above": above, "like_below": below,
                              "changed": changed, **figures})  # fmt: skip
     fair = [r for r in rows[1:] if r["liked_kept"] >= base["liked_kept"]] or rows[1:]
-    best = max(fair, key=lambda r: (r["disliked_not_liked"], r["liked_kept"], -r["changed"]))
+    # Ties go to the fewest overrides, then to the most cautious thresholds: where the
+    # classifier helps no film, the chat keeps the rules' reading and embeds nothing.
+    best = max(
+        fair,
+        key=lambda r: (
+            r["disliked_not_liked"],
+            r["liked_kept"],
+            -r["changed"],
+            r["dislike_above"],
+            -r["like_below"],
+        ),
+    )
     return rows, best
 
 
@@ -181,15 +195,22 @@ def build(
 
 
 def table(rows: list[dict[str, float | int]], best: dict[str, float | int]) -> str:
+    """The rules, the best classifier at each dislike threshold (what it trades), the choice."""
     lines = [
         "| method | liked kept as liked | disliked not taken as liked | mentions changed |",
         "|---|---|---|---|",
     ]
-    for row in [rows[0], best]:
-        name = (
-            row.get("method")
-            or f"classifier C={row['C']}, dislike > {row['dislike_above']}, like < {row['like_below']}"
+    by_threshold = {
+        above: max(
+            (r for r in rows[1:] if r["dislike_above"] == above),
+            key=lambda r: (r["disliked_not_liked"], r["liked_kept"]),
         )
+        for above in DISLIKE_ABOVE
+    }
+    for row in [rows[0], *by_threshold.values(), {**best, "method": "**chosen**"}]:
+        name = str(row.get("method", "")).strip()
+        if "C" in row:
+            name += f" classifier C={row['C']}, dislike > {row['dislike_above']}, like < {row['like_below']}"
         lines.append(
             f"| {name} | {row['liked_kept']:.1%} of {row['liked']} | "
             f"{row['disliked_not_liked']:.1%} of {row['disliked']} | {row.get('changed', 0)} |"
