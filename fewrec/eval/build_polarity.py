@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     from fewrec.data import load_dataset
     from fewrec.retrieval.embeddings import DefaultEmbedder
 
-    split = load_dataset()
+    split = load_dataset(cache_dir=None)  # the bundled catalog links the titles; nothing cached
     catalog = split.catalog
     genres = sorted({g for gs in catalog.frame["genres"] for g in gs})
     command = f"python -m fewrec.eval.build_polarity {args.train_file.name} {args.out.name}"
