@@ -80,6 +80,10 @@ def test_dislikes_in_their_common_forms(reader, message, expected):
             {"like": ["Heat (1995)", "Fargo (1996)"], "seen": ["Alien (1979)"]},
         ),
         ("have you seen Pulp Fiction (1994) ?", {"curious": ["Pulp Fiction (1994)"]}),  # ReDial
+        # a bare "not" further off negates something else (ReDial, both liked by the seeker)
+        ("Not to be confused with Heat (1995), which is another good one", {"like": ["Heat (1995)"]}),
+        ("I have not, I need to add Inception (2010) to my list", {"like": ["Inception (2010)"]}),
+        ("I like comedies, just not in stuff like Scary Movie", {"seen": ["Scary Movie (2000)"]}),
     ],
 )
 def test_seen_and_not_yet_seen_films(reader, message, expected):

@@ -55,6 +55,7 @@ WATCHED = r"(?:(?:i'?ve|i have|i had|we'?ve|we have|already|just|also|finally|re
     r"(?:seen|watched|saw)"  # fmt: skip
 # "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
 SEEN = r"(?:but not|except|not|no|skip)"
+BARE_NOT_REACH = 2  # words between a bare "not" and the title it rules out
 LIKE = r"(?:(?:does ?n'?t|does not|can'?t|cannot|won'?t|never) get (?:any |much )?better than|" \
     r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
     r"adores|adore|also|fan of|similar to|such as|more like|something like|films? like|movies? like|" \
@@ -619,10 +620,21 @@ class MessageReader:
         begin = max(bounds)
         after = CLAUSE_END.search(masked, link.end)
         end = after.start() if after else len(masked)
-        before = list(TRIGGER_RE.finditer(masked, begin, link.start))
+        # A bare "not"/"no" rules out only what follows it closely ("but not Alien", "no Heat"):
+        # further off it negates something else ("I did not know it had a prequel, is it … X").
+        # A comparing "like" keeps the whole clause's negation ("not in stuff like X").
+        triggers = list(TRIGGER_RE.finditer(masked, begin, link.start))
+        before = [
+            m for m in triggers
+            if m.lastgroup != "seen" or len(masked[m.end() : link.start].split()) <= BARE_NOT_REACH
+        ]  # fmt: skip
         prefix = before[-1] if before else None
         if prefix is not None and SIMILAR.search(prefix.group()):
-            earlier = [m for m in before[:-1] if m.lastgroup in ("dislike", "avoid", "seen")]
+            earlier = [
+                m
+                for m in triggers
+                if m.end() <= prefix.start() and m.lastgroup in ("dislike", "avoid", "seen")
+            ]
             prefix = earlier[-1] if earlier else prefix
         if prefix is not None and prefix.lastgroup not in WEAK_FEELINGS:
             if prefix.lastgroup == "seen" and self._after_seeing(masked, begin):
