@@ -240,7 +240,7 @@ class TitleIndex:
                 closing = re.match(r"\s*[)\]]", text[tokens[last].end :])
                 end = tokens[last].end + (closing.end() if closing else 0)
                 last += 1
-        elif subtitle is not None:
+        elif subtitle is not None and last - first >= 2:  # "Question: Have you seen Heat (1995)?"
             year = int(subtitle.group(1))
             rows = self._of_year(key, year, rows)
             end = subtitle.end()
