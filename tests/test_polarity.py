@@ -154,6 +154,11 @@ def test_the_bundled_weights_come_from_training_dialogues():
     assert "train_data.jsonl" in weights.source and "valid" not in weights.command
     assert weights.model == "all-MiniLM-L6-v2" and len(weights.coef) == 384 + len(SENTIMENTS)
     assert weights.dialogues == 500 and weights.mentions > 500
+    # cross-validated on train, no threshold kept more dislikes without losing liked films:
+    # the chat then reads with the rules and embeds nothing for it (no latency)
+    if weights.dislike_above >= 1.0 and weights.like_below <= 0.0:
+        reader, note = polarity_reader(SimpleNamespace(name=weights.model, embed=Broken().embed))
+        assert reader is None and "overrules nothing" in note
 
 
 @pytest.mark.slow
