@@ -240,7 +240,11 @@ class TitleIndex:
                 closing = re.match(r"\s*[)\]]", text[tokens[last].end :])
                 end = tokens[last].end + (closing.end() if closing else 0)
                 last += 1
-        elif subtitle is not None and last - first >= 2:  # "Question: Have you seen Heat (1995)?"
+        elif (
+            subtitle is not None
+            and last - first >= 2  # "Question: Have you seen Heat (1995)?" is no subtitle
+            and not self.lookup(text[tokens[first].start : subtitle.end()])  # a whole name: its own span
+        ):
             year = int(subtitle.group(1))
             rows = self._of_year(key, year, rows)
             end = subtitle.end()
