@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from fewrec.agent.conversation_prior import BUNDLED_PRIOR, PriorScorer, load_prior
+from fewrec.agent.polarity import PolarityReader, polarity_reader
 from fewrec.agent.recommender import Filters, Recommendation, Recommender, describe_filters
 from fewrec.agent.understand import MessageReader, TitleMention, Understanding, clean_message
 from fewrec.data.errors import FewrecError
@@ -142,8 +143,22 @@ class ChatAgent:
     @property
     def reader(self) -> MessageReader:
         if self._reader is None:
-            self._reader = MessageReader(self.recommender.split.catalog, self.recommender.genres)
+            catalog, genres = self.recommender.split.catalog, self.recommender.genres
+            self._reader = MessageReader(catalog, genres, self._polarity())
         return self._reader
+
+    def _polarity(self) -> PolarityReader | None:
+        """The classifier that may overrule the rules' feeling about a film, over the
+        recommender's own embedder; None without one (the rules read alone; the log says why)."""
+        try:
+            embedder = self.recommender.pipeline.embedder
+        except FewrecError as exc:
+            log.info("no embedding model for the polarity classifier: %s", exc)
+            embedder = None
+        reader, note = polarity_reader(embedder)
+        if note:
+            log.info(note)
+        return reader
 
     @property
     def prior(self) -> PriorScorer | None:

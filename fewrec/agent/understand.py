@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fewrec.agent.polarity import PolarityReader
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
+
+log = logging.getLogger(__name__)
 
 # Words that say how the person feels about the titles that follow (checked in this order).
 # Apostrophes are straightened before reading (`read`), so "didn’t" is "didn't" here.
@@ -51,9 +55,11 @@ WATCHED = r"(?:(?:i'?ve|i have|i had|we'?ve|we have|already|just|also|finally|re
     r"(?:seen|watched|saw)"  # fmt: skip
 # "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
 SEEN = r"(?:but not|except|not|no|skip)"
-LIKE = r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
+BARE_NOT_REACH = 2  # words between a bare "not" and the title it rules out
+LIKE = r"(?:(?:does ?n'?t|does not|can'?t|cannot|won'?t|never) get (?:any |much )?better than|" \
+    r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
     r"adores|adore|also|fan of|similar to|such as|more like|something like|films? like|movies? like|" \
-    r"like the film|favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of)"  # fmt: skip
+    r"like the film|favou?rites?(?:\s+(?:are|were|include|is|was))?|big fan of))"  # fmt: skip
 # A "like" that compares rather than feels ("horror movies like The Ring"): an earlier feeling in
 # the clause wins over it.
 SIMILAR = re.compile(r"(?:^|\s)(?:like|such as|similar to|more like|something like|(?:films?|movies?) like)$",
@@ -342,8 +348,10 @@ MAX_FUZZY_PARTS = 21  # runs of parts tried per chunk (six parts between "and"s)
 class MessageReader:
     """Turns a chat message into an `Understanding` against one catalog."""
 
-    def __init__(self, catalog: Catalog, genres: list[str]) -> None:
+    def __init__(self, catalog: Catalog, genres: list[str], polarity: PolarityReader | None = None) -> None:
         self.catalog = catalog
+        # The classifier that may overrule the rules' feeling for a title (agent/polarity.py).
+        self.polarity = polarity
         self.index = catalog.titles
         self.item_ids: list[ItemId] = catalog.frame["item_id"].tolist()
         known = {g.lower(): g for g in genres}
@@ -402,6 +410,13 @@ class MessageReader:
             return "strong"  # "Heat, The Barbarian Invasions, and …": the head of a list of titles
         if lowered in PRONOUNS:
             return ""  # "I loved it"
+        if (
+            len(words) == 1
+            and written.islower()
+            and words[0] in FILLER
+            and re.match(r"\s+[\"“]?[A-Z]", text[span.end :])
+        ):
+            return ""  # "you should watch Get Out": a verb before a title, not *The Watch* in a list
         before = text[: span.start]
         for trigger in triggers:
             if trigger.lastgroup != "seen" or re.search(r"seen|watched", trigger.group(), re.I):
@@ -605,10 +620,21 @@ class MessageReader:
         begin = max(bounds)
         after = CLAUSE_END.search(masked, link.end)
         end = after.start() if after else len(masked)
-        before = list(TRIGGER_RE.finditer(masked, begin, link.start))
+        # A bare "not"/"no" rules out only what follows it closely ("but not Alien", "no Heat"):
+        # further off it negates something else ("I did not know it had a prequel, is it … X").
+        # A comparing "like" keeps the whole clause's negation ("not in stuff like X").
+        triggers = list(TRIGGER_RE.finditer(masked, begin, link.start))
+        before = [
+            m for m in triggers
+            if m.lastgroup != "seen" or len(masked[m.end() : link.start].split()) <= BARE_NOT_REACH
+        ]  # fmt: skip
         prefix = before[-1] if before else None
         if prefix is not None and SIMILAR.search(prefix.group()):
-            earlier = [m for m in before[:-1] if m.lastgroup in ("dislike", "avoid", "seen")]
+            earlier = [
+                m
+                for m in triggers
+                if m.end() <= prefix.start() and m.lastgroup in ("dislike", "avoid", "seen")
+            ]
             prefix = earlier[-1] if earlier else prefix
         if prefix is not None and prefix.lastgroup not in WEAK_FEELINGS:
             if prefix.lastgroup == "seen" and self._after_seeing(masked, begin):
@@ -680,6 +706,8 @@ class MessageReader:
         ("American Pie, I mean American Pie (1999)") gives way to it, and lends it its feeling."""
         ordered = sorted(links, key=lambda link: link.start)
         feelings = [self._sentiment(text, link, masked) for link in ordered]
+        if self.polarity is not None:
+            feelings = self._classified(text, ordered, feelings)
         kept: list[tuple[_Link, str]] = []
         for n, link in enumerate(ordered):
             corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
@@ -688,6 +716,33 @@ class MessageReader:
                 continue
             kept.append((link, feelings[n]))
         return kept
+
+    def _classified(self, text: str, ordered: list[_Link], rules: list[str]) -> list[str]:
+        """The rules' feelings, overruled where the polarity classifier is confident; the rules
+        alone when it fails (a reply must never fail on it)."""
+        found = [n for n, link in enumerate(ordered) if link.rows]
+        if self.polarity is None or not found:
+            return rules
+        spans = [(link.start, link.end) for link in ordered]
+        try:
+            read = self.polarity.adjust(text, [spans[n] for n in found], [rules[n] for n in found])
+        except Exception as exc:  # the embedder failed: the rules still read the message
+            log.warning("polarity classifier failed (%s): feelings read by the rules", exc)
+            return rules
+        out = list(rules)
+        for n, sentiment in zip(found, read, strict=True):
+            out[n] = sentiment
+        return out
+
+    def rule_feelings(self, text: str) -> list[tuple[tuple[int, int], tuple[int, ...], str]]:
+        """Each title the message names (span, catalog rows) with the rules' feeling about it,
+        before any classifier: what `fewrec.eval.build_polarity` learns from."""
+        text = text.translate(APOSTROPHES)
+        links = self._link(text)
+        links += self._not_found(text, links)
+        masked = _blank(text, [(link.start, link.end) for link in links])
+        ordered = sorted(links, key=lambda link: link.start)
+        return [((k.start, k.end), k.rows, self._sentiment(text, k, masked)) for k in ordered]
 
     def _genres(self, rest: str, out: Understanding) -> None:
         """Genres wished for or ruled out ("no horror", "anything but horror")."""

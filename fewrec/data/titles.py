@@ -27,6 +27,10 @@ TRAILING_ARTICLE = re.compile(r"^(.*), (the|a|an|la|le|les|il|el|der|die|das|l')
 TRAILING_YEAR = re.compile(r"\(\s*(\d{4})\s*(?:[-–]\s*\d{0,4}\s*)?\)\s*$")
 TOKEN = re.compile(r"[^\W_]+")
 MAX_NAME_TOKENS = 16
+# A subtitle and a year after a title ("Jack Reacher: Never Go Back (2016)"): one film, whose
+# year says which of the title's films it is, or that the catalog lacks it.
+SUBTITLE_YEAR = re.compile(r":\s*[A-Z0-9][^.!?;,:()\[\]\n]{0,60}?\s*\(\s*((?:19|20)\d\d)\s*\)")
+YEAR_SLACK = 1  # a year one off is the same film (a release abroad, a slip)
 FUZZY_MIN_CHARS = 8  # shorter names only match exactly: one typo in "Heat" is another word
 FUZZY_CUTOFF = 88.0  # rapidfuzz ratio (0-100): about one edit per eight characters
 
@@ -227,15 +231,35 @@ class TitleIndex:
         if len(tokens[last - 1].text) <= 3 and text[end : end + 1] == "." and "." in self.titles[rows[0]]:
             end += 1  # "I.Q.", "Monsters, Inc.": the closing dot is the title's
         year = None
+        subtitle = SUBTITLE_YEAR.match(text, end)
         if last < len(tokens) and re.fullmatch(r"(?:19|20)\d\d", tokens[last].text):
             gap = text[end : tokens[last].start]
             if re.fullmatch(r"\s*[)\]]?\s*[(\[,]?\s*", gap):  # "Heat (1995)", "Léon (Leon) (1994)"
                 year = int(tokens[last].text)
-                rows = self._dated(key, year) or rows
+                rows = self._of_year(key, year, rows)
                 closing = re.match(r"\s*[)\]]", text[tokens[last].end :])
                 end = tokens[last].end + (closing.end() if closing else 0)
                 last += 1
+        elif (
+            subtitle is not None
+            and last - first >= 2  # "Question: Have you seen Heat (1995)?" is no subtitle
+            and not self.lookup(text[tokens[first].start : subtitle.end()])  # a whole name: its own span
+        ):
+            year = int(subtitle.group(1))
+            rows = self._of_year(key, year, rows)
+            end = subtitle.end()
+            last = next((n for n in range(last, len(tokens)) if tokens[n].start >= end), len(tokens))
         return TitleSpan(tokens[first].start, end, first, last, key, tuple(rows), score, year)
+
+    def _of_year(self, key: str, year: int, rows: list[int]) -> list[int]:
+        """The films of a name from the year written after it (or a year off); none when the
+        catalog has the name only in other years: a remake or sequel it lacks, never another
+        film ("Beauty and the Beast (2017)" is not the 1991 one)."""
+        dated = self._dated(key, year)
+        if dated:
+            return dated
+        near = [r for r in rows if self.years[r] is not None and abs(int(self.years[r]) - year) <= YEAR_SLACK]
+        return near or [r for r in rows if self.years[r] is None]
 
     def fuzzy(self, text: str, cutoff: float = FUZZY_CUTOFF) -> TitleSpan | None:
         """The title `text` names with a typo or two (names of at least FUZZY_MIN_CHARS
