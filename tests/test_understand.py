@@ -58,6 +58,8 @@ def feelings(reader: MessageReader, text: str) -> dict[str, list[str]]:
             {"dislike": ["Star Wars: Episode IV - A New Hope (1977)"], "like": ["Alien (1979)"]},
         ),
         ("Didn’t care for Titanic (1997) at all", {"dislike": ["Titanic (1997)"]}),
+        ("I was really disappointed by Avatar", {"dislike": ["Avatar (2009)"]}),
+        ("I was dissapointed in Titanic (1997)", {"dislike": ["Titanic (1997)"]}),  # ReDial's spelling
     ],
 )
 def test_dislikes_in_their_common_forms(reader, message, expected):

@@ -40,6 +40,7 @@ AVOID = r"(?:nothing like|not like|no more|anything but|other than|unlike|not an
 NOT = r"(?:did ?n'?t|did not|do ?n'?t|do not|does ?n'?t|does not|could ?n'?t|could not|can'?t|cannot|" \
     r"was ?n'?t|was not|were ?n'?t|were not|is ?n'?t|is not|am not|i'?m not|never|not)"  # fmt: skip
 DISLIKE = rf"(?:hated|hate|disliked|dislike|loathed|can'?t stand|cannot stand|was bored by|bored me|" \
+    rf"(?:was |were |am |i'?m )?(?:di?ss?app?ointed|let down) (?:in|by|with)|" \
     rf"(?:way |much |far |a lot |so much )?better than|" \
     rf"{NOT}\s+(?:really\s+|ever\s+|even\s+|much\s+|particularly\s+|too\s+)?" \
     rf"(?:like|liked|enjoy|enjoyed|care for|cared for|get into|got into|stand|love|loved|into|" \
