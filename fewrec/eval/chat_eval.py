@@ -37,6 +37,7 @@ from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import provenance as prov
 from fewrec.eval.chat_phrasings import (
     Family,
+    OtherItems,
     Phrasings,
     Rendered,
     family_seed,
@@ -152,36 +153,45 @@ class ChatEvalReport(prov.RunRecord):
 # --------------------------------------------------------------------------- one message
 @dataclass
 class Accounting:
-    """What the conversation made of the titles a message named."""
+    """What the conversation made of the titles a message named, against its ground truth."""
 
     correct: list[ItemId] = field(default_factory=list)
     missed: list[ItemId] = field(default_factory=list)
     asked_back: list[ItemId] = field(default_factory=list)
     wrong: list[ItemId] = field(default_factory=list)  # linked but not named, or with the wrong feeling
+    # Of `wrong`: named items taken with another feeling (liked as disliked or the reverse): the
+    # per-film sentiment's misreads, apart from titles linked to the wrong film.
+    wrong_feeling: list[ItemId] = field(default_factory=list)
 
     @property
     def misread(self) -> bool:
         return bool(self.missed or self.wrong)
 
 
-def account(intended: list[ItemId], state: ChatState) -> Accounting:
-    """Title by title: each intended item is liked (correct), offered in a pending question
-    (asked back), taken with another feeling (wrong) or absent (missed); every other item the
-    conversation linked, in any list, is wrong."""
-    named = set(intended)
-    others = [*state.disliked, *state.avoid_like, *state.excluded]
+def account(intended: list[ItemId], state: ChatState, disliked: list[ItemId] | None = None) -> Accounting:
+    """Item by item: each intended (liked) item is liked (correct), offered in a pending
+    question (asked back), taken with another feeling (wrong) or absent (missed); each disliked
+    one likewise, where kept away (disliked, or "nothing like") is correct; every other item
+    the conversation linked, in any list, is wrong (a corrected title among them)."""
+    disliked = list(disliked or [])
+    negative = [*state.disliked, *state.avoid_like]
     offered = {option for choice in state.pending for option in choice.options}
     out = Accounting()
-    for item in intended:
-        if item in state.liked:
+    for item, right, other in (
+        *((i, state.liked, [*negative, *state.excluded]) for i in intended),
+        *((i, negative, [*state.liked, *state.excluded]) for i in disliked),
+    ):
+        if item in right:
             out.correct.append(item)
-        elif item in others:
+        elif item in other:
             out.wrong.append(item)
+            out.wrong_feeling.append(item)
         elif item in offered:
             out.asked_back.append(item)
         else:
             out.missed.append(item)
-    for item in [*state.liked, *others]:
+    named = {*intended, *disliked}
+    for item in [*state.liked, *negative, *state.excluded]:
         if item not in named and item not in out.wrong:
             out.wrong.append(item)
     return out
@@ -202,13 +212,20 @@ class MessageRecord:
     shared_title: bool = False
     cards: int = 0  # shown in the last turn
 
+    @property
+    def misread(self) -> bool:
+        """A title missed or wrongly linked, or a genre or year filter not the one meant."""
+        return self.accounting.misread or not self.filters_ok
+
 
 def intended_filters(rendered: Rendered) -> Filters:
-    if rendered.genre:
-        return Filters(genres=[rendered.genre])
-    if rendered.years:
-        return Filters(year_min=rendered.years[0], year_max=rendered.years[1])
-    return Filters()
+    """The filter the message means (its ground truth): the genre or decade asked for, the
+    genres ruled out, family films for a child."""
+    genres = [*([rendered.genre] if rendered.genre else []), *rendered.more_genres]
+    years = rendered.years or (None, None)
+    return Filters(
+        genres=genres, exclude_genres=list(rendered.ruled_out), year_min=years[0], year_max=years[1]
+    )
 
 
 def _same_filters(a: Filters, b: Filters) -> bool:
@@ -217,6 +234,16 @@ def _same_filters(a: Filters, b: Filters) -> bool:
         and {g.lower() for g in a.exclude_genres} == {g.lower() for g in b.exclude_genres}
         and (a.year_min, a.year_max) == (b.year_min, b.year_max)
     )
+
+
+@dataclass
+class Truth:
+    """What one conversation means, as item ids: the ceiling is given this, and the reader is
+    held to it. `liked` holds the intended items and the earlier cards the last turn liked."""
+
+    liked: list[ItemId]
+    disliked: list[ItemId]
+    filters: Filters
 
 
 class Scorer:
@@ -242,22 +269,33 @@ class Scorer:
 
     def converse(
         self, rendered: Rendered, user: int, as_of: int
-    ) -> tuple[Any, ChatState, list[ItemId], list[float]]:
+    ) -> tuple[Any, ChatState, ChatState, list[float]]:
         """A fresh conversation: every turn of `rendered`; the last turn, the state after it,
-        the cards shown before the last turn and the seconds of each turn."""
+        the state before it and the seconds of each turn."""
         if rendered.known_user:
             state, _ = self.agent.start(str(self.split.user_ids[user]))
             state = state.model_copy(update={"as_of": as_of})
         else:
             state = ChatState(as_of=as_of)
-        shown_before: list[ItemId] = []
+        before = state
         seconds: list[float] = []
         turn = None
         for text in rendered.turns:
-            shown_before = list(state.shown)
+            before = state
             turn, state = self.agent.respond(state, text)
             seconds.append(float(turn.seconds))
-        return turn, state, shown_before, seconds
+        return turn, state, before, seconds
+
+    def truth(self, rendered: Rendered, before: ChatState) -> Truth:
+        """The message's ground truth as item ids; a card the last turn refers to is the one
+        the previous turn showed at that place (none: nothing to refer to)."""
+        cards = before.last_cards
+        liked_cards = [cards[p - 1] for p in rendered.liked_cards if 1 <= p <= len(cards)]
+        return Truth(
+            liked=[*(self.item_id(i) for i in rendered.intended), *liked_cards],
+            disliked=[self.item_id(i) for i in rendered.disliked],
+            filters=intended_filters(rendered),
+        )
 
     def rank_in(self, items: list[ItemId], target: int) -> int | None:
         if target < 0:
@@ -266,43 +304,46 @@ class Scorer:
         return items.index(wanted) if wanted in items else None
 
     def ceiling(
-        self, rendered: Rendered, user: int, as_of: int, filters: Filters, shown_before: list[ItemId]
+        self, rendered: Rendered, user: int, as_of: int, truth: Truth, shown_before: list[ItemId]
     ) -> list[ItemId]:
+        """The Python API given the ground truth: the liked items as the history, the disliked
+        ones and the earlier turns' cards excluded, the filter meant; no query, no prior."""
         recs = self.recommender.recommend(
             user_id=self.split.user_ids[user].item() if rendered.known_user else None,
-            history=[self.item_id(i) for i in rendered.intended], k=CARDS, filters=filters,
-            exclude=list(shown_before), explain=False, as_of=as_of,
+            history=list(truth.liked), k=CARDS, filters=truth.filters,
+            exclude=[*shown_before, *truth.disliked], explain=False, as_of=as_of,
         )  # fmt: skip
         return [r.item_id for r in recs]
 
     def popularity(
-        self, rendered: Rendered, user: int, filters: Filters, shown_before: list[ItemId]
+        self, rendered: Rendered, user: int, truth: Truth, shown_before: list[ItemId]
     ) -> list[ItemId]:
-        allowed = self.recommender.allowed_mask(filters)
+        allowed = self.recommender.allowed_mask(truth.filters)
         allowed = np.ones(self.split.n_items, dtype=bool) if allowed is None else allowed.copy()
-        allowed[np.asarray(rendered.intended, dtype=np.int64)] = False
         if rendered.known_user:  # the ceiling never repeats the user's own items either
             allowed[self.split.history(user, self.recommender.fit_on)] = False
-        for item in shown_before:
+        for item in [*truth.liked, *truth.disliked, *shown_before]:
             allowed[self.split.item_index(item)] = False
         top = self._popular[allowed[self._popular]][:CARDS]
         return [self.item_id(int(i)) for i in top]
 
     def run(self, rendered: Rendered, user: int, as_of: int, references: bool = True) -> MessageRecord:
-        turn, state, shown_before, seconds = self.converse(rendered, user, as_of)
+        turn, state, before, seconds = self.converse(rendered, user, as_of)
+        shown_before = list(before.shown)
         cards = [r.item_id for r in (turn.recommendations if turn is not None else [])]
         target = int(self.targets[user])
-        wanted = intended_filters(rendered)
+        truth = self.truth(rendered, before)
         ranks: dict[str, int | None] = {"chat": self.rank_in(cards, target)}
         if references:
-            ranks["ceiling"] = self.rank_in(self.ceiling(rendered, user, as_of, wanted, shown_before), target)
-            ranks["popularity"] = self.rank_in(self.popularity(rendered, user, wanted, shown_before), target)
+            ranks["ceiling"] = self.rank_in(self.ceiling(rendered, user, as_of, truth, shown_before), target)
+            ranks["popularity"] = self.rank_in(self.popularity(rendered, user, truth, shown_before), target)
+        named = {*rendered.intended, *rendered.disliked, *rendered.corrected}
         return MessageRecord(
             family=rendered.family, user=user, rendered=rendered,
-            accounting=account([self.item_id(i) for i in rendered.intended], state), ranks=ranks,
-            query=state.query, filters_ok=_same_filters(state.filters, wanted),
-            filters=describe_filters(state.filters), intended_filters=describe_filters(wanted),
-            seconds=seconds, shared_title=bool(set(rendered.intended) & self.shared(rendered.with_year)),
+            accounting=account(truth.liked, state, truth.disliked), ranks=ranks,
+            query=state.query, filters_ok=_same_filters(state.filters, truth.filters),
+            filters=describe_filters(state.filters), intended_filters=describe_filters(truth.filters),
+            seconds=seconds, shared_title=bool(named & self.shared(rendered.with_year)),
             cards=len(cards),
         )  # fmt: skip
 
@@ -342,6 +383,28 @@ def liked_items(
     return [int(i) for i in pool[-n:]]
 
 
+def other_items(
+    split: LeaveOneOutSplit, user: int, split_name: SplitName,
+    table: tuple[np.ndarray, np.ndarray, np.ndarray], phrasings: Phrasings, liked: list[int],
+) -> OtherItems:  # fmt: skip
+    """The user's items before the target a family may name besides the liked ones, most
+    recent first: those rated at most `max_disliked_rating` (none without trustworthy
+    ratings), and every other item of their history."""
+    history = split.history(user, split_name)
+    items, ratings, offsets = table
+    mine = items[offsets[user] : offsets[user + 1]]
+    rated = ratings[offsets[user] : offsets[user + 1]]
+    trusted = len(mine) == len(history) and np.array_equal(mine, history)
+    low = (
+        history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating] if trusted else history[:0]
+    )
+    taken = set(liked)
+    return OtherItems(
+        disliked=tuple(int(i) for i in low[::-1] if int(i) not in taken),
+        others=tuple(int(i) for i in history[::-1] if int(i) not in taken),
+    )
+
+
 def sample_users(split: LeaveOneOutSplit, split_name: SplitName, users: int, seed: int) -> np.ndarray:
     eligible = split.eval_users(split_name)
     eligible = eligible[split.targets(split_name)[eligible] >= 0]
@@ -365,16 +428,9 @@ def _title(split: LeaveOneOutSplit, item: ItemId) -> str:
     return display_title(split.catalog.title(item))
 
 
-def summarise(
-    name: str, description: str, records: list[MessageRecord], split: LeaveOneOutSplit, seed: int,
-    skipped: dict[str, int] | None = None, query_meant: bool | None = None,
-) -> FamilyResult:  # fmt: skip
-    """The numbers of one family (or of all records pooled)."""
-    out = FamilyResult(name=name, description=description, messages=len(records), skipped=dict(skipped or {}))
-    if not records:
-        return out
+def _hit_rates(out: FamilyResult, records: list[MessageRecord], seed: int) -> None:
+    """hits@k per method, their intervals, and the chat's ratio to the ceiling."""
     users = np.array([r.user for r in records])
-    out.users = len(np.unique(users))
     methods = [m for m in METHODS if all(m in r.ranks for r in records)]
     hits: dict[str, np.ndarray] = {}
     for method in methods:
@@ -387,53 +443,73 @@ def summarise(
     if "ceiling" in hits and hits["ceiling"].sum() > 0:
         out.ratio_at_20 = float(hits["chat"].mean() / hits["ceiling"].mean())
         out.ratio_interval = grouped_interval(hits["chat"], users, seed, ratio_to=hits["ceiling"])
+
+
+def _reading_rates(out: FamilyResult, records: list[MessageRecord], query_meant: bool | None) -> None:
+    """How the messages were read against their ground truth."""
     accounting = [r.accounting for r in records]
-    out.misread_rate = float(np.mean([a.misread for a in accounting]))
+    out.misread_rate = float(np.mean([r.misread for r in records]))
     out.shared_title_rate = float(np.mean([r.shared_title for r in records]))
-    unshared = [r.accounting.misread for r in records if not r.shared_title]
+    unshared = [r.misread for r in records if not r.shared_title]
     out.misread_rate_unshared = float(np.mean(unshared)) if unshared else None
     out.missed_rate = float(np.mean([bool(a.missed) for a in accounting]))
     out.wrong_rate = float(np.mean([bool(a.wrong) for a in accounting]))
     out.asked_back_rate = float(np.mean([bool(a.asked_back) for a in accounting]))
     out.titles = {
-        "intended": sum(len(r.rendered.intended) for r in records),
+        "intended": sum(len(a.correct) + len(a.missed) + len(a.asked_back) + len(a.wrong_feeling)
+                        for a in accounting),
         "linked": sum(len(a.correct) for a in accounting),
         "missed": sum(len(a.missed) for a in accounting),
         "asked_back": sum(len(a.asked_back) for a in accounting),
         "wrong": sum(len(a.wrong) for a in accounting),
-    }
+        "wrong_feeling": sum(len(a.wrong_feeling) for a in accounting),
+    }  # fmt: skip
     if query_meant is False:
         out.stray_query_rate = float(np.mean([bool(r.query.strip()) for r in records]))
     out.filter_mismatch_rate = float(np.mean([not r.filters_ok for r in records]))
     out.no_cards_rate = float(np.mean([r.cards == 0 for r in records]))
+
+
+def _example(r: MessageRecord, split: LeaveOneOutSplit) -> MessageExample:
+    a = r.accounting
+    return MessageExample(
+        user_id=str(split.user_ids[r.user]), turns=r.rendered.turns,
+        intended=[_title(split, split.item_ids[i].item()) for i in r.rendered.intended],
+        linked=[_title(split, i) for i in a.correct],
+        missed=[_title(split, i) for i in a.missed], wrong=[_title(split, i) for i in a.wrong],
+        asked_back=[_title(split, i) for i in a.asked_back], query=r.query, filters=r.filters,
+        intended_filters=r.intended_filters,
+        chat_rank=None if r.ranks.get("chat") is None else r.ranks["chat"] + 1,  # type: ignore[operator]
+        ceiling_rank=None if r.ranks.get("ceiling") is None else r.ranks["ceiling"] + 1,  # type: ignore[operator]
+    )  # fmt: skip
+
+
+def summarise(
+    name: str, description: str, records: list[MessageRecord], split: LeaveOneOutSplit, seed: int,
+    skipped: dict[str, int] | None = None, query_meant: bool | None = None,
+) -> FamilyResult:  # fmt: skip
+    """The numbers of one family (or of all records pooled)."""
+    out = FamilyResult(name=name, description=description, messages=len(records), skipped=dict(skipped or {}))
+    if not records:
+        return out
+    out.users = len({r.user for r in records})
+    _hit_rates(out, records, seed)
+    _reading_rates(out, records, query_meant)
     seconds = np.array([s for r in records for s in r.seconds]) if any(r.seconds for r in records) else None
     if seconds is not None:
         out.seconds_p50 = float(np.percentile(seconds, 50))
         out.seconds_p95 = float(np.percentile(seconds, 95))
 
     def worth_showing(r: MessageRecord) -> int:  # 0: not at all; else the lower the sooner
-        if r.accounting.misread:
+        if r.misread:
             return 1
-        if not r.filters_ok or (query_meant is False and r.query.strip()):
+        if query_meant is False and r.query.strip():
             return 2
         return 3 if r.accounting.asked_back else 0
 
     # Misreads first: they are what a reader's author needs to see; asking back is by design.
     notable = sorted((r for r in records if worth_showing(r)), key=worth_showing)
-    for r in notable[:EXAMPLES_PER_FAMILY]:
-        a = r.accounting
-        out.examples.append(
-            MessageExample(
-                user_id=str(split.user_ids[r.user]), turns=r.rendered.turns,
-                intended=[_title(split, split.item_ids[i].item()) for i in r.rendered.intended],
-                linked=[_title(split, i) for i in a.correct],
-                missed=[_title(split, i) for i in a.missed], wrong=[_title(split, i) for i in a.wrong],
-                asked_back=[_title(split, i) for i in a.asked_back], query=r.query, filters=r.filters,
-                intended_filters=r.intended_filters,
-                chat_rank=None if r.ranks.get("chat") is None else r.ranks["chat"] + 1,  # type: ignore[operator]
-                ceiling_rank=None if r.ranks.get("ceiling") is None else r.ranks["ceiling"] + 1,  # type: ignore[operator]
-            )
-        )  # fmt: skip
+    out.examples = [_example(r, split) for r in notable[:EXAMPLES_PER_FAMILY]]
     return out
 
 
@@ -480,14 +556,14 @@ def _render_all(
         )
         for u in users
     }
+    other = {u: other_items(split, u, split_name, table, phrasings, liked) for u, liked in items.items()}
     messages: dict[str, list[tuple[int, Rendered]]] = {}
     skipped: dict[str, dict[str, int]] = {}
     for family in families:
         messages[family.name], skipped[family.name] = [], {}
         for u in users:
-            rendered = render(
-                family, items[int(u)], split.catalog, phrasings, family_seed(seed, int(u), family.name)
-            )
+            rng = family_seed(seed, int(u), family.name)
+            rendered = render(family, items[int(u)], split.catalog, phrasings, rng, other[int(u)])
             if isinstance(rendered, str):
                 skipped[family.name][rendered] = skipped[family.name].get(rendered, 0) + 1
             else:
@@ -531,7 +607,7 @@ def sweep_query_weights(
         for family in families:
             ceiling = [
                 scorer.rank_in(
-                    scorer.ceiling(r, u, times[u], intended_filters(r), []), int(scorer.targets[u])
+                    scorer.ceiling(r, u, times[u], scorer.truth(r, ChatState()), []), int(scorer.targets[u])
                 )
                 for u, r in messages[family.name]
             ]

@@ -25,7 +25,19 @@ from fewrec.data.errors import FewrecError
 from fewrec.data.models import Catalog
 from fewrec.prompts.templates import display_title
 
-PLACEHOLDERS = ("titles", "head", "tail", "genre", "decade", "mood")
+PLACEHOLDERS = (
+    "titles",
+    "head",
+    "tail",
+    "genre",
+    "decade",
+    "mood",
+    "disliked",
+    "not_genre",
+    "age",
+    "event_year",
+    "wrong",
+)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _YEAR = re.compile(r"\s*\(\s*\d{4}\s*\)\s*$")
 _ALTERNATIVE = re.compile(r"\s*\((?!\s*\d{4}\s*\))[^()]*\)")  # "(a.k.a. Se7en)", not "(1995)"
@@ -53,6 +65,9 @@ class Family:
     bullet: str = ""
     max_titles: int = 0
     known_user: bool = False
+    # Positions (1-based) of the previous turn's cards the last turn says were seen or liked:
+    # the reader should take those cards as liked ("seen it, loved it", "I've seen the second one").
+    liked_cards: tuple[int, ...] = ()
 
     @property
     def placeholders(self) -> set[str]:
@@ -86,6 +101,10 @@ class Phrasings:
     mood_words: int = 2
     mood_joiner: str = ", "
     mood_max_tag_words: int = 3
+    max_disliked_rating: float = 2.0
+    family_genres: tuple[str, ...] = ()
+    family_exclude_genres: tuple[str, ...] = ()
+    ages: tuple[int, int] = (5, 12)
     ignore_tags: frozenset[str] = frozenset()
     ignore_words: frozenset[str] = frozenset()
     source: str = ""
@@ -136,6 +155,7 @@ def load_phrasings(path: Path | str | None = None) -> Phrasings:
         if isinstance(turns, str) or not all(isinstance(t, str) for t in turns):
             raise PhrasingsError(f"{source}: {name}: turns must be a list of strings")
         values = {**defaults, **{k: v for k, v in block.items() if k in options}}
+        values["liked_cards"] = tuple(int(n) for n in values.get("liked_cards", ()))
         family = Family(name=name, description=str(block["description"]), turns=tuple(turns), **values)
         bad = family.placeholders - set(PLACEHOLDERS)
         if bad:
@@ -152,7 +172,8 @@ def load_phrasings(path: Path | str | None = None) -> Phrasings:
         families.append(family)
     if not families:
         raise PhrasingsError(f"{source} defines no [[family]]")
-    sampling, mood = data.get("sampling", {}), data.get("mood", {})
+    sampling, mood, kids = data.get("sampling", {}), data.get("mood", {}), data.get("family_films", {})
+    ages = tuple(int(a) for a in sampling.get("ages", (5, 12)))
     out = Phrasings(
         families=families,
         genre_words={str(k): str(v) for k, v in data.get("genre_words", {}).items()},
@@ -163,12 +184,18 @@ def load_phrasings(path: Path | str | None = None) -> Phrasings:
         mood_words=int(mood.get("words", 2)),
         mood_joiner=str(mood.get("joiner", ", ")),
         mood_max_tag_words=int(mood.get("max_tag_words", 3)),
+        max_disliked_rating=float(sampling.get("max_disliked_rating", 2.0)),
+        family_genres=tuple(str(g) for g in kids.get("genres", [])),
+        family_exclude_genres=tuple(str(g) for g in kids.get("exclude_genres", [])),
+        ages=(ages[0], ages[-1]),
         ignore_tags=frozenset(str(t).lower() for t in mood.get("ignore_tags", [])),
         ignore_words=frozenset(str(w).lower() for w in mood.get("ignore_words", [])),
         source=source,
     )
     if not 1 <= out.min_items <= out.max_items:
         raise PhrasingsError(f"{source}: [sampling] needs 1 ≤ min_items ≤ max_items")
+    if not 1 <= out.ages[0] <= out.ages[1] <= 17:
+        raise PhrasingsError(f"{source}: [sampling] ages must be a child's, [low, high] within 1–17")
     return out
 
 
@@ -176,8 +203,13 @@ def load_phrasings(path: Path | str | None = None) -> Phrasings:
 class Rendered:
     """One family written for one user's items: the turns, and what they mean.
 
-    `intended` are the item indices the message names (oldest first); `written` the same
-    titles as they appear in the message; `genre` / `years` the filter the message asks for."""
+    What they mean is the ground truth a reader is held to, and the one the ceiling is given:
+    `intended` are the item indices the message names as liked (oldest first), `written` the
+    same titles as they appear in the message; `disliked` the items it says were not liked;
+    `corrected` the items it names and then corrects ("X, I mean Y": X is meant by nothing);
+    `genre` / `years` the filter it asks for, `not_genre` the genre it rules out, `kids` a wish
+    for family films (a child's age); `liked_cards` the previous turn's cards (1-based) it
+    takes as seen or liked."""
 
     family: str
     turns: list[str]
@@ -188,6 +220,24 @@ class Rendered:
     mood: str | None = None
     known_user: bool = False
     with_year: bool = False  # the titles were written with their years
+    disliked: list[int] = field(default_factory=list)
+    corrected: list[int] = field(default_factory=list)
+    not_genre: str | None = None
+    kids: bool = False
+    liked_cards: tuple[int, ...] = ()
+    # The genres the filter must have besides `genre`, and those it must rule out: {not_genre},
+    # and a child's family films ([family_films]).
+    more_genres: list[str] = field(default_factory=list)
+    ruled_out: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OtherItems:
+    """A user's items besides the liked ones a family may name: `disliked` (rated low, most
+    recent first) and `others` (earlier items of their history, most recent first)."""
+
+    disliked: tuple[int, ...] = ()
+    others: tuple[int, ...] = ()
 
 
 def family_seed(seed: int, user: int, family: str) -> np.random.Generator:
@@ -306,54 +356,128 @@ def _as_list(titles: list[str], family: Family) -> str:
     return family.separator.join(titles[:-1]) + family.last_separator + titles[-1]
 
 
-def render(
-    family: Family, items: list[int], catalog: Catalog, phrasings: Phrasings, rng: np.random.Generator
-) -> Rendered | str:
-    """`family` written for `items` (item indices, oldest first), or why it cannot be (a
-    reason string: the user is skipped for this family and counted)."""
-    if family.max_titles:
-        items = items[-family.max_titles :]
-    if len(items) < max(family.min_titles, 1):
-        return "too few liked items"
+def pick_absent_genre(catalog: Catalog, items: list[int], words: dict[str, str]) -> str | None:
+    """A genre to rule out ("anything but …"): of the genres with a word that none of the items
+    has, the one most items of the catalog carry (ruling it out changes the most)."""
+    present = {g for i in items for g in catalog.frame["genres"].iat[i]}
+    counts = _genre_counts(catalog)
+    absent = [g for g in words if g not in present and counts.get(g, 0)]
+    return min(absent, key=lambda g: (-counts[g], g)) if absent else None
+
+
+def _wishes(
+    family: Family, items: list[int], catalog: Catalog, phrasings: Phrasings, rng: np.random.Generator,
+    out: Rendered, values: dict[str, str],
+) -> str | None:  # fmt: skip
+    """Fill the placeholders that are no title (a genre, a decade, a mood, a genre ruled out, a
+    child's age, the year something happened); or why this user cannot be asked so."""
     needs = family.placeholders
-    out = Rendered(family=family.name, turns=[], known_user=family.known_user)
-    values: dict[str, str] = {}
     if "genre" in needs:
         genre = pick_genre(catalog, items, phrasings.genre_words)
         if genre is None:
             return "no genre with a word among the liked items"
         out.genre, values["genre"] = genre, phrasings.genre_words[genre]
-    if "decade" in needs:
+    if "decade" in needs or "event_year" in needs:
         year = catalog.frame["year"].iat[items[-1]]
         if pd.isna(year):
             return "the most recent liked item has no year"
-        start = int(year) // 10 * 10
-        out.years, values["decade"] = (start, start + 9), decade_words(int(year))
+        if "decade" in needs:
+            start = int(year) // 10 * 10
+            out.years, values["decade"] = (start, start + 9), decade_words(int(year))
+        if "event_year" in needs:  # when the person saw it: its year or a little later, no filter
+            latest = int(catalog.frame["year"].max())
+            values["event_year"] = str(min(int(year) + int(rng.integers(0, 4)), latest))
     if "mood" in needs:
         tags = mood_tags(catalog, items, phrasings)
         if not tags:
             return "no usable tags on the liked items"
         out.mood = values["mood"] = phrasings.mood_joiner.join(tags)
-    if not family.known_user:
-        titles = [title_as_written(str(catalog.frame["title"].iat[i]), family) for i in items]
-        if family.typo:
-            long = [
-                n for n, t in enumerate(titles) if letters(_YEAR.sub("", t)) >= phrasings.typo_min_letters
-            ]
-            if not long:
-                return f"no title of {phrasings.typo_min_letters}+ letters"
-            n = long[int(rng.integers(len(long)))]
-            year = _YEAR.search(titles[n])
-            bare = titles[n][: year.start()] if year else titles[n]
-            titles[n] = misspell(bare, rng) + (year.group(0) if year else "")
-        if family.lower:
-            titles = [t.lower() for t in titles]
-        quoted = [f"{family.quote}{t}{family.quote}" for t in titles]
-        values["titles"] = _as_list(quoted, family)
-        values["head"] = _as_list(quoted[:-1], family) if len(quoted) > 1 else ""
-        values["tail"] = quoted[-1]
-        out.intended, out.written = list(items), titles
-        out.with_year = family.years or family.catalog_form
+    if "not_genre" in needs:
+        absent = pick_absent_genre(catalog, items, phrasings.genre_words)
+        if absent is None:
+            return "every genre with a word is among the liked items"
+        out.not_genre, values["not_genre"] = absent, phrasings.genre_words[absent]
+        out.ruled_out.append(absent)
+    if "age" in needs:
+        out.kids, values["age"] = True, str(int(rng.integers(phrasings.ages[0], phrasings.ages[1] + 1)))
+        known = _genre_counts(catalog)
+        out.more_genres += [g for g in phrasings.family_genres if known.get(g) and g != out.genre]
+        out.ruled_out += [g for g in phrasings.family_exclude_genres if known.get(g) and g != out.genre]
+    return None
+
+
+def _other_titles(
+    family: Family, items: list[int], other: OtherItems, catalog: Catalog, out: Rendered,
+    values: dict[str, str],
+) -> str | None:  # fmt: skip
+    """Fill {disliked} (the user's most recent low-rated item) and {wrong} (an earlier item of
+    theirs, named and then corrected); or why this user cannot be asked so."""
+
+    def written(item: int) -> str:
+        return family.quote + title_as_written(str(catalog.frame["title"].iat[item]), family) + family.quote
+
+    needs = family.placeholders
+    if "disliked" in needs:
+        pool = [i for i in other.disliked if i not in items]
+        if not pool:
+            return "no disliked item"
+        out.disliked, values["disliked"] = [pool[0]], written(pool[0])
+    if "wrong" in needs:
+        tail = _plain(written(items[-1]))
+        pool = [
+            i for i in other.others if i not in items and i not in out.disliked and _plain(written(i)) != tail
+        ]
+        if not pool:
+            return "no other item to correct"
+        out.corrected, values["wrong"] = [pool[0]], written(pool[0])
+    return None
+
+
+def _titles(
+    family: Family, items: list[int], catalog: Catalog, phrasings: Phrasings, rng: np.random.Generator,
+    out: Rendered, values: dict[str, str],
+) -> str | None:  # fmt: skip
+    """Fill {titles}, {head} and {tail} with the liked items as this family writes them."""
+    titles = [title_as_written(str(catalog.frame["title"].iat[i]), family) for i in items]
+    if family.typo:
+        long = [n for n, t in enumerate(titles) if letters(_YEAR.sub("", t)) >= phrasings.typo_min_letters]
+        if not long:
+            return f"no title of {phrasings.typo_min_letters}+ letters"
+        n = long[int(rng.integers(len(long)))]
+        year = _YEAR.search(titles[n])
+        bare = titles[n][: year.start()] if year else titles[n]
+        titles[n] = misspell(bare, rng) + (year.group(0) if year else "")
+    if family.lower:
+        titles = [t.lower() for t in titles]
+    quoted = [f"{family.quote}{t}{family.quote}" for t in titles]
+    values["titles"] = _as_list(quoted, family)
+    values["head"] = _as_list(quoted[:-1], family) if len(quoted) > 1 else ""
+    values["tail"] = quoted[-1]
+    out.intended, out.written = list(items), titles
+    out.with_year = family.years or family.catalog_form
+    return None
+
+
+def render(
+    family: Family, items: list[int], catalog: Catalog, phrasings: Phrasings, rng: np.random.Generator,
+    other: OtherItems | None = None,
+) -> Rendered | str:  # fmt: skip
+    """`family` written for `items` (item indices, oldest first; `other`: the user's disliked
+    and earlier items, for {disliked} and {wrong}), or why it cannot be (a reason string: the
+    user is skipped for this family and counted)."""
+    if family.max_titles:
+        items = items[-family.max_titles :]
+    if len(items) < max(family.min_titles, 1):
+        return "too few liked items"
+    out = Rendered(family=family.name, turns=[], known_user=family.known_user, liked_cards=family.liked_cards)
+    values: dict[str, str] = {}
+    why = _wishes(family, items, catalog, phrasings, rng, out, values)
+    if why is None and not family.known_user:
+        why = _titles(family, items, catalog, phrasings, rng, out, values)
+    if why is None:
+        why = _other_titles(family, items, other or OtherItems(), catalog, out, values)
+    if why is not None:
+        return why
     for turn in family.turns:
         text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], turn)
         out.turns.append(text.lower() if family.lower else text)
