@@ -418,6 +418,9 @@ class ChatSettings(BaseModel):
     # the counts of the other 350 training dialogues (`build_prior --leave-out 150 --seed 0`):
     # the chat's Recall@20 0.061 without it, 0.160 with it.
     prior_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    # The prior says what a conversation is about; named liked titles say more about a taste,
+    # so its weight falls with them: prior_weight / (1 + prior_fade × liked titles).
+    prior_fade: float = Field(default=0.0, ge=0.0)
     prior_popularity: float = Field(default=0.5, ge=0.0)
     prior_file: Path | None = None  # None: the bundled file
     explain: bool = True  # explanations on the cards (an evaluation that scores ranks skips them)

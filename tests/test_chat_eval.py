@@ -103,7 +103,8 @@ def test_every_family_writes_each_intended_title(bundled_split, phrasings, sampl
         for family in phrasings.families:
             out = render(family, items, catalog, phrasings, family_seed(3, user, family.name))
             if isinstance(out, str):
-                assert family.placeholders & {"genre", "decade", "mood"} or family.typo, (family.name, out)
+                needs = {"genre", "decade", "mood", "disliked", "not_genre", "wrong", "event_year"}
+                assert family.placeholders & needs or family.typo, (family.name, out)
                 continue
             rendered_any[family.name] += 1
             message = "\n".join(out.turns)
@@ -112,7 +113,9 @@ def test_every_family_writes_each_intended_title(bundled_split, phrasings, sampl
                 continue
             assert out.intended == items[-family.max_titles :] if family.max_titles else items
             positions = [message.find(w) for w in out.written]
-            assert -1 not in positions and positions == sorted(positions), (family.name, message)
+            # in order; {tail} may come first ("I saw {tail} in 2010 … I also liked {head}")
+            order = positions if "{titles}" in "".join(family.turns) else positions[:-1]
+            assert -1 not in positions and order == sorted(order), (family.name, message)
             typos = 0
             for item, written in zip(out.intended, out.written, strict=True):
                 raw = str(catalog.frame["title"].iat[item])
@@ -138,7 +141,9 @@ def test_every_family_writes_each_intended_title(bundled_split, phrasings, sampl
                 assert phrasings.genre_words[out.genre] in message
             if out.years:
                 assert out.years[0] <= int(catalog.frame["year"].iat[out.intended[-1]]) <= out.years[1]
-    assert all(rendered_any.values()), rendered_any  # every family was asked at least once
+    # every family was asked at least once (those naming other items: below, with them)
+    needs_other = {f.name for f in phrasings.families if f.placeholders & {"disliked", "wrong"}}
+    assert all(n for name, n in rendered_any.items() if name not in needs_other), rendered_any
 
 
 def test_shared_titles_are_those_no_reader_can_tell_apart(bundled_split):
@@ -189,6 +194,54 @@ def test_title_accounting_on_a_hand_made_conversation():
     asked_only = chat_eval.account([1, 2], ChatState(liked=[1], pending=state.pending))
     assert asked_only.asked_back == [2] and not asked_only.misread  # asked back is not a misread
     assert not chat_eval.account([], ChatState()).misread
+
+
+def test_accounting_holds_dislikes_to_their_ground_truth():
+    # A disliked item kept away (disliked, or "nothing like") is read right; taken as liked, wrong.
+    for kept_away in (ChatState(liked=[1], disliked=[2]), ChatState(liked=[1], avoid_like=[2])):
+        got = chat_eval.account([1], kept_away, disliked=[2])
+        assert got.correct == [1, 2] and not got.misread
+    flipped = chat_eval.account([1], ChatState(liked=[1, 2]), disliked=[2])
+    assert flipped.wrong == [2] and flipped.wrong_feeling == [2] and flipped.misread
+    unread = chat_eval.account([1], ChatState(liked=[1]), disliked=[2])
+    assert unread.missed == [2] and unread.wrong_feeling == []
+    corrected = chat_eval.account([1], ChatState(liked=[1, 5]))  # 5: named, then corrected away
+    assert corrected.wrong == [5] and corrected.wrong_feeling == []
+
+
+NEGATIVE = ("dislike_typographic", "not_a_fan", "couldnt_stand_but_loved", "anything_but_genre", "no_genre",
+            "not_in_the_mood_genre", "child_age", "event_year", "correction")  # fmt: skip
+
+
+def test_negative_families_write_what_their_ground_truth_says(bundled_split, phrasings, samples):
+    catalog = bundled_split.catalog
+    table = chat_eval._ratings_by_user(bundled_split, "test")
+    genres = catalog.frame["genres"]
+    rendered = dict.fromkeys(NEGATIVE, 0)
+    for user, items in samples.items():
+        other = chat_eval.other_items(bundled_split, user, "test", table, phrasings, items)
+        assert not set(other.disliked) & set(items) and set(other.disliked) <= set(other.others)
+        for name in NEGATIVE:
+            out = render(phrasings.family(name), items, catalog, phrasings, family_seed(3, user, name), other)
+            if isinstance(out, str):
+                continue
+            rendered[name] += 1
+            message, wanted = " ".join(out.turns), chat_eval.intended_filters(out)
+            for item in out.disliked:
+                assert item not in items and bare_display(str(catalog.frame["title"].iat[item])) in message
+            if out.not_genre:
+                assert phrasings.genre_words[out.not_genre] in message
+                assert not any(out.not_genre in genres.iat[i] for i in out.intended)
+                assert wanted.exclude_genres == [out.not_genre] and not wanted.genres
+            if out.kids:
+                assert wanted.genres == ["Children"] and wanted.exclude_genres == ["Horror"]
+                assert re.search(r"\b([5-9]|1[0-2])-year-old\b", message)
+            if name == "event_year":
+                assert wanted.is_empty() and re.search(r" in (19|20)\d\d ", message)
+            if out.corrected:
+                wrong = bare_display(str(catalog.frame["title"].iat[out.corrected[0]]))
+                assert message.index(wrong) < message.index(" I mean ") and out.corrected[0] not in items
+    assert all(rendered.values()), rendered  # every family was asked at least once
 
 
 def test_query_weight_choice_best_then_larger():
@@ -285,7 +338,14 @@ def test_tiny_end_to_end_run_writes_the_reports(bundled_split, cheap_recommender
             assert set(hits) == {"hits@5", "hits@10", "hits@20"}
             assert hits["hits@5"] <= hits["hits@10"] <= hits["hits@20"] <= 1
         assert 0 <= result["misread_rate"] <= 1 and result["seconds_p95"] >= result["seconds_p50"] > 0
-        assert set(result["titles"]) == {"intended", "linked", "missed", "asked_back", "wrong"}
+        assert set(result["titles"]) == {
+            "intended",
+            "linked",
+            "missed",
+            "asked_back",
+            "wrong",
+            "wrong_feeling",
+        }
         assert 0 <= result["shared_title_rate"] <= 1
         assert result["no_cards_rate"] == 0  # the chat answered every message
     assert data["overall"]["messages"] == sum(f["messages"] for f in data["families"])

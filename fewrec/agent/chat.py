@@ -454,8 +454,12 @@ class ChatAgent:
             user_id=state.user_id, history=list(state.liked), k=self.settings.cards,
             query=state.query or None, filters=filters, exclude=exclude,
             query_weight=weight, as_of=state.as_of, explain=self.settings.explain,
-            prior=self._prior_scores(state), prior_weight=self.settings.prior_weight,
+            prior=self._prior_scores(state), prior_weight=self._prior_weight(state),
         )  # fmt: skip
+
+    def _prior_weight(self, state: ChatState) -> float:
+        """The prior's weight, falling with the liked titles named (`chat.prior_fade`)."""
+        return self.settings.prior_weight / (1.0 + self.settings.prior_fade * len(state.liked))
 
     @staticmethod
     def _loosenings(filters: Filters) -> list[tuple[Filters, str]]:

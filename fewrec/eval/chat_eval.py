@@ -660,19 +660,10 @@ def evaluate_chat(
     """
     settings = _prepare(settings or Settings())
     say = say or (lambda _msg: None)
-    if not has_titles(split):
-        raise EvalError(
-            f"the chat evaluation needs item titles people can type, and {split.name!r} has none "
-            "(its titles are the item ids); load it with its titles (e.g. Amazon's meta file)"
-        )
-    book = phrasings if isinstance(phrasings, Phrasings) else load_phrasings(phrasings)
+    book = _check_inputs(split, split_name, phrasings, query_weights)
     chosen_families = book.select(families)
-    if split_name not in ("valid", "test"):
-        raise EvalError(f"the chat evaluation runs on 'valid' or 'test', not {split_name!r}")
     sample = sample_users(split, split_name, users, seed)
     grid = list(DEFAULT_QUERY_WEIGHTS) if query_weights is None else list(query_weights)
-    if any(not 0.0 <= w <= 1.0 for w in grid):
-        raise EvalError("--query-weights must lie between 0 and 1")
     report = ChatEvalReport(
         dataset=split.name, split=split_name, split_protocol=split.protocol,
         split_description=split.describe(), users=len(sample), seed=seed, phrasings=book.source,
@@ -689,17 +680,7 @@ def evaluate_chat(
                 split, settings, query_families, grid, users, seed, book, progress=progress,
                 recommender=valid_recommender, make_agent=make_agent,
             )  # fmt: skip
-            for name, value in report.sweep.chosen.items():
-                setattr(settings.chat, name, value)
-            if not report.sweep.complete:
-                raise KeyboardInterrupt
-            if split_name == "valid":
-                report.notes.append(
-                    "the query weights were chosen on the same validation targets this run scores: "
-                    "the query families' numbers are in-sample"
-                )
-            if on_result:
-                on_result(report)
+            _keep_sweep(report, settings, split_name, on_result)
         report.query_weights = {
             "query_weight_with_titles": settings.chat.query_weight_with_titles,
             "query_weight": settings.chat.query_weight,
@@ -713,31 +694,102 @@ def evaluate_chat(
         for name, value in report.query_weights.items():
             setattr(recommender.settings.chat, name, value)
         scorer = Scorer(make_agent(recommender), recommender, split_name)
-        times = dict(zip(sample.tolist(), split.reference_times(sample, split_name).tolist(), strict=True))
         messages, skipped = _render_all(chosen_families, split, split_name, sample, book, seed)
-        bar = _progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", progress)
-        try:
-            for family in chosen_families:
-                mine: list[MessageRecord] = []
-                try:
-                    for u, rendered in messages[family.name]:
-                        mine.append(scorer.run(rendered, u, times[u]))
-                        bar.update()
-                finally:  # an interrupted family still reports the messages it got through
-                    result = summarise(family.name, family.description, mine, split, seed,
-                                       skipped[family.name], family.has_query)  # fmt: skip
-                    result.partial = len(mine) < len(messages[family.name])
-                    report.families.append(result)
-                    records += mine
-                say(_family_line(result))
-                if on_result:
-                    report.overall = summarise("all", "every family pooled", records, split, seed)
-                    on_result(report)
-        finally:
-            bar.close()
+        run = _FamilyRun(scorer, report, records, split, seed, say, on_result)
+        run.all(chosen_families, messages, skipped, sample, progress)
     except KeyboardInterrupt:
         report.complete = False
         report.notes.append("interrupted: the families listed are complete unless marked partial")
+    _finish(report, records, split, seed)
+    return report
+
+
+def _check_inputs(
+    split: LeaveOneOutSplit, split_name: SplitName, phrasings: Phrasings | Path | str | None,
+    query_weights: list[float] | None,
+) -> Phrasings:  # fmt: skip
+    """The phrasings to use, once the split and the weights are known to be usable."""
+    if not has_titles(split):
+        raise EvalError(
+            f"the chat evaluation needs item titles people can type, and {split.name!r} has none "
+            "(its titles are the item ids); load it with its titles (e.g. Amazon's meta file)"
+        )
+    book = phrasings if isinstance(phrasings, Phrasings) else load_phrasings(phrasings)
+    if split_name not in ("valid", "test"):
+        raise EvalError(f"the chat evaluation runs on 'valid' or 'test', not {split_name!r}")
+    if any(not 0.0 <= w <= 1.0 for w in query_weights or []):
+        raise EvalError("--query-weights must lie between 0 and 1")
+    return book
+
+
+def _keep_sweep(
+    report: ChatEvalReport, settings: Settings, split_name: SplitName,
+    on_result: Callable[[ChatEvalReport], None] | None,
+) -> None:  # fmt: skip
+    """Use the weights the sweep chose; an interrupted sweep stops the run."""
+    assert report.sweep is not None
+    for name, value in report.sweep.chosen.items():
+        setattr(settings.chat, name, value)
+    if not report.sweep.complete:
+        raise KeyboardInterrupt
+    if split_name == "valid":
+        report.notes.append(
+            "the query weights were chosen on the same validation targets this run scores: "
+            "the query families' numbers are in-sample"
+        )
+    if on_result:
+        on_result(report)
+
+
+@dataclass
+class _FamilyRun:
+    """Scores the families one after the other into `report`, saving after each."""
+
+    scorer: Scorer
+    report: ChatEvalReport
+    records: list[MessageRecord]
+    split: LeaveOneOutSplit
+    seed: int
+    say: Callable[[str], None]
+    on_result: Callable[[ChatEvalReport], None] | None
+
+    def all(
+        self, families: list[Family], messages: dict[str, list[tuple[int, Rendered]]],
+        skipped: dict[str, dict[str, int]], sample: np.ndarray, progress: bool,
+    ) -> None:  # fmt: skip
+        split_name = self.scorer.split_name
+        times = dict(
+            zip(sample.tolist(), self.split.reference_times(sample, split_name).tolist(), strict=True)
+        )
+        bar = _progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", progress)
+        try:
+            for family in families:
+                self.one(family, messages[family.name], skipped[family.name], times, bar)
+        finally:
+            bar.close()
+
+    def one(
+        self, family: Family, messages: list[tuple[int, Rendered]], skipped: dict[str, int],
+        times: dict[int, int], bar: tqdm,
+    ) -> None:  # fmt: skip
+        mine: list[MessageRecord] = []
+        try:
+            for u, rendered in messages:
+                mine.append(self.scorer.run(rendered, u, times[u]))
+                bar.update()
+        finally:  # an interrupted family still reports the messages it got through
+            result = summarise(family.name, family.description, mine, self.split, self.seed, skipped,
+                               family.has_query)  # fmt: skip
+            result.partial = len(mine) < len(messages)
+            self.report.families.append(result)
+            self.records += mine
+        self.say(_family_line(result))
+        if self.on_result:
+            self.report.overall = summarise("all", "every family pooled", self.records, self.split, self.seed)
+            self.on_result(self.report)
+
+
+def _finish(report: ChatEvalReport, records: list[MessageRecord], split: LeaveOneOutSplit, seed: int) -> None:
     report.overall = summarise("all", "every family pooled", records, split, seed)
     if report.overall.no_cards_rate > 0:
         # Cards are what is scored: a chat that failed is a miss here, and must be seen as such.
@@ -746,8 +798,8 @@ def evaluate_chat(
             "failed, or nothing fitted): they count as misses; see the log for errors"
         )
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
-    report.provenance.finish()
-    return report
+    if report.provenance is not None:
+        report.provenance.finish()
 
 
 def _family_line(r: FamilyResult) -> str:
@@ -774,17 +826,28 @@ def _met(value: bool) -> str:
 
 def markdown(report: ChatEvalReport) -> str:
     rows = [*report.families, *([report.overall] if report.overall else [])]
-    lines = [
+    lines = [*_header_lines(report), *_family_rows(rows)]
+    if report.overall is not None:
+        lines += ["", *target_lines(report)]
+    lines += [*_title_rows(rows), *_sweep_lines(report), *_example_lines(report)]
+    lines += [""] + [f"Note: {n}" for n in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(report: ChatEvalReport) -> list[str]:
+    return [
         f"# fewrec chat evaluation — {report.dataset}, {report.split} split",
         "",
         f"{report.users} users (seed {report.seed}), {report.split_description or report.split_protocol}. "
         "Each user's last 3–6 liked items before the held-out item are written into the phrasing "
         f"families of `{report.phrasings}`, each sent to a fresh conversation that scores as of the "
         f"user's reference time with {report.cards} cards; hits@k: the held-out item among the first k "
-        "cards of the last turn. Ceiling: the Python API given exactly those items (and the genre or "
-        "decade asked for, and the earlier turns' cards excluded), no query. Popularity: the most "
-        "popular items passing the same filter."
-        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
+        "cards of the last turn. Each message's ground truth is what its family says it means (liked "
+        "and disliked items, cards it refers to, the genre or decade asked for, genres ruled out, family "
+        "films for a child). Ceiling: the Python API given that ground truth, never the chat's reading "
+        "(the liked items as the history; the disliked ones and the earlier turns' cards excluded; the "
+        "filter meant), no query, no conversation prior. Popularity: the most popular items passing the "
+        "same filter." + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
         f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
         "",
         "Query weights used: "
@@ -800,6 +863,10 @@ def markdown(report: ChatEvalReport) -> str:
         "| no cards | s/turn p50 / p95 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+
+def _family_rows(rows: list[FamilyResult]) -> list[str]:
+    lines: list[str] = []
     for r in rows:
         chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
         ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f} ({_ci(r.ratio_interval, 2)})"
@@ -814,34 +881,47 @@ def markdown(report: ChatEvalReport) -> str:
         )
     lines += [
         "",
-        "Misread: a title missed or wrongly linked. Asked back: a title offered in a 'which one did you "
-        "mean?' (not a misread). Stray query: words of a message without content words read as a meaning "
+        "Misread: against the ground truth, an item missed or linked wrongly (a title not named, or "
+        "a named one with the wrong feeling), or a genre or year filter not the one meant. Asked back: "
+        "a title offered in a 'which one did you mean?' (not a misread). Stray query: words of a "
+        "message without content words read as a meaning "
         "query. Filter differs: the genre or years the chat kept are not the ones asked for. No cards: "
         "the last turn showed none (counted as a miss).",
     ]
-    if report.overall is not None:
-        lines += ["", *target_lines(report)]
-    lines += [
+    return lines
+
+
+def _title_rows(rows: list[FamilyResult]) -> list[str]:
+    lines = [
         "",
-        "Titles, family by family (intended: named in the messages; linked: taken as liked; asked back: "
-        "offered in a 'which one did you mean?'; missed: neither; wrong: an item not named, or a named "
-        "one taken with another feeling). A shared title is one another catalog item has too, as "
+        "Items, family by family (intended: named in the messages, liked or disliked, and the cards they "
+        "refer to; linked: taken with the feeling meant; asked back: offered in a 'which one did you "
+        "mean?'; missed: neither; wrong: an item not named, or a named one taken with another feeling, "
+        "which the next column counts: the per-film sentiment's share). A shared title is one "
+        "another catalog item has too, as "
         "written (without a year: *The Jungle Book*, 1967 or 1994): no reader can link it without "
         "asking; the last misread column leaves messages naming one out. Skipped users could not be "
         "asked this way:",
         "",
-        "| family | intended | linked | asked back | missed | wrong | messages missed | messages wrong "
-        "| messages naming a shared title | misread, the other messages | skipped |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| family | intended | linked | asked back | missed | wrong | of which the wrong feeling "
+        "| messages missed | messages wrong | messages naming a shared title | misread, the other messages "
+        "| skipped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = r.titles
         skipped = "; ".join(f"{why}: {n}" for why, n in r.skipped.items())
         lines.append(
             f"| {r.name} | {t.get('intended', 0)} | {t.get('linked', 0)} | {t.get('asked_back', 0)} | "
-            f"{t.get('missed', 0)} | {t.get('wrong', 0)} | {_pct(r.missed_rate)} | {_pct(r.wrong_rate)} | "
+            f"{t.get('missed', 0)} | {t.get('wrong', 0)} | {t.get('wrong_feeling', 0)} | "
+            f"{_pct(r.missed_rate)} | {_pct(r.wrong_rate)} | "
             f"{_pct(r.shared_title_rate)} | {_pct(r.misread_rate_unshared)} | {skipped} |"
         )
+    return lines
+
+
+def _sweep_lines(report: ChatEvalReport) -> list[str]:
+    lines: list[str] = []
     if report.sweep is not None:
         s = report.sweep
         lines += [
@@ -866,6 +946,11 @@ def markdown(report: ChatEvalReport) -> str:
                 + ", ".join(f"`{k} = {v}`" for k, v in s.chosen.items())
                 + ("" if s.complete else " (from an interrupted sweep)"),
             ]
+    return lines
+
+
+def _example_lines(report: ChatEvalReport) -> list[str]:
+    lines: list[str] = []
     examples = [(r.name, e) for r in report.families for e in r.examples[:3]]
     if examples:
         lines += [
@@ -883,8 +968,7 @@ def markdown(report: ChatEvalReport) -> str:
             if e.filters != e.intended_filters:
                 parts.append(f"filters '{e.filters}' (meant '{e.intended_filters}')")
             lines.append(f"- {name}: “{text}” → " + "; ".join(parts))
-    lines += [""] + [f"Note: {n}" for n in report.notes]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def target_lines(report: ChatEvalReport) -> list[str]:
