@@ -108,6 +108,15 @@ def test_a_childs_age_is_a_family_wish_never_a_year(reader):
     assert reader.read("a movie to watch with my daughter").kids
     assert not reader.read("my 30 year old brother likes Heat").kids
     assert reader.read("an old movie").year_max is not None  # "old" alone still means a classic
+    for message in ("I liked Heat. Not in the mood for children's films tonight.", "no children's films"):
+        read = reader.read(message)  # children ruled out, not wished for
+        assert not read.kids and read.exclude_genres == ["Children"] and read.genres == [], message
+    assert reader.read("not a horror, something for the kids").kids  # the negation is elsewhere
+
+
+def test_a_dislike_closed_by_though_leaves_no_query(reader):
+    read = reader.read("I loved Heat. I didn’t like The Mask though.")
+    assert read.query == "" and [t.sentiment for t in read.titles] == ["like", "dislike"]
 
 
 def test_a_year_that_dates_an_event_is_no_filter(reader):

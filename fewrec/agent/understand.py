@@ -145,7 +145,7 @@ FILLER = frozenset(
     similar similarly same alike watching seeing something someone somewhere anyone everyone
     please thx ty cheers hiya greetings dear guys folks friend buddy mate well um uh hmm hm
     go going gone up down out off over into onto as if than too only even ever never always still
-    actually mean meant sorry oops times sounds sound looks seems
+    actually mean meant sorry oops times sounds sound looks seems though although anyway
     lol haha yeah yep yup sure cool awesome oh ah wow nope nah bye goodbye care glad hahaha
     haven't hasn't isn't wasn't aren't won't wouldn't couldn't shouldn't doesn't havent didnt dont
     think thought guess wonder wondering mind tell said say know knew help helping try trying
@@ -764,11 +764,19 @@ class MessageReader:
 
 
 def _children(rest: str) -> tuple[bool, str]:
-    """Whether the (lower-case) text asks for family films, and the text without those words."""
-    kids = bool(KIDS.search(rest) or CHILDREN.search(rest))
+    """Whether the (lower-case) text asks for family films, and the text without those words.
+    Children in a negation's scope ("not in the mood for children's films") are no such wish:
+    their words stay for the genres to rule out."""
+    kids = False
+    for pattern in (KIDS, CHILDREN):
+        for found in reversed(list(pattern.finditer(rest))):  # from the end: offsets stay valid
+            if NEGATION.search(rest[: found.start()]):
+                continue
+            kids = True
+            rest = rest[: found.start()] + " " * (found.end() - found.start()) + rest[found.end() :]
     for found in AGE.finditer(rest):
         kids = kids or (found.group(1) is not None and int(found.group(1)) <= OLDEST_CHILD)
-    return kids, AGE.sub(" ", CHILDREN.sub(" ", KIDS.sub(" ", rest)))
+    return kids, AGE.sub(" ", rest)
 
 
 @functools.cache
