@@ -475,3 +475,20 @@ def test_wishes_fade_and_cards_are_referred_to(agent, recommender):
     fresh, _ = agent.start()
     turn, _ = agent.respond(fresh, "I've seen that one")
     assert "haven't shown any films yet" in turn.reply
+
+
+def test_the_prior_weighs_less_as_liked_titles_are_named():
+    """`chat.prior_fade`: prior_weight / (1 + fade × liked titles); 0 keeps it constant."""
+    from types import SimpleNamespace
+
+    from fewrec.config import Settings
+
+    settings = Settings()
+    settings.chat.planner = "fixed"
+    settings.chat.prior_weight, settings.chat.prior_fade = 0.5, 1.0
+    agent = ChatAgent(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    assert agent._prior_weight(ChatState()) == 0.5  # nothing named: the prior as configured
+    assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.125
+    assert agent._prior_weight(ChatState(liked=["1"], disliked=["2"])) == 0.25  # liked titles only
+    settings.chat.prior_fade = 0.0
+    assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.5
