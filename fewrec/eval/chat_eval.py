@@ -304,14 +304,19 @@ class Scorer:
         return items.index(wanted) if wanted in items else None
 
     def ceiling(
-        self, rendered: Rendered, user: int, as_of: int, truth: Truth, shown_before: list[ItemId]
-    ) -> list[ItemId]:
+        self, rendered: Rendered, user: int, as_of: int, truth: Truth, shown_before: list[ItemId],
+        with_query: bool = True,
+    ) -> list[ItemId]:  # fmt: skip
         """The Python API given the ground truth: the liked items as the history, the disliked
-        ones and the earlier turns' cards excluded, the filter meant; no query, no prior."""
+        ones and the earlier turns' cards excluded, the filter meant, the mood words with the
+        chat's query weight (unless `with_query` is off); no conversation prior."""
+        chat = self.recommender.settings.chat
         recs = self.recommender.recommend(
             user_id=self.split.user_ids[user].item() if rendered.known_user else None,
             history=list(truth.liked), k=CARDS, filters=truth.filters,
             exclude=[*shown_before, *truth.disliked], explain=False, as_of=as_of,
+            query=rendered.mood if with_query else None,
+            query_weight=chat.query_weight_with_titles if truth.liked else chat.query_weight,
         )  # fmt: skip
         return [r.item_id for r in recs]
 
@@ -607,7 +612,8 @@ def sweep_query_weights(
         for family in families:
             ceiling = [
                 scorer.rank_in(
-                    scorer.ceiling(r, u, times[u], scorer.truth(r, ChatState()), []), int(scorer.targets[u])
+                    scorer.ceiling(r, u, times[u], scorer.truth(r, ChatState()), [], with_query=False),
+                    int(scorer.targets[u]),
                 )
                 for u, r in messages[family.name]
             ]
@@ -846,7 +852,8 @@ def _header_lines(report: ChatEvalReport) -> list[str]:
         "and disliked items, cards it refers to, the genre or decade asked for, genres ruled out, family "
         "films for a child). Ceiling: the Python API given that ground truth, never the chat's reading "
         "(the liked items as the history; the disliked ones and the earlier turns' cards excluded; the "
-        "filter meant), no query, no conversation prior. Popularity: the most popular items passing the "
+        "filter meant; the mood words with the chat's query weight), no conversation prior. "
+        "Popularity: the most popular items passing the "
         "same filter." + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
         f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
         "",
