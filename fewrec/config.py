@@ -419,8 +419,10 @@ class ChatSettings(BaseModel):
     # the chat's Recall@20 0.061 without it, 0.160 with it.
     prior_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     # The prior says what a conversation is about; named liked titles say more about a taste,
-    # so its weight falls with them: prior_weight / (1 + prior_fade × liked titles).
+    # so its weight falls with those beyond the first `prior_fade_after`:
+    # prior_weight / (1 + prior_fade × max(0, liked titles − prior_fade_after)).
     prior_fade: float = Field(default=0.0, ge=0.0)
+    prior_fade_after: int = Field(default=0, ge=0)
     prior_popularity: float = Field(default=0.5, ge=0.0)
     prior_file: Path | None = None  # None: the bundled file
     explain: bool = True  # explanations on the cards (an evaluation that scores ranks skips them)

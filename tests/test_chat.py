@@ -478,7 +478,8 @@ def test_wishes_fade_and_cards_are_referred_to(agent, recommender):
 
 
 def test_the_prior_weighs_less_as_liked_titles_are_named():
-    """`chat.prior_fade`: prior_weight / (1 + fade × liked titles); 0 keeps it constant."""
+    """`chat.prior_fade`: prior_weight / (1 + fade × liked titles beyond `prior_fade_after`); 0
+    keeps it constant."""
     from types import SimpleNamespace
 
     from fewrec.config import Settings
@@ -490,5 +491,8 @@ def test_the_prior_weighs_less_as_liked_titles_are_named():
     assert agent._prior_weight(ChatState()) == 0.5  # nothing named: the prior as configured
     assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.125
     assert agent._prior_weight(ChatState(liked=["1"], disliked=["2"])) == 0.25  # liked titles only
+    settings.chat.prior_fade_after = 2  # the first two liked titles leave it whole
+    assert agent._prior_weight(ChatState(liked=["1", "2"])) == 0.5
+    assert agent._prior_weight(ChatState(liked=["1", "2", "3", "4"])) == 0.5 / 3
     settings.chat.prior_fade = 0.0
     assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.5

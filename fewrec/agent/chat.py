@@ -458,8 +458,10 @@ class ChatAgent:
         )  # fmt: skip
 
     def _prior_weight(self, state: ChatState) -> float:
-        """The prior's weight, falling with the liked titles named (`chat.prior_fade`)."""
-        return self.settings.prior_weight / (1.0 + self.settings.prior_fade * len(state.liked))
+        """The prior's weight, falling with the liked titles named beyond the first
+        `chat.prior_fade_after` (`chat.prior_fade`)."""
+        beyond = max(0, len(state.liked) - self.settings.prior_fade_after)
+        return self.settings.prior_weight / (1.0 + self.settings.prior_fade * beyond)
 
     @staticmethod
     def _loosenings(filters: Filters) -> list[tuple[Filters, str]]:
