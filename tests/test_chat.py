@@ -486,7 +486,7 @@ def test_the_prior_weighs_less_as_liked_titles_are_named():
 
     settings = Settings()
     settings.chat.planner = "fixed"
-    settings.chat.prior_weight, settings.chat.prior_fade = 0.5, 1.0
+    settings.chat.prior_weight, settings.chat.prior_fade, settings.chat.prior_fade_after = 0.5, 1.0, 0
     agent = ChatAgent(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
     assert agent._prior_weight(ChatState()) == 0.5  # nothing named: the prior as configured
     assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.125
