@@ -414,7 +414,7 @@ class ChatSettings(BaseModel):
     # What human clerks suggested in real conversations (fewrec/agent/conversation_prior.py,
     # fitted on ReDial's training dialogues only), mixed into the ranking with this weight
     # (0 = off); `prior_popularity` is how much of it is how often a film is suggested at all.
-    # 0.5 measured by `fewrec eval --conversations train_data.jsonl --dialogues 150 --seed 0` with
+    # 0.5 measured by `fewrec eval-conversations train_data.jsonl --dialogues 150 --seed 0` with
     # the counts of the other 350 training dialogues (`build_prior --leave-out 150 --seed 0`):
     # the chat's Recall@20 0.061 without it, 0.160 with it.
     prior_weight: float = Field(default=0.5, ge=0.0, le=1.0)

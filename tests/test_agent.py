@@ -63,7 +63,7 @@ def test_query_steers_results_by_meaning(recommender):
     assert all("query" in r.sources for r in recs)
     assert sum("Animation" in r.genres or "Children" in r.genres for r in recs) >= 4
     # with a history the words weigh `query_weight` against taste (the chat's defaults, chosen on
-    # `fewrec eval --chat`, are small); a caller who wants them to steer says so
+    # `fewrec eval-chat`, are small); a caller who wants them to steer says so
     with_history = recommender.recommend(
         history=["Heat"], query="space travel science fiction", k=5, query_weight=0.5
     )

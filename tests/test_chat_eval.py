@@ -1,4 +1,4 @@
-"""The chat evaluation (`fewrec eval --chat`): the phrasings file loads and every family writes
+"""The chat evaluation (`fewrec eval-chat`): the phrasings file loads and every family writes
 the intended titles into its messages; the title accounting; the query-weight choice; the
 harness scores a chat that reads exactly like the ceiling; a tiny end-to-end run; and the
 one-line error for a dataset without titles."""

@@ -1,4 +1,4 @@
-"""The conversation evaluation (`fewrec eval --conversations`): ReDial's JSONL and the adapter
+"""The conversation evaluation (`fewrec eval-conversations`): ReDial's JSONL and the adapter
 format read into dialogues, ReDial's title quirks matched to the catalog, new-item targets,
 the recall arithmetic on a hand-made dialogue, both replay modes through the real chat, the
 reading accuracy, a small end-to-end run, and bad input (tests/data/redial_sample.jsonl: 7

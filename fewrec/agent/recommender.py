@@ -105,7 +105,7 @@ class Recommender:
         fit_on: SplitName | None = None, *, pipeline: Pipeline | None = None,
     ) -> None:  # fmt: skip
         """`fit_on="test"` learns only from what came before each user's held-out item: the
-        evaluations (`fewrec eval --chat`) replay requests through this facade that way.
+        evaluations (`fewrec eval-chat`) replay requests through this facade that way.
         `pipeline`: serve from one already built (the CLI's), instead of settings and split."""
         if pipeline is None:
             pipeline = Pipeline(settings, split, fit_on=fit_on or "all")
@@ -401,7 +401,7 @@ class Recommender:
             final = unit(sims) + 0.01 * unit(np.array([c.score for c in found]))
         else:
             # Taste proposes, and so do the words: the top of the taste ranking and the items
-            # the query found, mixed by `query_weight` (chosen on `fewrec eval --chat`). An item
+            # the query found, mixed by `query_weight` (chosen on `fewrec eval-chat`). An item
             # only the query found ranks below the taste list on taste; weight 0 is the taste
             # ranking itself, so words that say nothing about taste cannot cost anything.
             found = retriever.candidates(history, max(QUERY_POOL, depth), context, allowed)

@@ -209,7 +209,7 @@ CHAT_SCRIPTS = [
     ["I loved Alien and Heat", "something from the 90s, no horror", "more like the first one"],
     ["a funny animated film for kids", "I liked Toy Story", "nothing like Shrek"],
     ["dark gritty crime drama", "I didn't like Titanic", "after 2000 please"],
-    [  # the shapes `fewrec eval --chat` renders: lists in other phrasings, lower case, boilerplate
+    [  # the shapes `fewrec eval-chat` renders: lists in other phrasings, lower case, boilerplate
         "Toy Story 2, Being John Malkovich, L.A. Confidential and Magnolia are movies I liked. "
         "Can you suggest something I might like?",
         "hi! I loved Alien and Blade Runner, what should I watch next?",

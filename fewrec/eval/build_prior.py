@@ -6,7 +6,7 @@ dialogues: which films human recommenders suggested, and after which mentioned f
 
 Only ever from training dialogues: the validation file is what the conversation evaluation
 reports on. `--leave-out N --seed S` leaves out the seeded sample of N dialogues that
-`fewrec eval --conversations FILE --dialogues N --seed S` replays, so that weights can be
+`fewrec eval-conversations FILE --dialogues N --seed S` replays, so that weights can be
 chosen on that sample without its own suggestions in the counts.
 """
 

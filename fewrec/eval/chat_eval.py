@@ -1,4 +1,4 @@
-"""The chat evaluation (`fewrec eval --chat`): does the chat recommend as well as the API it wraps?
+"""The chat evaluation (`fewrec eval-chat`): does the chat recommend as well as the API it wraps?
 
 For a seeded sample of held-out users, each user's recent liked items (before the held-out
 one) are written into messages in many phrasings (`chat_phrasings.toml`), each sent to a fresh
@@ -1049,7 +1049,7 @@ def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
     rel = os.path.relpath(folder, readme.parent)
     weights = ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
     lines = [
-        f"`fewrec eval --chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
+        f"`fewrec eval-chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
         f"{report.seed}, {len(report.families)} phrasing families, commit "
         f"`{(report.git_commit or 'unknown')[:10]}`; query weights {weights}"
         + (" (chosen on validation targets)." if report.sweep and report.sweep.chosen else "."),

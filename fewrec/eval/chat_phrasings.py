@@ -1,6 +1,6 @@
 """The phrasings of the chat evaluation: load `chat_phrasings.toml`, write messages from items.
 
-`fewrec eval --chat` writes each sampled user's recent liked items into messages the way people
+`fewrec eval-chat` writes each sampled user's recent liked items into messages the way people
 do (lists with and without years, lower case, a typo, bullets, a genre or decade request, two
 turns, …). The families live in the TOML file next to this module, so that a new way of
 asking is one copied block there; this module only reads the file and renders a family for a

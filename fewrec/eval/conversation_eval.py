@@ -1,4 +1,4 @@
-"""The conversation evaluation (`fewrec eval --conversations FILE`): real dialogues between two
+"""The conversation evaluation (`fewrec eval-conversations FILE`): real dialogues between two
 people replayed into the chat, scored where the human recommender suggested something new, and
 the chat's reading of every film checked against the seeker's own labels.
 
@@ -880,7 +880,7 @@ def readme_section(report: ConversationsReport, folder: Path, readme: Path) -> s
     rel = os.path.relpath(folder, readme.parent)
     return "\n".join(
         [
-            f"`fewrec eval --conversations` on `{Path(report.conversations_file).name}` ({report.dialogues} "
+            f"`fewrec eval-conversations` on `{Path(report.conversations_file).name}` ({report.dialogues} "
             f"dialogues, ReDial, Li et al. 2018, CC BY 4.0), catalog {report.dataset}, commit "
             f"`{(report.git_commit or 'unknown')[:10]}`. {report.films.missing} of {report.films.mentions} "
             "film mentions are not in the catalog.",
@@ -908,7 +908,7 @@ def command(
     say: Callable[[str], None],
     show: Callable[[str], None],
 ) -> ConversationsReport:
-    """`fewrec eval --conversations FILE`: the file is read (and its format checked) before the
+    """`fewrec eval-conversations FILE`: the file is read (and its format checked) before the
     data and models load; then the run, the files and the README block."""
     from fewrec.eval.report import default_run_dir
 
