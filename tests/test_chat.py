@@ -496,3 +496,27 @@ def test_the_prior_weighs_less_as_liked_titles_are_named():
     assert agent._prior_weight(ChatState(liked=["1", "2", "3", "4"])) == 0.5 / 3
     settings.chat.prior_fade = 0.0
     assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.5
+
+
+def test_a_known_users_rated_films_fade_the_prior_as_named_titles_do():
+    """A known user's history (before the targets the recommender is fitted for) counts as liked
+    titles: with four rated films and two named, the prior weighs as with six named."""
+    from types import SimpleNamespace
+
+    from fewrec.config import Settings
+
+    settings = Settings()
+    settings.chat.planner = "fixed"
+    settings.chat.prior_weight, settings.chat.prior_fade, settings.chat.prior_fade_after = 0.5, 1.0, 2
+    asked: list[str] = []
+
+    def history(row: int, split_name: str) -> list[int]:
+        asked.append(split_name)
+        return [1, 2, 3, 4]
+
+    split = SimpleNamespace(has_user=lambda u: u == "7", user_index=lambda u: 0, history=history)
+    agent = ChatAgent(SimpleNamespace(settings=settings, split=split, fit_on="test"))  # type: ignore[arg-type]
+    assert agent._prior_weight(ChatState(user_id="7")) == 0.5 / 3
+    assert agent._prior_weight(ChatState(user_id="7", liked=["a", "b"])) == 0.5 / 5
+    assert asked == ["test", "test"]  # the history the recommender scores from, never later items
+    assert agent._prior_weight(ChatState(user_id="8")) == 0.5  # not in the data: a fresh profile

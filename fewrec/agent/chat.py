@@ -458,10 +458,21 @@ class ChatAgent:
         )  # fmt: skip
 
     def _prior_weight(self, state: ChatState) -> float:
-        """The prior's weight, falling with the liked titles named beyond the first
-        `chat.prior_fade_after` (`chat.prior_fade`)."""
-        beyond = max(0, len(state.liked) - self.settings.prior_fade_after)
+        """The prior's weight, falling with the liked titles beyond the first
+        `chat.prior_fade_after` (`chat.prior_fade`). A known user's rated films count as liked
+        titles: the prior stands in for a taste the chat does not know, and theirs it knows."""
+        beyond = max(0, self._known_films(state) + len(state.liked) - self.settings.prior_fade_after)
         return self.settings.prior_weight / (1.0 + self.settings.prior_fade * beyond)
+
+    def _known_films(self, state: ChatState) -> int:
+        """How many films a known user had rated before the targets the recommender is fitted
+        for (what it scores them from; never later ones); 0 for a fresh profile."""
+        if state.user_id is None:
+            return 0
+        split = self.recommender.split
+        if not split.has_user(state.user_id):
+            return 0
+        return len(split.history(split.user_index(state.user_id), self.recommender.fit_on))
 
     @staticmethod
     def _loosenings(filters: Filters) -> list[tuple[Filters, str]]:
