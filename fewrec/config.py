@@ -406,11 +406,12 @@ class ChatSettings(BaseModel):
     max_message_chars: int = 2000  # longer messages are cut (and the reply says so)
     planner: Literal["auto", "fixed", "tools"] = "auto"  # auto: tools when llm.tool_calling
     # How much a meaning query weighs against the taste of the history (0–1): for a known user
-    # who names no title, and for a conversation with liked titles. Chosen by `fewrec eval
-    # --chat` on validation users (docs/results-chat): a known user's taste beat every weight
-    # above 0; with titles 0, 0.1 and 0.25 tied, and a tie goes to the larger weight.
+    # who names no title, and for a conversation with liked titles. Chosen by `fewrec eval-chat`
+    # on validation users (docs/results-chat): a known user's taste beat every weight above 0
+    # (hits@20 0.304 against 0.299 at 0.1); with titles 0 and 0.1 tied (0.163; 0.25: 0.158), and
+    # a tie goes to the larger weight.
     query_weight: float = Field(default=0.0, ge=0.0, le=1.0)
-    query_weight_with_titles: float = Field(default=0.25, ge=0.0, le=1.0)
+    query_weight_with_titles: float = Field(default=0.1, ge=0.0, le=1.0)
     # What human clerks suggested in real conversations (fewrec/agent/conversation_prior.py,
     # fitted on ReDial's training dialogues only), mixed into the ranking with this weight
     # (0 = off); `prior_popularity` is how much of it is how often a film is suggested at all.
