@@ -99,6 +99,21 @@ def test_recommend_mixes_the_prior_in_and_keeps_filters(bundled_split, cheap_rec
     assert rare not in [r.item_id for r in comedy]  # Zodiac is no comedy
 
 
+def test_a_prior_over_a_ranking_that_leaves_nothing_gives_no_card_not_an_error(
+    bundled_split, cheap_recommender
+):
+    """Exclusions leave only the history's own film, which is also all the prior scores: no
+    candidate on either side (a real ReDial dialogue reached this)."""
+    heat = item_titled(bundled_split, "Heat (1995)")
+    prior = np.zeros(bundled_split.n_items)
+    prior[bundled_split.item_index(heat)] = 1.0
+    others = [i for i in bundled_split.item_ids.tolist() if i != heat]
+    out = cheap_recommender.recommend(
+        history=[heat], k=10, prior=prior, prior_weight=0.6, exclude=others, explain=False
+    )
+    assert out == []
+
+
 def test_genres_that_never_meet_loosen_instead_of_leaving_no_card(bundled_split, cheap_recommender):
     agent = ChatAgent(cheap_recommender)
     wished = ["Documentary", "Western", "Musical"]  # no film of the catalog is all three

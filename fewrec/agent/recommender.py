@@ -446,6 +446,8 @@ class Recommender:
                 item_id = self.split.item_ids[item].item()
                 title = self.split.catalog.title(item_id)
                 found.append(Candidate(item_id=item_id, title=title, score=0.0, rank=len(found) + 1))
+        if not found:  # filters and exclusions leave nothing on either side
+            return []
         # The ranking's order, not its raw scores: fused scores of different requests (with or
         # without a query) are on different scales. Items only the prior found get 0 here.
         taste_unit = np.zeros(len(found))
