@@ -477,6 +477,21 @@ def test_wishes_fade_and_cards_are_referred_to(agent, recommender):
     assert "haven't shown any films yet" in turn.reply
 
 
+def test_a_message_that_goes_on_carries_the_last_feeling_over(agent):
+    """ReDial seekers write in fragments: "No Titanic please" … "Or Avatar"; "I hated Titanic" …
+    "I kinda feel that way about Avatar". With no feeling said before, it is liked."""
+    state, _ = agent.start()
+    _, state = agent.respond(state, "I hated Titanic (1997)")
+    _, state = agent.respond(state, "I kinda feel that way about Avatar (2009)")
+    assert len(state.disliked) == 2 and not state.liked and state.last_feeling == "dislike"
+    _, state = agent.respond(state, "I loved Alien (1979)")
+    _, state = agent.respond(state, "Or Heat (1995)")
+    assert len(state.liked) == 2 and state.last_feeling == "like"
+    fresh, _ = agent.start()
+    _, fresh = agent.respond(fresh, "Or Heat (1995)")
+    assert len(fresh.liked) == 1 and not fresh.disliked
+
+
 def test_the_prior_weighs_less_as_liked_titles_are_named():
     """`chat.prior_fade`: prior_weight / (1 + fade × liked titles beyond `prior_fade_after`); 0
     keeps it constant."""

@@ -70,6 +70,79 @@ def test_dislikes_in_their_common_forms(reader, message, expected):
 
 @pytest.mark.parametrize(
     ("message", "expected"),
+    [  # forms ReDial's train seekers used (train_data.jsonl), read as their own labels say
+        (  # a relative clause names the films; the feeling is "disappointed"
+            "I was dissapointed in the last two films I saw Titanic (1997) and Avatar (2009)",
+            {"dislike": ["Titanic (1997)", "Avatar (2009)"]},
+        ),
+        ("I just saw Avatar (2009) but thought it was a little corny", {"dislike": ["Avatar (2009)"]}),
+        ("I haven't seen Avatar (2009). That movie got a lot of bad press.", {"dislike": ["Avatar (2009)"]}),
+        (
+            "I have seen Avatar (2009) . Not as good as Titanic (1997)",
+            {"dislike": ["Avatar (2009)"], "like": ["Titanic (1997)"]},
+        ),
+        ("Avatar (2009) got bad reviews apparently.", {"dislike": ["Avatar (2009)"]}),
+        ("I read some pretty awful reviews about Avatar (2009)", {"dislike": ["Avatar (2009)"]}),
+        (
+            "I disliked Titanic (1997) so I'm not sure if I'd like Avatar (2009)",
+            {"dislike": ["Titanic (1997)", "Avatar (2009)"]},
+        ),
+        (
+            "Mrs. Doubtfire (1993) was awesome, not interested in Avatar (2009)",
+            {"like": ["Mrs. Doubtfire (1993)"], "dislike": ["Avatar (2009)"]},
+        ),
+        ("nope Avatar (2009)", {"seen": ["Avatar (2009)"]}),
+        ("Titanic (1997) was way too long", {"dislike": ["Titanic (1997)"]}),
+    ],
+)
+def test_dislikes_said_around_the_title(reader, message, expected):
+    assert feelings(reader, message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [  # liked, although a negative or a comparing "like" stands near
+        (
+            "Both. Not that stupid, either of them, and I did like Groundhog Day (1993)",
+            {"like": ["Groundhog Day (1993)"]},
+        ),
+        (
+            "umh off the top of my head no except for Coming to America (1988) lol",
+            {"like": ["Coming to America (1988)"]},
+        ),
+        (
+            "No, that is not my cup of tea other than Little Miss Sunshine (2006)",
+            {"like": ["Little Miss Sunshine (2006)"]},
+        ),
+        ("Or even Heat (1995) and Alien (1979) were pretty good", {"like": ["Heat (1995)", "Alien (1979)"]}),
+        ("I saw Heat (1995). It was great", {"watched": ["Heat (1995)"]}),  # a good word: still seen
+    ],
+)
+def test_liked_films_near_negative_words(reader, message, expected):
+    assert feelings(reader, message) == expected
+
+
+def test_an_exception_without_a_negative_keeps_the_film_away(reader):
+    assert feelings(reader, "Can you recommend anything else? Except Titanic (1997)") == {
+        "seen": ["Titanic (1997)"]
+    }
+
+
+@pytest.mark.parametrize(
+    "message", ["I kinda feel that way about Alien (1979)", "Same with Alien (1979)", "Or Alien (1979)"]
+)
+def test_a_feeling_carried_over_is_left_for_the_conversation(reader, message):
+    """The reader marks it; the chat fills in the last feeling of the conversation."""
+    assert feelings(reader, message) == {"same": ["Alien (1979)"]}
+
+
+def test_a_feeling_carried_over_within_a_message(reader):
+    said = feelings(reader, "I hated Titanic (1997), and I feel the same about Avatar (2009)")
+    assert said == {"dislike": ["Titanic (1997)", "Avatar (2009)"]}
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
     [  # the seekers' own labels count these films as liked (seen and liked, or wanted)
         ("I have seen The Shawshank Redemption (1994)", {"watched": ["Shawshank Redemption, The (1994)"]}),
         ("I haven't seen Pineapple Express (2008) yet", {"curious": ["Pineapple Express (2008)"]}),

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from fewrec.agent.conversation_prior import BUNDLED_PRIOR, PriorScorer, load_prior
 from fewrec.agent.polarity import PolarityReader, polarity_reader
 from fewrec.agent.recommender import Filters, Recommendation, Recommender, describe_filters
-from fewrec.agent.understand import MessageReader, TitleMention, Understanding, clean_message
+from fewrec.agent.understand import MessageReader, TitleMention, Understanding, clean_message, resolve_same
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
 from fewrec.prompts.templates import display_title
@@ -85,6 +85,9 @@ class ChatState(BaseModel):
     # Turns since the wishes (query words, genres, years) were last said: they fade after
     # WISH_TURNS turns unless said again. Exclusions ("no horror") stay.
     wish_age: int = 0
+    # The feeling about the last title named: "same with X" or a message that only goes on
+    # ("Or X") carries it over.
+    last_feeling: str | None = None
 
 
 class ToolCall(BaseModel):
@@ -233,6 +236,8 @@ class ChatAgent:
         understanding.titles += answered or self._resolve_cards(state, understanding, asks)
         took: dict[str, list[str]] = {}  # sentiment -> titles, as read in this message
         for mention in understanding.titles:
+            mention.sentiment = resolve_same(mention.sentiment, state.last_feeling)
+            state.last_feeling = mention.sentiment
             if not mention.matches:
                 hint = (
                     f" Did you mean {', '.join(f'*{s}*' for s in mention.suggestions[:3])}?"

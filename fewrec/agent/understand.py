@@ -36,14 +36,18 @@ log = logging.getLogger(__name__)
 # Apostrophes are straightened before reading (`read`), so "didn’t" is "didn't" here.
 AVOID = r"(?:nothing like|not like|no more|anything but|other than|unlike|not another|not in the mood for|" \
     r"(?:tired|sick) of|had enough of|don'?t want|do not want|not looking for)"  # fmt: skip
+# What others said of a film, taken as the person's own doubt: "awful reviews", "bad press".
+BAD_REVIEWS = r"(?:bad|awful|terrible|poor|horrible|negative|mixed)\s+(?:\w+\s+)?(?:reviews|press|ratings)"
 # A negated verb of liking: "didn't like", "never liked", "wasn't a fan of", "couldn't stand".
 NOT = r"(?:did ?n'?t|did not|do ?n'?t|do not|does ?n'?t|does not|could ?n'?t|could not|can'?t|cannot|" \
     r"was ?n'?t|was not|were ?n'?t|were not|is ?n'?t|is not|am not|i'?m not|never|not)"  # fmt: skip
 DISLIKE = rf"(?:hated|hate|disliked|dislike|loathed|can'?t stand|cannot stand|was bored by|bored me|" \
     rf"(?:was |were |am |i'?m )?(?:di?ss?app?ointed|let down) (?:in|by|with)|" \
-    rf"(?:way |much |far |a lot |so much )?better than|" \
+    rf"(?:way |much |far |a lot |so much )?better than|{BAD_REVIEWS} (?:about|of|for|on)|" \
+    r"not sure (?:if |whether |that )?(?:i|we)(?:'?d| would| will|'?ll)? (?:like|enjoy|love)|" \
     rf"{NOT}\s+(?:really\s+|ever\s+|even\s+|much\s+|particularly\s+|too\s+)?" \
     rf"(?:like|liked|enjoy|enjoyed|care for|cared for|get into|got into|stand|love|loved|into|" \
+    rf"interested in|" \
     rf"(?:(?:a|the|much of a|really a|such a|big|huge|biggest)\s+)*fans? of))"  # fmt: skip
 # Not seen yet, or asked about: the seeker's own labels count these as films they would like.
 CURIOUS = r"(?:(?:have ?n'?t|have not|had ?n'?t|had not|never|not|did ?n'?t|did not|yet to)\s+" \
@@ -55,7 +59,12 @@ CURIOUS = r"(?:(?:have ?n'?t|have not|had ?n'?t|had not|never|not|did ?n'?t|did 
 WATCHED = r"(?:(?:i'?ve|i have|i had|we'?ve|we have|already|just|also|finally|recently)\s+)*" \
     r"(?:seen|watched|saw)"  # fmt: skip
 # "no"/"not" come last: they also start titles ("No Country for Old Men") and other triggers.
-SEEN = r"(?:but not|except|not|no|skip)"
+SEEN = r"(?:but not|except|not|nope|no|skip)"
+# The feeling said before, carried over: "I kinda feel that way about X", "same with X", and a
+# message that only goes on with the last one ("No Airplane! or the likes" … "Or Naked Gun").
+SAME = r"(?:(?:feel|felt)\s+(?:that|the same|this)\s+way\s+(?:about|with|for)|" \
+    r"(?:feel|felt)\s+the\s+same\s+(?:about|with|for)|same\s+(?:goes\s+)?(?:with|for)|" \
+    r"^\s*(?:or|nor))"  # fmt: skip
 BARE_NOT_REACH = 2  # words between a bare "not" and the title it rules out
 LIKE = r"(?:(?:does ?n'?t|does not|can'?t|cannot|won'?t|never) get (?:any |much )?better than|" \
     r"(?:really\s+|also\s+|just\s+)?(?:liked|likes|like|loved|loves|love|enjoyed|enjoys|enjoy|adored|" \
@@ -66,16 +75,36 @@ LIKE = r"(?:(?:does ?n'?t|does not|can'?t|cannot|won'?t|never) get (?:any |much 
 SIMILAR = re.compile(r"(?:^|\s)(?:like|such as|similar to|more like|something like|(?:films?|movies?) like)$",
                      re.I)  # fmt: skip
 # Words after a title that say how it was liked ("A and B are movies I liked", "… and hated it").
-POSTFIX_LIKE = r"(?:liked|loved|enjoyed|adored|were (?:great|amazing|fantastic|brilliant)|" \
-    r"was (?:great|amazing|fantastic|brilliant))"  # fmt: skip
+POSTFIX_LIKE = r"(?:liked|loved|enjoyed|adored|(?:was|were|is|are) (?:(?:so|very|really|pretty|just)\s+)?" \
+    r"(?:good|great|amazing|fantastic|brilliant|awesome|hilarious))"  # fmt: skip
 POSTFIX_DISLIKE = r"(?:hated|disliked|didn'?t (?:like|enjoy|care for)|did not (?:like|enjoy)|bored me|" \
     r"sucked|(?:was|were|is|are) (?:(?:so|very|really|pretty|just|kind of|kinda|a (?:little|bit))\s+)?" \
     r"(?:boring|awful|terrible|bad|overrated|disappointing|horrible|stupid|dumb|lame|meh|corny)|" \
     r"(?:was|were|is|are) ?n'?o?t (?:(?:that|very|really|so)\s+)?(?:good|great|funny|for me|my thing|" \
-    r"my cup of tea))"  # fmt: skip
+    r"my cup of tea)|(?:was|were|is|are|it'?s) (?:(?:way|much|a (?:little|bit)|just|kind of|kinda)\s+)?too " \
+    r"(?:silly|long|slow|scary|boring|violent|gory|dark|sad|cheesy|weird|corny|predictable)|" \
+    rf"(?:got|gets|had|has) (?:(?:a lot of|lots of|some|pretty|really|very|such)\s+)*{BAD_REVIEWS}|" \
+    r"(?:(?:going to|gonna|i'?ll|will)\s+)?pass on (?:it|that|this))"  # fmt: skip
 # Triggers that only say the film was seen or asked about: a feeling said after the title wins.
-WEAK_FEELINGS = ("watched", "curious")
-FEELINGS = ("avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
+WEAK_FEELINGS = ("watched", "curious", "same")
+# A "like" with a subject or an adverb before it feels ("I did like X"); alone it may compare.
+FELT_LIKE = re.compile(
+    r"\b(?:i|we|he|she|they|you|did|do|does|really|also|just|truly|would|'d|kinda|definitely)\s+$", re.I
+)
+# "no … except X", "not my cup of tea other than X": an exception to a negative is liked.
+EXCEPTION = re.compile(r"^(?:except|other than)$", re.I)
+NEGATIVE_BEFORE = re.compile(r"\b(?:no|not|nothing|none|never|nope)\b|n't\b", re.I)
+FEELINGS = ("same", "avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
+# "the last two films I saw X": a relative clause names the films, it says no feeling of its own.
+RELATIVE_WATCHED = re.compile(r"\b(?:films?|movies?|ones?)\s+(?:that\s+|which\s+)?(?:(?:i|we)\s+)?$", re.I)
+# After a title with no feeling of its own, the next clause or sentence may judge it: "I saw X but
+# thought it was corny", "I haven't seen X. That movie got bad press", "I've seen X. Not as good as Y".
+JUDGED_LATER = re.compile(
+    r"[\s.!?;,]*(?:(?:but|though|however|and)\b[\s,]*)?"  # matched at the clause's end: no ^
+    r"(?:(?P<worse>not (?:as|that|so|very) (?:good|great))|"
+    r"(?:(?:(?:i|we)\s+)?(?:thought|think|found|felt)\s+)?(?:it|that|this|the (?:movie|film))\b)",
+    re.I,
+)
 STOP = (  # where the words after a trigger end, for "I found no film called …"
     r"(?=[.;!?\n]|,\s*(?:but|so|and then|please)\b|\s+(?:but|so|please|from|for|with|without|that|which"
     r"|because|in the|set in|already|yesterday|again|too|before)\b|\s+\d{4}s?\b|$)"
@@ -145,7 +174,7 @@ FILLER = frozenset(
     similar similarly same alike watching seeing something someone somewhere anyone everyone
     please thx ty cheers hiya greetings dear guys folks friend buddy mate well um uh hmm hm
     go going gone up down out off over into onto as if than too only even ever never always still
-    actually mean meant sorry oops times sounds sound looks seems though although anyway
+    actually mean meant sorry oops times sounds sound looks seems though although anyway pretty
     lol haha yeah yep yup sure cool awesome oh ah wow nope nah bye goodbye care glad hahaha
     haven't hasn't isn't wasn't aren't won't wouldn't couldn't shouldn't doesn't havent didnt dont
     think thought guess wonder wondering mind tell said say know knew help helping try trying
@@ -325,7 +354,7 @@ class _Link:
 
 
 TRIGGER_RE = re.compile(
-    rf"\b(?:(?P<avoid>{AVOID})|(?P<dislike>{DISLIKE})|(?P<curious>{CURIOUS})|(?P<like>{LIKE})|"
+    rf"\b(?:(?P<same>{SAME})|(?P<avoid>{AVOID})|(?P<dislike>{DISLIKE})|(?P<curious>{CURIOUS})|(?P<like>{LIKE})|"
     rf"(?P<watched>{WATCHED})|(?P<seen>{SEEN}))\b",
     re.I,
 )
@@ -624,13 +653,24 @@ class MessageReader:
         # A bare "not"/"no" rules out only what follows it closely ("but not Alien", "no Heat"):
         # further off it negates something else ("I did not know it had a prequel, is it … X").
         # A comparing "like" keeps the whole clause's negation ("not in stuff like X").
-        triggers = list(TRIGGER_RE.finditer(masked, begin, link.start))
+        triggers = [
+            m for m in TRIGGER_RE.finditer(masked, begin, link.start)
+            if m.lastgroup != "watched" or not RELATIVE_WATCHED.search(masked, 0, m.start())
+        ]  # fmt: skip
         before = [
             m for m in triggers
             if m.lastgroup != "seen" or len(masked[m.end() : link.start].split()) <= BARE_NOT_REACH
         ]  # fmt: skip
         prefix = before[-1] if before else None
-        if prefix is not None and SIMILAR.search(prefix.group()):
+        if prefix is not None and EXCEPTION.match(prefix.group()):
+            sentence = re.split(r"[.!?\n]", masked[begin : prefix.start()])[-1]
+            if NEGATIVE_BEFORE.search(sentence):
+                return "like"
+        if (
+            prefix is not None
+            and SIMILAR.search(prefix.group())
+            and not FELT_LIKE.search(masked, 0, prefix.start())
+        ):
             earlier = [
                 m
                 for m in triggers
@@ -644,7 +684,26 @@ class MessageReader:
         postfix = POSTFIX_RE.search(masked, link.end, end)
         if postfix is not None:
             return str(postfix.lastgroup)
+        if self._judged_later(text, masked, end):
+            return "dislike"
         return str(prefix.lastgroup) if prefix is not None else "like"
+
+    @staticmethod
+    def _judged_later(text: str, masked: str, end: int) -> bool:
+        """Does the next clause or sentence speak ill of the title just named ("… but thought it
+        was corny", ". That movie got bad press", ". Not as good as Y")? Only where it names no
+        other title, unless it is the comparison itself."""
+        found = JUDGED_LATER.match(masked, end)
+        if found is None:
+            return False
+        after = CLAUSE_END.search(masked, found.end())
+        stop = after.start() if after else len(masked)
+        if found.group("worse"):
+            return True
+        if masked[end:stop] != text[end:stop]:
+            return False  # another title: the judgement is of that one
+        postfix = POSTFIX_RE.search(masked, found.start(), stop)
+        return postfix is not None and postfix.lastgroup == "dislike"
 
     @staticmethod
     def _after_seeing(masked: str, begin: int) -> bool:
@@ -706,7 +765,7 @@ class MessageReader:
         """Each title with how the person feels about it; a title corrected by the next one
         ("American Pie, I mean American Pie (1999)") gives way to it, and lends it its feeling."""
         ordered = sorted(links, key=lambda link: link.start)
-        feelings = [self._sentiment(text, link, masked) for link in ordered]
+        feelings = carried([self._sentiment(text, link, masked) for link in ordered])
         if self.polarity is not None:
             feelings = self._classified(text, ordered, feelings)
         kept: list[tuple[_Link, str]] = []
@@ -721,7 +780,8 @@ class MessageReader:
     def _classified(self, text: str, ordered: list[_Link], rules: list[str]) -> list[str]:
         """The rules' feelings, overruled where the polarity classifier is confident; the rules
         alone when it fails (a reply must never fail on it)."""
-        found = [n for n, link in enumerate(ordered) if link.rows]
+        # A "same" feeling was read in an earlier message: nothing here to classify.
+        found = [n for n, link in enumerate(ordered) if link.rows and rules[n] != "same"]
         if self.polarity is None or not found:
             return rules
         spans = [(link.start, link.end) for link in ordered]
@@ -743,7 +803,8 @@ class MessageReader:
         links += self._not_found(text, links)
         masked = _blank(text, [(link.start, link.end) for link in links])
         ordered = sorted(links, key=lambda link: link.start)
-        return [((k.start, k.end), k.rows, self._sentiment(text, k, masked)) for k in ordered]
+        feelings = carried([self._sentiment(text, k, masked) for k in ordered])
+        return [((k.start, k.end), k.rows, feeling) for k, feeling in zip(ordered, feelings, strict=True)]
 
     def _genres(self, rest: str, out: Understanding) -> None:
         """Genres wished for or ruled out ("no horror", "anything but horror")."""
@@ -761,6 +822,21 @@ class MessageReader:
         for word in sorted(self.genre_words, key=len, reverse=True):
             rest = re.sub(rf"(?<![\w-]){re.escape(word)}(?![\w-])", " ", rest)
         return rest
+
+
+def carried(feelings: list[str]) -> list[str]:
+    """A "same" feeling takes the feeling of the title before it in the message; the first title's "same"
+    stays, for the chat to fill in from the conversation (`resolve_same`)."""
+    out = list(feelings)
+    for n in range(1, len(out)):
+        if out[n] == "same":
+            out[n] = out[n - 1]
+    return out
+
+
+def resolve_same(feeling: str, previous: str | None) -> str:
+    """A feeling carried over from the last message: that message's last feeling, or liked."""
+    return (previous or "like") if feeling == "same" else feeling
 
 
 def _children(rest: str) -> tuple[bool, str]:
@@ -782,7 +858,7 @@ def _children(rest: str) -> tuple[bool, str]:
 @functools.cache
 def _trigger_words() -> frozenset[str]:
     words = re.findall(
-        r"[a-z']+", " ".join([AVOID, DISLIKE, CURIOUS, LIKE, WATCHED, SEEN]).replace("'?", "'")
+        r"[a-z']+", " ".join([SAME, AVOID, DISLIKE, CURIOUS, LIKE, WATCHED, SEEN]).replace("'?", "'")
     )
     return frozenset(w.replace("'", "") for w in words)
 

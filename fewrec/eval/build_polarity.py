@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fewrec.agent.polarity import PolarityWeights, decide, features, mention_clause
-from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message
+from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message, resolve_same
 from fewrec.data.models import Catalog
 from fewrec.eval.conversations import MENTION, Dialogue, read_dialogues
 
@@ -79,6 +79,7 @@ def labelled_mentions(dialogues: list[Dialogue], reader: MessageReader, limit: i
     where the reader found a title at its place."""
     out: list[Mention] = []
     for position, dialogue in enumerate(dialogues):
+        previous: str | None = None  # the last feeling read, as the chat keeps it
         for turn in dialogue.turns:
             if turn.role != "seeker" or not turn.films:
                 continue
@@ -86,7 +87,8 @@ def labelled_mentions(dialogues: list[Dialogue], reader: MessageReader, limit: i
             text = text.translate(APOSTROPHES)  # as `MessageReader.read` reads it: offsets stay
             if clean_message(text, limit)[0] != text:
                 continue  # cleaned differently or cut: the offsets would not hold
-            read = reader.rule_feelings(text)
+            read = [(s, rows, resolve_same(r, previous)) for s, rows, r in reader.rule_feelings(text)]
+            previous = read[-1][2] if read else previous
             links = [span for span, _rows, _rule in read]
             for key, start, end in spans:
                 label = dialogue.labels.get(key)
