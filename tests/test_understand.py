@@ -260,3 +260,19 @@ def test_a_message_naming_a_title_refers_to_no_card(reader):
 )
 def test_a_written_year_and_subtitle_choose_the_film(reader, message, expected):
     assert feelings(reader, message) == expected
+
+
+def test_a_film_not_seen_in_a_genre_ruled_out_is_kept_away(reader):
+    """ReDial: "I haven't seen It. I'm not interested in horror movies." is no wish for It."""
+    message = "I haven't seen It (2017). I'm not interested in horror movies."
+    assert feelings(reader, message) == {"seen": ["It (2017)"]}
+    assert feelings(reader, "I haven't seen Toy Story (1995), no horror please") == {
+        "curious": ["Toy Story (1995)"]
+    }  # another genre: still a film they would like to see
+    assert feelings(reader, "I've seen Alien (1979), no horror please") == {"watched": ["Alien (1979)"]}
+
+
+def test_a_shudder_after_a_title_is_a_dislike(reader):
+    assert feelings(reader, "Jeepers Creepers (2001)  shudder lol") == {
+        "dislike": ["Jeepers Creepers (2001)"]
+    }

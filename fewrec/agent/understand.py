@@ -84,7 +84,7 @@ POSTFIX_DISLIKE = r"(?:hated|disliked|didn'?t (?:like|enjoy|care for)|did not (?
     r"my cup of tea)|(?:was|were|is|are|it'?s) (?:(?:way|much|a (?:little|bit)|just|kind of|kinda)\s+)?too " \
     r"(?:silly|long|slow|scary|boring|violent|gory|dark|sad|cheesy|weird|corny|predictable)|" \
     rf"(?:got|gets|had|has) (?:(?:a lot of|lots of|some|pretty|really|very|such)\s+)*{BAD_REVIEWS}|" \
-    r"(?:(?:going to|gonna|i'?ll|will)\s+)?pass on (?:it|that|this))"  # fmt: skip
+    r"(?:(?:going to|gonna|i'?ll|will)\s+)?pass on (?:it|that|this)|shudders?|ugh+|yuck|eww+)"  # fmt: skip
 # Triggers that only say the film was seen or asked about: a feeling said after the title wins.
 WEAK_FEELINGS = ("watched", "curious", "same")
 # A "like" with a subject or an adverb before it feels ("I did like X"); alone it may compare.
@@ -736,6 +736,7 @@ class MessageReader:
         out.kids, rest = _children(rest)
         out.year_min, out.year_max, rest = _years(EVENT_YEAR.sub(" ", rest), self.latest)
         self._genres(rest, out)
+        self._keep_unwanted_away(out)
         rest = self._without_genres(rest)
         if not out.injection:
             out.query, out.other_script = content_words(NEGATED_WORD.sub(" ", rest))
@@ -817,6 +818,23 @@ class MessageReader:
                     target.append(genre)
             rest = re.sub(pattern, " ", rest)
         out.genres = [g for g in out.genres if g not in out.exclude_genres]
+
+    def _keep_unwanted_away(self, out: Understanding) -> None:
+        """A film not seen yet, in a genre the same message rules out ("I haven't seen It. I'm
+        not interested in horror movies"), is not wanted: kept away rather than taken as taste."""
+        if not out.exclude_genres:
+            return
+        ruled_out = set(out.exclude_genres)
+        genres = self.catalog.frame["genres"]
+        for mention in out.titles:
+            if mention.sentiment == "curious" and mention.matches and all(
+                ruled_out & set(genres.iloc[self._rows[item]]) for item in mention.matches
+            ):
+                mention.sentiment = "seen"
+
+    @functools.cached_property
+    def _rows(self) -> dict[ItemId, int]:
+        return {item: row for row, item in enumerate(self.item_ids)}
 
     def _without_genres(self, rest: str) -> str:
         for word in sorted(self.genre_words, key=len, reverse=True):
