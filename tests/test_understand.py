@@ -276,3 +276,18 @@ def test_a_shudder_after_a_title_is_a_dislike(reader):
     assert feelings(reader, "Jeepers Creepers (2001)  shudder lol") == {
         "dislike": ["Jeepers Creepers (2001)"]
     }
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (  # the later judgement is of the other title
+            "I saw Heat (1995) but Alien (1979) was boring",
+            {"watched": ["Heat (1995)"], "dislike": ["Alien (1979)"]},
+        ),
+        ("I loved Heat (1995). It was too long though", {"like": ["Heat (1995)"]}),  # said first: it stands
+        ("I've seen Heat (1995). Not that good", {"dislike": ["Heat (1995)"]}),
+    ],
+)
+def test_a_later_judgement_reaches_only_a_title_with_no_feeling_of_its_own(reader, message, expected):
+    assert feelings(reader, message) == expected
