@@ -162,9 +162,22 @@ class Retriever:
         """Fused scores for one batch of histories (dense: keep it to `batch_users` rows, or use
         `score_batches`); `evidence=True` also runs the sources whose weight is 0. With `visit`,
         each source's scores go to `visit(name, scores)` (which may change them) instead of into
-        `by_source`, so only one source's array is alive at a time."""
+        `by_source`, so only one source's array is alive at a time.
+
+        Scored on one BLAS thread: a multi-threaded BLAS cuts matrices by its thread count and
+        may round differently, so scores would depend on the cores (and a Ray actor, given one
+        thread, would disagree with this process). Parallel work is Ray's, not BLAS's."""
+        from threadpoolctl import threadpool_limits
+
         if self.fitted_on is None:
             raise RuntimeError("call Retriever.fit() before scoring")
+        with threadpool_limits(1, "blas"):
+            return self._score(histories, context, evidence, visit)
+
+    def _score(
+        self, histories: list[np.ndarray], context: ScoringContext | None, evidence: bool,
+        visit: Visitor | None,
+    ) -> ScoredBatch:  # fmt: skip
         by_source: dict[str, np.ndarray] = {}
         fused = np.zeros((len(histories), self.split.n_items), dtype=np.float32)
         used = False
