@@ -827,8 +827,10 @@ class MessageReader:
         ruled_out = set(out.exclude_genres)
         genres = self.catalog.frame["genres"]
         for mention in out.titles:
-            if mention.sentiment == "curious" and mention.matches and all(
-                ruled_out & set(genres.iloc[self._rows[item]]) for item in mention.matches
+            if (
+                mention.sentiment == "curious"
+                and mention.matches
+                and all(ruled_out & set(genres.iloc[self._rows[item]]) for item in mention.matches)
             ):
                 mention.sentiment = "seen"
 

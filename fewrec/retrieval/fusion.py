@@ -8,10 +8,12 @@ logged and kept in `Retriever.notes`."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +107,15 @@ class ScoredBatch:
 Visitor = Callable[[str, np.ndarray], None]  # (source name, its scores for the batch)
 
 
+@functools.cache
+def _blas_threads() -> Any:
+    """threadpoolctl's controller, made once: finding the loaded BLAS libraries takes about 2 ms,
+    too much for every scored batch of a chat turn; a limit on a made controller takes 0.04 ms."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 class Retriever:
     """Candidate retrieval over one split: `fit`, then `score` batches or `candidates` for one user."""
 
@@ -167,11 +178,9 @@ class Retriever:
         Scored on one BLAS thread: a multi-threaded BLAS cuts matrices by its thread count and
         may round differently, so scores would depend on the cores (and a Ray actor, given one
         thread, would disagree with this process). Parallel work is Ray's, not BLAS's."""
-        from threadpoolctl import threadpool_limits
-
         if self.fitted_on is None:
             raise RuntimeError("call Retriever.fit() before scoring")
-        with threadpool_limits(1, "blas"):
+        with _blas_threads().limit(limits=1, user_api="blas"):
             return self._score(histories, context, evidence, visit)
 
     def _score(
