@@ -1,7 +1,8 @@
-"""The polarity classifier (fewrec/agent/polarity.py): what it reads of a mention, when it may
-overrule the rules, that the chat reads with the rules alone without an embedding model, and
-the command that builds its weights from ReDial dialogues (tests/data/redial_sample.jsonl, CC BY
-4.0: see tests/data/README.md)."""
+"""The polarity classifier (fewrec/agent/polarity.py): what it reads of a mention, how its
+reading and the rules' combine (liked, disliked, a mention), that the chat reads with the rules
+alone without an embedding model, and the command that builds its weights from labelled
+sentences and ReDial dialogues (tests/data/redial_sample.jsonl, CC BY 4.0: see
+tests/data/README.md)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import pytest
 
 from fewrec.agent.chat import ChatAgent
 from fewrec.agent.polarity import (
-    SENTIMENTS,
+    VADER_FEATURES,
     PolarityReader,
     PolarityWeights,
     decide,
+    evaluative,
     features,
+    judgement_window,
     load_polarity,
     mention_clause,
     polarity_reader,
@@ -43,22 +46,58 @@ def test_the_clause_reads_the_feeling_never_the_film():
     assert mention_clause(text, spans[3], spans) == "that film and this film were fine"
 
 
-def test_only_a_confident_classifier_overrules_the_rules():
-    assert decide("like", 0.95, 0.9, 0.1) == "dislike"
-    assert decide("watched", 0.95, 0.9, 0.1) == "dislike"
-    assert decide("like", 0.85, 0.9, 0.1) == "like"
-    assert decide("dislike", 0.05, 0.9, 0.1) == "like"
-    assert decide("avoid", 0.5, 0.9, 0.1) == "avoid"
-    # the thresholds that mean "rules only" change nothing, whatever the probability
-    for sentiment in SENTIMENTS:
-        assert all(decide(sentiment, p, 1.0, 0.0) == sentiment for p in np.linspace(0, 1, 11))
+def test_the_window_takes_the_judgement_that_follows_until_another_title():
+    text = "I watched Avatar last week. What a chore. Anything lighter? Maybe a comedy"
+    (span,) = spans_of(text, "Avatar")
+    assert (
+        judgement_window(text, span, [span])
+        == "I watched this film last week. What a chore. Anything lighter"
+    )
+    text = "I watched Avatar. Heat was dull though"
+    spans = spans_of(text, "Avatar", "Heat")
+    assert judgement_window(text, spans[0], spans) == "I watched this film"  # the next words judge Heat
+    assert judgement_window(text, spans[1], spans) == "this film was dull though"
 
 
-def test_the_rules_label_is_a_feature():
-    x = features(np.zeros((2, 3)), ["like", "avoid"])
-    assert x.shape == (2, 3 + len(SENTIMENTS))
-    assert x[0, 3 + SENTIMENTS.index("like")] == 1 and x[1, 3 + SENTIMENTS.index("avoid")] == 1
-    assert x[:, 3:].sum() == 2
+def test_the_three_readings():
+    # a taste reading: panned confidently -> disliked; judged but unplaced -> a mention
+    assert decide("like", 0.95, True, 0.9, 0.5, 0.1) == "dislike"
+    assert decide("watched", 0.95, False, 0.9, 0.5, 0.1) == "dislike"
+    assert decide("like", 0.7, True, 0.9, 0.5, 0.1) == "mention"
+    assert decide("like", 0.7, False, 0.9, 0.5, 0.1) == "like"  # no judgement at all: taste
+    assert decide("curious", 0.2, True, 0.9, 0.5, 0.1) == "curious"
+    # the rules' structure stands; a rule's dislike yields only to confident praise
+    assert decide("dislike", 0.05, True, 0.9, 0.5, 0.1) == "like"
+    assert decide("dislike", 0.3, True, 0.9, 0.5, 0.1) == "dislike"
+    assert decide("avoid", 0.01, True, 0.9, 0.5, 0.1) == "avoid"
+    assert decide("seen", 0.99, True, 0.9, 0.5, 0.1) == "seen"
+    # thresholds that mean "rules only" change nothing, whatever the probability
+    for sentiment in ("like", "watched", "curious", "dislike", "avoid", "seen"):
+        assert all(decide(sentiment, p, True, 1.0, 1.0, 0.0) == sentiment for p in np.linspace(0, 1, 11))
+
+
+def test_judgement_words_and_vader_features():
+    assert evaluative("this film was awful") and evaluative("I loved this film")
+    assert not evaluative("I've seen this film with my kids")
+    assert not evaluative("this film was fine")  # too weak to be a judgement
+    x = features(np.zeros((2, 3)), ["this film was awful", "this film was wonderful"])
+    assert x.shape == (2, 3 + len(VADER_FEATURES))
+    compound = VADER_FEATURES.index("compound") + 3
+    assert x[0, compound] < 0 < x[1, compound]
+
+
+def test_a_sentence_file_with_a_missing_label_stops_at_its_line(tmp_path):
+    folder = tmp_path / "sentences"
+    folder.mkdir()
+    (folder / "a_labelled.txt").write_text("Great film.\t1\nDull as ditchwater.\n", encoding="utf-8")
+    with pytest.raises(build_polarity.SentenceFileError, match=r"a_labelled.txt line 2: no label"):
+        build_polarity.read_sentences(folder)
+    (folder / "a_labelled.txt").write_text(
+        "Great film.\t1\nThe script is\x85was there one?\t0\n", encoding="utf-8"
+    )
+    assert [s.positive for s in build_polarity.read_sentences(folder)] == [1, 0]  # U+0085 is no line end
+    with pytest.raises(SystemExit, match=r"no \*_labelled.txt file"):
+        build_polarity.main([str(SAMPLE), str(tmp_path / "out.json"), "--sentences", str(tmp_path)])
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +114,9 @@ def minilm():
 
 
 def weights_from(embedder, examples: list[tuple[str, int]], **thresholds: float) -> PolarityWeights:
-    """A classifier fitted on a few clauses (1: disliked), as the build command fits one."""
-    x = features(embedder.embed([c for c, _ in examples]), ["like"] * len(examples)).astype(np.float64)
+    """A classifier fitted on a few clauses (1: panned), as the build command fits one."""
+    texts = [c for c, _ in examples]
+    x = features(embedder.embed(texts), texts)
     coef, intercept = build_polarity.fit(x, np.array([y for _, y in examples]), 10.0)
     return PolarityWeights(
         model=embedder.name, source="test", command="test", dialogues=0, mentions=len(examples),
@@ -84,15 +124,17 @@ def weights_from(embedder, examples: list[tuple[str, int]], **thresholds: float)
     )  # fmt: skip
 
 
+EXAMPLES = [
+    ("I hated this film", 1), ("this film was awful", 1), ("this film bored me to death", 1),
+    ("what a terrible movie this film was", 1), ("I could not stand this film", 1),
+    ("I loved this film", 0), ("this film was great", 0), ("this film is one of my favourites", 0),
+    ("I really enjoyed this film", 0), ("this film was so much fun", 0),
+]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_a_fitted_classifier_reads_phrasings_it_never_saw(minilm, catalog_and_genres):
-    examples = [
-        ("I hated this film", 1), ("this film was awful", 1), ("this film bored me to death", 1),
-        ("what a terrible movie this film was", 1), ("I could not stand this film", 1),
-        ("I loved this film", 0), ("this film was great", 0), ("this film is one of my favourites", 0),
-        ("I really enjoyed this film", 0), ("this film was so much fun", 0),
-    ]  # fmt: skip
-    weights = weights_from(minilm, examples, dislike_above=0.5, like_below=0.0)
+    weights = weights_from(minilm, EXAMPLES, dislike_above=0.5, mention_above=0.5, like_below=0.0)
     reader = MessageReader(*catalog_and_genres, polarity=PolarityReader(weights, minilm))
     rules = MessageReader(*catalog_and_genres)
     message = "Titanic was dreadful, a total waste of time"
@@ -100,6 +142,10 @@ def test_a_fitted_classifier_reads_phrasings_it_never_saw(minilm, catalog_and_ge
     assert [t.sentiment for t in reader.read(message).titles] == ["dislike"]
     mixed = reader.read("Honestly Avatar was dreadful and a waste of time. Toy Story was wonderful")
     assert [(t.phrase, t.sentiment) for t in mixed.titles] == [("Avatar", "dislike"), ("Toy Story", "like")]
+    # a film named with no judgement stays taste, whatever the model makes of the words
+    assert [t.sentiment for t in reader.read("I watched Heat with my brother last week").titles] == [
+        "watched"
+    ]
 
 
 class Broken:
@@ -112,12 +158,12 @@ class Broken:
 def active_weights(dimensions: int = 4) -> PolarityWeights:
     return PolarityWeights(
         model="all-MiniLM-L6-v2", source="test", command="test", dialogues=1, mentions=1,
-        regularisation=1.0, coef=[5.0] * (dimensions + len(SENTIMENTS)), intercept=0.0,
+        regularisation=1.0, coef=[5.0] * (dimensions + len(VADER_FEATURES)), intercept=0.0,
         dislike_above=0.5, like_below=0.1,
     )  # fmt: skip
 
 
-def test_without_an_embedding_model_the_rules_read_alone(catalog_and_genres, tmp_path, monkeypatch):
+def test_without_an_embedding_model_the_rules_read_alone(catalog_and_genres, tmp_path):
     path = tmp_path / "weights.json"
     path.write_text(active_weights().model_dump_json(), encoding="utf-8")
     reader, note = polarity_reader(None, path)
@@ -148,28 +194,36 @@ def test_without_an_embedding_model_the_rules_read_alone(catalog_and_genres, tmp
     assert agent._polarity() is None
 
 
-def test_the_bundled_weights_come_from_training_dialogues():
+def test_the_bundled_weights_and_their_provenance():
     weights = load_polarity()
     assert weights is not None
-    assert "train_data.jsonl" in weights.source and "valid" not in weights.command
-    assert weights.model == "all-MiniLM-L6-v2" and len(weights.coef) == 384 + len(SENTIMENTS)
-    assert weights.dialogues == 500 and weights.mentions > 500
-    # cross-validated on train, no threshold kept more dislikes without losing liked films:
-    # the chat then reads with the rules and embeds nothing for it (no latency)
-    if weights.dislike_above >= 1.0 and weights.like_below <= 0.0:
-        reader, note = polarity_reader(SimpleNamespace(name=weights.model, embed=Broken().embed))
-        assert reader is None and "overrules nothing" in note
+    assert "Kotzias" in weights.source and "CC BY 4.0" in weights.source and "ReDial" in weights.source
+    assert "train_data.jsonl" in weights.source and "--sentences" in weights.command
+    assert "valid" not in weights.source  # valid dialogues help choose; they are never fitted on
+    assert weights.model == "all-MiniLM-L6-v2" and len(weights.coef) == 384 + len(VADER_FEATURES)
+    assert weights.sentences == 3000 and weights.dialogues == 500 and weights.mentions > 500
+    assert (
+        weights.mention_above <= weights.dislike_above
+        and weights.named_mention_above <= weights.dislike_above
+    )
 
 
 @pytest.mark.slow
-def test_the_build_command_on_sample_dialogues(minilm, catalog_and_genres, tmp_path):
-    weights, rows, best = build_polarity.build(SAMPLE, *catalog_and_genres, minilm, "test", 2, 0, 2000)
-    assert rows[0]["method"] == "rules" and rows[0]["disliked"] >= 1 and rows[0]["liked"] >= 5
-    assert best in rows[1:] and weights.regularisation == best["C"]
-    assert weights.dislike_above == best["dislike_above"] and weights.like_below == best["like_below"]
-    assert len(weights.coef) == 384 + len(SENTIMENTS) and weights.dialogues == 7
+def test_the_build_command_on_sample_data(minilm, catalog_and_genres, tmp_path):
+    folder = tmp_path / "sentences"
+    folder.mkdir()
+    lines = [f"{text.replace('this film', 'the movie')}\t{1 - label}" for text, label in EXAMPLES]
+    (folder / "imdb_labelled.txt").write_text("\n".join(lines * 2) + "\n", encoding="utf-8")
+    weights, figures, choice = build_polarity.build(
+        SAMPLE, [], folder, None, *catalog_and_genres, minilm, "test", 2, 0
+    )
+    assert weights.regularisation == choice.regularisation and weights.sentences == 20
+    chosen = (weights.dislike_above, weights.mention_above, weights.like_below, weights.named_mention_above)
+    assert chosen == choice.thresholds
+    assert len(weights.coef) == 384 + len(VADER_FEATURES) and weights.dialogues == 7
+    assert figures["movie_sentence_accuracy"][3] == 20 and figures["rules_liked_kept"][3] >= 5
     out = tmp_path / "polarity.json"
-    build_polarity.main([str(SAMPLE), str(out), "--folds", "2"])
+    build_polarity.main([str(SAMPLE), str(out), "--sentences", str(folder), "--folds", "2"])
     written = json.loads(out.read_text(encoding="utf-8"))
     assert written["mentions"] == weights.mentions and written["model"] == "all-MiniLM-L6-v2"
     assert load_polarity(out) is not None
@@ -184,5 +238,29 @@ def test_the_mentions_sit_where_the_chat_reads_them(catalog_and_genres):
             for key, start, end in spans:
                 assert text[start:end] == dialogue.films[key]
     mentions = build_polarity.labelled_mentions(dialogues, MessageReader(*catalog_and_genres), 2000)
-    assert mentions and all("this film" in m.clause for m in mentions)
+    assert mentions and all("this film" in m.window for m in mentions)
     assert {m.liked for m in mentions} == {0, 1}
+
+
+def test_written_dislikes_are_marked(catalog_and_genres, tmp_path):
+    dialogues = build_polarity.read_dialogues(SAMPLE)
+    mentions = build_polarity.labelled_mentions(
+        dialogues, MessageReader(*catalog_and_genres), 2000, SAMPLE.name
+    )
+    disliked = next(m for m in mentions if m.liked == 0)
+    conversation = disliked.dialogue.split(":", 1)[1]
+    table = tmp_path / "written.csv"
+    table.write_text(
+        "file,conversation_id,movie_id,title,written,kind,evidence\n"
+        f"{SAMPLE.name},{conversation},{disliked.key},X,1,clear,e\n",
+        encoding="utf-8",
+    )
+    written = frozenset(build_polarity.read_written(table))
+    marked = build_polarity.labelled_mentions(
+        dialogues, MessageReader(*catalog_and_genres), 2000, SAMPLE.name, written
+    )
+    assert [m.written for m in marked if m.key == disliked.key and m.dialogue == disliked.dialogue] == [
+        True
+    ] * sum(1 for m in mentions if m.key == disliked.key and m.dialogue == disliked.dialogue)
+    figures = build_polarity.reading_figures(marked, [m.rule for m in marked])
+    assert figures["written"] == 1

@@ -41,6 +41,7 @@ SENTIMENT_WORDS = {
     "dislike": "a film you didn't like",
     "avoid": "a film to keep away from, with the films most like it",
     "seen": "a film not to suggest",
+    "mention": "a film you mentioned (I couldn't tell whether you liked it)",
 }
 PLURAL_WORDS = {
     "like": "films you liked",
@@ -49,6 +50,7 @@ PLURAL_WORDS = {
     "dislike": "films you didn't like",
     "avoid": "films to keep away from, with the films most like them",
     "seen": "films not to suggest",
+    "mention": "films you mentioned (I couldn't tell whether you liked them)",
 }
 LISTED_TITLES = 8  # a longer list of titles is summed up in the reply
 WISH_TURNS = 2  # a wish steers its own turn and this many more, unless said again
@@ -61,7 +63,7 @@ class PendingChoice(BaseModel):
     """A title that matched several items: the person is asked which one they meant."""
 
     phrase: str
-    sentiment: Literal["like", "watched", "curious", "dislike", "avoid", "seen"]
+    sentiment: Literal["like", "watched", "curious", "dislike", "avoid", "seen", "mention"]
     options: list[ItemId]
 
 
@@ -73,6 +75,8 @@ class ChatState(BaseModel):
     disliked: list[ItemId] = Field(default_factory=list)
     avoid_like: list[ItemId] = Field(default_factory=list)  # "nothing like X"
     excluded: list[ItemId] = Field(default_factory=list)  # "not X", "I've seen X": just never X
+    # Judged in words the reader could not place ("X? oh great"): not suggested back, not taste.
+    mentioned: list[ItemId] = Field(default_factory=list)
     shown: list[ItemId] = Field(default_factory=list)
     filters: Filters = Field(default_factory=Filters)
     query: str = ""
@@ -185,7 +189,9 @@ class ChatAgent:
         if self.prior is None:
             return None
         split = self.recommender.split
-        named = dict.fromkeys([*state.liked, *state.disliked, *state.avoid_like, *state.excluded])
+        named = dict.fromkeys(
+            [*state.liked, *state.disliked, *state.avoid_like, *state.excluded, *state.mentioned]
+        )
         mentioned = [split.item_index(i) for i in named if split.has_item(i)]
         return self.prior.scores(mentioned, self.settings.prior_popularity)
 
@@ -269,8 +275,28 @@ class ChatAgent:
                 continue
             item = mention.matches[0]
             self._file(state, mention.sentiment, [item])
-            took.setdefault(mention.sentiment, []).append(f"*{self._title(item)}*")
+            title = f"*{self._title(item)}*"
+            earlier = next((s for s, ts in took.items() if title in ts and s != mention.sentiment), None)
+            if earlier is not None:  # the later judgement wins, and the reply says so
+                took[earlier].remove(title)
+                understood.append(
+                    f"You said two things about {title}; I went with the later one: "
+                    f"{SENTIMENT_WORDS[mention.sentiment]}."
+                )
+                took.setdefault(mention.sentiment, []).append(title)
+                continue
+            if title not in took.get(mention.sentiment, []):
+                took.setdefault(mention.sentiment, []).append(title)
         for sentiment, titles in took.items():
+            if not titles:
+                continue
+            if sentiment == "mention":
+                it, does = ("it", "it doesn't") if len(titles) == 1 else ("them", "they don't")
+                understood.append(
+                    f"You mentioned {_joined(titles)}, but I couldn't tell whether you liked {it}, "
+                    f"so {does} steer the suggestions. How did you find {it}?"
+                )
+                continue
             if len(titles) == 1:
                 understood.append(f"I took {titles[0]} as {SENTIMENT_WORDS[sentiment]}.")
                 continue
@@ -279,6 +305,11 @@ class ChatAgent:
             if more <= 0:
                 named = ", ".join(titles[:-1]) + " and " + titles[-1]
             understood.append(f"I took {named} as {PLURAL_WORDS[sentiment]}.")
+        if understanding.unplaced_judgement and not understanding.titles:
+            asks.append(
+                "You told me how you found a film, but not which one: name it (*I didn't like Alien*) "
+                "or point at a card (*the second one was dull*)."
+            )
         if understanding.other_script and not understanding.titles:
             asks.append(
                 "I can only read titles and wishes written in the catalog's language and script; "
@@ -327,7 +358,7 @@ class ChatAgent:
         films say as much about taste as liked ones (the seekers' own labels count them as
         liked), and none of them is suggested back."""
         lists = {"like": state.liked, "dislike": state.disliked, "avoid": state.avoid_like,
-                 "seen": state.excluded}  # fmt: skip
+                 "seen": state.excluded, "mention": state.mentioned}  # fmt: skip
         target = lists.get(sentiment, state.liked)
         for item in items:
             for other in lists.values():
@@ -404,7 +435,7 @@ class ChatAgent:
         cards only when asked for others ("more please"). A shown card may come back when it
         still fits best what was said since: excluding every card ever shown made narrow
         requests run dry after a few replies, and dropped the best fits of a conversation."""
-        out = set(state.disliked) | set(state.avoid_like) | set(state.excluded)
+        out = set(state.disliked) | set(state.avoid_like) | set(state.excluded) | set(state.mentioned)
         out |= set(state.last_cards) if other_cards else set()
         for item in state.avoid_like:
             similar = self.recommender.similar_items(item, SIMILAR_TO_AVOID, as_of=state.as_of)
@@ -587,6 +618,10 @@ class ChatAgent:
             message=text, reply=reply, recommendations=cards, understood=understood, planner="tools",
             tool_calls=calls,
         )  # fmt: skip
+
+
+def _joined(titles: list[str]) -> str:
+    return titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
 
 
 def _remember_cards(state: ChatState, turn: ChatTurn) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewrec.agent.polarity import PolarityReader
+from fewrec.agent.polarity import PolarityReader, evaluative
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
 
@@ -95,6 +95,7 @@ FELT_LIKE = re.compile(
 EXCEPTION = re.compile(r"^(?:except|other than)$", re.I)
 NEGATIVE_BEFORE = re.compile(r"\b(?:no|not|nothing|none|never|nope)\b|n't\b", re.I)
 FEELINGS = ("same", "avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
+NAMED = "named"  # a title with no feeling word: liked, unless the polarity classifier reads a judgement
 # "the last two films I saw X": a relative clause names the films, it says no feeling of its own.
 RELATIVE_WATCHED = re.compile(r"\b(?:films?|movies?|ones?)\s+(?:that\s+|which\s+)?(?:(?:i|we)\s+)?$", re.I)
 # After a title with no feeling of its own, the next clause or sentence may judge it: "I saw X but
@@ -238,7 +239,8 @@ SERIES_WORD = re.compile(r"\b(?:movies|films|series|franchise|saga|trilogy|seque
 class TitleMention:
     phrase: str  # as the person wrote it
     # "like" | "watched" (seen, no feeling said) | "curious" (not seen yet, or asked about) |
-    # "dislike" | "avoid" (and its neighbours) | "seen" (just not again)
+    # "dislike" | "avoid" (and its neighbours) | "seen" (just not again) | "mention" (judged in
+    # words the reader cannot place: neither liked nor disliked)
     sentiment: str
     matches: list[ItemId] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
@@ -263,6 +265,8 @@ class Understanding:
     # References to the cards the chat showed last ("the second one", "seen it, loved it"): the
     # mention's `card` is the position (1-based); the chat fills in `matches`.
     cards: list[TitleMention] = field(default_factory=list)
+    # "that was awful": a judgement of some film, with no title or card to say which one.
+    unplaced_judgement: bool = False
 
 
 def clean_message(text: str, limit: int) -> tuple[str, bool]:
@@ -645,7 +649,7 @@ class MessageReader:
         """How the person feels about one title, from its clause: the nearest feeling word
         before it (a comparing "like" gives way to an earlier feeling: "I don't like horror like
         The Ring"), unless it only says the film was seen or asked about and a feeling follows;
-        default "like"."""
+        NAMED (taken as liked) when no feeling word is found."""
         bounds = [0, *(m.end() for m in CLAUSE_END.finditer(masked) if m.end() <= link.start)]
         begin = max(bounds)
         after = CLAUSE_END.search(masked, link.end)
@@ -686,7 +690,8 @@ class MessageReader:
             return str(postfix.lastgroup)
         if self._judged_later(text, masked, end):
             return "dislike"
-        return str(prefix.lastgroup) if prefix is not None else "like"
+        # No feeling word at all: taste, unless the classifier reads a judgement (NAMED).
+        return str(prefix.lastgroup) if prefix is not None else NAMED
 
     @staticmethod
     def _judged_later(text: str, masked: str, end: int) -> bool:
@@ -730,6 +735,9 @@ class MessageReader:
                 TitleMention(link.phrase, sentiment, items, link.suggestions, link.quoted, link.series)
             )
         out.cards = self._card_references(text, masked, bool(links))
+        out.unplaced_judgement = (
+            not links and not out.cards and bool(CARD_BY_PRONOUN.search(masked)) and evaluative(masked)
+        )
         rest = masked.lower()
         for ref in CARD_BY_POSITION.finditer(rest):  # "the second one" is no wish
             rest = rest.replace(ref.group(), " " * len(ref.group()), 1)
@@ -755,12 +763,13 @@ class MessageReader:
                 if any(t.lastgroup != "seen" for t in clause_triggers):
                     found.append((ref.start(), ref.end(), 1))
                     break  # "seen it, loved it" is one card
-        out = []
-        for start, end, position in found:
-            link = _Link(start, end, (), phrase=text[start:end])
-            sentiment = self._sentiment(text, link, _blank(masked, [(start, end)]))
-            out.append(TitleMention(text[start:end], sentiment, card=position))
-        return out
+        links = [_Link(start, end, (), phrase=text[start:end]) for start, end, _ in found]
+        rules = [self._sentiment(text, link, _blank(masked, [(link.start, link.end)])) for link in links]
+        feelings = _taken_as_liked(self._classified(text, links, rules, cards=True))
+        return [
+            TitleMention(link.phrase, sentiment, card=position)
+            for link, sentiment, (_, _, position) in zip(links, feelings, found, strict=True)
+        ]
 
     def _feelings(self, text: str, links: list[_Link], masked: str) -> list[tuple[_Link, str]]:
         """Each title with how the person feels about it; a title corrected by the next one
@@ -769,6 +778,7 @@ class MessageReader:
         feelings = carried([self._sentiment(text, link, masked) for link in ordered])
         if self.polarity is not None:
             feelings = self._classified(text, ordered, feelings)
+        feelings = _taken_as_liked(feelings)
         kept: list[tuple[_Link, str]] = []
         for n, link in enumerate(ordered):
             corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
@@ -778,11 +788,13 @@ class MessageReader:
             kept.append((link, feelings[n]))
         return kept
 
-    def _classified(self, text: str, ordered: list[_Link], rules: list[str]) -> list[str]:
-        """The rules' feelings, overruled where the polarity classifier is confident; the rules
-        alone when it fails (a reply must never fail on it)."""
+    def _classified(
+        self, text: str, ordered: list[_Link], rules: list[str], cards: bool = False
+    ) -> list[str]:
+        """The rules' feelings, read again by the polarity classifier (`polarity.decide`); the
+        rules alone when it fails (a reply must never fail on it)."""
         # A "same" feeling was read in an earlier message: nothing here to classify.
-        found = [n for n, link in enumerate(ordered) if link.rows and rules[n] != "same"]
+        found = [n for n, link in enumerate(ordered) if (link.rows or cards) and rules[n] != "same"]
         if self.polarity is None or not found:
             return rules
         spans = [(link.start, link.end) for link in ordered]
@@ -798,7 +810,8 @@ class MessageReader:
 
     def rule_feelings(self, text: str) -> list[tuple[tuple[int, int], tuple[int, ...], str]]:
         """Each title the message names (span, catalog rows) with the rules' feeling about it,
-        before any classifier: what `fewrec.eval.build_polarity` learns from."""
+        before any classifier (NAMED where no feeling word was found): what
+        `fewrec.eval.build_polarity` learns from."""
         text = text.translate(APOSTROPHES)
         links = self._link(text)
         links += self._not_found(text, links)
@@ -842,6 +855,10 @@ class MessageReader:
         for word in sorted(self.genre_words, key=len, reverse=True):
             rest = re.sub(rf"(?<![\w-]){re.escape(word)}(?![\w-])", " ", rest)
         return rest
+
+
+def _taken_as_liked(feelings: list[str]) -> list[str]:
+    return ["like" if f == NAMED else f for f in feelings]
 
 
 def carried(feelings: list[str]) -> list[str]:

@@ -1,53 +1,130 @@
-"""Builds the chat's polarity classifier (`fewrec/agent/polarity.py`) from training dialogues,
-and measures it against the hand-written rules by cross-validation over those dialogues.
+"""Builds the chat's polarity classifier (`fewrec/agent/polarity.py`) from labelled judgements,
+and measures it against the hand-written rules by cross-validation grouped by dialogue.
 
     python -m fewrec.eval.build_polarity ../shared/datasets/redial/train_data.jsonl \
-        fewrec/data/bundled/redial_polarity.json
+        fewrec/data/bundled/redial_polarity.json \
+        --sentences ../shared/datasets/sentiment-sentences \
+        --also ../shared/datasets/redial/valid_data.jsonl \
+        --written fewrec/eval/annotations/redial_written_dislikes.csv
 
-Every film a seeker names in a ReDial dialogue is one labelled example per message that names
-it: the clause around it (`mention_clause`) and the rules' reading of it, against the seeker's
-own answer afterwards (liked / disliked; "did not say" is left out). The dislike threshold and
-the like threshold are chosen by `--folds`-fold cross-validation over dialogues (grouped, so no
-dialogue is on both sides), the way the conversation evaluation scores the chat: the place of
-each film after its last mention by the seeker. The final weights are then fitted on every
-training dialogue. Only ever from training dialogues: `valid_data.jsonl` is what the
-conversation evaluation reports on. `--cross-validate-only` prints the table and writes nothing.
+Two kinds of labelled data:
+- review sentences (`--sentences`: every `*_labelled.txt` file there, `sentence<TAB>label`, 1
+  positive, 0 negative; Kotzias et al., KDD 2015, CC BY 4.0);
+- every film a seeker names in a ReDial dialogue, once per message naming it: the words around
+  it (`judgement_window`) against the seeker's own answer afterwards (liked / disliked; "did not
+  say" is left out).
+Every choice (the regularisation, how much a mention weighs against a sentence, the three
+thresholds) is made by `--folds`-fold cross-validation over the train file's and `--also`
+files' dialogues, grouped by dialogue, and the sentences. The figures printed for the choice
+are nested: each fold is read with the choice made on the other folds' held-out
+probabilities. The shipped weights are then fitted on the sentences and the *train file's*
+dialogues only (the `--also` dialogues help choose, they are never fitted on).
+`--written` (a CSV with file, conversation_id, movie_id, written) marks the dislikes that the
+seeker put in words; the disliked-films figure over those is the one the chat is held to.
+`--cross-validate-only` prints the table and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fewrec.agent.polarity import PolarityWeights, decide, features, mention_clause
+from fewrec.agent.polarity import (
+    LIKED,
+    NAMED,
+    PolarityWeights,
+    decide,
+    evaluative,
+    features,
+    judgement_window,
+)
 from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message, resolve_same
+from fewrec.data.errors import FewrecError
 from fewrec.data.models import Catalog
 from fewrec.eval.conversations import MENTION, Dialogue, read_dialogues
+from fewrec.eval.intervals import grouped_interval
 
-SOURCE = (
-    "ReDial (Li et al., 'Towards Deep Conversational Recommendations', NeurIPS 2018), "
-    "CC BY 4.0: weights fitted on the seekers' own labels"
+SENTENCE_SOURCE = (
+    "Sentiment Labelled Sentences (Kotzias, Denil, de Freitas, Smyth, 'From Group to Individual "
+    "Labels using Deep Features', KDD 2015; UCI Machine Learning Repository), CC BY 4.0"
 )
-REGULARISATION = (0.1, 0.3, 1.0, 3.0)  # scikit-learn's C, chosen by cross-validation
-DISLIKE_ABOVE = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)  # 1.0: never turn a liked reading into disliked
-LIKE_BELOW = (0.0, 0.05, 0.1, 0.2, 0.3)  # 0.0: never turn a disliked reading into liked
-PLACES = {"dislike": "disliked", "avoid": "nothing like", "seen": "seen / not again"}  # else liked
+DIALOGUE_SOURCE = (
+    "ReDial (Li et al., 'Towards Deep Conversational Recommendations', NeurIPS 2018), "
+    "CC BY 4.0: the seekers' own labels"
+)
+REGULARISATION = (0.001, 0.002, 0.005, 0.01)  # scikit-learn's C, on standardised features
+MENTION_WEIGHT = (0.1, 0.3, 1.0, 3.0)  # a film mention against a review sentence, in the fit
+DISLIKE_ABOVE = (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)  # 1.0: never turn a liked reading into disliked
+MENTION_ABOVE = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # 1.0: no mentions
+LIKE_BELOW = (0.0, 0.05, 0.1)  # 0.0: never turn a disliked reading into liked
+NAMED_MENTION_ABOVE = (0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.0)  # 1.0: such a title is liked unless panned
+LIKED_KEPT_FLOOR = 0.975  # the choice keeps at least this share of liked films as liked
+MOVIE_FILE = "imdb_labelled.txt"  # the in-domain sentences: their held-out accuracy is reported
+
+
+class SentenceFileError(FewrecError):
+    """A labelled-sentence file with a line that is not `sentence<TAB>0|1`."""
 
 
 @dataclass
 class Mention:
     """One film named in one seeker message, as the reader linked it."""
 
-    dialogue: int  # position in the file
+    dialogue: str  # "file:conversation id": the unit folds and intervals group by
     key: str  # the film's key in the dialogue
-    clause: str  # `mention_clause`: what the classifier reads
+    window: str  # `judgement_window`: what the classifier reads
     rule: str  # the rules' sentiment
     liked: int  # the seeker's label: 0 disliked, 1 liked
+    written: bool = False  # the seeker's dislike is in words (from `--written`)
+
+
+@dataclass
+class Sentence:
+    text: str
+    positive: int
+    file: str
+
+
+def read_sentences(folder: Path) -> list[Sentence]:
+    """Every labelled sentence in the folder's `*_labelled.txt` files; a line without a 0/1 label
+    after its last tab stops with the file and line number."""
+    files = sorted(Path(folder).glob("*_labelled.txt"))
+    if not files:
+        raise SentenceFileError(f"{folder}: no *_labelled.txt file (sentence<TAB>label per line)")
+    out: list[Sentence] = []
+    for path in files:
+        # Lines end at "\n" only: a sentence may hold U+0085, which `splitlines` would cut at.
+        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            text, tab, label = line.rpartition("\t")
+            if not tab or label.strip() not in ("0", "1") or not text.strip():
+                raise SentenceFileError(
+                    f"{path} line {number}: no label (expected 'sentence<TAB>0' or 'sentence<TAB>1'), "
+                    f"got {line[:60]!r}"
+                )
+            out.append(Sentence(text.strip(), int(label), path.name))
+    return out
+
+
+def read_written(path: Path | None) -> set[tuple[str, str, str]]:
+    """(file, conversation id, movie id) of the dislikes the seeker put in words."""
+    if path is None:
+        return set()
+    with Path(path).open(encoding="utf-8", newline="") as handle:
+        return {
+            (row["file"], row["conversation_id"], row["movie_id"])
+            for row in csv.DictReader(handle)
+            if row["written"].strip() == "1"
+        }
 
 
 def shown_with_spans(dialogue: Dialogue, text: str) -> tuple[str, list[tuple[str, int, int]]]:
@@ -74,11 +151,18 @@ def _cleaned(piece: str) -> str:
     return re.sub(r"[ \t]+", " ", piece)
 
 
-def labelled_mentions(dialogues: list[Dialogue], reader: MessageReader, limit: int) -> list[Mention]:
+def labelled_mentions(
+    dialogues: list[Dialogue],
+    reader: MessageReader,
+    limit: int,
+    file: str = "",
+    written: frozenset = frozenset(),
+) -> list[Mention]:
     """Every labelled (liked or disliked) film the seekers named, once per message naming it,
     where the reader found a title at its place."""
     out: list[Mention] = []
     for position, dialogue in enumerate(dialogues):
+        unit = f"{file}:{dialogue.dialogue_id or position}"
         previous: str | None = None  # the last feeling read, as the chat keeps it
         for turn in dialogue.turns:
             if turn.role != "seeker" or not turn.films:
@@ -88,7 +172,7 @@ def labelled_mentions(dialogues: list[Dialogue], reader: MessageReader, limit: i
             if clean_message(text, limit)[0] != text:
                 continue  # cleaned differently or cut: the offsets would not hold
             read = [(s, rows, resolve_same(r, previous)) for s, rows, r in reader.rule_feelings(text)]
-            previous = read[-1][2] if read else previous
+            previous = ("like" if read[-1][2] == NAMED else read[-1][2]) if read else previous
             links = [span for span, _rows, _rule in read]
             for key, start, end in spans:
                 label = dialogue.labels.get(key)
@@ -96,137 +180,371 @@ def labelled_mentions(dialogues: list[Dialogue], reader: MessageReader, limit: i
                     continue
                 hit = next(((s, r) for s, rows, r in read if rows and s[0] < end and start < s[1]), None)
                 if hit is not None:
-                    clause = mention_clause(text, hit[0], links)
-                    out.append(Mention(position, key, clause, hit[1], int(label.liked)))
+                    window = judgement_window(text, hit[0], links)
+                    is_written = (file, dialogue.dialogue_id, key) in written
+                    out.append(Mention(unit, key, window, hit[1], int(label.liked), is_written))
     return out
 
 
-def reading_figures(mentions: list[Mention], sentiments: list[str]) -> dict[str, float | int]:
-    """The conversation evaluation's two reading figures over these mentions: each film's place
-    is its last mention's sentiment."""
-    last: dict[tuple[int, str], tuple[int, str]] = {}
-    for mention, sentiment in zip(mentions, sentiments, strict=True):
-        last[(mention.dialogue, mention.key)] = (mention.liked, PLACES.get(sentiment, "liked"))
-    liked = [place for label, place in last.values() if label == 1]
-    disliked = [place for label, place in last.values() if label == 0]
+def film_places(mentions: list[Mention], readings: list[str]) -> dict[tuple[str, str], tuple[Mention, str]]:
+    """Each labelled film's place in the chat: its last mention's reading, as liked,
+    disliked (or kept away) or mentioned."""
+    last: dict[tuple[str, str], tuple[Mention, str]] = {}
+    for mention, reading in zip(mentions, readings, strict=True):
+        place = "liked" if reading in LIKED else "mentioned" if reading == "mention" else "not liked"
+        last[(mention.dialogue, mention.key)] = (mention, place)
+    return last
+
+
+def reading_figures(mentions: list[Mention], readings: list[str]) -> dict[str, float | int]:
+    """The share of liked films kept as liked, and of disliked (and of written disliked) films
+    not taken as liked."""
+    places = list(film_places(mentions, readings).values())
+    liked = [p for m, p in places if m.liked == 1]
+    disliked = [p for m, p in places if m.liked == 0]
+    written = [p for m, p in places if m.liked == 0 and m.written]
     return {
         "liked": len(liked),
         "liked_kept": sum(p == "liked" for p in liked) / max(len(liked), 1),
+        "liked_mentioned": sum(p == "mentioned" for p in liked) / max(len(liked), 1),
         "disliked": len(disliked),
         "disliked_not_liked": sum(p != "liked" for p in disliked) / max(len(disliked), 1),
+        "written": len(written),
+        "written_not_liked": sum(p != "liked" for p in written) / max(len(written), 1),
     }
 
 
-def fit(x: np.ndarray, y: np.ndarray, regularisation: float) -> tuple[np.ndarray, float]:
-    """Logistic regression weights (balanced classes: dislikes are one mention in twenty)."""
+def fit(
+    x: np.ndarray, y: np.ndarray, regularisation: float, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Logistic regression weights (1: panned), classes balanced (dislikes are one mention in
+    twenty), on standardised features (the embedding's and VADER's scales differ); the
+    standardisation is folded into the weights, so they read raw features."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=regularisation, class_weight="balanced", max_iter=2000)
-    model.fit(x, y)
-    return model.coef_[0].astype(np.float64), float(model.intercept_[0])
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
+    model = LogisticRegression(C=regularisation, class_weight="balanced", max_iter=3000)
+    model.fit((x - mean) / scale, y, sample_weight=weight)
+    coef = model.coef_[0].astype(np.float64) / scale
+    return coef, float(model.intercept_[0] - coef @ mean)
 
 
-def held_out_probabilities(
-    mentions: list[Mention], x: np.ndarray, regularisation: float, folds: int, seed: int
-) -> np.ndarray:
-    """P(disliked) of every mention from a model fitted on the other folds' dialogues."""
-    from sklearn.model_selection import GroupKFold
+@dataclass
+class Data:
+    """Sentences then mentions, as one design matrix, with the folds they fall in."""
 
-    y = np.array([m.liked == 0 for m in mentions], dtype=np.int64)
-    groups = np.array([m.dialogue for m in mentions])
-    out = np.zeros(len(mentions), dtype=np.float64)
-    splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(x, y, groups):
-        if len(set(y[train].tolist())) < 2:  # a small file: no dislike left to learn from
-            out[test] = float(y[train].mean()) if len(train) else 0.0
-            continue
-        coef, intercept = fit(x[train], y[train], regularisation)
-        out[test] = 1.0 / (1.0 + np.exp(-(x[test] @ coef + intercept)))
-    return out
+    x: np.ndarray
+    y: np.ndarray  # 1: panned (a negative sentence, a disliked film)
+    is_mention: np.ndarray
+    fitted: np.ndarray  # rows the shipped weights may be fitted on (sentences, train dialogues)
+    fold: np.ndarray
+    sentences: list[Sentence]
+    mentions: list[Mention]
+    lexicon: np.ndarray  # `evaluative`, per row
 
 
-def choose(
-    mentions: list[Mention], x: np.ndarray, folds: int, seed: int
-) -> tuple[list[dict[str, float | int]], dict[str, float | int]]:
-    """Every (C, thresholds) by cross-validation, and the chosen one: the most disliked films
-    kept from liked while losing no liked film against the rules."""
-    rules = [m.rule for m in mentions]
-    base = reading_figures(mentions, rules)
-    rows: list[dict[str, float | int]] = [{"method": "rules", **base}]
-    for regularisation in REGULARISATION:
-        p = held_out_probabilities(mentions, x, regularisation, folds, seed)
-        for above in DISLIKE_ABOVE:
-            for below in LIKE_BELOW:
-                read = [decide(r, float(q), above, below) for r, q in zip(rules, p, strict=True)]
-                figures = reading_figures(mentions, read)
-                changed = sum(a != b for a, b in zip(read, rules, strict=True))
-                rows.append({"C": regularisation, "dislike_above": above, "like_below": below,
-                             "changed": changed, **figures})  # fmt: skip
-    fair = [r for r in rows[1:] if r["liked_kept"] >= base["liked_kept"]] or rows[1:]
-    # Ties go to the fewest overrides, then to the most cautious thresholds: where the
-    # classifier helps no film, the chat keeps the rules' reading and embeds nothing.
-    best = max(
-        fair,
-        key=lambda r: (
-            r["disliked_not_liked"],
-            r["liked_kept"],
-            -r["changed"],
-            r["dislike_above"],
-            -r["like_below"],
-        ),
+def embedded(embedder, texts: list[str], cache: Path | None) -> np.ndarray:
+    """The texts' vectors, through an optional .npz cache keyed by text (a rebuild that only
+    changes a choice need not embed 4,000 texts again)."""
+    known: dict[str, np.ndarray] = {}
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache, allow_pickle=False) as stored:
+            if str(stored["model"]) == embedder.name:
+                known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
+    missing = sorted({t for t in texts if t not in known})
+    if missing:
+        known.update(zip(missing, embedder.embed(missing, progress=True), strict=True))
+        if cache is not None:
+            keys = sorted(known)
+            np.savez(
+                cache, model=embedder.name, texts=np.array(keys), vectors=np.stack([known[k] for k in keys])
+            )
+    return np.stack([known[t] for t in texts])
+
+
+def assemble(
+    sentences: list[Sentence],
+    mentions: list[Mention],
+    embedder,
+    train_units: set[str],
+    folds: int,
+    seed: int,
+    cache: Path | None = None,
+) -> Data:
+    texts = [s.text for s in sentences] + [m.window for m in mentions]
+    x = features(embedded(embedder, texts, cache), texts)
+    y = np.array([1 - s.positive for s in sentences] + [int(m.liked == 0) for m in mentions], dtype=np.int64)
+    is_mention = np.array([False] * len(sentences) + [True] * len(mentions))
+    fitted = np.array([True] * len(sentences) + [m.dialogue in train_units for m in mentions])
+    # Folds: a sentence is a group of one; a dialogue's mentions stay together.
+    rng = np.random.default_rng(seed)
+    units = sorted({m.dialogue for m in mentions})
+    unit_fold = dict(zip(units, rng.permutation(len(units)) % folds, strict=True))
+    fold = np.concatenate(
+        [
+            rng.permutation(len(sentences)) % folds,
+            np.array([unit_fold[m.dialogue] for m in mentions], dtype=np.int64),
+        ]
     )
-    return rows, best
+    lexicon = np.array([evaluative(t) for t in texts])
+    return Data(x, y, is_mention, fitted, fold, sentences, mentions, lexicon)
+
+
+def held_out(data: Data, regularisation: float, mention_weight: float, folds: int) -> np.ndarray:
+    """P(panned) of every row, from a model fitted on the other folds."""
+    panned = np.zeros(len(data.y))
+    weight = np.where(data.is_mention, mention_weight, 1.0)
+    for f in range(folds):
+        train, test = data.fold != f, data.fold == f
+        coef, intercept = fit(data.x[train], data.y[train], regularisation, weight[train])
+        panned[test] = _sigmoid(data.x[test] @ coef + intercept)
+    return panned
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+Thresholds = tuple[
+    float, float, float, float
+]  # dislike above, mention above, like below, named mention above
+THRESHOLDS: list[Thresholds] = [
+    (a, m, b, n)
+    for a in DISLIKE_ABOVE
+    for m in MENTION_ABOVE
+    for b in LIKE_BELOW
+    for n in NAMED_MENTION_ABOVE
+    if (m <= a or m == 1.0) and (n <= a or n == 1.0)
+]
+
+
+def readings(rules: list[str], p: np.ndarray, judged: np.ndarray, thresholds: Thresholds) -> list[str]:
+    return [decide(r, float(q), bool(j), *thresholds) for r, q, j in zip(rules, p, judged, strict=True)]
+
+
+def sentence_score(panned: np.ndarray, p: np.ndarray, judged: np.ndarray, thresholds: Thresholds) -> float:
+    """How the three readings fare on labelled sentences, read as titles named with no feeling
+    word: a panned sentence read as disliked and a praising one read as liked count 1, either
+    read as a mention counts one half."""
+    reading = np.array(readings([NAMED] * len(p), p, judged, thresholds))
+    right = np.where(panned == 1, reading == "dislike", reading == "like").astype(float)
+    return float(np.mean(right + 0.5 * (reading == "mention")))
+
+
+@dataclass
+class Scored:
+    """What the threshold choice reads of some rows: held-out probabilities and labels."""
+
+    mentions: list[Mention]
+    panned: np.ndarray
+    lexicon: np.ndarray  # `evaluative`
+    sentence_panned: np.ndarray  # labels of the sentences
+    sentence_p: np.ndarray
+    sentence_lexicon: np.ndarray
+
+
+def choose_thresholds(scored: Scored) -> tuple[Thresholds, dict]:
+    """The thresholds that keep the most (written) dislikes from liked while keeping at least
+    LIKED_KEPT_FLOOR of liked films; ties go to the reading of the labelled sentences (a pan
+    read as a pan rather than a mention), then to the most cautious."""
+    best, best_key, best_figures = THRESHOLDS[-1], None, {}
+    rules = [m.rule for m in scored.mentions]
+    for thresholds in THRESHOLDS:
+        figures = reading_figures(scored.mentions, readings(rules, scored.panned, scored.lexicon, thresholds))
+        floor_met = figures["liked_kept"] >= LIKED_KEPT_FLOOR
+        key = (
+            floor_met,
+            figures["written_not_liked"] if floor_met else figures["liked_kept"],
+            figures["disliked_not_liked"],
+            sentence_score(scored.sentence_panned, scored.sentence_p, scored.sentence_lexicon, thresholds),
+            figures["liked_kept"],
+            thresholds[0],
+            thresholds[1],
+            -thresholds[2],
+            thresholds[3],
+        )
+        if best_key is None or key > best_key:
+            best, best_key, best_figures = thresholds, key, figures
+    return best, best_figures
+
+
+@dataclass
+class Choice:
+    regularisation: float
+    mention_weight: float
+    thresholds: Thresholds
+
+
+def choose(data: Data, probabilities: dict[tuple[float, float], np.ndarray], rows: np.ndarray) -> Choice:
+    """(C, mention weight) by held-out log loss over `rows`, then the thresholds on them."""
+
+    def balanced_loss(q: np.ndarray, y: np.ndarray) -> float:
+        q = np.clip(q, 1e-9, 1 - 1e-9)
+        return float(
+            sum(-np.mean(np.log(np.where(y == c, q, 1 - q)[y == c])) for c in (0, 1) if (y == c).any())
+        )
+
+    def loss(p: np.ndarray) -> float:
+        # sentences and mentions count alike, each with its classes balanced, as the fit is
+        return sum(
+            balanced_loss(p[rows & kind], data.y[rows & kind])
+            for kind in (data.is_mention, ~data.is_mention)
+            if (rows & kind).any()
+        )
+
+    regularisation, weight = min(probabilities, key=lambda k: loss(probabilities[k]))
+    panned = probabilities[(regularisation, weight)]
+    mention_rows = np.flatnonzero(rows & data.is_mention)
+    sentence_rows = np.flatnonzero(rows & ~data.is_mention)
+    offset = len(data.sentences)
+    scored = Scored(
+        [data.mentions[i - offset] for i in mention_rows], panned[mention_rows], data.lexicon[mention_rows],
+        data.y[sentence_rows], panned[sentence_rows], data.lexicon[sentence_rows],
+    )  # fmt: skip
+    thresholds, _ = choose_thresholds(scored)
+    return Choice(regularisation, weight, thresholds)
+
+
+def cross_validated(data: Data, folds: int, seed: int) -> tuple[dict[str, tuple[float, ...]], Choice]:
+    """Nested figures: each fold read with the choice made on the other folds. Returns each
+    figure's value with its 95% interval (a bootstrap over dialogues, or sentences) and the
+    choice made on all folds."""
+    probabilities = {(c, w): held_out(data, c, w, folds) for c in REGULARISATION for w in MENTION_WEIGHT}
+    offset = len(data.sentences)
+    rule_read = ["like" if m.rule == NAMED else m.rule for m in data.mentions]
+    model_read = list(rule_read)
+    sentence_correct = np.zeros(offset)
+    for f in range(folds):
+        choice = choose(data, probabilities, data.fold != f)
+        panned = probabilities[(choice.regularisation, choice.mention_weight)]
+        for i in np.flatnonzero(data.fold == f):
+            if i < offset:
+                sentence_correct[i] = float((panned[i] > 0.5) == bool(data.y[i]))
+            else:
+                m = data.mentions[i - offset]
+                model_read[i - offset] = decide(
+                    m.rule, float(panned[i]), bool(data.lexicon[i]), *choice.thresholds
+                )
+    movie = np.array([s.file == MOVIE_FILE for s in data.sentences])
+    figures: dict[str, tuple[float, ...]] = {
+        "movie_sentence_accuracy": _with_interval(sentence_correct[movie], np.flatnonzero(movie)),
+        "sentence_accuracy": _with_interval(sentence_correct, np.arange(offset)),
+    }
+    for name, read in (("rules", rule_read), ("model", model_read)):
+        for figure, (values, groups) in _film_values(data.mentions, read).items():
+            figures[f"{name}_{figure}"] = _with_interval(values, groups)
+    return figures, choose(data, probabilities, np.ones(len(data.y), dtype=bool))
+
+
+def _film_values(mentions: list[Mention], read: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per labelled film, 1/0 for each figure, with its dialogue as group."""
+    places = film_places(mentions, read)
+    out: dict[str, tuple[list[float], list[str]]] = {
+        "liked_kept": ([], []), "disliked_not_liked": ([], []), "written_not_liked": ([], [])
+    }  # fmt: skip
+    for (unit, _key), (m, place) in places.items():
+        if m.liked == 1:
+            out["liked_kept"][0].append(float(place == "liked"))
+            out["liked_kept"][1].append(unit)
+        else:
+            out["disliked_not_liked"][0].append(float(place != "liked"))
+            out["disliked_not_liked"][1].append(unit)
+            if m.written:
+                out["written_not_liked"][0].append(float(place != "liked"))
+                out["written_not_liked"][1].append(unit)
+    return {k: (np.array(v), np.array(g)) for k, (v, g) in out.items()}
+
+
+def _with_interval(values: np.ndarray, groups: np.ndarray) -> tuple[float, ...]:
+    if len(values) == 0:
+        return (float("nan"), float("nan"), float("nan"), 0)
+    interval = grouped_interval(np.asarray(values, dtype=np.float64), np.asarray(groups), seed=0)
+    low, high = interval if interval is not None else (float("nan"), float("nan"))
+    return (float(np.mean(values)), low, high, len(values))
+
+
+def table(figures: dict[str, tuple[float, ...]], choice: Choice) -> str:
+    def cell(name: str) -> str:
+        mean, low, high, n = figures[name]
+        return f"{mean:.1%} ({low:.1%}–{high:.1%}, n={int(n)})"
+
+    lines = [
+        "| figure (cross-validated, nested) | rules alone | rules + model |",
+        "|---|---|---|",
+        f"| movie-review sentences, accuracy | – | {cell('movie_sentence_accuracy')} |",
+        f"| all review sentences, accuracy | – | {cell('sentence_accuracy')} |",
+    ]
+    for figure, label in (
+        ("liked_kept", "seekers' liked films kept as liked"),
+        ("disliked_not_liked", "seekers' disliked films not taken as liked"),
+        ("written_not_liked", "… whose dislike is written"),
+    ):
+        lines.append(f"| {label} | {cell('rules_' + figure)} | {cell('model_' + figure)} |")
+    a, m, b, n = choice.thresholds
+    lines.append(
+        f"\nChosen on all folds: C={choice.regularisation}, mention weight {choice.mention_weight}, "
+        f"disliked above {a}; a mention above {n} for a title with no feeling word, above {m} for "
+        f"one read as liked with a judgement word; a rule's dislike read as liked below {b}."
+    )
+    return "\n".join(lines)
 
 
 def build(
-    path: Path, catalog: Catalog, genres: list[str], embedder, command: str, folds: int, seed: int, limit: int
-) -> tuple[PolarityWeights, list[dict[str, float | int]], dict[str, float | int]]:
-    dialogues = read_dialogues(path)
-    mentions = labelled_mentions(dialogues, MessageReader(catalog, genres), limit)
-    x = features(embedder.embed([m.clause for m in mentions]), [m.rule for m in mentions]).astype(np.float64)
-    rows, best = choose(mentions, x, folds, seed)
-    y = np.array([m.liked == 0 for m in mentions], dtype=np.int64)
-    coef, intercept = fit(x, y, float(best["C"]))
+    train_file: Path,
+    also: list[Path],
+    sentence_folder: Path,
+    written_file: Path | None,
+    catalog: Catalog,
+    genres: list[str],
+    embedder,
+    command: str,
+    folds: int,
+    seed: int,
+    limit: int = 2000,
+    cache: Path | None = None,
+) -> tuple[PolarityWeights, dict[str, tuple[float, ...]], Choice]:
+    sentences = read_sentences(sentence_folder)
+    written = frozenset(read_written(written_file))
+    reader = MessageReader(catalog, genres)
+    mentions: list[Mention] = []
+    train_units: set[str] = set()
+    dialogues = 0
+    for path in [train_file, *also]:
+        found = read_dialogues(path)
+        batch = labelled_mentions(found, reader, limit, Path(path).name, written)
+        if path == train_file:
+            dialogues = len(found)
+            train_units = {m.dialogue for m in batch}
+        mentions += batch
+    data = assemble(sentences, mentions, embedder, train_units, folds, seed, cache)
+    figures, choice = cross_validated(data, folds, seed)
+    weight = np.where(data.is_mention, choice.mention_weight, 1.0)
+    rows = data.fitted
+    coef, intercept = fit(data.x[rows], data.y[rows], choice.regularisation, weight[rows])
+    a, m, b, n = choice.thresholds
     weights = PolarityWeights(
-        model=embedder.name, source=f"{SOURCE}; file {Path(path).name}", command=command,
-        dialogues=len(dialogues), mentions=len(mentions), regularisation=float(best["C"]),
+        model=embedder.name,
+        source=f"{SENTENCE_SOURCE}; {DIALOGUE_SOURCE}, file {Path(train_file).name}",
+        command=command, sentences=len(sentences), dialogues=dialogues,
+        mentions=int((data.is_mention & rows).sum()), regularisation=choice.regularisation,
         coef=[round(float(c), 6) for c in coef], intercept=round(intercept, 6),
-        dislike_above=float(best["dislike_above"]), like_below=float(best["like_below"]),
+        dislike_above=a, mention_above=m, like_below=b,
+        named_mention_above=n,
     )  # fmt: skip
-    return weights, rows, best
-
-
-def table(rows: list[dict[str, float | int]], best: dict[str, float | int]) -> str:
-    """The rules, the best classifier at each dislike threshold (what it trades), the choice."""
-    lines = [
-        "| method | liked kept as liked | disliked not taken as liked | mentions changed |",
-        "|---|---|---|---|",
-    ]
-    by_threshold = {
-        above: max(
-            (r for r in rows[1:] if r["dislike_above"] == above),
-            key=lambda r: (r["disliked_not_liked"], r["liked_kept"]),
-        )
-        for above in DISLIKE_ABOVE
-    }
-    for row in [rows[0], *by_threshold.values(), {**best, "method": "**chosen**"}]:
-        name = str(row.get("method", "")).strip()
-        if "C" in row:
-            name += f" classifier C={row['C']}, dislike > {row['dislike_above']}, like < {row['like_below']}"
-        lines.append(
-            f"| {name} | {row['liked_kept']:.1%} of {row['liked']} | "
-            f"{row['disliked_not_liked']:.1%} of {row['disliked']} | {row.get('changed', 0)} |"
-        )
-    return "\n".join(lines)
+    return weights, figures, choice
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("train_file", type=Path, help="training dialogues (ReDial or adapter JSONL)")
     parser.add_argument("out", type=Path, help="the JSON file to write")
+    parser.add_argument("--sentences", type=Path, required=True, help="folder of *_labelled.txt files")
+    parser.add_argument("--also", type=Path, nargs="*", default=[], help="dialogues for choosing only")
+    parser.add_argument("--written", type=Path, default=None, help="CSV of written dislikes")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cross-validate-only", action="store_true", help="print the table, write nothing")
+    parser.add_argument("--embeddings-cache", type=Path, default=None, help=".npz file of the texts' vectors")
     args = parser.parse_args(argv)
     from fewrec.data import load_dataset
     from fewrec.retrieval.embeddings import DefaultEmbedder
@@ -234,14 +552,27 @@ def main(argv: list[str] | None = None) -> None:
     split = load_dataset(cache_dir=None)  # the bundled catalog links the titles; nothing cached
     catalog = split.catalog
     genres = sorted({g for gs in catalog.frame["genres"] for g in gs})
-    command = f"python -m fewrec.eval.build_polarity {args.train_file.name} {args.out.name}"
-    weights, rows, best = build(
-        args.train_file, catalog, genres, DefaultEmbedder(), command, args.folds, args.seed, 2000
+    command = (
+        f"python -m fewrec.eval.build_polarity {args.train_file.name} {args.out.name} "
+        f"--sentences {args.sentences.name}"
+        + (f" --also {' '.join(p.name for p in args.also)}" if args.also else "")
+        + (f" --written {args.written.name}" if args.written else "")
+        + f" --folds {args.folds} --seed {args.seed}"
     )
-    print(table(rows, best))
+    try:
+        weights, figures, choice = build(
+            args.train_file, args.also, args.sentences, args.written, catalog, genres,
+            DefaultEmbedder(), command, args.folds, args.seed, cache=args.embeddings_cache,
+        )  # fmt: skip
+    except FewrecError as exc:
+        sys.exit(f"build_polarity: {exc}")
+    print(table(figures, choice))
     if not args.cross_validate_only:
         args.out.write_text(weights.model_dump_json(indent=None) + "\n", encoding="utf-8")
-        print(f"{args.out}: {weights.mentions} mentions of {weights.dialogues} dialogues")
+        print(
+            f"{args.out}: {weights.sentences} sentences, "
+            f"{weights.mentions} mentions of {weights.dialogues} dialogues"
+        )
 
 
 if __name__ == "__main__":
