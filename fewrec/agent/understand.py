@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fewrec.agent.polarity import PolarityReader, evaluative
+from fewrec.agent.query_words import Describer, WordJudge, bundled_describer
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
 
@@ -231,6 +232,9 @@ NEGATED_WORD = re.compile(
     r"\b(?:no|not|nothing|without|never|anything but|avoid)\b"
     r"(?:\s+(?:too|so|very|really|that|a|an|the|more))*\s+[\w'-]+"
 )
+# Words about the person or the people they watch with ("my wife", "our list", "your picks"):
+# what follows a possessive is theirs, not the film's.
+POSSESSED = re.compile(r"\b(?:my|our|your)\s+[^\W_]+(?:['’-][^\W_]+)*")
 # Words that name a franchise as a whole after its name ("the Harry Potter movies").
 SERIES_WORD = re.compile(r"\b(?:movies|films|series|franchise|saga|trilogy|sequels|collection)\b", re.I)
 
@@ -393,6 +397,8 @@ class MessageReader:
         self.genre_words.update({g.lower(): g for g in genres if g.lower() not in ("(no genres listed)",)})
         years = catalog.frame["year"].dropna()
         self.latest = int(years.max()) if len(years) else 2020
+        # Which words left over describe films, from this catalog's own genres and tags.
+        self.describer: WordJudge = Describer.from_catalog(catalog)
 
     # ------------------------------------------------------------------ titles
     def _linked_quotes(self, text: str) -> list[_Link]:
@@ -747,7 +753,7 @@ class MessageReader:
         self._keep_unwanted_away(out)
         rest = self._without_genres(rest)
         if not out.injection:
-            out.query, out.other_script = content_words(NEGATED_WORD.sub(" ", rest))
+            out.query, out.other_script = content_words(NEGATED_WORD.sub(" ", rest), self.describer)
         return out
 
     def _card_references(self, text: str, masked: str, named_titles: bool) -> list[TitleMention]:
@@ -917,18 +923,30 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def content_words(rest: str) -> tuple[str, bool]:
-    """The meaning query left in `rest` (lower case, titles and filters taken out): its content
-    words, or "" when only request boilerplate is left; and whether words in another script
-    were dropped (the content index reads the catalog's language)."""
+def content_words(rest: str, describer: WordJudge | None = None) -> tuple[str, bool]:
+    """The meaning query left in `rest` (lower case, titles and filters taken out): its words
+    that describe films, or "" when none is left; and whether words in another script were
+    dropped (the content index reads the catalog's language).
+
+    Feeling words, request boilerplate, digits and one-letter words go first; of what is left,
+    `describer` (`agent/query_words.py`, the bundled catalog's when None) keeps only the words
+    that describe films: judgements, filler and words about the person stay out."""
     rest = TRIGGER_RE.sub(" ", rest)
     rest = re.sub(rf"\b{POSTFIX_DISLIKE}\b", " ", rest)
-    words = re.findall(r"[^\W_]+(?:['’-][^\W_]+)*", rest)
-    other = [w for w in words if not LATIN.match(w)]
-    kept = [
-        w for w in words
-        if LATIN.match(w) and _bare(w) not in FILLER and w not in FILLER and not w.isdigit() and len(w) > 1
+    rest = POSSESSED.sub(" ", rest)
+    found = list(re.finditer(r"[^\W_]+(?:['’-][^\W_]+)*", rest))
+    other = [m.group() for m in found if not LATIN.match(m.group())]
+    candidates = [
+        m for m in found
+        if LATIN.match(w := m.group()) and _bare(w) not in FILLER and w not in FILLER and not w.isdigit()
+        and len(w) > 1
     ]  # fmt: skip
+    judge = describer if describer is not None else bundled_describer()
+    keep = [judge.describes(m.group()) for m in candidates]
+    for n, (first, second) in enumerate(itertools.pairwise(candidates)):
+        if rest[first.end() : second.start()] == " " and judge.phrase(first.group(), second.group()):
+            keep[n] = keep[n + 1] = True  # "time travel": a phrase the catalog uses
+    kept = [m.group() for m, k in zip(candidates, keep, strict=True) if k]
     if not any(len(w) >= 3 for w in kept):
         kept = []
     return " ".join(kept)[:500], bool(other)
