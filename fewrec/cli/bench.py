@@ -63,7 +63,8 @@ BenchRayOption = Annotated[
     ),
 ]
 SpeedReadmeOption = Annotated[
-    Path | None, typer.Option(help="Also rewrite the speed block of this file, docs/RESULTS.md (from a clean tree).")
+    Path | None,
+    typer.Option(help="Also rewrite the speed block of this file, docs/RESULTS.md (from a clean tree)."),
 ]
 RAY_FIGURES = ("dataset", "users", "cluster", "workers", "one_process_s", "ray_s", "ray_connect_s",
                "overhead_check", "identical_metrics")  # fmt: skip

@@ -203,8 +203,10 @@ def check_block(readme: Path | None, readme_block: str | None, settings: Setting
 
     if readme is None:
         return
-    split = settings.split
-    markers = markers_for(split.protocol, split.ties) if readme_block is None else readme_markers_named(readme_block)
+    if readme_block is not None:
+        markers = readme_markers_named(readme_block)
+    else:
+        markers = markers_for(settings.split.protocol, settings.split.ties)
     check_markers(readme, markers)
 
 
