@@ -56,7 +56,9 @@ def recommend(
 
     if user is None and not like and not query:
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
-    pipeline = build_pipeline(load_settings(config, dataset, format, duplicates), suggest_tune=True)
+    # progress: the first run on a dataset trains SASRec (minutes); a bar says how far it is.
+    settings = load_settings(config, dataset, format, duplicates)
+    pipeline = build_pipeline(settings, suggest_tune=True, progress=True)
     split, settings = pipeline.split, pipeline.settings
     recommender = Recommender(pipeline=pipeline)
     for title in like or []:
