@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fewrec.config import Settings
+from fewrec.prompts.demos import build_demonstrations, history_text
 from fewrec.retrieval import shipped, store
 from fewrec.retrieval.components import BuildContext
 from fewrec.retrieval.fusion import fit_data
@@ -104,13 +105,14 @@ def test_the_model_cache_is_seeded_where_absent_and_never_overwritten(tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_the_shipped_vectors_cover_the_bundled_catalog():
+def test_the_shipped_vectors_cover_the_bundled_catalog_and_demonstrations(bundled_split):
     found = shipped.shipped_vectors("all-MiniLM-L6-v2")
-    from fewrec.data import load_dataset
-
-    catalog = load_dataset(cache_dir=None).catalog
-    missing = [i for i in catalog.ids if content_hash(item_document(catalog.get(i))) not in found]
-    assert not missing, f"{len(missing)} bundled items have no shipped vector; {REGENERATE}"
+    catalog = bundled_split.catalog
+    texts = [item_document(catalog.get(i)) for i in catalog.ids]
+    demos = build_demonstrations(bundled_split, Settings().rerank.demo_history_items)
+    texts += [history_text(bundled_split, d.history) for d in demos]
+    missing = [text for text in texts if content_hash(text) not in found]
+    assert not missing, f"{len(missing)} bundled texts have no shipped vector; {REGENERATE}"
     assert all(v.shape == (384,) and v.dtype == np.float32 for v in list(found.values())[:5])
 
 
