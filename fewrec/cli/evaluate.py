@@ -290,6 +290,8 @@ def run_ranking(
         write(partial.model_copy(update={"complete": False, "notes": [*partial.notes, running]}),
               folder, with_plots=False)  # fmt: skip
 
+    who = f"{plan.users} sampled users" if plan.users else "every user"
+    progress_line(f"fitting the sources on what came before the {plan.split} targets and ranking {who} …")
     with ray_pool(ray, ray_workers) as pool:
         report = evaluate(
             pipeline.split, pipeline.settings, split_name=plan.split, stages=plan.stages,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from fewrec.cli.common import build_pipeline, check_ray, console, load_settings, ray_pool
+from fewrec.cli.common import build_pipeline, check_ray, console, load_settings, progress_line, ray_pool
 from fewrec.cli.options import (
     ConfigOption,
     CountOption,
@@ -69,6 +69,15 @@ def recommend(
         count = len(split.history(split.user_index(user), "all"))
         console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
     filters = Filters(genres=genre or [], year_min=year_min, year_max=year_max)
+    # Each stage of a first call takes seconds to tens of seconds on two cores: say which runs.
+    progress_line(f"fitting the {len(settings.retrieval.active)} retrieval sources on every interaction …")
+    _ = pipeline.retriever
+    progress_line(
+        "ranking"
+        + (", reranking with the LLM" if rerank else "")
+        + (" and explaining" if explain else "")
+        + " …"
+    )
     recs = recommender.recommend(
         user_id=user, history=list(like or []), k=k, query=query, filters=filters, explain=explain,
         rerank=rerank,
