@@ -70,8 +70,9 @@ def recommend(
         console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
     filters = Filters(genres=genre or [], year_min=year_min, year_max=year_max)
     # Each stage of a first call takes seconds to tens of seconds on two cores: say which runs.
-    progress_line(f"fitting the {len(settings.retrieval.active)} retrieval sources on every interaction …")
-    _ = pipeline.retriever
+    if like or (user is not None and split.has_user(user)):  # a history: the sources rank it
+        progress_line(f"fitting the {len(settings.retrieval.active)} retrieval sources on all interactions …")
+        _ = pipeline.retriever
     progress_line(
         "ranking"
         + (", reranking with the LLM" if rerank else "")
