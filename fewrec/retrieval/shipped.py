@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from fewrec.data.files import write_atomically
+
 log = logging.getLogger(__name__)
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "bundled" / "shipped"
 SASREC_FILES = ("sasrec-*.pt", "sasrec-*.json")
@@ -69,8 +71,8 @@ def seed_model_cache(model_dir: Path, folder: Path = SHIPPED_DIR) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)
         # The weights before their record: a record without its weights is never trusted.
         for path in sorted(shipped, key=lambda p: p.suffix != ".pt"):
-            if not (model_dir / path.name).exists():
-                shutil.copyfile(path, model_dir / path.name)
+            if not (model_dir / path.name).exists():  # whole or absent to another process
+                write_atomically(model_dir / path.name, path.read_bytes())
     except OSError as exc:  # a cache we cannot seed only costs the training
         log.warning("could not copy the shipped SASRec weights into %s: %s", model_dir, exc)
 
