@@ -1,6 +1,8 @@
 # Two entry points, each creating its own virtual environment from pyproject.toml:
-#   make run   – index, recommend and evaluate on the bundled demo data, then start the chat page
+#   make run   – index, recommend and a quick evaluation on the bundled demo data, then the chat page
 #   make test  – the whole test suite (offline, CPU only)
+# The figures the README shows live in docs/RESULTS.md: the results targets below rewrite its
+# marked blocks (`--readme docs/RESULTS.md`).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -28,11 +30,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The quick evaluation: the fused retriever against three cheap baselines at the points `make
+# results` chose on validation (configs/quick.toml), nothing tuned, no history-cut slices.
+# `make results` is the full set (seven tuned baselines, three protocols).
 run: $(STAMP)
 	$(BIN)/fewrec datasets
 	$(BIN)/fewrec index
 	$(BIN)/fewrec recommend --user 42 --k 10 --rerank
-	$(BIN)/fewrec eval --stages retrieval
+	$(BIN)/fewrec eval --stages retrieval --config configs/quick.toml --baselines popularity,item-knn,ease \
+	    --history-cut '' --out runs/quick
+	@echo 'quick evaluation: 3 of 7 baselines, untuned here; `make results` runs the full set (docs/RESULTS.md)'
 	$(BIN)/fewrec chat
 
 test: $(STAMP)
@@ -45,10 +52,10 @@ lint: $(STAMP)
 # The paper's protocol (ties by item id), the same with ties at random (SASRec, retrained for
 # the new order, only as a source there), and the leak-free temporal protocol with weights
 # chosen on its own validation targets. Only weights committed in configs/ are used, never a
-# per-machine tuned file; the README blocks are rewritten only from a complete run of committed
-# code (`RESULTS=dir README_ARG=` writes elsewhere and leaves the README alone).
+# per-machine tuned file; the docs/RESULTS.md blocks are rewritten only from a complete run of
+# committed code (`RESULTS=dir README_ARG=` writes elsewhere and leaves docs/RESULTS.md alone).
 RESULTS    ?= docs
-README_ARG ?= --readme README.md
+README_ARG ?= --readme docs/RESULTS.md
 results: $(STAMP)
 	$(BIN)/fewrec eval --stages retrieval --history-cut 1,3,5 --config configs/loo.toml \
 	    --out $(RESULTS)/results $(README_ARG)
@@ -68,13 +75,13 @@ verify-results: $(STAMP)
 # The chat against the API it wraps, over the phrasing families of fewrec/eval/chat_phrasings.toml
 # (query weights chosen on validation targets first).
 results-chat: $(STAMP)
-	$(BIN)/fewrec eval-chat --users 200 --out docs/results-chat --readme README.md
+	$(BIN)/fewrec eval-chat --users 200 --out docs/results-chat --readme docs/RESULTS.md
 
 # The embedded LLM's rerank on the test split, zero- and 3-shot, next to retrieval (about 30 min on
-# 2 cores); alpha 0 was chosen on validation (README, "The LLM step").
+# 2 cores); alpha 0 was chosen on validation (docs/RESULTS.md, "The LLM step").
 results-llm: $(STAMP)
 	$(BIN)/fewrec eval --stages retrieval,rerank,fused --k-shot 0,3 --alpha 0.0 --baselines none \
-	    --history-cut '' --config configs/loo.toml --out docs/results-llm --readme README.md \
+	    --history-cut '' --config configs/loo.toml --out docs/results-llm --readme docs/RESULTS.md \
 	    --readme-block results-llm
 
 # The chat on real dialogues (ReDial's validation subset, kept outside the repository in
@@ -85,10 +92,10 @@ redial-data:
 	@test -f $(REDIAL)/valid_data.jsonl || { echo "results-conversations: $(REDIAL)/valid_data.jsonl is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }
 
 results-conversations: redial-data $(STAMP)
-	$(BIN)/fewrec eval-conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme README.md
+	$(BIN)/fewrec eval-conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme docs/RESULTS.md
 
 bench: $(STAMP)
-	$(BIN)/fewrec bench --out docs/bench.json --readme README.md
+	$(BIN)/fewrec bench --out docs/bench.json --readme docs/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .fewrec runs

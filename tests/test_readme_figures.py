@@ -1,5 +1,7 @@
-"""Every figure table in the README has a source: a block a make target rewrites from a
-committed results file, or a note naming the command and the date that gave it."""
+"""Every figure table in the README and the docs it links (docs/RESULTS.md holds the result blocks)
+has a source: a block a make target rewrites from a committed results file, or a note naming the
+command and the date that gave it (the README's headline table: `figures · from: docs/RESULTS.md`,
+its numbers checked there by tests/test_front_door.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START = re.compile(r"<!-- ([a-z0-9-]+):start -->")
-NOTE = re.compile(r"<!-- figures · command: (?P<command>[^·]+?) · date: (?P<date>\d{4}-\d{2}-\d{2})")
+NOTE = re.compile(
+    r"<!-- figures · (command: (?P<command>[^·]+?) · date: (?P<date>\d{4}-\d{2}-\d{2})"
+    r"|from: docs/RESULTS\.md)"
+)
+# The README and the pages its figures and long sections moved to (DESIGN and RELIABILITY hold
+# tables of choices and of tests, not published figures).
+PAGES = [
+    ROOT / "README.md",
+    *(ROOT / "docs" / page for page in ("RESULTS.md", "USAGE.md", "SCALE.md", "LLM.md")),
+]
 
 
 def _source(block: str) -> Path | None:
@@ -48,24 +59,36 @@ def figure_tables(text: str) -> list[tuple[int, str | None, str | None]]:
     return tables
 
 
-def unsourced(text: str, makefile: str) -> list[str]:
+def unsourced(text: str, makefile: str, page: str = "README") -> list[str]:
     problems = []
     for line, block, note in figure_tables(text):
         if block is not None:
             if _source(block) is None:
-                problems.append(f"README line {line}: block {block!r} has no results file in docs/")
+                problems.append(f"{page} line {line}: block {block!r} has no results file in docs/")
             elif not re.search(rf"(docs|\$\(RESULTS\))/{re.escape(block)}(?![\w-])", makefile):
-                problems.append(f"README line {line}: no make target writes docs/{block}")
+                problems.append(f"{page} line {line}: no make target writes docs/{block}")
             continue
         match = NOTE.search(note or "")
         if match is None:
-            problems.append(f"README line {line}: figures with no source block and no figures note")
+            problems.append(f"{page} line {line}: figures with no source block and no figures note")
     return problems
 
 
 def test_every_readme_figure_table_has_a_source():
-    problems = unsourced((ROOT / "README.md").read_text(), (ROOT / "Makefile").read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    problems = [
+        problem
+        for page in PAGES
+        for problem in unsourced(page.read_text(encoding="utf-8"), makefile, str(page.relative_to(ROOT)))
+    ]
     assert not problems, "\n".join(problems)
+
+
+def test_the_result_blocks_live_in_results_md():
+    blocks = {START.search(line).group(1) for line in (ROOT / "docs/RESULTS.md").read_text().splitlines()
+              if START.search(line)}  # fmt: skip
+    assert {"results", "results-ties-random", "results-temporal", "results-chat", "results-llm",
+            "results-conversations", "bench"} <= blocks  # fmt: skip
 
 
 def test_the_check_finds_a_table_without_a_source():

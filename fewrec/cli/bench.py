@@ -63,7 +63,8 @@ BenchRayOption = Annotated[
     ),
 ]
 SpeedReadmeOption = Annotated[
-    Path | None, typer.Option(help="Also rewrite the speed section of this README (from a clean tree).")
+    Path | None,
+    typer.Option(help="Also rewrite the speed block of this file, docs/RESULTS.md (from a clean tree)."),
 ]
 RAY_FIGURES = ("dataset", "users", "cluster", "workers", "one_process_s", "ray_s", "ray_connect_s",
                "overhead_check", "identical_metrics")  # fmt: skip
@@ -115,8 +116,11 @@ def machine_bench(
 ) -> None:  # fmt: skip
     """`fewrec bench` on the dataset: run, print the figures, save them (and the README section)."""
     from fewrec.data.files import write_atomically
-    from fewrec.eval.bench import run_bench
+    from fewrec.eval.bench import README_MARKERS, run_bench
+    from fewrec.eval.report import check_markers
 
+    if readme is not None:
+        check_markers(readme, README_MARKERS)  # before minutes of timing, not after
     launcher = None
     if load_threads > 0:
         from fewrec.ui.app import launch as launcher

@@ -34,7 +34,7 @@ def chat(
     if port is not None:
         settings.chat.port = port
     console.print("[dim]loading the data, the index and the models…[/]")
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(settings, progress=True)  # a first run trains SASRec: show how far
     settings = pipeline.settings
     recommender = Recommender(pipeline=pipeline).warm_up()
     agent = ChatAgent(recommender)

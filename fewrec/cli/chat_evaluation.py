@@ -111,8 +111,10 @@ def run_chat_eval(
     """The chat evaluation (fewrec/eval/chat_eval.py): run, print, write, publish."""
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
-    from fewrec.eval.report import default_run_dir, publish
+    from fewrec.eval.report import check_markers, default_run_dir, publish
 
+    if readme is not None:
+        check_markers(readme, chat_eval.README_MARKERS)  # before minutes of work, not after
     book = load_phrasings(phrasings)
     names = [f.strip() for f in families.split(",") if f.strip()] if families else None
     book.select(names)  # an unknown family fails now, not after loading the data
@@ -148,6 +150,10 @@ def run_conversations_eval(
     the recommender is built."""
     from fewrec.agent.recommender import Recommender
     from fewrec.eval import conversation_eval
+    from fewrec.eval.report import check_markers
+
+    if readme is not None:
+        check_markers(readme, conversation_eval.README_MARKERS)  # before minutes of work, not after
 
     def show(text: str) -> None:
         console.print(text, highlight=False, markup=False)

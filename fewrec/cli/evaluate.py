@@ -149,6 +149,7 @@ def eval_command(
     settings = with_split_options(
         load_settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
     )
+    check_block(readme, readme_block, settings)
     pipeline = ranking_pipeline(settings, split, tune_first, no_content)
     plan = plan_ranking(pipeline, stages, baselines, history_cut, split, users, sampled, seed)
     k_shots = apply_llm_options(pipeline.settings, backend, model, alpha, k_shot)
@@ -194,6 +195,19 @@ def check_ranking_options(
         raise EvalError("--query-weights, --chat-families and --phrasings go with --chat: `fewrec eval-chat`")
     if sampled is not None and sampled < 2:
         raise EvalError("--sampled needs at least 2 items (1 held-out + negatives)")
+
+
+def check_block(readme: Path | None, readme_block: str | None, settings: Settings) -> None:
+    """--readme: the file has the block this run rewrites, checked before any fitting."""
+    from fewrec.eval.report import check_markers, markers_for, readme_markers_named
+
+    if readme is None:
+        return
+    if readme_block is not None:
+        markers = readme_markers_named(readme_block)
+    else:
+        markers = markers_for(settings.split.protocol, settings.split.ties)
+    check_markers(readme, markers)
 
 
 def ranking_pipeline(settings: Settings, split: str, tune_first: bool, no_content: bool) -> Pipeline:
@@ -276,6 +290,8 @@ def run_ranking(
         write(partial.model_copy(update={"complete": False, "notes": [*partial.notes, running]}),
               folder, with_plots=False)  # fmt: skip
 
+    who = f"{plan.users} sampled users" if plan.users else "every user"
+    progress_line(f"fitting the sources on what came before the {plan.split} targets and ranking {who} …")
     with ray_pool(ray, ray_workers) as pool:
         report = evaluate(
             pipeline.split, pipeline.settings, split_name=plan.split, stages=plan.stages,

@@ -73,7 +73,9 @@ SeedOption = Annotated[
 RunFolderOption = Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>).")]
 ReadmeOption = Annotated[
     Path | None,
-    typer.Option(help="Also rewrite the Results section of this README (complete run, clean tree)."),
+    typer.Option(
+        help="Also rewrite this run's block of this file, docs/RESULTS.md (complete run, clean tree)"
+    ),
 ]
 NoContentOption = Annotated[bool, typer.Option(help="Leave the Chroma content source out.")]
 

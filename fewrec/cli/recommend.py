@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from fewrec.cli.common import build_pipeline, check_ray, console, load_settings, ray_pool
+from fewrec.cli.common import build_pipeline, check_ray, console, load_settings, progress_line, ray_pool
 from fewrec.cli.options import (
     ConfigOption,
     CountOption,
@@ -56,7 +56,9 @@ def recommend(
 
     if user is None and not like and not query:
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
-    pipeline = build_pipeline(load_settings(config, dataset, format, duplicates), suggest_tune=True)
+    # progress: the first run on a dataset trains SASRec (minutes); a bar says how far it is.
+    settings = load_settings(config, dataset, format, duplicates)
+    pipeline = build_pipeline(settings, suggest_tune=True, progress=True)
     split, settings = pipeline.split, pipeline.settings
     recommender = Recommender(pipeline=pipeline)
     for title in like or []:
@@ -67,6 +69,16 @@ def recommend(
         count = len(split.history(split.user_index(user), "all"))
         console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
     filters = Filters(genres=genre or [], year_min=year_min, year_max=year_max)
+    # Each stage of a first call takes seconds to tens of seconds on two cores: say which runs.
+    if like or (user is not None and split.has_user(user)):  # a history: the sources rank it
+        progress_line(f"fitting the {len(settings.retrieval.active)} retrieval sources on all interactions …")
+        _ = pipeline.retriever
+    progress_line(
+        "ranking"
+        + (", reranking with the LLM" if rerank else "")
+        + (" and explaining" if explain else "")
+        + " …"
+    )
     recs = recommender.recommend(
         user_id=user, history=list(like or []), k=k, query=query, filters=filters, explain=explain,
         rerank=rerank,

@@ -324,15 +324,32 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
 
 
 def readme_markers(report: EvalReport) -> tuple[str, str]:
-    """Each protocol (and tie order) has its own Results block in the README."""
-    label = "results" if report.split_protocol == "loo" else f"results-{report.split_protocol}"
-    if report.ties is not None and report.ties.order != "id":
-        label += f"-ties-{report.ties.order}"
+    """Each protocol (and tie order) has its own block in docs/RESULTS.md."""
+    return markers_for(report.split_protocol, report.ties.order if report.ties is not None else "id")
+
+
+def markers_for(protocol: str, ties: str) -> tuple[str, str]:
+    """The block a run of this protocol and tie order rewrites, known before the run starts."""
+    label = "results" if protocol == "loo" else f"results-{protocol}"
+    if ties != "id":
+        label += f"-ties-{ties}"
     return readme_markers_named(label)
 
 
 def readme_markers_named(label: str) -> tuple[str, str]:
     return f"<!-- {label}:start -->", f"<!-- {label}:end -->"
+
+
+def check_markers(readme: Path, markers: tuple[str, str]) -> None:
+    """Stop before the run, in one line, when `readme` cannot take its block: a missing file or
+    marker would otherwise be found only after minutes of work, with nothing written to it."""
+    try:
+        text = readme.read_text()
+    except OSError as exc:
+        raise FewrecError(f"cannot update {readme}: {exc.strerror or exc}") from exc
+    missing = [marker for marker in markers if marker not in text]
+    if missing:
+        raise FewrecError(f"cannot update {readme}: it has no {' and no '.join(missing)} marker")
 
 
 def publish(readme: Path, section: str, markers: tuple[str, str], provenance: Provenance | None,
@@ -350,8 +367,9 @@ def update_readme(readme: Path, section: str, markers: tuple[str, str] = (README
     """Replace the text between the `markers` of `readme` with `section`."""
     start, end = markers
     text = readme.read_text()
-    if start not in text or end not in text:
-        raise ValueError(f"{readme} has no {start} … {end} markers")
+    missing = [marker for marker in markers if marker not in text]
+    if missing:
+        raise ValueError(f"{readme} has no {' and no '.join(missing)} marker")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     write_atomically(readme, f"{head}{start}\n{section}\n{end}{tail}".encode())

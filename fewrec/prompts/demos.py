@@ -24,6 +24,7 @@ from fewrec.data.split import LeaveOneOutSplit
 from fewrec.data.traits import has_titles
 from fewrec.prompts.templates import display_title
 from fewrec.retrieval.embeddings import ChromaEmbeddingFunction, Embedder
+from fewrec.retrieval.shipped import embed_shipped
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class DemonstrationPool:
         )
         if self.collection.count() < len(self.demos):  # built once per split and model
             texts = [history_text(split, d.history) for d in self.demos]
-            vectors = embedder.embed(texts, progress=True)
+            vectors = embed_shipped(embedder, texts, progress=True)  # shipped for the bundled data
             for start in range(0, len(self.demos), 1000):
                 part = range(start, min(start + 1000, len(self.demos)))
                 self.collection.upsert(

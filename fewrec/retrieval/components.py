@@ -222,6 +222,10 @@ class SASRecConfig(SourceConfig):
 
     def build(self, context: BuildContext) -> CandidateSource:
         from fewrec.retrieval.sequential import SASRec  # torch loads only when SASRec is used
+        from fewrec.retrieval.shipped import seed_model_cache
+
+        if context.model_dir is not None:  # the weights shipped for the bundled data, if they fit
+            seed_model_cache(context.model_dir)
 
         return SASRec(
             dim=self.dim, max_len=self.max_len, layers=self.layers, heads=self.heads, dropout=self.dropout,

@@ -24,6 +24,7 @@ from fewrec.data.errors import FewrecError
 from fewrec.data.models import Catalog, Item
 from fewrec.data.traits import has_titles
 from fewrec.retrieval.embeddings import ChromaEmbeddingFunction, Embedder, make_embedder
+from fewrec.retrieval.shipped import shipped_vectors
 
 SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
@@ -40,11 +41,18 @@ class BuildReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    shipped: int = 0  # of those added or updated: vectors shipped with fewrec, not embedded here
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed"
         )
+        return text + (f" ({self.shipped} from the vectors shipped with fewrec)" if self.shipped else "")
+
+
+def content_hash(document: str) -> str:
+    """What an item's stored vector is keyed by: a hash of the text that was embedded."""
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
 
 
 def item_document(item: Item) -> str:
@@ -228,7 +236,7 @@ class ContentIndex:
             return report
         items = [catalog.get(i) for i in catalog.ids]
         docs = {str(it.item_id): item_document(it) for it in items}
-        hashes = {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in docs.items()}
+        hashes = {k: content_hash(v) for k, v in docs.items()}
         stored = self.collection.get(include=["metadatas"])
         old = {
             i: (m or {}).get("content_hash") for i, m in zip(stored["ids"], stored["metadatas"], strict=True)
@@ -239,12 +247,16 @@ class ContentIndex:
         if stale:
             self.collection.delete(ids=stale)
             report.removed = len(stale)
+        # The vectors fewrec ships for the bundled catalog: a fresh clone embeds nothing it has
+        # (40–90 s on 2 cores); fewrec/retrieval/shipped.py.
+        shipped = shipped_vectors(self.embedder.name) if todo else {}
         bar = tqdm(total=len(todo), desc="indexing items", unit="item", disable=not progress or not todo)
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             ids = [str(it.item_id) for it in chunk]
             texts = [docs[i] for i in ids]
-            vectors = self.embedder.embed(texts)
+            vectors = self._vectors_for(ids, texts, [shipped.get(hashes[i]) for i in ids])
+            report.shipped += sum(hashes[i] in shipped for i in ids)
             self.collection.upsert(
                 ids=ids,
                 embeddings=vectors,
@@ -260,6 +272,17 @@ class ContentIndex:
         bar.close()
         self._vectors = None
         return report
+
+    def _vectors_for(self, ids: list[str], texts: list[str], known: list[np.ndarray | None]) -> np.ndarray:
+        """The vectors of one batch: the shipped ones where there are, the rest embedded here."""
+        missing = [n for n, vector in enumerate(known) if vector is None]
+        if len(missing) == len(ids):
+            return np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        fresh = self.embedder.embed([texts[n] for n in missing]) if missing else []
+        filled = list(known)
+        for n, vector in zip(missing, fresh, strict=True):
+            filled[n] = np.asarray(vector, dtype=np.float32)
+        return np.stack([np.asarray(v, dtype=np.float32) for v in filled])
 
     def vectors(self) -> tuple[list[str], np.ndarray]:
         """All stored (id, vector) pairs, for scoring every item at once with numpy."""
