@@ -90,3 +90,16 @@ def test_a_judgement_the_reader_cannot_place_is_a_mention(agent):
     # and saying how it was moves the film out of the mentions
     _, state = agent.respond(state, "Transformers (2007) was brilliant, I loved it")
     assert "Transformers (2007)" in titles(agent, state.liked) and not state.mentioned
+
+
+@pytest.mark.parametrize("message", ["Titanic (1997) fue muy aburrida", "Ich fand Titanic (1997) langweilig"])
+def test_a_judgement_in_another_language_is_a_mention_with_a_clear_line(agent, message):
+    turn, state = agent.respond(ChatState(), message)
+    assert titles(agent, state.mentioned) == ["Titanic (1997)"] and not state.liked
+    assert "written in English" in turn.reply and "How did you find it?" in turn.reply
+
+
+def test_english_words_about_a_film_are_read(agent):
+    assert not agent.reader.unreadable("I watched this film with my dad last night")
+    assert not agent.reader.unreadable("this film was a chore to sit through, honestly")
+    assert agent.reader.unreadable("this film fue muy aburrida")

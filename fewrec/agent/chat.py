@@ -305,6 +305,8 @@ class ChatAgent:
             if more <= 0:
                 named = ", ".join(titles[:-1]) + " and " + titles[-1]
             understood.append(f"I took {named} as {PLURAL_WORDS[sentiment]}.")
+        if understanding.unread_words:
+            asks.append("I can only read judgements written in English; tell me in English how you found it.")
         if understanding.unplaced_judgement and not understanding.titles:
             asks.append(
                 "You told me how you found a film, but not which one: name it (*I didn't like Alien*) "

@@ -220,6 +220,12 @@ class Describer:
         a = self.thresholds.smoothing
         return math.log((c + a) / self.items) - math.log((t + a) / self.messages)
 
+    def known(self, word: str) -> bool:
+        """Has the catalog, the training talk or VADER's lexicon used this word (no typo
+        reading)?"""
+        key = stem(word)
+        return bool(self.catalog.get(key) or self.talk.get(key)) or self.evaluative(word)
+
     def evaluative(self, word: str) -> bool:
         """Is the word (or its stem) in VADER's valence lexicon?"""
         lowered = word.lower().replace("’", "'")

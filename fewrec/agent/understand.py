@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewrec.agent.polarity import PolarityReader, evaluative
+from fewrec.agent.polarity import OTHER, TARGET, PolarityReader, evaluative, judgement_window
 from fewrec.agent.query_words import Describer, WordJudge, bundled_describer
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
@@ -97,6 +97,8 @@ EXCEPTION = re.compile(r"^(?:except|other than)$", re.I)
 NEGATIVE_BEFORE = re.compile(r"\b(?:no|not|nothing|none|never|nope)\b|n't\b", re.I)
 FEELINGS = ("same", "avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
 NAMED = "named"  # a title with no feeling word: liked, unless the polarity classifier reads a judgement
+TASTE = frozenset({"like", "watched", "curious"})  # readings the chat files as liked
+UNREAD_WORDS = 2  # unknown words about a title that make its reading unsure (not one typo)
 # "the last two films I saw X": a relative clause names the films, it says no feeling of its own.
 RELATIVE_WATCHED = re.compile(r"\b(?:films?|movies?|ones?)\s+(?:that\s+|which\s+)?(?:(?:i|we)\s+)?$", re.I)
 # After a title with no feeling of its own, the next clause or sentence may judge it: "I saw X but
@@ -271,6 +273,8 @@ class Understanding:
     cards: list[TitleMention] = field(default_factory=list)
     # "that was awful": a judgement of some film, with no title or card to say which one.
     unplaced_judgement: bool = False
+    # Words about a named film the reader does not know (another language): it is a mention.
+    unread_words: bool = False
 
 
 def clean_message(text: str, limit: int) -> tuple[str, bool]:
@@ -735,7 +739,13 @@ class MessageReader:
         links = self._link(text)
         links += self._not_found(text, links)
         masked = _blank(text, [(link.start, link.end) for link in links])
-        for link, sentiment in self._feelings(text, links, masked):
+        feelings = self._feelings(text, links, masked)
+        spans = [(link.start, link.end) for link, _ in feelings]
+        out.unread_words = any(
+            s == "mention" and self.unreadable(judgement_window(text, (k.start, k.end), spans))
+            for k, s in feelings
+        )
+        for link, sentiment in feelings:
             items = [self.item_ids[r] for r in link.rows]
             out.titles.append(
                 TitleMention(link.phrase, sentiment, items, link.suggestions, link.quoted, link.series)
@@ -784,7 +794,7 @@ class MessageReader:
         feelings = carried([self._sentiment(text, link, masked) for link in ordered])
         if self.polarity is not None:
             feelings = self._classified(text, ordered, feelings)
-        feelings = _taken_as_liked(feelings)
+        feelings = self._unread(text, ordered, _taken_as_liked(feelings))
         kept: list[tuple[_Link, str]] = []
         for n, link in enumerate(ordered):
             corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
@@ -793,6 +803,24 @@ class MessageReader:
                 continue
             kept.append((link, feelings[n]))
         return kept
+
+    def _unread(self, text: str, ordered: list[_Link], feelings: list[str]) -> list[str]:
+        """A taste reading whose words the reader mostly does not know (another language:
+        "Titanic fue muy aburrida") is a mention: there is a judgement, and no telling which."""
+        spans = [(link.start, link.end) for link in ordered]
+        out = list(feelings)
+        for n, (span, feeling) in enumerate(zip(spans, feelings, strict=True)):
+            if feeling in TASTE and ordered[n].rows and self.unreadable(judgement_window(text, span, spans)):
+                out[n] = "mention"
+        return out
+
+    def unreadable(self, words_about_a_film: str) -> bool:
+        """Are most of these words (the film placeholders aside) ones that neither the catalog,
+        the training talk nor VADER's lexicon uses, at least two of them?"""
+        lowered = words_about_a_film.lower().replace(TARGET, " ").replace(OTHER, " ")
+        found = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", lowered)
+        unknown = [w for w in found if not self.describer.known(w) and w not in FILLER]
+        return len(unknown) >= UNREAD_WORDS and 2 * len(unknown) > len(found)
 
     def _classified(
         self, text: str, ordered: list[_Link], rules: list[str], cards: bool = False
