@@ -124,14 +124,17 @@ HELP = (
 class ChatAgent:
     """Answers chat messages over one `Recommender`; the state is passed in and returned."""
 
-    def __init__(self, recommender: Recommender, tool_model: Any | None = None) -> None:
+    def __init__(
+        self, recommender: Recommender, tool_model: Any | None = None, prior: PriorScorer | None = None
+    ) -> None:
         self.recommender = recommender
         self.settings = recommender.settings.chat
         planner = self.settings.planner
         use_tools = planner == "tools" or (planner == "auto" and recommender.settings.llm.tool_calling)
         self.tool_model = tool_model if tool_model is not None or not use_tools else self._chat_model()
         self._reader: MessageReader | None = None
-        self._prior: PriorScorer | bool | None = False  # False: not loaded yet
+        # False: not loaded yet. A cross-validation gives each fold the prior of the other folds.
+        self._prior: PriorScorer | bool | None = False if prior is None else prior
 
     def _chat_model(self) -> Any:
         llm = self.recommender.settings.llm

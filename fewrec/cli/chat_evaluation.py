@@ -57,6 +57,25 @@ ConversationsFileOption = Annotated[
     ),
 ]
 
+CVFoldsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--cv-folds",
+        help="Also cross-validate over FILE and --cv-data together: K folds by dialogue, each "
+        "fold's prior counted (and its form chosen) on the other folds only.",
+    ),
+]
+CVDataOption = Annotated[
+    list[Path] | None,
+    typer.Option("--cv-data", help="More dialogues for the cross-validation (e.g. train_data.jsonl)."),
+]
+CVDialoguesOption = Annotated[
+    int | None, typer.Option("--cv-dialogues", help="Replay a seeded sample of N dialogues per fold.")
+]
+CVWithoutPriorOption = Annotated[
+    bool, typer.Option("--cv-without-prior", help="Replay each fold again without the prior.")
+]
+
 
 # `fewrec eval --chat` and `--conversations` pass their options on by name: the parameters below
 # carry the names eval gives the same options.
@@ -97,11 +116,23 @@ def eval_conversations(
     dataset: DatasetOption = None,
     format: FormatOption = "auto",
     duplicates: DuplicatesOption = None,
+    cv_folds: CVFoldsOption = None,
+    cv_data: CVDataOption = None,
+    cv_dialogues: CVDialoguesOption = None,
+    cv_without_prior: CVWithoutPriorOption = False,
 ) -> None:
     """Evaluate the chat on real dialogues: Recall@1/5/10/20 at the recommender's new suggestions,
-    and the seekers' own film labels against the chat's reading."""
+    and the seekers' own film labels against the chat's reading; with --cv-folds, also the
+    cross-validated figure over FILE and --cv-data."""
     settings = load_settings(config, dataset, format, duplicates)
-    run_conversations_eval(settings, conversations, dialogues, seed, out, readme)
+    cv = None
+    if cv_folds is not None:
+        from fewrec.eval.conversation_eval import CVOptions
+
+        cv = CVOptions(
+            folds=cv_folds, data=list(cv_data or []), sample=cv_dialogues, without_prior=cv_without_prior
+        )
+    run_conversations_eval(settings, conversations, dialogues, seed, out, readme, cv)
 
 
 def run_chat_eval(
@@ -144,7 +175,13 @@ def run_chat_eval(
 
 
 def run_conversations_eval(
-    settings: Settings, path: Path, dialogues: int | None, seed: int, out: Path | None, readme: Path | None
+    settings: Settings,
+    path: Path,
+    dialogues: int | None,
+    seed: int,
+    out: Path | None,
+    readme: Path | None,
+    cv: object | None = None,
 ) -> None:
     """The conversation evaluation (fewrec/eval/conversation_eval.py); the file is checked before
     the recommender is built."""
@@ -160,6 +197,6 @@ def run_conversations_eval(
 
     report = conversation_eval.command(
         path, lambda: Recommender(pipeline=build_pipeline(settings)).warm_up(), sample=dialogues, seed=seed,
-        out=out, readme=readme, say=note, show=show,
+        out=out, readme=readme, say=note, show=show, cv=cv,  # type: ignore[arg-type]
     )  # fmt: skip
     exit_if_interrupted(report.complete)

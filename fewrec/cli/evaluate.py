@@ -178,7 +178,8 @@ def run_old_switch(params: dict[str, Any]) -> None:
             raise EvalError("--dialogues goes with --conversations")
         note("`fewrec eval --chat` is now `fewrec eval-chat` (same options)")
         command = eval_chat
-    command(**{name: params[name] for name in inspect.signature(command).parameters})
+    # The options eval does not have (e.g. eval-conversations' --cv-folds) keep their defaults.
+    command(**{name: params[name] for name in inspect.signature(command).parameters if name in params})
 
 
 def check_ranking_options(

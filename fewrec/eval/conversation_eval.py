@@ -56,11 +56,12 @@ from fewrec.eval.runner import EvalError
 
 KS = (1, 5, 10, 20)
 CARDS = max(KS)  # the chat shows this many cards in the evaluation (the page shows 5)
-METHODS = ("chat", "chat_whole", "api", "popularity")
+METHODS = ("chat", "chat_whole", "api", "prior", "popularity")
 METHOD_NAMES = {
     "chat": "the chat, turn by turn",
     "chat_whole": "the chat, the seeker's messages so far as one message",
     "api": "the Python API, given every film mentioned so far",
+    "prior": "the chat's conversation prior alone, given every film mentioned so far",
     "popularity": "popularity",
 }
 Mode = Literal["seeker_only", "with_recommender"]
@@ -167,6 +168,49 @@ class ModeResult(BaseModel):
     misread: list[MisreadFilm] = Field(default_factory=list)
 
 
+class FoldResult(BaseModel):
+    """One fold of the cross-validation: its dialogues replayed with the prior of the others."""
+
+    fold: int
+    dialogues: int  # replayed (seeker_only)
+    prior_dialogues: int  # counted in this fold's prior: the other folds' dialogues, never its own
+    form: str = ""  # the prior's form, chosen on the other folds alone
+    turns_scored: int = 0
+    targets_in_catalog: int = 0
+    recall: dict[str, dict[str, float]] = Field(default_factory=dict)  # method -> recall@k
+    seconds: float = 0.0
+
+
+class CrossValidation(BaseModel):
+    """k-fold cross-validation over the given dialogues, grouped by dialogue: each fold is
+    replayed (seeker_only) with a prior counted, and its form chosen, on the other folds only."""
+
+    files: list[str]
+    dialogues: int
+    folds: int
+    seed: int
+    sample: int | None = None  # dialogues replayed per fold (a seeded sample), None: all
+    fitted_form: bool = True
+    mode: Mode = "seeker_only"
+    interval: str = "95% t interval over the folds' figures (k − 1 degrees of freedom)"
+    per_fold: list[FoldResult] = Field(default_factory=list)
+    mean: dict[str, dict[str, float]] = Field(default_factory=dict)  # method -> recall@k, over folds
+    intervals: dict[str, dict[str, tuple[float, float]]] = Field(default_factory=dict)
+    pooled: dict[str, dict[str, float]] = Field(default_factory=dict)  # all folds' targets together
+    seconds: float = 0.0
+    complete: bool = True  # False: interrupted; the folds done so far are reported
+
+
+class CVOptions(BaseModel):
+    """`--cv-folds K --cv-data FILE… --cv-dialogues N --cv-without-prior`."""
+
+    folds: int = 5
+    data: list[Path] = Field(default_factory=list)  # pooled with the evaluated file
+    sample: int | None = None
+    without_prior: bool = False
+    fit: bool = True  # the prior's form chosen on each fold's training folds (else the plain form)
+
+
 class ConversationsReport(prov.RunRecord):
     kind: Literal["conversations"] = "conversations"
     conversations_file: str
@@ -185,6 +229,7 @@ class ConversationsReport(prov.RunRecord):
     published: list[PublishedAnchor] = Field(default_factory=lambda: list(PUBLISHED))
     seconds: float = 0.0  # the replay and scoring
     setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
+    cross_validation: CrossValidation | None = None  # `--cv-folds`
 
     def mode(self, name: str) -> ModeResult:
         for result in self.modes:
@@ -277,7 +322,8 @@ class Replayer:
     def reference_rankings(
         self, point: NewItemTurn, dialogue: Dialogue, position: int
     ) -> dict[str, list[ItemId]]:
-        """The API given every film mentioned so far as liked, and popularity (mode-free)."""
+        """The API given every film mentioned so far as liked, the chat's prior alone given
+        them, and popularity (mode-free)."""
         key = (position, point.first_turn)
         if key not in self._references:
             self._references = {k: v for k, v in self._references.items() if k[0] == position}
@@ -286,8 +332,22 @@ class Replayer:
                 history=list(mentioned), k=CARDS, exclude=list(mentioned), explain=False
             )
             needed = CARDS + len(mentioned)
-            self._references[key] = {"api": [r.item_id for r in api], "popularity": self.popular[:needed]}
+            self._references[key] = {
+                "api": [r.item_id for r in api],
+                "prior": self.prior_alone(mentioned),
+                "popularity": self.popular[:needed],
+            }
         return self._references[key]
+
+    def prior_alone(self, mentioned: list[ItemId]) -> list[ItemId]:
+        """The chat's prior's own first CARDS films (none when the chat has no prior)."""
+        prior = getattr(self.agent, "prior", None)  # a scripted stand-in may have none
+        if prior is None:
+            return []
+        split = self.recommender.split
+        indices = [split.item_index(i) for i in mentioned if split.has_item(i)]
+        ranked = prior.ranking(indices, self.agent.settings.prior_popularity, CARDS)
+        return [split.item_ids[i].item() for i in ranked]
 
     def whole_dialogue_cards(
         self, dialogue: Dialogue, point: NewItemTurn, mode: Mode, replay: Replay
@@ -563,7 +623,8 @@ def evaluate_conversations(
     sample: int | None = None,
     seed: int = 0,
     progress: bool = False,
-    make_agent: type = ChatAgent,
+    make_agent: Callable[[Recommender], ChatAgent] = ChatAgent,
+    modes: tuple[Mode, ...] = MODES,
 ) -> ConversationsReport:
     """Run the evaluation (module docstring) over the file's dialogues (or those given, read
     from it already). Ctrl-C stops it: the dialogues replayed so far are reported, marked."""
@@ -581,15 +642,15 @@ def evaluate_conversations(
     chosen = [d for d in chosen if d.seeker_messages]
     replayer = Replayer(make_agent(recommender), recommender, matcher)
     done: list[Dialogue] = []
-    replays: dict[Mode, list[Replay]] = {mode: [] for mode in MODES}
+    replays: dict[Mode, list[Replay]] = {mode: [] for mode in modes}
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(chosen), desc="dialogues", unit="dialogue", disable=not progress, leave=False)
     try:
         for position, dialogue in enumerate(chosen):
-            outcome = {mode: replayer.replay(dialogue, position, mode) for mode in MODES}
+            outcome = {mode: replayer.replay(dialogue, position, mode) for mode in modes}
             done.append(dialogue)
-            for mode in MODES:
+            for mode in modes:
                 replays[mode].append(outcome[mode])
             bar.update()
     except KeyboardInterrupt:
@@ -617,7 +678,7 @@ def finish(
 ) -> None:
     report.dialogues = len(done)
     report.films = count_films(done, matcher)
-    for mode in MODES:
+    for mode in replays:
         result = ModeResult(mode=mode, description=MODE_NAMES[mode])
         summarise_recall(result, replays[mode], seed)
         summarise_reading(result, done, replays[mode], replayer)
@@ -752,6 +813,7 @@ def markdown(report: ConversationsReport) -> str:
             "",
             *place_rows(result, "named by the seeker"),
         ]
+    lines += cv_lines(report)
     lines += misread_lines(report)
     lines += without_card_lines(report)
     lines += [""] + [f"Note: {n}" for n in report.notes]
@@ -875,6 +937,75 @@ def write(report: ConversationsReport, folder: Path, with_plots: bool = True) ->
     return written
 
 
+def cv_rows(cv: CrossValidation) -> list[str]:
+    """The cross-validated table: mean over folds, its interval, the pooled figure."""
+    from fewrec.eval.conversation_cv import CV_METHOD_NAMES, cv_methods
+
+    names = {**METHOD_NAMES, **CV_METHOD_NAMES}
+    lines = [
+        "| method (seeker_only, cross-validated) | "
+        + " | ".join(f"R@{k}" for k in KS)
+        + " | 95% CI R@10 | 95% CI R@20 | R@10 / R@20 pooled |",
+        "|---|" + "---|" * len(KS) + "---|---|---|",
+    ]
+    for method in cv_methods(cv):
+        mean, ci, pooled = cv.mean[method], cv.intervals[method], cv.pooled[method]
+        lines.append(
+            f"| {names[method]} | "
+            + " | ".join(_f(mean.get(f"recall@{k}")) for k in KS)
+            + f" | {ci['recall@10'][0]:.3f}–{ci['recall@10'][1]:.3f} | {ci['recall@20'][0]:.3f}–"
+            f"{ci['recall@20'][1]:.3f} | {pooled['recall@10']:.3f} / {pooled['recall@20']:.3f} |"
+        )
+    return lines
+
+
+def cv_lines(report: ConversationsReport) -> list[str]:
+    cv = report.cross_validation
+    if cv is None:
+        return []
+    files = ", ".join(f"`{Path(f).name}`" for f in cv.files)
+    sampled = f", a seeded sample of {cv.sample} dialogues replayed per fold" if cv.sample else ""
+    form = (
+        "its form chosen on those folds alone (an inner 5-fold cross-validation of the prior by itself)"
+        if cv.fitted_form
+        else "its plain form"
+    )
+    lines = [
+        "",
+        f"## Cross-validated: {cv.folds} folds over the {cv.dialogues} dialogues of {files}",
+        "",
+        f"Folds grouped by dialogue (seed {cv.seed}){sampled}; {cv.mode}. Each fold is replayed with a "
+        f"conversation prior counted on the other folds only, {form}: no fold counts, or chooses on, "
+        f"the dialogues it reports. Mean over the folds' figures; {cv.interval}; pooled: all folds' "
+        f"targets together. {cv.seconds:.0f} s." + ("" if cv.complete else " **INCOMPLETE** (interrupted)."),
+        "",
+        *cv_rows(cv),
+        "",
+    ]
+    for fold in cv.per_fold:
+        chat = fold.recall.get("chat", {})
+        lines.append(
+            f"- fold {fold.fold + 1}: {fold.dialogues} dialogues, {fold.targets_in_catalog} targets in the "
+            f"catalog, prior of {fold.prior_dialogues} dialogues ({fold.form}); chat R@10 "
+            f"{_f(chat.get('recall@10'))}, R@20 {_f(chat.get('recall@20'))}"
+        )
+    return lines
+
+
+def cv_readme_lines(report: ConversationsReport) -> list[str]:
+    cv = report.cross_validation
+    if cv is None:
+        return []
+    files = " and ".join(f"`{Path(f).name}`" for f in cv.files)
+    return [
+        f"Cross-validated ({cv.folds} folds by dialogue over the {cv.dialogues} dialogues of {files}; each "
+        "fold's prior counted and fitted on the other folds only; mean over folds, 95% t interval):",
+        "",
+        *cv_rows(cv),
+        "",
+    ]
+
+
 def readme_section(report: ConversationsReport, folder: Path, readme: Path) -> str:
     """The README block: recall side by side with the published anchors, and the reading."""
     rel = os.path.relpath(folder, readme.parent)
@@ -887,6 +1018,7 @@ def readme_section(report: ConversationsReport, folder: Path, readme: Path) -> s
             "",
             *recall_rows(report, bold_chat=True),
             "",
+            *cv_readme_lines(report),
             *reading_rows(report),
             "",
             f"Full report, with the worst-read messages: [{rel}/report.md]({rel}/report.md).",
@@ -907,9 +1039,11 @@ def command(
     readme: Path | None,
     say: Callable[[str], None],
     show: Callable[[str], None],
+    cv: CVOptions | None = None,
 ) -> ConversationsReport:
     """`fewrec eval-conversations FILE`: the file is read (and its format checked) before the
-    data and models load; then the run, the files and the README block."""
+    data and models load; then the run, the cross-validation when asked, the files and the
+    README block."""
     from fewrec.eval.report import default_run_dir
 
     if sample is not None and sample < 1:
@@ -917,6 +1051,7 @@ def command(
     dialogues = read_dialogues(path)
     if not dialogues:
         raise EvalError(f"{path} holds no dialogue")
+    pooled = [*dialogues, *(d for extra in (cv.data if cv else []) for d in read_dialogues(extra))]
     say(f"{len(dialogues)} dialogues in {path}; loading the data, the index and the models…")
     loading = time.perf_counter()
     recommender = build_recommender()
@@ -925,6 +1060,14 @@ def command(
         path, recommender, dialogues=dialogues, sample=sample, seed=seed, progress=True
     )
     report.setup_seconds = setup_seconds
+    if cv is not None and report.complete:
+        from fewrec.eval.conversation_cv import cross_validate
+
+        say(f"cross-validating over {len(pooled)} dialogues, {cv.folds} folds…")
+        report.cross_validation = cross_validate(
+            [Path(path), *cv.data], pooled, recommender, folds=cv.folds, seed=seed, sample=cv.sample,
+            fit=cv.fit, without_prior=cv.without_prior, progress=True, say=say,
+        )  # fmt: skip
     folder = out or default_run_dir()
     files = write(report, folder)
     show(markdown(report))

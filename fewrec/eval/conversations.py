@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from fewrec.data.errors import FewrecError
@@ -310,3 +311,18 @@ __all__ = [
     "new_item_turns",
     "read_dialogues",
 ]
+
+
+# --------------------------------------------------------------------------- folds
+def dialogue_folds(dialogues: list[Dialogue], k: int, seed: int) -> list[int]:
+    """The fold (0 … k−1) of each dialogue, for k-fold cross-validation grouped by dialogue:
+    dialogues sharing an id share a fold; the ids are dealt round-robin in a seeded order, so
+    the folds differ in size by one id at most and the same seed gives the same folds."""
+    if k < 2:
+        raise FewrecError(f"cross-validation needs at least 2 folds, got {k}")
+    ids = sorted({d.dialogue_id for d in dialogues})
+    if len(ids) < k:
+        raise FewrecError(f"{len(ids)} dialogues cannot fill {k} folds")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    fold_of = {ids[int(i)]: n % k for n, i in enumerate(order)}
+    return [fold_of[d.dialogue_id] for d in dialogues]

@@ -1,0 +1,165 @@
+"""Cross-validated conversation evaluation (`fewrec eval-conversations FILE --cv-folds 5
+--cv-data train_data.jsonl`): the figure of the chat on dialogues its prior never counted.
+
+The given dialogues (the FILE and `--cv-data` together: ReDial's 500 train and 100 valid) are
+dealt into k folds by dialogue (`conversations.dialogue_folds`, seeded). For each fold, the
+conversation prior is counted on the other folds only, and its form (`PriorForm`) chosen by an
+inner cross-validation over those folds alone (`build_prior.fit_form`); the fold's dialogues are
+then replayed through the chat with that prior (`conversation_eval.evaluate_conversations`,
+seeker_only: the chat hears the seeker alone). No fold chooses on, or counts, what it reports.
+The figure is the mean over folds of each fold's Recall@k, with a 95% t interval over the k
+fold figures; the recall of all folds' targets pooled is kept beside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from fewrec.agent.chat import ChatAgent
+from fewrec.agent.conversation_prior import PriorScorer
+from fewrec.agent.recommender import Recommender
+from fewrec.eval.build_prior import SOURCE, fit_prior, form_label
+from fewrec.eval.conversation_eval import (
+    KS,
+    METHODS,
+    CrossValidation,
+    FoldResult,
+    _watched,
+    choose_dialogues,
+    evaluate_conversations,
+)
+from fewrec.eval.conversations import Dialogue, TitleMatcher, dialogue_folds
+
+WITHOUT_PRIOR = {"chat": "chat_no_prior", "chat_whole": "chat_whole_no_prior"}
+CV_METHOD_NAMES = {
+    "chat_no_prior": "the chat, turn by turn, without the prior (chat.prior_weight = 0)",
+    "chat_whole_no_prior": "the chat, messages so far as one message, without the prior",
+}
+
+
+def fold_prior_scorer(
+    train: list[Dialogue], matcher: TitleMatcher, recommender: Recommender, fit: bool, seed: int
+) -> tuple[PriorScorer, str]:
+    """The prior counted on `train` alone (its form chosen on it alone), over the catalog."""
+    split = recommender.split
+    prior = fit_prior(
+        train, matcher, split, "cross-validation fold", recommender.settings.chat.prior_popularity, fit=fit,
+        source=SOURCE, seed=seed,
+    )  # fmt: skip
+    index_of = {str(item): i for i, item in enumerate(split.item_ids.tolist())}
+    return PriorScorer(prior, index_of, split.n_items), form_label(prior.form)
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """The t interval of the mean of `values` (k − 1 degrees of freedom)."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, mean
+    spread = np.std(values, ddof=1) / np.sqrt(len(values))
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * spread)
+    return mean - half, mean + half
+
+
+def cross_validate(
+    files: list[Path],
+    dialogues: list[Dialogue],
+    recommender: Recommender,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    sample: int | None = None,
+    fit: bool = True,
+    without_prior: bool = False,
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _line: None,
+) -> CrossValidation:
+    """k-fold cross-validation of the chat over `dialogues` (module docstring). `sample`
+    replays a seeded sample of each fold (the prior still counts all the other folds);
+    `without_prior` replays each fold again with `chat.prior_weight` 0."""
+    started = time.perf_counter()
+    fold_of = dialogue_folds(dialogues, folds, seed)
+    matcher = TitleMatcher(recommender.split.catalog, _watched(recommender))
+    out = CrossValidation(
+        files=[str(f) for f in files], dialogues=len(dialogues), folds=folds, seed=seed, sample=sample,
+        fitted_form=fit,
+    )  # fmt: skip
+    hits: dict[str, dict[str, float]] = {}
+    targets = 0
+    for fold in range(folds):
+        fold_started = time.perf_counter()
+        held = [d for d, f in zip(dialogues, fold_of, strict=True) if f == fold]
+        train = [d for d, f in zip(dialogues, fold_of, strict=True) if f != fold]
+        scorer, form = fold_prior_scorer(train, matcher, recommender, fit, seed)
+        replayed = choose_dialogues(held, sample, seed)
+        say(f"fold {fold + 1}/{folds}: {len(replayed)} dialogues, prior of {len(train)}; {form}")
+        report = evaluate_conversations(
+            files[0], recommender, dialogues=replayed, seed=seed, progress=progress,
+            make_agent=lambda r, s=scorer: ChatAgent(r, prior=s), modes=("seeker_only",),
+        )  # fmt: skip
+        if not report.complete:
+            out.complete = False
+            break
+        result = report.mode("seeker_only")
+        recall = dict(result.recall)
+        if without_prior:
+            chat = recommender.settings.chat
+            weight, chat.prior_weight = chat.prior_weight, 0.0
+            try:
+                bare = evaluate_conversations(
+                    files[0], recommender, dialogues=replayed, seed=seed, progress=progress,
+                    make_agent=ChatAgent, modes=("seeker_only",),
+                )  # fmt: skip
+            finally:
+                chat.prior_weight = weight
+            if not bare.complete:
+                out.complete = False
+                break
+            for method, renamed in WITHOUT_PRIOR.items():
+                recall[renamed] = bare.mode("seeker_only").recall[method]
+        n = result.targets_in_catalog
+        targets += n
+        for method, values in recall.items():
+            pooled = hits.setdefault(method, {})
+            for key, value in values.items():
+                pooled[key] = pooled.get(key, 0.0) + value * n
+        out.per_fold.append(
+            FoldResult(
+                fold=fold,
+                dialogues=len(replayed),
+                prior_dialogues=len(train),
+                form=form,
+                turns_scored=result.turns_scored,
+                targets_in_catalog=n,
+                recall=recall,
+                seconds=round(time.perf_counter() - fold_started, 1),
+            )
+        )
+    summarise(out, hits, targets)
+    out.seconds = round(time.perf_counter() - started, 1)
+    return out
+
+
+def summarise(out: CrossValidation, hits: dict[str, dict[str, float]], targets: int) -> None:
+    """Mean over folds, its t interval, and the pooled recall, per method and k."""
+    for method in cv_methods(out):
+        out.mean[method], out.intervals[method] = {}, {}
+        for k in KS:
+            key = f"recall@{k}"
+            values = [f.recall[method][key] for f in out.per_fold]
+            out.mean[method][key] = float(np.mean(values))
+            out.intervals[method][key] = t_interval(values)
+        out.pooled[method] = {key: value / targets if targets else 0.0 for key, value in hits[method].items()}
+
+
+def cv_methods(out: CrossValidation) -> list[str]:
+    """The methods every fold reports, in table order."""
+    order = [*METHODS, *CV_METHOD_NAMES]
+    return [m for m in order if out.per_fold and all(m in f.recall for f in out.per_fold)]
+
+
+__all__ = ["CV_METHOD_NAMES", "cross_validate", "cv_methods", "t_interval"]
