@@ -165,3 +165,22 @@ def only_sources(*names: str, **fields: dict[str, Any]) -> dict[str, dict[str, A
 
     table = {name: {**fields.get(name, {}), "enabled": True} for name in names}
     return table | {name: {"enabled": False} for name in DEFAULT_SOURCES if name not in names}
+
+
+# --------------------------------------------------------------------------- the message reader
+@pytest.fixture(scope="session")
+def catalog_and_genres(bundled_split):
+    """The bundled catalog and its genres (sorted, as spelled there), the two arguments a
+    `MessageReader` takes: for tests that build a reader of their own (with a classifier)."""
+    catalog = bundled_split.catalog
+    return catalog, sorted({g for genres in catalog.frame["genres"] for g in genres})
+
+
+@pytest.fixture(scope="session")
+def reader(catalog_and_genres):
+    """A rules-only `MessageReader` (no polarity classifier) on the bundled catalog: the
+    reader-only tests (titles, feelings, query words) share it, with no recommender fitted. No
+    test changes its attributes; a test that needs another reader builds its own."""
+    from fewrec.agent.understand import MessageReader
+
+    return MessageReader(*catalog_and_genres)
