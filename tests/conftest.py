@@ -184,3 +184,39 @@ def reader(catalog_and_genres):
     from fewrec.agent.understand import MessageReader
 
     return MessageReader(*catalog_and_genres)
+
+
+# --------------------------------------------------------------------------- a cheap recommender
+def cheap_settings(data_dir: Path):
+    """Two fast sources (transition and EASE, equally weighted) and no reranker."""
+    from fewrec.config import RetrievalSettings, Settings
+
+    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
+    settings = Settings(data_dir=data_dir, retrieval=retrieval)
+    settings.rerank.enabled = False
+    return settings
+
+
+@pytest.fixture(scope="module")
+def cheap_fit() -> dict[str, Any]:
+    """How `cheap_recommender`'s pipeline is fitted: on everything (as the page serves), with
+    no content index (a message's leftover words are then not searched). A module overrides
+    this fixture to fit it otherwise (test_chat_eval: only on what came before each test item)."""
+    return {"fit_on": "all", "use_content": False}
+
+
+@pytest.fixture(scope="module")
+def cheap_recommender(bundled_split, fewrec_data_dir, cheap_fit):
+    """A Recommender on `cheap_settings` over the bundled split, in the session's data folder,
+    fitted as `cheap_fit` says: for the chat, conversation and prior tests, which need a real
+    ranking but not the nine default sources. One per module: tests change its chat settings."""
+    from fewrec.agent.pipeline import Pipeline
+    from fewrec.agent.recommender import Recommender
+
+    return Recommender(pipeline=Pipeline(cheap_settings(fewrec_data_dir), bundled_split, **cheap_fit))
+
+
+def item_titled(split, title: str):
+    """The item id of the catalog's film with exactly this title."""
+    frame = split.catalog.frame
+    return frame.loc[frame["title"] == title, "item_id"].item()

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn, PendingChoice
 from fewrec.agent.recommender import Recommender
 from fewrec.cli import app
-from fewrec.config import RetrievalSettings, Settings
 from fewrec.eval import chat_eval
 from fewrec.eval.chat_phrasings import (
     PhrasingsError,
@@ -255,14 +254,11 @@ def test_query_weight_choice_best_then_larger():
 
 # --------------------------------------------------------------------------- runs
 @pytest.fixture(scope="module")
-def cheap_recommender(bundled_split, fewrec_data_dir):
-    """Two fast sources, fitted only on what came before each user's test item. The session's
-    data folder: a message the reader leaves words of queries the content index the other
-    tests build there."""
-    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
-    settings = Settings(data_dir=fewrec_data_dir, retrieval=retrieval)
-    settings.rerank.enabled = False
-    return Recommender(settings, split=bundled_split, fit_on="test")
+def cheap_fit():
+    """conftest's `cheap_recommender` fitted only on what came before each user's test item, as
+    the evaluation replays; with the content index (in the session's data folder, which the
+    other tests build): the words a message leaves over query it."""
+    return {"fit_on": "test", "use_content": True}
 
 
 class ExactReader:
