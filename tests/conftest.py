@@ -5,6 +5,7 @@ the default settings a reader gets (one data folder per session, so SASRec train
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -165,6 +166,35 @@ def only_sources(*names: str, **fields: dict[str, Any]) -> dict[str, dict[str, A
 
     table = {name: {**fields.get(name, {}), "enabled": True} for name in names}
     return table | {name: {"enabled": False} for name in DEFAULT_SOURCES if name not in names}
+
+
+# --------------------------------------------------------------------------- the command line
+@pytest.fixture
+def cli_sources() -> tuple[str, ...]:
+    """The sources `cli_env` switches on: two cheap ones. A module that needs others overrides
+    this fixture."""
+    return ("transition", "timepop")
+
+
+@pytest.fixture
+def cli_env(clean_env, monkeypatch: pytest.MonkeyPatch, cli_sources):
+    """Where a `fewrec` command runs (under CliRunner, or in a subprocess that inherits the
+    environment): `clean_env`'s empty working folder, which it returns, a fresh data folder in it
+    (FEWREC_DATA_DIR) and only `cli_sources` switched on (FEWREC_RETRIEVAL__SOURCES)."""
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources(*cli_sources)))
+    return clean_env
+
+
+@pytest.fixture
+def events_without_titles(clean_env, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An events file with no titles (8 users x 8 items) in `clean_env`'s folder, and a fresh
+    data folder (FEWREC_DATA_DIR): the commands that need titles must stop on it in one line."""
+    rows = ["user_id,item_id,timestamp"] + [f"{u},{i},{u * 100 + i}" for u in range(8) for i in range(8)]
+    events = clean_env / "events.csv"
+    events.write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
+    return events
 
 
 # --------------------------------------------------------------------------- the message reader

@@ -353,13 +353,9 @@ def test_tiny_end_to_end_run_writes_the_reports(bundled_split, cheap_recommender
     assert settings.chat.cards == chat_eval.CARDS
 
 
-def test_cli_rejects_a_dataset_without_titles(clean_env, monkeypatch):
-    rows = ["user_id,item_id,timestamp"]
-    rows += [f"{u},{i},{u * 100 + i}" for u in range(8) for i in range(8)]
-    events = clean_env / "events.csv"
-    events.write_text("\n".join(rows) + "\n")
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    result = CliRunner().invoke(app, ["eval", "--chat", "--dataset", str(events), "--users", "3"])
+def test_cli_rejects_a_dataset_without_titles(events_without_titles):
+    args = ["eval", "--chat", "--dataset", str(events_without_titles), "--users", "3"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and isinstance(result.exception, EvalError)
     assert "titles" in str(result.exception) and "\n" not in str(result.exception)
     result = CliRunner().invoke(app, ["eval", "--query-weights", "0,0.5"])
