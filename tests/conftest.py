@@ -1,6 +1,8 @@
 """Shared fixtures: the bundled dataset (split once per session), a clean settings environment,
-the default settings a reader gets (one data folder per session, so SASRec trains once), and
-`require`: a missing component skips a test locally but fails it under CI."""
+the default settings a reader gets (one data folder per session, so SASRec trains once), the
+environment a `fewrec` command runs in (`cli_env`), a rules-only message reader, a cheap
+two-source recommender, and `require`: a missing component skips a test locally but fails it
+under CI."""
 
 from __future__ import annotations
 
