@@ -1,10 +1,13 @@
 """Shared fixtures: the bundled dataset (split once per session), a clean settings environment,
-the default settings a reader gets (one data folder per session, so SASRec trains once), and
-`require`: a missing component skips a test locally but fails it under CI."""
+the default settings a reader gets (one data folder per session, so SASRec trains once), the
+environment a `fewrec` command runs in (`cli_env`), a rules-only message reader, a cheap
+two-source recommender, and `require`: a missing component skips a test locally but fails it
+under CI."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from types import ModuleType
@@ -165,3 +168,87 @@ def only_sources(*names: str, **fields: dict[str, Any]) -> dict[str, dict[str, A
 
     table = {name: {**fields.get(name, {}), "enabled": True} for name in names}
     return table | {name: {"enabled": False} for name in DEFAULT_SOURCES if name not in names}
+
+
+# --------------------------------------------------------------------------- the command line
+@pytest.fixture
+def cli_sources() -> tuple[str, ...]:
+    """The sources `cli_env` switches on: two cheap ones. A module that needs others overrides
+    this fixture."""
+    return ("transition", "timepop")
+
+
+@pytest.fixture
+def cli_env(clean_env, monkeypatch: pytest.MonkeyPatch, cli_sources):
+    """Where a `fewrec` command runs (under CliRunner, or in a subprocess that inherits the
+    environment): `clean_env`'s empty working folder, which it returns, a fresh data folder in it
+    (FEWREC_DATA_DIR) and only `cli_sources` switched on (FEWREC_RETRIEVAL__SOURCES)."""
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
+    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources(*cli_sources)))
+    return clean_env
+
+
+@pytest.fixture
+def events_without_titles(clean_env, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An events file with no titles (8 users x 8 items) in `clean_env`'s folder, and a fresh
+    data folder (FEWREC_DATA_DIR): the commands that need titles must stop on it in one line."""
+    rows = ["user_id,item_id,timestamp"] + [f"{u},{i},{u * 100 + i}" for u in range(8) for i in range(8)]
+    events = clean_env / "events.csv"
+    events.write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
+    return events
+
+
+# --------------------------------------------------------------------------- the message reader
+@pytest.fixture(scope="session")
+def catalog_and_genres(bundled_split):
+    """The bundled catalog and its genres (sorted, as spelled there), the two arguments a
+    `MessageReader` takes: for tests that build a reader of their own (with a classifier)."""
+    catalog = bundled_split.catalog
+    return catalog, sorted({g for genres in catalog.frame["genres"] for g in genres})
+
+
+@pytest.fixture(scope="session")
+def reader(catalog_and_genres):
+    """A rules-only `MessageReader` (no polarity classifier) on the bundled catalog: the
+    reader-only tests (titles, feelings, query words) share it, with no recommender fitted. No
+    test changes its attributes; a test that needs another reader builds its own."""
+    from fewrec.agent.understand import MessageReader
+
+    return MessageReader(*catalog_and_genres)
+
+
+# --------------------------------------------------------------------------- a cheap recommender
+def cheap_settings(data_dir: Path):
+    """Two fast sources (transition and EASE, equally weighted) and no reranker."""
+    from fewrec.config import RetrievalSettings, Settings
+
+    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
+    settings = Settings(data_dir=data_dir, retrieval=retrieval)
+    settings.rerank.enabled = False
+    return settings
+
+
+@pytest.fixture(scope="module")
+def cheap_fit() -> dict[str, Any]:
+    """How `cheap_recommender`'s pipeline is fitted: on everything (as the page serves), with
+    no content index (a message's leftover words are then not searched). A module overrides
+    this fixture to fit it otherwise (test_chat_eval: only on what came before each test item)."""
+    return {"fit_on": "all", "use_content": False}
+
+
+@pytest.fixture(scope="module")
+def cheap_recommender(bundled_split, fewrec_data_dir, cheap_fit):
+    """A Recommender on `cheap_settings` over the bundled split, in the session's data folder,
+    fitted as `cheap_fit` says: for the chat, conversation and prior tests, which need a real
+    ranking but not the nine default sources. One per module: tests change its chat settings."""
+    from fewrec.agent.pipeline import Pipeline
+    from fewrec.agent.recommender import Recommender
+
+    return Recommender(pipeline=Pipeline(cheap_settings(fewrec_data_dir), bundled_split, **cheap_fit))
+
+
+def item_titled(split, title: str):
+    """The item id of the catalog's film with exactly this title."""
+    frame = split.catalog.frame
+    return frame.loc[frame["title"] == title, "item_id"].item()

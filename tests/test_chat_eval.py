@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn, PendingChoice
 from fewrec.agent.recommender import Recommender
 from fewrec.cli import app
-from fewrec.config import RetrievalSettings, Settings
 from fewrec.eval import chat_eval
 from fewrec.eval.chat_phrasings import (
     PhrasingsError,
@@ -255,14 +254,11 @@ def test_query_weight_choice_best_then_larger():
 
 # --------------------------------------------------------------------------- runs
 @pytest.fixture(scope="module")
-def cheap_recommender(bundled_split, fewrec_data_dir):
-    """Two fast sources, fitted only on what came before each user's test item. The session's
-    data folder: a message the reader leaves words of queries the content index the other
-    tests build there."""
-    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
-    settings = Settings(data_dir=fewrec_data_dir, retrieval=retrieval)
-    settings.rerank.enabled = False
-    return Recommender(settings, split=bundled_split, fit_on="test")
+def cheap_fit():
+    """conftest's `cheap_recommender` fitted only on what came before each user's test item, as
+    the evaluation replays; with the content index (in the session's data folder, which the
+    other tests build): the words a message leaves over query it."""
+    return {"fit_on": "test", "use_content": True}
 
 
 class ExactReader:
@@ -357,13 +353,9 @@ def test_tiny_end_to_end_run_writes_the_reports(bundled_split, cheap_recommender
     assert settings.chat.cards == chat_eval.CARDS
 
 
-def test_cli_rejects_a_dataset_without_titles(clean_env, monkeypatch):
-    rows = ["user_id,item_id,timestamp"]
-    rows += [f"{u},{i},{u * 100 + i}" for u in range(8) for i in range(8)]
-    events = clean_env / "events.csv"
-    events.write_text("\n".join(rows) + "\n")
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    result = CliRunner().invoke(app, ["eval", "--chat", "--dataset", str(events), "--users", "3"])
+def test_cli_rejects_a_dataset_without_titles(events_without_titles):
+    args = ["eval", "--chat", "--dataset", str(events_without_titles), "--users", "3"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code != 0 and isinstance(result.exception, EvalError)
     assert "titles" in str(result.exception) and "\n" not in str(result.exception)
     result = CliRunner().invoke(app, ["eval", "--query-weights", "0,0.5"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import fewrec.cli
@@ -63,15 +62,6 @@ def test_eval_help_hides_the_old_switches_and_names_the_new_commands():
     assert (
         "--query-weights" in chat and "--families" in chat and "--phrasings" in chat and "--ray" not in chat
     )
-
-
-@pytest.fixture
-def events_without_titles(clean_env, monkeypatch) -> Path:
-    rows = ["user_id,item_id,timestamp"] + [f"{u},{i},{u * 100 + i}" for u in range(8) for i in range(8)]
-    events = clean_env / "events.csv"
-    events.write_text("\n".join(rows) + "\n")
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    return events
 
 
 def test_eval_chat_and_the_old_switch_run_the_same_evaluation(events_without_titles):

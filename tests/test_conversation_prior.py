@@ -7,30 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
+from conftest import item_titled
 
 from fewrec.agent.chat import ChatAgent, ChatState
 from fewrec.agent.conversation_prior import BUNDLED_PRIOR, ConversationPrior, PriorScorer, load_prior
-from fewrec.agent.pipeline import Pipeline
-from fewrec.agent.recommender import Filters, Recommender
-from fewrec.config import RetrievalSettings, Settings
+from fewrec.agent.recommender import Filters
 from fewrec.eval.build_prior import count_suggestions
 from fewrec.eval.conversations import TitleMatcher, dialogue_from_turns, read_dialogues
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "redial_sample.jsonl"
-
-
-@pytest.fixture(scope="module")
-def cheap_recommender(bundled_split, fewrec_data_dir) -> Recommender:
-    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
-    settings = Settings(data_dir=fewrec_data_dir, retrieval=retrieval)
-    settings.rerank.enabled = False
-    return Recommender(pipeline=Pipeline(settings, bundled_split, use_content=False))
-
-
-def item_titled(split, title: str):
-    frame = split.catalog.frame
-    return frame.loc[frame["title"] == title, "item_id"].item()
 
 
 def test_counts_follow_the_new_item_turns(bundled_split):

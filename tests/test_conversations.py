@@ -10,13 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import item_titled
 from typer.testing import CliRunner
 
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn, PendingChoice
-from fewrec.agent.pipeline import Pipeline
 from fewrec.agent.recommender import Recommendation, Recommender
 from fewrec.cli import app
-from fewrec.config import RetrievalSettings, Settings
 from fewrec.eval import conversation_eval as ce
 from fewrec.eval.conversations import (
     ConversationFormatError,
@@ -34,21 +33,6 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "redial_sample.jsonl"
 @pytest.fixture(scope="module")
 def sample() -> list[Dialogue]:
     return read_dialogues(SAMPLE)
-
-
-@pytest.fixture(scope="module")
-def cheap_recommender(bundled_split, fewrec_data_dir) -> Recommender:
-    """Two fast sources fitted on everything (as the page serves), no content index: a
-    message's leftover words are then not searched, which these tests do not need."""
-    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
-    settings = Settings(data_dir=fewrec_data_dir, retrieval=retrieval)
-    settings.rerank.enabled = False
-    return Recommender(pipeline=Pipeline(settings, bundled_split, use_content=False))
-
-
-def item_titled(split, title: str):
-    frame = split.catalog.frame
-    return frame.loc[frame["title"] == title, "item_id"].item()
 
 
 # --------------------------------------------------------------------------- reading files

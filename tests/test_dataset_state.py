@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -68,13 +67,9 @@ def positions_csv(tmp_path) -> Path:
 
 
 @pytest.fixture
-def cli_env(clean_env, monkeypatch):
-    """A fresh data folder and two cheap sources (one of them time-aware)."""
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv(
-        "FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources("transition", "timed_transition"))
-    )
-    return clean_env
+def cli_sources():
+    """conftest's `cli_env` with two cheap sources, one of them time-aware."""
+    return ("transition", "timed_transition")
 
 
 # --------------------------------------------------------------------------- one collection each

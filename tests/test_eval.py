@@ -331,13 +331,6 @@ def test_report_write_with_slices_plots_history_length(bundled_split, tmp_path):
 # --------------------------------------------------------------------------- CLI eval
 
 
-@pytest.fixture
-def cli_env(clean_env, monkeypatch):
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources("transition", "timepop")))
-    return clean_env
-
-
 def test_cli_eval_writes_results(cli_env):
     out = cli_env / "out"
     args = ["eval", "--stages", "retrieval", "--baselines", "popularity", "--users", "30"]

@@ -11,13 +11,6 @@ from fewrec.agent.understand import MessageReader
 from fewrec.data.titles import TitleIndex, fold, name_key, title_names
 
 
-@pytest.fixture(scope="module")
-def reader(bundled_split) -> MessageReader:
-    catalog = bundled_split.catalog
-    genres = sorted({g for genres in catalog.frame["genres"] for g in genres})
-    return MessageReader(catalog, genres)
-
-
 def linked(reader: MessageReader, text: str) -> dict[str, list[str]]:
     """sentiment -> the titles linked (unresolved ambiguity shows every candidate)."""
     out: dict[str, list[str]] = {}

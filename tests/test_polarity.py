@@ -101,12 +101,6 @@ def test_a_sentence_file_with_a_missing_label_stops_at_its_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def catalog_and_genres(bundled_split):
-    catalog = bundled_split.catalog
-    return catalog, sorted({g for genres in catalog.frame["genres"] for g in genres})
-
-
-@pytest.fixture(scope="module")
 def minilm():
     from fewrec.retrieval.embeddings import DefaultEmbedder
 

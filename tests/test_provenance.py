@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -20,15 +19,6 @@ from fewrec.eval import provenance
 from fewrec.eval.provenance import Provenance, check_publishable
 from fewrec.eval.verify import compare_folders
 from fewrec.state import apply_tuned, load_tuned, save_tuned, tuned_key
-
-CHEAP = json.dumps(only_sources("transition", "timepop"))
-
-
-@pytest.fixture
-def cli_env(clean_env, monkeypatch):
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", CHEAP)
-    return clean_env
 
 
 def _eval(out: Path, *extra: str) -> subprocess.CompletedProcess | object:

@@ -21,17 +21,10 @@ from fewrec.agent.query_words import (
     load_talk,
     stem,
 )
-from fewrec.agent.understand import MessageReader, content_words
+from fewrec.agent.understand import content_words
 from fewrec.eval import build_query_words
 
 REDIAL_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "redial" / "train_data.jsonl"
-
-
-@pytest.fixture(scope="module")
-def reader(bundled_split) -> MessageReader:
-    catalog = bundled_split.catalog
-    genres = sorted({g for genres in catalog.frame["genres"] for g in genres})
-    return MessageReader(catalog, genres)
 
 
 # --------------------------------------------------------------------------- the chat's reading

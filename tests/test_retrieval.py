@@ -3,13 +3,11 @@ the `fewrec recommend` command."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -390,10 +388,9 @@ def test_bpr_fold_in_keeps_the_item_bias_term(bpr, bundled_split):
 
 
 @pytest.fixture
-def cli_env(clean_env, monkeypatch):
-    monkeypatch.setenv("FEWREC_DATA_DIR", str(clean_env / "data"))
-    monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES", json.dumps(only_sources(*FAST_SOURCES)))
-    return clean_env
+def cli_sources():
+    """conftest's `cli_env` with the fast sources this module fits."""
+    return FAST_SOURCES
 
 
 def flat(text: str) -> str:

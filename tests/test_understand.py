@@ -13,13 +13,6 @@ import pytest
 from fewrec.agent.understand import MessageReader
 
 
-@pytest.fixture(scope="module")
-def reader(bundled_split) -> MessageReader:
-    catalog = bundled_split.catalog
-    genres = sorted({g for genres in catalog.frame["genres"] for g in genres})
-    return MessageReader(catalog, genres)
-
-
 def feelings(reader: MessageReader, text: str) -> dict[str, list[str]]:
     """Feeling -> catalog titles (first match of each mention)."""
     out: dict[str, list[str]] = {}
