@@ -89,10 +89,11 @@ results-llm: $(STAMP)
 # The data is checked before the environment is built: no five-minute install for nothing.
 REDIAL ?= ../shared/datasets/redial
 redial-data:
-	@test -f $(REDIAL)/valid_data.jsonl || { echo "results-conversations: $(REDIAL)/valid_data.jsonl is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }
+	@for f in valid_data.jsonl train_data.jsonl; do test -f $(REDIAL)/$$f || { echo "results-conversations: $(REDIAL)/$$f is absent here (the ReDial dialogues live outside the repository); nothing done"; exit 1; }; done
 
 results-conversations: redial-data $(STAMP)
-	$(BIN)/fewrec eval-conversations $(REDIAL)/valid_data.jsonl --out docs/results-conversations --readme docs/RESULTS.md
+	$(BIN)/fewrec eval-conversations $(REDIAL)/valid_data.jsonl --cv-folds 5 --cv-data $(REDIAL)/train_data.jsonl \
+	    --out docs/results-conversations --readme docs/RESULTS.md
 
 bench: $(STAMP)
 	$(BIN)/fewrec bench --out docs/bench.json --readme docs/RESULTS.md
