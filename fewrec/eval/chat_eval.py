@@ -171,11 +171,12 @@ class Accounting:
 def account(intended: list[ItemId], state: ChatState, disliked: list[ItemId] | None = None) -> Accounting:
     """Item by item: each intended (liked) item is liked (correct), offered in a pending
     question (asked back), taken with another feeling (wrong) or absent (missed); each disliked
-    one likewise, where kept away (disliked, or "nothing like") is correct; every other item
-    the conversation linked, in any list, is wrong (a corrected title among them)."""
+    one likewise, where kept away (disliked, or "nothing like") is correct; a mention (the
+    reply asks how the film was) counts as asked back; every other item the conversation
+    linked, in any list, is wrong (a corrected title among them)."""
     disliked = list(disliked or [])
     negative = [*state.disliked, *state.avoid_like]
-    offered = {option for choice in state.pending for option in choice.options}
+    offered = {option for choice in state.pending for option in choice.options} | set(state.mentioned)
     out = Accounting()
     for item, right, other in (
         *((i, state.liked, [*negative, *state.excluded]) for i in intended),
@@ -191,7 +192,7 @@ def account(intended: list[ItemId], state: ChatState, disliked: list[ItemId] | N
         else:
             out.missed.append(item)
     named = {*intended, *disliked}
-    for item in [*state.liked, *negative, *state.excluded]:
+    for item in [*state.liked, *negative, *state.excluded, *state.mentioned]:
         if item not in named and item not in out.wrong:
             out.wrong.append(item)
     return out

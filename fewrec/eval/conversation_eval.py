@@ -70,8 +70,9 @@ MODE_NAMES = {
     "seeker_only": "the seeker's messages only",
     "with_recommender": "the human recommender's films handed to the chat as its own shown cards",
 }
-PLACES = ("liked", "disliked", "nothing like", "seen / not again", "asked back", "not read")
-OPINION_PLACES = ("liked", "disliked", "nothing like", "seen / not again")  # read as a known film
+PLACES = ("liked", "disliked", "nothing like", "seen / not again", "mentioned", "asked back", "not read")
+# read as a known film ("mentioned": judged in words the reader could not place)
+OPINION_PLACES = ("liked", "disliked", "nothing like", "seen / not again", "mentioned")
 EXAMPLES = 30  # misread films kept per mode (report.md shows the first 12)
 MISSING_LISTED = 20
 PUBLISHED_NOTE = "published, not measured, other catalog (ReDial's test split)"
@@ -281,6 +282,7 @@ def place_of(state: ChatState, item: ItemId) -> str:
         ("disliked", state.disliked),
         ("nothing like", state.avoid_like),
         ("seen / not again", state.excluded),
+        ("mentioned", state.mentioned),
     ):
         if item in items:
             return place

@@ -4,6 +4,7 @@ Usage: python3 sample_messages.py [REDIAL_DIR]   (default /work/shared/datasets/
 Prints one JSON object per line: file, conversation_id, message_id, text.
 Data: ReDial (Li et al., NeurIPS 2018), CC BY 4.0.
 """
+
 import json
 import random
 import re
@@ -19,9 +20,9 @@ def title(raw):
 
 
 def substitute(text, mentions):
-    return re.sub(r"@(\d+)",
-                  lambda m: title(mentions[m.group(1)]) if m.group(1) in mentions else m.group(0),
-                  text)
+    return re.sub(
+        r"@(\d+)", lambda m: title(mentions[m.group(1)]) if m.group(1) in mentions else m.group(0), text
+    )
 
 
 def seeker_messages(data_dir):
@@ -40,9 +41,15 @@ def sample(data_dir):
     everything = seeker_messages(data_dir)
     picked = random.Random(SEED).sample(everything, N)
     picked.sort(key=lambda t: (t[0], t[1], t[2]))
-    return [{"file": name, "conversation_id": d["conversationId"], "message_id": m["messageId"],
-             "text": substitute(m["text"], d["movieMentions"])}
-            for _, _, _, name, d, m in picked]
+    return [
+        {
+            "file": name,
+            "conversation_id": d["conversationId"],
+            "message_id": m["messageId"],
+            "text": substitute(m["text"], d["movieMentions"]),
+        }
+        for _, _, _, name, d, m in picked
+    ]
 
 
 if __name__ == "__main__":
