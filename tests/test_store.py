@@ -13,6 +13,7 @@ from servers import free_port, start_chroma_server, stop_process
 
 from fewrec.config import Settings
 from fewrec.data import Catalog
+from fewrec.retrieval import store as store_module
 from fewrec.retrieval.content import aligned_vectors
 from fewrec.retrieval.embeddings import DefaultEmbedder
 from fewrec.retrieval.store import (
@@ -269,6 +270,8 @@ def test_interrupted_build_is_usable_and_completed_later(catalog, embedder, tmp_
         return real_embed(texts, progress)
 
     monkeypatch.setattr(embedder, "embed", flaky)
+    # The bundled catalog's vectors ship with fewrec: without them the build must embed.
+    monkeypatch.setattr(store_module, "shipped_vectors", lambda model: {})
     with pytest.raises(KeyboardInterrupt):
         index.build(catalog, progress=False, batch_size=50)
     monkeypatch.undo()
