@@ -739,12 +739,7 @@ class MessageReader:
         links = self._link(text)
         links += self._not_found(text, links)
         masked = _blank(text, [(link.start, link.end) for link in links])
-        feelings = self._feelings(text, links, masked)
-        spans = [(link.start, link.end) for link, _ in feelings]
-        out.unread_words = any(
-            s == "mention" and self.unreadable(judgement_window(text, (k.start, k.end), spans))
-            for k, s in feelings
-        )
+        feelings, out.unread_words = self._feelings(text, links, masked)
         for link, sentiment in feelings:
             items = [self.item_ids[r] for r in link.rows]
             out.titles.append(
@@ -787,14 +782,15 @@ class MessageReader:
             for link, sentiment, (_, _, position) in zip(links, feelings, found, strict=True)
         ]
 
-    def _feelings(self, text: str, links: list[_Link], masked: str) -> list[tuple[_Link, str]]:
+    def _feelings(self, text: str, links: list[_Link], masked: str) -> tuple[list[tuple[_Link, str]], bool]:
         """Each title with how the person feels about it; a title corrected by the next one
-        ("American Pie, I mean American Pie (1999)") gives way to it, and lends it its feeling."""
+        ("American Pie, I mean American Pie (1999)") gives way to it, and lends it its feeling.
+        And whether any title was judged in words the reader does not know (`_unread`)."""
         ordered = sorted(links, key=lambda link: link.start)
         feelings = carried([self._sentiment(text, link, masked) for link in ordered])
         if self.polarity is not None:
             feelings = self._classified(text, ordered, feelings)
-        feelings = self._unread(text, ordered, _taken_as_liked(feelings))
+        feelings, unread = self._unread(text, ordered, _taken_as_liked(feelings))
         kept: list[tuple[_Link, str]] = []
         for n, link in enumerate(ordered):
             corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
@@ -802,17 +798,18 @@ class MessageReader:
                 feelings[n + 1] = feelings[n]
                 continue
             kept.append((link, feelings[n]))
-        return kept
+        return kept, unread
 
-    def _unread(self, text: str, ordered: list[_Link], feelings: list[str]) -> list[str]:
+    def _unread(self, text: str, ordered: list[_Link], feelings: list[str]) -> tuple[list[str], bool]:
         """A taste reading whose words the reader mostly does not know (another language:
-        "Titanic fue muy aburrida") is a mention: there is a judgement, and no telling which."""
+        "Titanic fue muy aburrida") is a mention: there is a judgement, and no telling which.
+        The readings, and whether any was changed so."""
         spans = [(link.start, link.end) for link in ordered]
         out = list(feelings)
         for n, (span, feeling) in enumerate(zip(spans, feelings, strict=True)):
             if feeling in TASTE and ordered[n].rows and self.unreadable(judgement_window(text, span, spans)):
                 out[n] = "mention"
-        return out
+        return out, out != feelings
 
     def unreadable(self, words_about_a_film: str) -> bool:
         """Are most of these words (the film placeholders aside) ones that neither the catalog,

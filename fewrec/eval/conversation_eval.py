@@ -961,11 +961,15 @@ def cv_rows(cv: CrossValidation) -> list[str]:
     return lines
 
 
+def _cv_files(cv: CrossValidation, joiner: str) -> str:
+    return joiner.join(f"`{Path(f).name}`" for f in cv.files)
+
+
 def cv_lines(report: ConversationsReport) -> list[str]:
     cv = report.cross_validation
     if cv is None:
         return []
-    files = ", ".join(f"`{Path(f).name}`" for f in cv.files)
+    files = _cv_files(cv, ", ")
     sampled = f", a seeded sample of {cv.sample} dialogues replayed per fold" if cv.sample else ""
     form = (
         "its form chosen on those folds alone (an inner 5-fold cross-validation of the prior by itself)"
@@ -998,7 +1002,7 @@ def cv_readme_lines(report: ConversationsReport) -> list[str]:
     cv = report.cross_validation
     if cv is None:
         return []
-    files = " and ".join(f"`{Path(f).name}`" for f in cv.files)
+    files = _cv_files(cv, " and ")
     return [
         f"Cross-validated ({cv.folds} folds by dialogue over the {cv.dialogues} dialogues of {files}; each "
         "fold's prior counted and fitted on the other folds only; mean over folds, 95% t interval):",
