@@ -258,3 +258,30 @@ def test_written_dislikes_are_marked(catalog_and_genres, tmp_path):
     ] * sum(1 for m in mentions if m.key == disliked.key and m.dialogue == disliked.dialogue)
     figures = build_polarity.reading_figures(marked, [m.rule for m in marked])
     assert figures["written"] == 1
+
+
+def test_a_folds_choice_never_reads_that_fold():
+    """Nested figures: the choice a fold is read with comes from the other folds alone, so
+    changing that fold's labels and probabilities changes nothing in it."""
+    rng = np.random.default_rng(0)
+    sentences = [build_polarity.Sentence(f"s{i}", int(i % 2), "imdb_labelled.txt") for i in range(40)]
+    mentions = [
+        build_polarity.Mention(f"d{i // 3}", str(i), "this film", "named", int(i % 5 != 0), i % 10 == 0)
+        for i in range(60)
+    ]
+    n = len(sentences) + len(mentions)
+    y = np.array([1 - s.positive for s in sentences] + [int(m.liked == 0) for m in mentions])
+    data = build_polarity.Data(
+        x=rng.normal(size=(n, 3)), y=y, is_mention=np.arange(n) >= len(sentences),
+        fitted=np.ones(n, dtype=bool), fold=rng.integers(0, 3, n), sentences=sentences,
+        mentions=mentions, lexicon=rng.random(n) < 0.5,
+    )  # fmt: skip
+    probabilities = {(c, w): rng.random(n) for c in (0.1, 1.0) for w in (0.3, 1.0)}
+    chosen = build_polarity.choose(data, probabilities, data.fold != 0)
+    here = data.fold == 0
+    data.y[here] = 1 - data.y[here]
+    for m, flip in zip(mentions, here[len(sentences) :], strict=True):
+        m.liked = 1 - m.liked if flip else m.liked
+    for p in probabilities.values():
+        p[here] = rng.random(int(here.sum()))
+    assert build_polarity.choose(data, probabilities, data.fold != 0) == chosen
