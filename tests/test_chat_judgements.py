@@ -103,3 +103,26 @@ def test_english_words_about_a_film_are_read(agent):
     assert not agent.reader.unreadable("I watched this film with my dad last night")
     assert not agent.reader.unreadable("this film was a chore to sit through, honestly")
     assert agent.reader.unreadable("this film fue muy aburrida")
+
+
+@pytest.mark.parametrize("message", ["oh great, another Transformers", "Wow, Heat (1995). Anything lighter?"])
+def test_a_film_judged_only_by_an_exclamation_before_it_is_a_mention(agent, message):
+    """Praise or sarcasm, an opening exclamation does not say how the film was: asked about,
+    never taken as liked (the classifier reads "oh great, another X" as praise)."""
+    turn, state = agent.respond(ChatState(), message)
+    assert len(state.mentioned) == 1 and not state.liked, (turn.understood, state)
+    assert "How did you find it?" in turn.reply
+
+
+@pytest.mark.parametrize(
+    "message", ["Wow, Titanic was amazing", "Great, I loved Titanic", "Oh, I've seen Titanic"]
+)
+def test_an_exclamation_followed_by_a_judgement_of_the_film_reads_that_judgement(agent, message):
+    _, state = agent.respond(ChatState(), message)
+    assert len(state.liked) == 1 and not state.mentioned
+
+
+def test_without_the_classifier_an_exclamation_alone_is_still_a_mention(recommender):
+    reader = MessageReader(recommender.split.catalog, recommender.genres)
+    read = reader.read("oh great, another Transformers")
+    assert [t.sentiment for t in read.titles] == ["mention"]

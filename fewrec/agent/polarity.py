@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 BUNDLED_POLARITY = Path(__file__).resolve().parent.parent / "data" / "bundled" / "redial_polarity.json"
 LIKED = frozenset({"like", "watched", "curious"})  # the chat files all three as liked
 NAMED = "named"  # the rules found no feeling word about the title (`understand.NAMED`)
+INTERJECTED = "interjected"  # its only feeling word is an exclamation before it (`understand.INTERJECTED`)
 # A clause ends at sentence punctuation or a turn of thought ("X was fine but Y bored me").
 CLAUSE_END = re.compile(r"[.!?;\n]+|\b(?:but|however|though|although|whereas)\b", re.I)
 TARGET = "this film"
@@ -167,6 +168,8 @@ def decide(
 ) -> str:
     """The reading of one film from the rules' reading, the probability that it was panned, and
     whether its words hold a judgement word."""
+    if rule == INTERJECTED:  # "oh great, another X": praise or sarcasm, only a pan is readable
+        return "dislike" if panned > dislike_above else "mention"
     if rule == NAMED:
         if panned > dislike_above:
             return "dislike"

@@ -97,6 +97,11 @@ EXCEPTION = re.compile(r"^(?:except|other than)$", re.I)
 NEGATIVE_BEFORE = re.compile(r"\b(?:no|not|nothing|none|never|nope)\b|n't\b", re.I)
 FEELINGS = ("same", "avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
 NAMED = "named"  # a title with no feeling word: liked, unless the polarity classifier reads a judgement
+# A title whose only feeling word is an exclamation set off before it ("oh great, another X",
+# "wow, X"): the exclamation reacts to the moment, it does not say how the film was. Praise or
+# sarcasm, the reader cannot tell: a mention, unless the classifier reads it as panned.
+INTERJECTED = "interjected"
+INTERJECTION_WORDS = 3  # "oh my god," at most: a longer opening is a clause of its own
 TASTE = frozenset({"like", "watched", "curious"})  # readings the chat files as liked
 UNREAD_WORDS = 2  # unknown words about a title that make its reading unsure (not one typo)
 # "the last two films I saw X": a relative clause names the films, it says no feeling of its own.
@@ -700,6 +705,8 @@ class MessageReader:
             return str(postfix.lastgroup)
         if self._judged_later(text, masked, end):
             return "dislike"
+        if prefix is None and _interjection(masked, begin, link.start):
+            return INTERJECTED
         # No feeling word at all: taste, unless the classifier reads a judgement (NAMED).
         return str(prefix.lastgroup) if prefix is not None else NAMED
 
@@ -776,7 +783,7 @@ class MessageReader:
                     break  # "seen it, loved it" is one card
         links = [_Link(start, end, (), phrase=text[start:end]) for start, end, _ in found]
         rules = [self._sentiment(text, link, _blank(masked, [(link.start, link.end)])) for link in links]
-        feelings = _taken_as_liked(self._classified(text, links, rules, cards=True))
+        feelings = taken_as_liked(self._classified(text, links, rules, cards=True))
         return [
             TitleMention(link.phrase, sentiment, card=position)
             for link, sentiment, (_, _, position) in zip(links, feelings, found, strict=True)
@@ -790,7 +797,7 @@ class MessageReader:
         feelings = carried([self._sentiment(text, link, masked) for link in ordered])
         if self.polarity is not None:
             feelings = self._classified(text, ordered, feelings)
-        feelings, unread = self._unread(text, ordered, _taken_as_liked(feelings))
+        feelings, unread = self._unread(text, ordered, taken_as_liked(feelings))
         kept: list[tuple[_Link, str]] = []
         for n, link in enumerate(ordered):
             corrected = n + 1 < len(ordered) and CORRECTION.fullmatch(text[link.end : ordered[n + 1].start])
@@ -888,8 +895,25 @@ class MessageReader:
         return rest
 
 
-def _taken_as_liked(feelings: list[str]) -> list[str]:
-    return ["like" if f == NAMED else f for f in feelings]
+def taken_as_liked(feelings: list[str]) -> list[str]:
+    """The readings the chat files: a title with no feeling word is taste, one judged only by an
+    exclamation a mention (what the classifier leaves of them, or the rules alone)."""
+    return ["like" if f == NAMED else "mention" if f == INTERJECTED else f for f in feelings]
+
+
+def _interjection(masked: str, begin: int, title: int) -> bool:
+    """Does the title's clause open with a short exclamation that holds a judgement word (VADER's
+    lexicon), set off by a comma before the title ("oh great, another X"), and judge it in no
+    other word before it?"""
+    comma = masked.find(",", begin, title)
+    if comma < 0:
+        return False
+    opening = masked[begin:comma]
+    return (
+        len(opening.split()) <= INTERJECTION_WORDS
+        and evaluative(opening)
+        and not evaluative(masked[comma:title])
+    )
 
 
 def carried(feelings: list[str]) -> list[str]:

@@ -45,7 +45,7 @@ from fewrec.agent.polarity import (
     features,
     judgement_window,
 )
-from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message, resolve_same
+from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message, resolve_same, taken_as_liked
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import Catalog
 from fewrec.eval.conversations import MENTION, Dialogue, read_dialogues
@@ -172,7 +172,7 @@ def labelled_mentions(
             if clean_message(text, limit)[0] != text:
                 continue  # cleaned differently or cut: the offsets would not hold
             read = [(s, rows, resolve_same(r, previous)) for s, rows, r in reader.rule_feelings(text)]
-            previous = ("like" if read[-1][2] == NAMED else read[-1][2]) if read else previous
+            previous = taken_as_liked([read[-1][2]])[0] if read else previous
             links = [span for span, _rows, _rule in read]
             for key, start, end in spans:
                 label = dialogue.labels.get(key)
@@ -411,7 +411,7 @@ def cross_validated(data: Data, folds: int, seed: int) -> tuple[dict[str, tuple[
     choice made on all folds."""
     probabilities = {(c, w): held_out(data, c, w, folds) for c in REGULARISATION for w in MENTION_WEIGHT}
     offset = len(data.sentences)
-    rule_read = ["like" if m.rule == NAMED else m.rule for m in data.mentions]
+    rule_read = taken_as_liked([m.rule for m in data.mentions])
     model_read = list(rule_read)
     sentence_correct = np.zeros(offset)
     for f in range(folds):
