@@ -4,8 +4,9 @@ and `fewrec eval --conversations FILE` call these two commands with their own op
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -41,6 +42,9 @@ from fewrec.cli.options import (
 )
 from fewrec.config import Settings
 
+if TYPE_CHECKING:
+    from fewrec.eval.conversation_eval import CVOptions
+
 ChatUsersOption = Annotated[
     int | None, typer.Option(help="Evaluate a seeded sample of N held-out users (default 200).")
 ]
@@ -52,7 +56,7 @@ ConversationsFileOption = Annotated[
     Path,
     typer.Argument(
         metavar="FILE",
-        help="Dialogues as ReDial JSONL or the adapter format of fewrec/eval/conversations.py.",
+        help="Dialogues as ReDial JSONL or the adapter format of fewrec/data/dialogues.py.",
         show_default=False,
     ),
 ]
@@ -177,26 +181,54 @@ def run_chat_eval(
 def run_conversations_eval(
     settings: Settings,
     path: Path,
-    dialogues: int | None,
+    sample: int | None,
     seed: int,
     out: Path | None,
     readme: Path | None,
-    cv: object | None = None,
+    cv: CVOptions | None = None,
 ) -> None:
-    """The conversation evaluation (fewrec/eval/conversation_eval.py); the file is checked before
-    the recommender is built."""
+    """The conversation evaluation (fewrec/eval/conversation_eval.py): the file is read (and its
+    format checked) before the data and models load; then the run, the cross-validation when
+    asked, the files and the README block."""
     from fewrec.agent.recommender import Recommender
+    from fewrec.data.dialogues import read_dialogues
     from fewrec.eval import conversation_eval
-    from fewrec.eval.report import check_markers
+    from fewrec.eval.report import check_markers, default_run_dir, publish
+    from fewrec.eval.runner import EvalError
 
     if readme is not None:
         check_markers(readme, conversation_eval.README_MARKERS)  # before minutes of work, not after
+    if sample is not None and sample < 1:
+        raise EvalError(f"--dialogues must be at least 1, got {sample}")
+    dialogues = read_dialogues(path)
+    if not dialogues:
+        raise EvalError(f"{path} holds no dialogue")
+    pooled = [*dialogues, *(d for extra in (cv.data if cv else []) for d in read_dialogues(extra))]
+    note(f"{len(dialogues)} dialogues in {path}; loading the data, the index and the models…")
+    loading = time.perf_counter()
+    recommender = Recommender(pipeline=build_pipeline(settings)).warm_up()
+    setup_seconds = round(time.perf_counter() - loading, 1)
+    report = conversation_eval.evaluate_conversations(
+        path, recommender, dialogues=dialogues, sample=sample, seed=seed, progress=True
+    )
+    report.setup_seconds = setup_seconds
+    if cv is not None and report.complete:
+        from fewrec.eval.conversation_cv import cross_validate
+        from fewrec.fit.build_prior import fold_prior_scorer
 
-    def show(text: str) -> None:
-        console.print(text, highlight=False, markup=False)
-
-    report = conversation_eval.command(
-        path, lambda: Recommender(pipeline=build_pipeline(settings)).warm_up(), sample=dialogues, seed=seed,
-        out=out, readme=readme, say=note, show=show, cv=cv,  # type: ignore[arg-type]
-    )  # fmt: skip
+        note(f"cross-validating over {len(pooled)} dialogues, {cv.folds} folds…")
+        report.cross_validation = cross_validate(
+            [Path(path), *cv.data], pooled, recommender, prior_for=fold_prior_scorer, folds=cv.folds,
+            seed=seed, sample=cv.sample, fit=cv.fit, without_prior=cv.without_prior, progress=True, say=note,
+        )  # fmt: skip
+    folder = out or default_run_dir()
+    files = conversation_eval.write(report, folder)
+    console.print(conversation_eval.markdown(report), highlight=False, markup=False)
+    note(f"wrote {', '.join(str(f) for f in files)}")
+    if readme is not None and not report.complete:
+        note(f"{readme} is not updated: the run did not finish (its files are written)")
+    elif readme is not None:
+        section = conversation_eval.readme_section(report, folder, readme)
+        publish(readme, section, conversation_eval.README_MARKERS, report.provenance, True)
+        note(f"updated the conversations section of {readme}")
     exit_if_interrupted(report.complete)

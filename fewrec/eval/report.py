@@ -1,4 +1,7 @@
-"""Writing an EvalReport: results.json (every number), report.md (tables) and PNG plots.
+"""The evaluations' files: results.json (every number), report.md (tables), PNG plots and the
+block each rewrites in docs/RESULTS.md. `write_run`, the figure helpers and the README block
+functions serve every report (`fewrec eval`'s, the chat's, the conversations', the speed
+figures'); the tables of `fewrec eval`'s report are here too, the others' beside their runs.
 
 Files are written to a temporary name and renamed, so a crash never leaves a half-written
 results.json that a later reader trusts.
@@ -9,12 +12,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from fewrec.data.errors import FewrecError
 from fewrec.data.files import remove_stale_temporaries, write_atomically
-from fewrec.eval.provenance import Provenance, check_publishable
+from fewrec.eval.provenance import Provenance, RunRecord, check_publishable
 from fewrec.eval.runner import EvalReport
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,18 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return path
 
 
+def incomplete(report: RunRecord) -> str:
+    return "" if report.complete else " **INCOMPLETE RUN** (interrupted)."
+
+
+def commit_line(report: RunRecord, then: str = ".") -> str:
+    return f"Commit `{report.git_commit or 'unknown'}`, started {report.started}{then}"
+
+
+def note_lines(report: RunRecord) -> list[str]:
+    return ["", *(f"Note: {n}" for n in report.notes)]
+
+
 def markdown(report: EvalReport) -> str:
     """report.md: one section after another, each from the report's list of methods."""
     sections = (
@@ -39,7 +56,7 @@ def markdown(report: EvalReport) -> str:
         _llm_tables, _comparison_lines,
     )  # fmt: skip
     lines = [line for section in sections for line in section(report)]
-    lines += [""] + [f"Note: {n}" for n in report.notes]
+    lines += note_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -48,9 +65,8 @@ def _header(report: EvalReport) -> list[str]:
         f"# fewrec evaluation — {report.dataset}, {report.split} split",
         "",
         f"Protocol: **{report.protocol}**, {report.split_description or report.split_protocol}, "
-        f"{report.users} users, seed {report.seed}."
-        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
-        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
+        f"{report.users} users, seed {report.seed}." + incomplete(report),
+        commit_line(report),
         "",
         *_tie_lines(report),
     ]
@@ -195,11 +211,7 @@ def _tie_lines(report: EvalReport) -> list[str]:
 
 
 def plots(report: EvalReport, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written: list[Path] = []
     if report.methods:
         names = [r.name for r in report.methods] + [r.name for r in report.published]
@@ -220,10 +232,7 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
         ax.set_xlabel(f"NDCG@10 ({report.protocol}; orange = published, not measured)")
         ax.set_title(f"{report.dataset}, {report.split} split, {report.users} users")
         fig.tight_layout()
-        path = folder / "ndcg_by_method.png"
-        _save_figure(fig, path)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder / "ndcg_by_method.png"))
     if report.slices:
         fig, ax = plt.subplots(figsize=(6, 4))
         cuts = sorted(report.slices, key=int)
@@ -235,18 +244,28 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
         ax.set_ylabel("NDCG@10")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = folder / "ndcg_by_history_length.png"
-        _save_figure(fig, path)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder / "ndcg_by_history_length.png"))
     return written
 
 
-def _save_figure(fig, path: Path) -> None:
-    """PNG bytes in memory first, then one atomic move: never a half-written plot."""
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing into files (no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """PNG bytes in memory first, then one atomic move: never a half-written plot. The figure
+    is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     write_atomically(path, buffer.getvalue())
+    pyplot().close(fig)
+    return path
 
 
 def clean_run_folder(folder: Path) -> None:
@@ -259,15 +278,33 @@ def clean_run_folder(folder: Path) -> None:
         )  # fmt: skip
 
 
-def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
+def write_run(
+    report: RunRecord, folder: Path, text: str, plot: Callable[[Path], list[Path]] | None = None
+) -> list[Path]:
+    """Any evaluation's files: results.json, report.md (`text`) and, with `plot`, its plots."""
     folder.mkdir(parents=True, exist_ok=True)
     clean_run_folder(folder)
     write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
-    write_atomically(folder / "report.md", markdown(report).encode())
-    written = [folder / "results.json", folder / "report.md"]
-    if with_plots:
-        written += plots(report, folder)
-    return written
+    write_atomically(folder / "report.md", text.encode())
+    return [folder / "results.json", folder / "report.md", *(plot(folder) if plot is not None else [])]
+
+
+def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
+    return write_run(report, folder, markdown(report), (lambda f: plots(report, f)) if with_plots else None)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def links(folder: Path, readme: Path, report_text: str, plot: str, plot_text: str) -> list[str]:
+    """The end of a README block: the full report and the plot, relative to the README."""
+    rel = os.path.relpath(folder, readme.parent)
+    return ["", f"{report_text}: [{rel}/report.md]({rel}/report.md).", "", f"![{plot_text}]({rel}/{plot})"]
 
 
 README_START = "<!-- results:start -->"
@@ -276,7 +313,6 @@ README_END = "<!-- results:end -->"
 
 def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
     """A short results table for the README, linking the full report and plot."""
-    rel = os.path.relpath(folder, readme.parent)
     lines = [
         f"`fewrec eval` on {report.dataset}, {report.split} split, {report.protocol}, "
         f"{report.split_description or report.split_protocol}, {report.users} users, seed {report.seed}, "
@@ -314,12 +350,7 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
             f"Against the best baseline by validation NDCG@10 ({c.baseline}): {c.difference:+.4f} NDCG@10 "
             f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
         ]
-    lines += [
-        "",
-        f"Full report: [{rel}/report.md]({rel}/report.md).",
-        "",
-        f"![NDCG@10 by method]({rel}/ndcg_by_method.png)",
-    ]
+    lines += links(folder, readme, "Full report", "ndcg_by_method.png", "NDCG@10 by method")
     return "\n".join(lines)
 
 
