@@ -5,6 +5,7 @@ and `fewrec eval --conversations FILE` call these two commands with their own op
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,9 +19,9 @@ from fewrec.cli.common import (
     float_list,
     load_settings,
     load_split,
-    may_publish,
     note,
     progress_line,
+    publish_block,
     with_split_options,
 )
 from fewrec.cli.options import (
@@ -146,7 +147,7 @@ def run_chat_eval(
     """The chat evaluation (fewrec/eval/chat_eval.py): run, print, write, publish."""
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
-    from fewrec.eval.report import check_markers, default_run_dir, publish
+    from fewrec.eval.report import check_markers, default_run_dir
 
     if readme is not None:
         check_markers(readme, chat_eval.README_MARKERS)  # before minutes of work, not after
@@ -171,10 +172,8 @@ def run_chat_eval(
         console.print("query weights chosen on validation targets; to keep them, put in a config file:")
         print(f"[chat]\n{chosen}")
     console.print(f"wrote {', '.join(str(f) for f in files)}")
-    if may_publish(readme, report.complete):
-        section = chat_eval.readme_section(report, folder, readme)
-        publish(readme, section, chat_eval.README_MARKERS, report.provenance, report.complete)
-        console.print(f"updated the chat results section of {readme}")
+    section = partial(chat_eval.readme_section, report, folder)
+    publish_block(readme, report, section, chat_eval.README_MARKERS, "chat results section")
     exit_if_interrupted(report.complete)
 
 
@@ -193,7 +192,7 @@ def run_conversations_eval(
     from fewrec.agent.recommender import Recommender
     from fewrec.data.dialogues import read_dialogues
     from fewrec.eval import conversation_eval
-    from fewrec.eval.report import check_markers, default_run_dir, publish
+    from fewrec.eval.report import check_markers, default_run_dir
     from fewrec.eval.runner import EvalError
 
     if readme is not None:
@@ -225,10 +224,6 @@ def run_conversations_eval(
     files = conversation_eval.write(report, folder)
     console.print(conversation_eval.markdown(report), highlight=False, markup=False)
     note(f"wrote {', '.join(str(f) for f in files)}")
-    if readme is not None and not report.complete:
-        note(f"{readme} is not updated: the run did not finish (its files are written)")
-    elif readme is not None:
-        section = conversation_eval.readme_section(report, folder, readme)
-        publish(readme, section, conversation_eval.README_MARKERS, report.provenance, True)
-        note(f"updated the conversations section of {readme}")
+    section = partial(conversation_eval.readme_section, report, folder)
+    publish_block(readme, report, section, conversation_eval.README_MARKERS, "conversations section", note)
     exit_if_interrupted(report.complete)

@@ -359,9 +359,10 @@ class Scorer:
 
 
 # --------------------------------------------------------------------------- sampling
-def _ratings_by_user(
-    split: LeaveOneOutSplit, split_name: SplitName
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+RatingTable = tuple[np.ndarray, np.ndarray, np.ndarray]  # items, ratings, offsets per user
+
+
+def _ratings_by_user(split: LeaveOneOutSplit, split_name: SplitName) -> RatingTable:
     """(items, ratings, offsets) of every interaction known before the targets, grouped by user
     in history order; the ratings of held-out items the split does not keep are NaN."""
     frame = split.interactions_before(split_name)
@@ -375,18 +376,26 @@ def _ratings_by_user(
     return frame["item"].to_numpy(), ratings, offsets
 
 
+def _rated_history(
+    split: LeaveOneOutSplit, user: int, split_name: SplitName, table: RatingTable
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's history before the target and its ratings: NaN where the split keeps none, and
+    everywhere when the table is not in history order (no trustworthy ratings)."""
+    history = split.history(user, split_name)
+    items, ratings, offsets = table
+    mine, rated = items[offsets[user] : offsets[user + 1]], ratings[offsets[user] : offsets[user + 1]]
+    if len(mine) != len(history) or not np.array_equal(mine, history):
+        rated = np.full(len(history), np.nan)
+    return history, rated
+
+
 def liked_items(
     split: LeaveOneOutSplit, user: int, split_name: SplitName,
-    table: tuple[np.ndarray, np.ndarray, np.ndarray], phrasings: Phrasings, rng: np.random.Generator,
+    table: RatingTable, phrasings: Phrasings, rng: np.random.Generator,
 ) -> list[int]:  # fmt: skip
     """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
     least `min_rating` where ratings exist, else (or when too few are) the last items."""
-    history = split.history(user, split_name)
-    items, ratings, offsets = table
-    mine = items[offsets[user] : offsets[user + 1]]
-    rated = ratings[offsets[user] : offsets[user + 1]]
-    if len(mine) != len(history) or not np.array_equal(mine, history):
-        rated = np.full(len(history), np.nan)  # not in history order: no trustworthy ratings
+    history, rated = _rated_history(split, user, split_name, table)
     liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
     pool = liked if len(liked) >= phrasings.min_items else history
     n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))
@@ -395,19 +404,13 @@ def liked_items(
 
 def other_items(
     split: LeaveOneOutSplit, user: int, split_name: SplitName,
-    table: tuple[np.ndarray, np.ndarray, np.ndarray], phrasings: Phrasings, liked: list[int],
+    table: RatingTable, phrasings: Phrasings, liked: list[int],
 ) -> OtherItems:  # fmt: skip
     """The user's items before the target a family may name besides the liked ones, most
     recent first: those rated at most `max_disliked_rating` (none without trustworthy
     ratings), and every other item of their history."""
-    history = split.history(user, split_name)
-    items, ratings, offsets = table
-    mine = items[offsets[user] : offsets[user + 1]]
-    rated = ratings[offsets[user] : offsets[user + 1]]
-    trusted = len(mine) == len(history) and np.array_equal(mine, history)
-    low = (
-        history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating] if trusted else history[:0]
-    )
+    history, rated = _rated_history(split, user, split_name, table)
+    low = history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating]
     taken = set(liked)
     return OtherItems(
         disliked=tuple(int(i) for i in low[::-1] if int(i) not in taken),
@@ -697,8 +700,7 @@ def evaluate_chat(
         run = _FamilyRun(scorer, report, records, split, seed, say, on_result)
         run.all(chosen_families, messages, skipped, sample, progress)
     except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append("interrupted: the families listed are complete unless marked partial")
+        report.interrupted("the families listed are complete unless marked partial")
     _finish(report, records, split, seed)
     return report
 

@@ -625,8 +625,7 @@ def evaluate_conversations(
                 replays[mode].append(outcome[mode])
             bar.update()
     except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append(f"interrupted: {len(done)} of {len(chosen)} dialogues replayed")
+        report.interrupted(f"{len(done)} of {len(chosen)} dialogues replayed")
     finally:
         bar.close()
     finish(report, done, replays, replayer, matcher, seed)

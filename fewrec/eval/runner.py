@@ -265,8 +265,7 @@ def evaluate(
             if on_result:
                 on_result(report)
     except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append("interrupted: the methods listed are complete, the rest were not run")
+        report.interrupted("the methods listed are complete, the rest were not run")
     _conclude(report, evaluated, plan, per_user)
     return report
 
