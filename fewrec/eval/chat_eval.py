@@ -54,6 +54,8 @@ from fewrec.eval.report import (
     pct,
     pyplot,
     save_figure,
+    span,
+    table,
     write_run,
 )
 from fewrec.eval.runner import EvalError
@@ -811,10 +813,6 @@ def _family_line(r: FamilyResult) -> str:
 
 
 # --------------------------------------------------------------------------- report files
-def _ci(interval: tuple[float, float] | None, digits: int = 3) -> str:
-    return "" if interval is None else f"{interval[0]:.{digits}f}–{interval[1]:.{digits}f}"
-
-
 def _met(value: bool) -> str:
     return "met" if value else "**not met**"
 
@@ -854,28 +852,31 @@ def _header_lines(report: ChatEvalReport) -> list[str]:
             else " (configured)."
         ),
         "",
-        "| family | messages | chat @5 | chat @10 | chat @20 | ceiling @5 | ceiling @10 | ceiling @20 "
-        "| popularity @20 | chat/ceiling @20 (95% CI) | misread | asked back | stray query | filter differs "
-        "| no cards | s/turn p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
 
+def _hits(r: FamilyResult, columns: tuple[tuple[str, int], ...]) -> list[str]:
+    """hits@k of (method, k) pairs, as the tables show them."""
+    return [f"{r.hits.get(method, {}).get(f'hits@{k}', 0):.3f}" for method, k in columns]
+
+
 def _family_rows(rows: list[FamilyResult]) -> list[str]:
-    lines: list[str] = []
-    for r in rows:
-        chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
-        ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f} ({_ci(r.ratio_interval, 2)})"
-        name = f"**{r.name}**" if r.name == "all" else r.name + (" (partial)" if r.partial else "")
-        lines.append(
-            f"| {name} | {r.messages} | {chat.get('hits@5', 0):.3f} | {chat.get('hits@10', 0):.3f} | "
-            f"{chat.get('hits@20', 0):.3f} | {ceil.get('hits@5', 0):.3f} | {ceil.get('hits@10', 0):.3f} | "
-            f"{ceil.get('hits@20', 0):.3f} | {pop.get('hits@20', 0):.3f} | {ratio} | "
-            f"{pct(r.misread_rate)} | "
-            f"{pct(r.asked_back_rate)} | {pct(r.stray_query_rate)} | {pct(r.filter_mismatch_rate)} | "
-            f"{pct(r.no_cards_rate)} | {r.seconds_p50:.3f} / {r.seconds_p95:.3f} |"
-        )
-    lines += [
+    headers = "family | messages | chat @5 | chat @10 | chat @20 | ceiling @5 | ceiling @10 | ceiling @20 " \
+        "| popularity @20 | chat/ceiling @20 (95% CI) | misread | asked back | stray query " \
+        "| filter differs | no cards | s/turn p50 / p95"  # fmt: skip
+    columns = (("chat", 5), ("chat", 10), ("chat", 20), ("ceiling", 5), ("ceiling", 10), ("ceiling", 20),
+               ("popularity", 20))  # fmt: skip
+    cells = [
+        [f"**{r.name}**" if r.name == "all" else r.name + (" (partial)" if r.partial else ""), r.messages,
+         *_hits(r, columns),
+         "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f} ({span(r.ratio_interval, 2)})",
+         *map(pct, (r.misread_rate, r.asked_back_rate, r.stray_query_rate, r.filter_mismatch_rate,
+                    r.no_cards_rate)),
+         f"{r.seconds_p50:.3f} / {r.seconds_p95:.3f}"]
+        for r in rows
+    ]  # fmt: skip
+    return [
+        *table(headers, cells),
         "",
         "Misread: against the ground truth, an item missed or linked wrongly (a title not named, or "
         "a named one with the wrong feeling), or a genre or year filter not the one meant. Asked back: "
@@ -884,11 +885,20 @@ def _family_rows(rows: list[FamilyResult]) -> list[str]:
         "query. Filter differs: the genre or years the chat kept are not the ones asked for. No cards: "
         "the last turn showed none (counted as a miss).",
     ]
-    return lines
 
 
 def _title_rows(rows: list[FamilyResult]) -> list[str]:
-    lines = [
+    headers = "family | intended | linked | asked back | missed | wrong | of which the wrong feeling " \
+        "| messages missed | messages wrong | messages naming a shared title | misread, the other messages " \
+        "| skipped"  # fmt: skip
+    counts = ("intended", "linked", "asked_back", "missed", "wrong", "wrong_feeling")
+    cells = [
+        [r.name, *(r.titles.get(c, 0) for c in counts),
+         *map(pct, (r.missed_rate, r.wrong_rate, r.shared_title_rate, r.misread_rate_unshared)),
+         "; ".join(f"{why}: {n}" for why, n in r.skipped.items())]
+        for r in rows
+    ]  # fmt: skip
+    return [
         "",
         "Items, family by family (intended: named in the messages, liked or disliked, and the cards they "
         "refer to; linked: taken with the feeling meant; asked back: offered in a 'which one did you "
@@ -899,21 +909,8 @@ def _title_rows(rows: list[FamilyResult]) -> list[str]:
         "asking; the last misread column leaves messages naming one out. Skipped users could not be "
         "asked this way:",
         "",
-        "| family | intended | linked | asked back | missed | wrong | of which the wrong feeling "
-        "| messages missed | messages wrong | messages naming a shared title | misread, the other messages "
-        "| skipped |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(headers, cells),
     ]
-    for r in rows:
-        t = r.titles
-        skipped = "; ".join(f"{why}: {n}" for why, n in r.skipped.items())
-        lines.append(
-            f"| {r.name} | {t.get('intended', 0)} | {t.get('linked', 0)} | {t.get('asked_back', 0)} | "
-            f"{t.get('missed', 0)} | {t.get('wrong', 0)} | {t.get('wrong_feeling', 0)} | "
-            f"{pct(r.missed_rate)} | {pct(r.wrong_rate)} | "
-            f"{pct(r.shared_title_rate)} | {pct(r.misread_rate_unshared)} | {skipped} |"
-        )
-    return lines
 
 
 def _sweep_lines(report: ChatEvalReport) -> list[str]:
@@ -927,14 +924,14 @@ def _sweep_lines(report: ChatEvalReport) -> list[str]:
             "next, words rank higher only as far as they predict it: a weight of 0 means the words do "
             "not move the cards at all, which this score cannot tell from following them well:",
             "",
-            "| weight | " + " | ".join(s.families) + " |",
-            "|---|" + "---|" * len(s.families),
+            *table(
+                ["weight", *s.families],
+                [
+                    [weight, *(f"{row.get(f, 0):.3f}" for f in s.families)]
+                    for weight, row in [*s.chat_hits_at_20.items(), ("ceiling", s.ceiling_hits_at_20)]
+                ],
+            ),
         ]
-        for weight, row in s.chat_hits_at_20.items():
-            lines.append(f"| {weight} | " + " | ".join(f"{row.get(f, 0):.3f}" for f in s.families) + " |")
-        lines.append(
-            "| ceiling | " + " | ".join(f"{s.ceiling_hits_at_20.get(f, 0):.3f}" for f in s.families) + " |"
-        )
         if s.chosen:
             lines += [
                 "",
@@ -1021,6 +1018,11 @@ README_MARKERS = ("<!-- results-chat:start -->", "<!-- results-chat:end -->")
 
 def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
     """A short results table for the README's chat block, linking the full report and plot."""
+    rows = [[f"**{r.name}**" if r.name == "all" else r.name,
+             *_hits(r, (("chat", 10), ("chat", 20), ("ceiling", 20), ("popularity", 20))),
+             "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}",
+             *map(pct, (r.misread_rate, r.misread_rate_unshared, r.asked_back_rate))]
+            for r in [*report.families, *([report.overall] if report.overall else [])]]  # fmt: skip
     weights = ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
     lines = [
         f"`fewrec eval-chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
@@ -1028,19 +1030,12 @@ def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
         f"`{(report.git_commit or 'unknown')[:10]}`; query weights {weights}"
         + (" (chosen on validation targets)." if report.sweep and report.sweep.chosen else "."),
         "",
-        "| family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
-        "| misread | misread, no shared title | asked back |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *table(
+            "family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
+            "| misread | misread, no shared title | asked back",
+            rows,
+        ),
     ]
-    for r in [*report.families, *([report.overall] if report.overall else [])]:
-        chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
-        ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}"
-        name = f"**{r.name}**" if r.name == "all" else r.name
-        lines.append(
-            f"| {name} | {chat.get('hits@10', 0):.3f} | {chat.get('hits@20', 0):.3f} | "
-            f"{ceil.get('hits@20', 0):.3f} | {pop.get('hits@20', 0):.3f} | {ratio} | "
-            f"{pct(r.misread_rate)} | {pct(r.misread_rate_unshared)} | {pct(r.asked_back_rate)} |"
-        )
     if report.overall is not None:
         lines += ["", *target_lines(report)]
     lines += links(folder, readme, "Full report, with the messages read differently than meant",

@@ -68,6 +68,8 @@ from fewrec.eval.report import (
     pct,
     pyplot,
     save_figure,
+    span,
+    table,
     write_run,
 )
 from fewrec.eval.runner import EvalError
@@ -665,56 +667,42 @@ def finish(
 # --------------------------------------------------------------------------- report files
 def recall_rows(report: ConversationsReport, bold_chat: bool = False) -> list[str]:
     """The Recall@1/5/10/20 table: every mode and method, then the published anchors."""
-    lines = [
-        "| mode | method | " + " | ".join(f"R@{k}" for k in KS) + " | 95% CI R@20 | R@20, all targets |",
-        "|---|---|" + "---|" * len(KS) + "---|---|",
+    rows = [
+        [result.mode, f"**{METHOD_NAMES[method]}**" if bold_chat and method == "chat"
+         else METHOD_NAMES[method],
+         *_recalls(result.recall.get(method, {})), span(result.intervals_at_20.get(method)),
+         num(result.recall_all_targets.get(method, {}).get("recall@20"))]
+        for result in report.modes for method in METHODS
+    ]  # fmt: skip
+    rows += [
+        [PUBLISHED_NOTE, f"{a.name} ({a.source})", *_recalls(a.recall), None, None] for a in report.published
     ]
-    for result in report.modes:
-        for method in METHODS:
-            recall = result.recall.get(method, {})
-            interval = result.intervals_at_20.get(method)
-            name = METHOD_NAMES[method]
-            name = f"**{name}**" if bold_chat and method == "chat" else name
-            lines.append(
-                f"| {result.mode} | {name} | "
-                + " | ".join(num(recall.get(f"recall@{k}")) for k in KS)
-                + f" | {f'{interval[0]:.3f}–{interval[1]:.3f}' if interval else ''} | "
-                f"{num(result.recall_all_targets.get(method, {}).get('recall@20'))} |"
-            )
-    for anchor in report.published:
-        cells = " | ".join(num(anchor.recall.get(f"recall@{k}")) for k in KS)
-        lines.append(f"| {PUBLISHED_NOTE} | {anchor.name} ({anchor.source}) | {cells} | | |")
-    return lines
+    return table(["mode", "method", *(f"R@{k}" for k in KS), "95% CI R@20", "R@20, all targets"], rows)
+
+
+def _recalls(recall: dict[str, float]) -> list[str]:
+    return [num(recall.get(f"recall@{k}")) for k in KS]
 
 
 def reading_rows(report: ConversationsReport) -> list[str]:
-    lines = [
-        "| mode | films | labelled films | liked kept as liked | disliked not taken as liked "
-        "| seen accuracy |",
-        "|---|---|---|---|---|---|",
-    ]
-    for result in report.modes:
-        for scope, r in result.reading.items():
-            liked, disliked = sum(r.liked.values()), sum(r.disliked.values())
-            lines.append(
-                f"| {result.mode} | {scope} | {r.films} | {pct(r.liked_kept)} of {liked} | "
-                f"{pct(r.disliked_not_liked)} of {disliked} | {pct(r.seen_accuracy)} |"
-            )
-    return lines
+    rows = [
+        [result.mode, scope, r.films, f"{pct(r.liked_kept)} of {sum(r.liked.values())}",
+         f"{pct(r.disliked_not_liked)} of {sum(r.disliked.values())}", pct(r.seen_accuracy)]
+        for result in report.modes for scope, r in result.reading.items()
+    ]  # fmt: skip
+    headers = (
+        "mode | films | labelled films | liked kept as liked | disliked not taken as liked | seen accuracy"
+    )
+    return table(headers, rows)
 
 
 def place_rows(result: ModeResult, scope: str) -> list[str]:
     r = result.reading.get(scope, Reading())
-    lines = ["| seeker's label | " + " | ".join(PLACES) + " |", "|---|" + "---|" * len(PLACES)]
-    for label, table in (
-        ("liked", r.liked),
-        ("disliked", r.disliked),
-        ("liked not said", r.unsaid),
-        ("seen", r.seen),
-        ("not seen", r.not_seen),
-    ):
-        lines.append(f"| {label} | " + " | ".join(str(table.get(p, 0)) for p in PLACES) + " |")
-    return lines
+    labels = {"liked": r.liked, "disliked": r.disliked, "liked not said": r.unsaid, "seen": r.seen,
+              "not seen": r.not_seen}  # fmt: skip
+    return table(
+        ["seeker's label", *PLACES], [[label, *(n.get(p, 0) for p in PLACES)] for label, n in labels.items()]
+    )
 
 
 def header_lines(report: ConversationsReport) -> list[str]:
@@ -888,21 +876,15 @@ def cv_rows(cv: CrossValidation) -> list[str]:
     from fewrec.eval.conversation_cv import CV_METHOD_NAMES, cv_methods
 
     names = {**METHOD_NAMES, **CV_METHOD_NAMES}
-    lines = [
-        "| method (seeker_only, cross-validated) | "
-        + " | ".join(f"R@{k}" for k in KS)
-        + " | 95% CI R@10 | 95% CI R@20 | R@10 / R@20 pooled |",
-        "|---|" + "---|" * len(KS) + "---|---|---|",
-    ]
-    for method in cv_methods(cv):
-        mean, ci, pooled = cv.mean[method], cv.intervals[method], cv.pooled[method]
-        lines.append(
-            f"| {names[method]} | "
-            + " | ".join(num(mean.get(f"recall@{k}")) for k in KS)
-            + f" | {ci['recall@10'][0]:.3f}–{ci['recall@10'][1]:.3f} | {ci['recall@20'][0]:.3f}–"
-            f"{ci['recall@20'][1]:.3f} | {pooled['recall@10']:.3f} / {pooled['recall@20']:.3f} |"
-        )
-    return lines
+    rows = [
+        [names[method], *_recalls(cv.mean[method]), span(cv.intervals[method]["recall@10"]),
+         span(cv.intervals[method]["recall@20"]),
+         f"{cv.pooled[method]['recall@10']:.3f} / {cv.pooled[method]['recall@20']:.3f}"]
+        for method in cv_methods(cv)
+    ]  # fmt: skip
+    headers = ["method (seeker_only, cross-validated)", *(f"R@{k}" for k in KS), "95% CI R@10", "95% CI R@20",
+               "R@10 / R@20 pooled"]  # fmt: skip
+    return table(headers, rows)
 
 
 def _cv_files(cv: CrossValidation, joiner: str) -> str:
