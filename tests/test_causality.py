@@ -25,7 +25,7 @@ from fewrec.data.models import Catalog, Dataset, Interactions, build_catalog
 from fewrec.data.split import UNKNOWN_ITEM, SplitSettings, temporal_split
 from fewrec.eval.baselines import run_baseline
 from fewrec.eval.metrics import masked_target_ranks
-from fewrec.eval.tune import validation_queries
+from fewrec.fit.tune import validation_queries
 from fewrec.prompts.demos import build_demonstrations
 from fewrec.retrieval import FitData, Retriever, ScoringContext
 from fewrec.retrieval.fusion import SOURCE_NAMES, make_source

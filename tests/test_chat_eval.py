@@ -317,6 +317,8 @@ def test_a_chat_that_reads_exactly_scores_as_the_ceiling(
 
 def test_tiny_end_to_end_run_writes_the_reports(bundled_split, cheap_recommender, tmp_path):
     settings = cheap_recommender.settings
+    settings.chat.cards = 5  # as the page shows: the evaluation answers with 20 of its own
+    before = settings.model_dump(mode="json")
     report = chat_eval.evaluate_chat(
         bundled_split, settings, users=5, seed=0, families=["quoted", "request_decade", "request_genre"],
         query_weights=[], recommender=cheap_recommender,
@@ -350,7 +352,9 @@ def test_tiny_end_to_end_run_writes_the_reports(bundled_split, cheap_recommender
     assert data["overall"]["messages"] == sum(f["messages"] for f in data["families"])
     text = (tmp_path / "run" / "report.md").read_text()
     assert "| quoted |" in text and "Target misread-title rate" in text
-    assert settings.chat.cards == chat_eval.CARDS
+    assert data["settings"]["chat"]["cards"] == chat_eval.CARDS
+    # The evaluation answered with 20 cards from settings of its own: the caller's are as they were.
+    assert cheap_recommender.settings is settings and settings.model_dump(mode="json") == before
 
 
 def test_cli_rejects_a_dataset_without_titles(events_without_titles):

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 import fewrec.cli
 from fewrec.cli import app
+from fewrec.data.dialogues import ConversationFormatError
 from fewrec.eval.chat_phrasings import PhrasingsError
-from fewrec.eval.conversations import ConversationFormatError
 from fewrec.eval.runner import EvalError
 
 CLI = Path(fewrec.cli.__file__).parent

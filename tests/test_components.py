@@ -23,7 +23,7 @@ from fewrec.config import RetrievalSettings, Settings, SourceConfig
 from fewrec.data.split import LeaveOneOutSplit, leave_one_out
 from fewrec.data.synthetic import generate, to_dataset
 from fewrec.eval.baselines import BASELINES, baseline_grids, run_baseline
-from fewrec.eval.tune import weights_tables, with_setting
+from fewrec.fit.tune import weights_tables, with_setting
 from fewrec.retrieval.base import BuildContext, FitData, ScoringContext
 from fewrec.retrieval.content import ContentSimilarity
 from fewrec.retrieval.fusion import Retriever, make_source, max_normalise

@@ -16,11 +16,11 @@ from fewrec.agent.conversation_prior import ConversationPrior, PriorForm, PriorS
 from fewrec.agent.pipeline import Pipeline
 from fewrec.agent.recommender import Recommender
 from fewrec.config import RetrievalSettings, Settings
+from fewrec.data.dialogues import Dialogue, TitleMatcher, dialogue_folds, read_dialogues
 from fewrec.data.errors import FewrecError
-from fewrec.eval import build_prior as bp
 from fewrec.eval import conversation_cv as cvm
 from fewrec.eval import conversation_eval as ce
-from fewrec.eval.conversations import Dialogue, TitleMatcher, dialogue_folds, read_dialogues
+from fewrec.fit import build_prior as bp
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "redial_sample.jsonl"
 
@@ -140,19 +140,14 @@ def test_the_form_is_chosen_on_the_dialogues_given(sample, bundled_split):
 def test_cross_validation_replays_each_fold_with_the_other_folds_prior(sample, cheap_recommender):
     dialogues = many(sample, 2)
     seen: list[int] = []
-    original = cvm.fold_prior_scorer
 
     def spy(train, matcher, recommender, fit, seed):
         seen.append(len(train))
-        return original(train, matcher, recommender, fit, seed)
+        return bp.fold_prior_scorer(train, matcher, recommender, fit, seed)
 
-    cvm.fold_prior_scorer = spy
-    try:
-        cv = cvm.cross_validate(
-            [SAMPLE], dialogues, cheap_recommender, folds=3, seed=0, fit=False, without_prior=True
-        )
-    finally:
-        cvm.fold_prior_scorer = original
+    cv = cvm.cross_validate(
+        [SAMPLE], dialogues, cheap_recommender, prior_for=spy, folds=3, seed=0, fit=False, without_prior=True
+    )
     folds = dialogue_folds(dialogues, 3, 0)
     assert seen == [len(dialogues) - folds.count(n) for n in range(3)]
     assert [f.dialogues for f in cv.per_fold] == [folds.count(n) for n in range(3)]

@@ -12,8 +12,8 @@ from conftest import item_titled
 from fewrec.agent.chat import ChatAgent, ChatState
 from fewrec.agent.conversation_prior import BUNDLED_PRIOR, ConversationPrior, PriorScorer, load_prior
 from fewrec.agent.recommender import Filters
-from fewrec.eval.build_prior import count_suggestions
-from fewrec.eval.conversations import TitleMatcher, dialogue_from_turns, read_dialogues
+from fewrec.data.dialogues import TitleMatcher, dialogue_from_turns, read_dialogues
+from fewrec.fit.build_prior import count_suggestions
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "redial_sample.jsonl"
 

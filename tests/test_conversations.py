@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn, PendingChoice
 from fewrec.agent.recommender import Recommendation, Recommender
 from fewrec.cli import app
-from fewrec.eval import conversation_eval as ce
-from fewrec.eval.conversations import (
+from fewrec.data.dialogues import (
     ConversationFormatError,
     Dialogue,
     TitleMatcher,
@@ -25,6 +24,8 @@ from fewrec.eval.conversations import (
     new_item_turns,
     read_dialogues,
 )
+from fewrec.eval import conversation_eval as ce
+from fewrec.eval.harness import place_of
 from fewrec.eval.runner import EvalError
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "redial_sample.jsonl"
@@ -209,7 +210,7 @@ def test_reading_accuracy_counts_places_against_labels():
     state = ChatState(
         liked=[1], excluded=[2], pending=[PendingChoice(phrase="x", sentiment="like", options=[3])]
     )
-    assert [ce.place_of(state, i) for i in (1, 2, 3, 4)] == [
+    assert [place_of(state, i) for i in (1, 2, 3, 4)] == [
         "liked",
         "seen / not again",
         "asked back",

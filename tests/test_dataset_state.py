@@ -308,7 +308,7 @@ def test_cli_tune_samples_users_keeps_weights_and_eval_uses_them(cli_env, positi
 
 def test_cli_tune_samples_users_to_fit_its_memory_budget(cli_env, positions_csv, monkeypatch):
     from fewrec.data import load_dataset
-    from fewrec.eval.tune import memory_sample_size
+    from fewrec.fit.tune import memory_sample_size
 
     split = load_dataset(str(positions_csv), cache_dir=None)
     eligible = len(split.eval_users("valid"))

@@ -18,7 +18,7 @@ from fewrec.data import FewrecError
 from fewrec.eval import metrics as m
 from fewrec.eval.report import write
 from fewrec.eval.runner import EvalError, EvalReport, evaluate
-from fewrec.eval.tune import ValidationQueries, neutral_starts, tune_on, validation_queries
+from fewrec.fit.tune import ValidationQueries, neutral_starts, tune_on, validation_queries
 from fewrec.retrieval import Retriever
 
 FUSED = "fewrec retrieval (fused)"

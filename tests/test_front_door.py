@@ -183,6 +183,34 @@ def test_eval_with_readme_stops_before_loading_anything(tmp_path, monkeypatch):
     assert "results-ties-random:start" in str(result.exception)
 
 
+@pytest.mark.parametrize(
+    ("args", "loads", "block"),
+    [
+        (["eval-chat"], "load_split", "results-chat"),
+        (["eval-conversations", str(ROOT / "tests" / "data" / "redial_sample.jsonl")], "build_pipeline",
+         "results-conversations"),
+    ],
+)  # fmt: skip
+def test_the_chat_evaluations_with_readme_stop_before_loading_anything(tmp_path, monkeypatch, args, loads,
+                                                                       block):  # fmt: skip
+    from typer.testing import CliRunner
+
+    from fewrec.cli import chat_evaluation
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the data was loaded before the markers were checked")
+
+    monkeypatch.setattr(chat_evaluation, loads, must_not_run)
+    target = tmp_path / "RESULTS.md"
+    target.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    result = CliRunner().invoke(app, [*args, "--readme", str(target)])
+    assert isinstance(result.exception, FewrecError), result.output
+    assert str(result.exception) == (
+        f"cannot update {target}: it has no <!-- {block}:start --> and no <!-- {block}:end --> marker"
+    )
+    assert target.read_text() == "<!-- results:start -->\n<!-- results:end -->\n"  # nothing half-written
+
+
 def test_make_run_evaluates_at_the_points_make_results_chose():
     quick = tomllib.loads((ROOT / "configs" / "quick.toml").read_text())["retrieval"]["sources"]
     loo = tomllib.loads((ROOT / "configs" / "loo.toml").read_text())["retrieval"]["sources"]

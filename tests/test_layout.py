@@ -20,6 +20,7 @@ ALLOWED = {
     "llm": {"llm", "data", "config", "prompts"},
     "agent": {"agent", "data", "config", "state", "distributed", "retrieval", "prompts", "llm"},
     "eval": {"eval", "data", "config", "state", "distributed", "retrieval", "prompts", "llm", "agent"},
+    "fit": {"fit", "eval", "data", "config", "state", "distributed", "retrieval", "prompts", "llm", "agent"},
     "ui": {"ui", "data", "config", "prompts", "agent"},
 }
 

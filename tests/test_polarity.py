@@ -27,7 +27,7 @@ from fewrec.agent.polarity import (
     polarity_reader,
 )
 from fewrec.agent.understand import MessageReader, clean_message
-from fewrec.eval import build_polarity
+from fewrec.fit import build_polarity
 from fewrec.retrieval.embeddings import EmbeddingError
 
 SAMPLE = Path(__file__).parent / "data" / "redial_sample.jsonl"

@@ -22,7 +22,7 @@ from fewrec.agent.query_words import (
     stem,
 )
 from fewrec.agent.understand import content_words
-from fewrec.eval import build_query_words
+from fewrec.fit import build_query_words
 
 REDIAL_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "redial" / "train_data.jsonl"
 
@@ -105,7 +105,7 @@ def test_the_bundled_counts_say_where_they_come_from():
     assert data["file"] == "train_data.jsonl"  # never the validation dialogues
     assert "ReDial" in data["source"] and "NeurIPS 2018" in data["source"] and "Li" in data["source"]
     assert data["licence"] == "CC BY 4.0"
-    assert data["command"] == "python -m fewrec.eval.build_query_words train_data.jsonl redial_words.json"
+    assert data["command"] == "python -m fewrec.fit.build_query_words train_data.jsonl redial_words.json"
     assert len(data["sha256"]) == 64 and data["dialogues"] == 500 and data["messages"] > 9000
     assert data["counts"]["tonight"] > data["counts"].get("heist", 0)
     talk = load_talk()
@@ -131,7 +131,7 @@ def test_the_rebuild_command_reproduces_the_counts(tmp_path, capsys):
     assert data["dialogues"] == 2 and data["messages"] == 4
     assert data["counts"]["tonight"] == 3  # messages, not occurrences
     assert data["counts"]["i'd"] == 1 and "123" not in data["counts"]  # apostrophes straightened, @ids out
-    assert data["command"] == "python -m fewrec.eval.build_query_words train_data.jsonl redial_words.json"
+    assert data["command"] == "python -m fewrec.fit.build_query_words train_data.jsonl redial_words.json"
     first = out.read_bytes()
     build_query_words.main([str(train), str(out)])
     assert out.read_bytes() == first  # the same bytes every time

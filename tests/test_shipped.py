@@ -20,7 +20,7 @@ from fewrec.retrieval.store import ContentIndex, content_hash, item_document
 
 REGENERATE = (
     "regenerate them: `FEWREC_DATA_DIR=/tmp/ship make run` (stop it at the page), then "
-    "`python -m fewrec.eval.build_shipped /tmp/ship`"
+    "`python -m fewrec.fit.build_shipped /tmp/ship`"
 )
 
 

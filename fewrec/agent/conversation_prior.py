@@ -1,7 +1,7 @@
 """What human film clerks suggest in real conversations: a prior the chat mixes into its ranking.
 
 Fitted on training dialogues only (ReDial's train split, Li et al., NeurIPS 2018, CC BY 4.0;
-see `fewrec/eval/build_prior.py` for the command that writes the bundled file). It holds two
+see `fewrec/fit/build_prior.py` for the command that writes the bundled file). It holds two
 kinds of counts over catalog items:
 - `suggested`: how often recommenders proposed each film as something new;
 - `after`: for each film mentioned in a dialogue, the films recommenders proposed after it.

@@ -23,7 +23,7 @@ A rule's "disliked" gives way only to a confidently positive reading (below `lik
 The weights are fitted on 3,000 labelled review sentences (Kotzias et al., KDD 2015, UCI
 "Sentiment Labelled Sentences", CC BY 4.0) and the seekers' own labels in ReDial's training
 dialogues (Li et al., NeurIPS 2018, CC BY 4.0), and shipped as JSON with the command that
-rebuilds them (`python -m fewrec.eval.build_polarity`); the thresholds are chosen there by
+rebuilds them (`python -m fewrec.fit.build_polarity`); the thresholds are chosen there by
 cross-validation grouped by dialogue. Without the embedding model (or with another one) the
 chat reads with the rules alone and says so once in the log.
 """

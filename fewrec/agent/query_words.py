@@ -9,7 +9,7 @@ against how often people use it when they talk about films. Two counts give that
 - `c`, the number of catalog items whose descriptive text holds the word;
 - `t`, the number of messages of ReDial's *training* dialogues that hold it (both sides of the
   conversation; Li et al., NeurIPS 2018, CC BY 4.0; bundled as `redial_words.json` by
-  `python -m fewrec.eval.build_query_words`).
+  `python -m fewrec.fit.build_query_words`).
 
 A word is descriptive when its score, `log((c + a) / items) - log((t + a) / messages)`, reaches
 `describe` *and* at least `evidence` items per 10,000 use it. "tonight" is common in the talk
@@ -26,7 +26,7 @@ unknown, and `unknown` says whether it may stand in a query. Two words in a row 
 catalog uses as a phrase ("time travel", "mel gibson") both stay.
 
 The thresholds were chosen by cross-validation over 300 labelled ReDial seeker messages
-(`python -m fewrec.eval.query_words`, docs/QUERY_WORDS.md), never on a single message.
+(`python -m fewrec.fit.query_words`, docs/QUERY_WORDS.md), never on a single message.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Thresholds:
     smoothing: float = 1.0  # `a`, added to both counts
 
 
-# Chosen by `python -m fewrec.eval.query_words` (docs/QUERY_WORDS.md).
+# Chosen by `python -m fewrec.fit.query_words` (docs/QUERY_WORDS.md).
 DEFAULT_THRESHOLDS = Thresholds()
 
 

@@ -849,7 +849,7 @@ class MessageReader:
     def rule_feelings(self, text: str) -> list[tuple[tuple[int, int], tuple[int, ...], str]]:
         """Each title the message names (span, catalog rows) with the rules' feeling about it,
         before any classifier (NAMED where no feeling word was found): what
-        `fewrec.eval.build_polarity` learns from."""
+        `fewrec.fit.build_polarity` learns from."""
         text = text.translate(APOSTROPHES)
         links = self._link(text)
         links += self._not_found(text, links)

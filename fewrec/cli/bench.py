@@ -4,13 +4,14 @@ on synthetic data at real sizes (--scale), or one process against Ray (--ray).""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from fewrec.cli.common import check_ray, console, load_settings, note, progress_line
+from fewrec.cli.common import check_ray, console, load_settings, note, progress_line, publish_block
 from fewrec.cli.options import ConfigOption, DatasetOption, FormatOption, RayWorkersOption
 from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
@@ -116,7 +117,7 @@ def machine_bench(
 ) -> None:  # fmt: skip
     """`fewrec bench` on the dataset: run, print the figures, save them (and the README section)."""
     from fewrec.data.files import write_atomically
-    from fewrec.eval.bench import README_MARKERS, run_bench
+    from fewrec.eval.bench import README_MARKERS, readme_section, run_bench
     from fewrec.eval.report import check_markers
 
     if readme is not None:
@@ -137,13 +138,8 @@ def machine_bench(
     target = out or Path("runs/bench.json")
     write_atomically(target, result.model_dump_json(indent=2).encode())
     console.print(f"wrote {target}")
-    if readme is not None:
-        from fewrec.eval import bench as bench_module
-        from fewrec.eval.report import publish
-
-        section = bench_module.readme_section(result, target, readme)
-        publish(readme, section, bench_module.README_MARKERS, result.provenance, complete=True)
-        console.print(f"updated the speed section of {readme}")
+    section = partial(readme_section, result, target)
+    publish_block(readme, result, section, README_MARKERS, "speed section")
 
 
 def ray_bench(settings: Settings, address: str, workers: int | None) -> dict[str, Any]:

@@ -4,8 +4,10 @@ and `fewrec eval --conversations FILE` call these two commands with their own op
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,9 +19,9 @@ from fewrec.cli.common import (
     float_list,
     load_settings,
     load_split,
-    may_publish,
     note,
     progress_line,
+    publish_block,
     with_split_options,
 )
 from fewrec.cli.options import (
@@ -41,6 +43,9 @@ from fewrec.cli.options import (
 )
 from fewrec.config import Settings
 
+if TYPE_CHECKING:
+    from fewrec.eval.conversation_eval import CVOptions
+
 ChatUsersOption = Annotated[
     int | None, typer.Option(help="Evaluate a seeded sample of N held-out users (default 200).")
 ]
@@ -52,7 +57,7 @@ ConversationsFileOption = Annotated[
     Path,
     typer.Argument(
         metavar="FILE",
-        help="Dialogues as ReDial JSONL or the adapter format of fewrec/eval/conversations.py.",
+        help="Dialogues as ReDial JSONL or the adapter format of fewrec/data/dialogues.py.",
         show_default=False,
     ),
 ]
@@ -142,7 +147,7 @@ def run_chat_eval(
     """The chat evaluation (fewrec/eval/chat_eval.py): run, print, write, publish."""
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
-    from fewrec.eval.report import check_markers, default_run_dir, publish
+    from fewrec.eval.report import check_markers, default_run_dir
 
     if readme is not None:
         check_markers(readme, chat_eval.README_MARKERS)  # before minutes of work, not after
@@ -167,36 +172,58 @@ def run_chat_eval(
         console.print("query weights chosen on validation targets; to keep them, put in a config file:")
         print(f"[chat]\n{chosen}")
     console.print(f"wrote {', '.join(str(f) for f in files)}")
-    if may_publish(readme, report.complete):
-        section = chat_eval.readme_section(report, folder, readme)
-        publish(readme, section, chat_eval.README_MARKERS, report.provenance, report.complete)
-        console.print(f"updated the chat results section of {readme}")
+    section = partial(chat_eval.readme_section, report, folder)
+    publish_block(readme, report, section, chat_eval.README_MARKERS, "chat results section")
     exit_if_interrupted(report.complete)
 
 
 def run_conversations_eval(
     settings: Settings,
     path: Path,
-    dialogues: int | None,
+    sample: int | None,
     seed: int,
     out: Path | None,
     readme: Path | None,
-    cv: object | None = None,
+    cv: CVOptions | None = None,
 ) -> None:
-    """The conversation evaluation (fewrec/eval/conversation_eval.py); the file is checked before
-    the recommender is built."""
+    """The conversation evaluation (fewrec/eval/conversation_eval.py): the file is read (and its
+    format checked) before the data and models load; then the run, the cross-validation when
+    asked, the files and the README block."""
     from fewrec.agent.recommender import Recommender
+    from fewrec.data.dialogues import read_dialogues
     from fewrec.eval import conversation_eval
-    from fewrec.eval.report import check_markers
+    from fewrec.eval.report import check_markers, default_run_dir
+    from fewrec.eval.runner import EvalError
 
     if readme is not None:
         check_markers(readme, conversation_eval.README_MARKERS)  # before minutes of work, not after
+    if sample is not None and sample < 1:
+        raise EvalError(f"--dialogues must be at least 1, got {sample}")
+    dialogues = read_dialogues(path)
+    if not dialogues:
+        raise EvalError(f"{path} holds no dialogue")
+    pooled = [*dialogues, *(d for extra in (cv.data if cv else []) for d in read_dialogues(extra))]
+    note(f"{len(dialogues)} dialogues in {path}; loading the data, the index and the models…")
+    loading = time.perf_counter()
+    recommender = Recommender(pipeline=build_pipeline(settings)).warm_up()
+    setup_seconds = round(time.perf_counter() - loading, 1)
+    report = conversation_eval.evaluate_conversations(
+        path, recommender, dialogues=dialogues, sample=sample, seed=seed, progress=True
+    )
+    report.setup_seconds = setup_seconds
+    if cv is not None and report.complete:
+        from fewrec.eval.conversation_cv import cross_validate
+        from fewrec.fit.build_prior import fold_prior_scorer
 
-    def show(text: str) -> None:
-        console.print(text, highlight=False, markup=False)
-
-    report = conversation_eval.command(
-        path, lambda: Recommender(pipeline=build_pipeline(settings)).warm_up(), sample=dialogues, seed=seed,
-        out=out, readme=readme, say=note, show=show, cv=cv,  # type: ignore[arg-type]
-    )  # fmt: skip
+        note(f"cross-validating over {len(pooled)} dialogues, {cv.folds} folds…")
+        report.cross_validation = cross_validate(
+            [Path(path), *cv.data], pooled, recommender, prior_for=fold_prior_scorer, folds=cv.folds,
+            seed=seed, sample=cv.sample, fit=cv.fit, without_prior=cv.without_prior, progress=True, say=note,
+        )  # fmt: skip
+    folder = out or default_run_dir()
+    files = conversation_eval.write(report, folder)
+    console.print(conversation_eval.markdown(report), highlight=False, markup=False)
+    note(f"wrote {', '.join(str(f) for f in files)}")
+    section = partial(conversation_eval.readme_section, report, folder)
+    publish_block(readme, report, section, conversation_eval.README_MARKERS, "conversations section", note)
     exit_if_interrupted(report.complete)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from fewrec.data.errors import FewrecError
 if TYPE_CHECKING:
     from fewrec.agent.pipeline import Pipeline
     from fewrec.data.split import LeaveOneOutSplit
+    from fewrec.eval.provenance import RunRecord
 
 console = Console()
 
@@ -171,12 +172,19 @@ def check_split(split: str) -> None:
         raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
 
 
-def may_publish(readme: Path | None, complete: bool) -> bool:
-    """Whether an evaluation rewrites its README section: only after a complete run (else one dim
-    line says why not; the run's files are written either way)."""
-    if readme is not None and not complete:
+def publish_block(
+    readme: Path | None, run: RunRecord, section: Callable[[Path], str], markers: tuple[str, str], what: str,
+    say: Callable[[str], None] = console.print,
+) -> None:  # fmt: skip
+    """An evaluation's README block, rewritten only after a complete run (else one dim line says
+    why not; the run's files are written either way); `what` names the block in the last line."""
+    from fewrec.eval.report import publish
+
+    if readme is not None and not run.complete:
         note(f"{readme} is not updated: the run did not finish (its files are written)")
-    return readme is not None and complete
+    elif readme is not None:
+        publish(readme, section(readme), markers, run.provenance, run.complete)
+        say(f"updated the {what} of {readme}")
 
 
 def exit_if_interrupted(complete: bool) -> None:

@@ -20,9 +20,9 @@ from fewrec.cli.common import (
     exit_if_interrupted,
     int_list,
     load_settings,
-    may_publish,
     note,
     progress_line,
+    publish_block,
     ray_pool,
     with_split_options,
 )
@@ -309,21 +309,11 @@ def run_ranking(
 def finish_ranking(report: EvalReport, folder: Path, readme: Path | None, readme_block: str | None) -> None:
     """Write the run's files, print its report, rewrite the README block after a complete run;
     an interrupted run exits 130."""
-    from fewrec.eval.report import (
-        markdown,
-        publish,
-        readme_markers,
-        readme_markers_named,
-        readme_section,
-        write,
-    )
+    from fewrec.eval.report import markdown, readme_markers, readme_markers_named, readme_section, write
 
     files = write(report, folder)
     console.print(markdown(report), highlight=False)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
-    if may_publish(readme, report.complete):
-        section = readme_section(report, folder, readme)
-        markers = readme_markers(report) if readme_block is None else readme_markers_named(readme_block)
-        publish(readme, section, markers, report.provenance, report.complete)
-        console.print(f"updated the Results section of {readme}")
+    markers = readme_markers(report) if readme_block is None else readme_markers_named(readme_block)
+    publish_block(readme, report, lambda to: readme_section(report, folder, to), markers, "Results section")
     exit_if_interrupted(report.complete)

@@ -59,13 +59,13 @@ def tune(
         load_settings(config, dataset, format, duplicates), protocol, ties, test_cut, valid_cut
     )
     # The pipeline fits the settings to the data and gives the content vectors; the sources are
-    # fitted by eval/tune.py, on the validation split and the pseudo-validation ones.
+    # fitted by fit/tune.py, on the validation split and the pseudo-validation ones.
     pipeline = build_pipeline(settings, announce=False, progress=True, use_content=not no_content)
     users, sample = tune_sample(pipeline, users, seed, pseudo)
     if sweep:
         sweep_one_setting(pipeline, sweep, sample, pseudo, folds)
         return
-    from fewrec.eval.tune import weights_tables
+    from fewrec.fit.tune import weights_tables
 
     result = tune_and_keep(pipeline, sample, users, seed, pseudo, folds)
     print(weights_tables(result.weights))
@@ -73,7 +73,7 @@ def tune(
 
 def sweep_one_setting(pipeline: Pipeline, sweep: str, sample: Any, pseudo: int, folds: int) -> None:
     """`fewrec tune --sweep KEY=V1,V2,…`: tune the weights at each value and print a table."""
-    from fewrec.eval.tune import sweep_setting
+    from fewrec.fit.tune import sweep_setting
 
     data, settings = pipeline.split, pipeline.settings
     key, _, raw = sweep.partition("=")
@@ -99,7 +99,7 @@ def sweep_one_setting(pipeline: Pipeline, sweep: str, sample: Any, pseudo: int, 
 def tune_sample(pipeline: Pipeline, users: int | None, seed: int, pseudo: int) -> tuple[int | None, Any]:
     """The users whose validation targets tuning reads: `users` of them (seeded), or as many as
     fit retrieval.tune_memory_gb (every user when all fit)."""
-    from fewrec.eval.tune import memory_sample_size, sample_users
+    from fewrec.fit.tune import memory_sample_size, sample_users
 
     data, retrieval = pipeline.split, pipeline.settings.retrieval
     if users is None:
@@ -119,7 +119,7 @@ def tune_and_keep(pipeline: Pipeline, sample: Any, users: int | None, seed: int,
                   folds: int = 0) -> Any:  # fmt: skip
     """Choose the fusion weights on validation targets (of `sample` users), keep them for this
     dataset and print what was found; the pipeline's settings use them from then on."""
-    from fewrec.eval.tune import tune_weights
+    from fewrec.fit.tune import tune_weights
     from fewrec.state import save_tuned
 
     data, settings, status = pipeline.split, pipeline.settings, pipeline.tuned_status

@@ -1,6 +1,8 @@
-"""Evaluation: metrics, baselines, the batch runner behind `fewrec eval`, reports and plots.
+"""Evaluation: metrics, baselines, the batch runner behind `fewrec eval`, the chat's and the
+conversations' evaluations, the speed figures, and the harness they share (harness.py, report.py,
+provenance.py, anchors.toml).
 
-Only cli.py (and `python -m fewrec eval`) import this package.
+Only cli/ (and `python -m fewrec eval`) and the fitting commands of fit/ import this package.
 """
 
 from fewrec.eval.runner import EvalReport, MethodResult, evaluate

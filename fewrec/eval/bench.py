@@ -16,6 +16,7 @@ from pydantic import Field
 
 from fewrec.config import Settings
 from fewrec.eval.provenance import Provenance, RunRecord
+from fewrec.eval.report import table
 
 if TYPE_CHECKING:
     from fewrec.agent.pipeline import Pipeline
@@ -56,19 +57,22 @@ def readme_section(result: BenchResult, source: Path, readme: Path) -> str:
     p = result.provenance or Provenance()
     load = "–".join(f"{v:g}" for v in (p.load_average_start[:1] + p.load_average_end[:1]))
     rel = os.path.relpath(source, readme.parent)
+    rows = [row for spec in _README_ROWS if (row := _figure_row(spec, result.figures))]
     lines = [
         f"`fewrec bench` on {p.cores} cores, load average {load or 'unknown'} (start–end), "
         f"commit `{(p.commit or 'unknown')[:10]}`; every figure is in [{rel}]({rel}).",
         "",
-        "| figure | value |",
-        "|---|---|",
+        *table("figure | value", rows),
     ]
-    for label, value in _README_ROWS:
-        try:
-            lines.append(f"| {label.format(**result.figures)} | {value.format(**result.figures)} |")
-        except (KeyError, ValueError):
-            continue
     return "\n".join(lines)
+
+
+def _figure_row(row: tuple[str, str], figures: dict[str, Any]) -> list[str]:
+    """A row of the speed table; none where the run lacks one of its figures."""
+    try:
+        return [part.format(**figures) for part in row]
+    except (KeyError, ValueError):
+        return []
 
 
 def _peak_rss_mb() -> float:

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from fewrec.config import RetrievalSettings
+from fewrec.eval.harness import seeded_sample
 
 GB = 1024.0  # MB per GB, as the peaks are in MB
 
@@ -184,7 +185,7 @@ def _worker_retriever(args: dict[str, Any]) -> dict[str, Any]:
     out["notes"] = list(retriever.notes)
     users = np.arange(split.n_users)
     if args["score_users"] is not None and args["score_users"] < split.n_users:
-        users = np.sort(np.random.default_rng(0).choice(split.n_users, args["score_users"], replace=False))
+        users = seeded_sample(users, args["score_users"], 0)
     histories = [split.history(int(u), "test") for u in users]
     _reset_peak()
     started = time.perf_counter()

@@ -18,10 +18,8 @@ hits@20 on the families that carry such words, never on the test targets.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,9 +29,10 @@ from pydantic import BaseModel, Field
 from fewrec.agent.chat import ChatAgent, ChatState
 from fewrec.agent.recommender import Filters, Recommender, describe_filters
 from fewrec.config import Settings
-from fewrec.data.files import write_atomically
 from fewrec.data.models import ItemId
 from fewrec.data.split import LeaveOneOutSplit, SplitName
+from fewrec.data.traits import has_titles
+from fewrec.eval import metrics as m
 from fewrec.eval import provenance as prov
 from fewrec.eval.chat_phrasings import (
     Family,
@@ -45,8 +44,20 @@ from fewrec.eval.chat_phrasings import (
     render,
     shared_titles,
 )
+from fewrec.eval.harness import named, place_of, popularity_order, progress_bar, seeded_sample, with_settings
 from fewrec.eval.intervals import grouped_interval
-from fewrec.eval.report import _save_figure, clean_run_folder
+from fewrec.eval.report import (
+    commit_line,
+    incomplete,
+    links,
+    note_lines,
+    pct,
+    pyplot,
+    save_figure,
+    span,
+    table,
+    write_run,
+)
 from fewrec.eval.runner import EvalError
 from fewrec.prompts.templates import display_title
 
@@ -144,10 +155,7 @@ class ChatEvalReport(prov.RunRecord):
     )
 
     def family(self, name: str) -> FamilyResult:
-        for result in self.families:
-            if result.name == name:
-                return result
-        raise KeyError(name)
+        return named(self.families, name)
 
 
 # --------------------------------------------------------------------------- one message
@@ -168,6 +176,9 @@ class Accounting:
         return bool(self.missed or self.wrong)
 
 
+_KEPT_AWAY = ("disliked", "nothing like")
+
+
 def account(intended: list[ItemId], state: ChatState, disliked: list[ItemId] | None = None) -> Accounting:
     """Item by item: each intended (liked) item is liked (correct), offered in a pending
     question (asked back), taken with another feeling (wrong) or absent (missed); each disliked
@@ -175,24 +186,20 @@ def account(intended: list[ItemId], state: ChatState, disliked: list[ItemId] | N
     reply asks how the film was) counts as asked back; every other item the conversation
     linked, in any list, is wrong (a corrected title among them)."""
     disliked = list(disliked or [])
-    negative = [*state.disliked, *state.avoid_like]
-    offered = {option for choice in state.pending for option in choice.options} | set(state.mentioned)
     out = Accounting()
-    for item, right, other in (
-        *((i, state.liked, [*negative, *state.excluded]) for i in intended),
-        *((i, negative, [*state.liked, *state.excluded]) for i in disliked),
-    ):
-        if item in right:
+    for item, right in (*((i, ("liked",)) for i in intended), *((i, _KEPT_AWAY) for i in disliked)):
+        place = place_of(state, item, first=right)
+        if place in right:
             out.correct.append(item)
-        elif item in other:
+        elif place in ("mentioned", "asked back"):
+            out.asked_back.append(item)
+        elif place == "not read":
+            out.missed.append(item)
+        else:  # kept with another feeling
             out.wrong.append(item)
             out.wrong_feeling.append(item)
-        elif item in offered:
-            out.asked_back.append(item)
-        else:
-            out.missed.append(item)
     named = {*intended, *disliked}
-    for item in [*state.liked, *negative, *state.excluded, *state.mentioned]:
+    for item in [*state.liked, *state.disliked, *state.avoid_like, *state.excluded, *state.mentioned]:
         if item not in named and item not in out.wrong:
             out.wrong.append(item)
     return out
@@ -256,8 +263,7 @@ class Scorer:
         self.split = recommender.split
         self.split_name = split_name
         self.targets = self.split.targets(split_name)
-        counts = recommender.retriever.popularity.counts
-        self._popular = np.argsort(-counts, kind="stable")
+        self._popular = popularity_order(recommender)
         self._shared: dict[bool, set[int]] = {}
 
     def shared(self, with_year: bool) -> set[int]:
@@ -355,9 +361,10 @@ class Scorer:
 
 
 # --------------------------------------------------------------------------- sampling
-def _ratings_by_user(
-    split: LeaveOneOutSplit, split_name: SplitName
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+RatingTable = tuple[np.ndarray, np.ndarray, np.ndarray]  # items, ratings, offsets per user
+
+
+def _ratings_by_user(split: LeaveOneOutSplit, split_name: SplitName) -> RatingTable:
     """(items, ratings, offsets) of every interaction known before the targets, grouped by user
     in history order; the ratings of held-out items the split does not keep are NaN."""
     frame = split.interactions_before(split_name)
@@ -371,18 +378,26 @@ def _ratings_by_user(
     return frame["item"].to_numpy(), ratings, offsets
 
 
+def _rated_history(
+    split: LeaveOneOutSplit, user: int, split_name: SplitName, table: RatingTable
+) -> tuple[np.ndarray, np.ndarray]:
+    """The user's history before the target and its ratings: NaN where the split keeps none, and
+    everywhere when the table is not in history order (no trustworthy ratings)."""
+    history = split.history(user, split_name)
+    items, ratings, offsets = table
+    mine, rated = items[offsets[user] : offsets[user + 1]], ratings[offsets[user] : offsets[user + 1]]
+    if len(mine) != len(history) or not np.array_equal(mine, history):
+        rated = np.full(len(history), np.nan)
+    return history, rated
+
+
 def liked_items(
     split: LeaveOneOutSplit, user: int, split_name: SplitName,
-    table: tuple[np.ndarray, np.ndarray, np.ndarray], phrasings: Phrasings, rng: np.random.Generator,
+    table: RatingTable, phrasings: Phrasings, rng: np.random.Generator,
 ) -> list[int]:  # fmt: skip
     """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
     least `min_rating` where ratings exist, else (or when too few are) the last items."""
-    history = split.history(user, split_name)
-    items, ratings, offsets = table
-    mine = items[offsets[user] : offsets[user + 1]]
-    rated = ratings[offsets[user] : offsets[user + 1]]
-    if len(mine) != len(history) or not np.array_equal(mine, history):
-        rated = np.full(len(history), np.nan)  # not in history order: no trustworthy ratings
+    history, rated = _rated_history(split, user, split_name, table)
     liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
     pool = liked if len(liked) >= phrasings.min_items else history
     n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))
@@ -391,19 +406,13 @@ def liked_items(
 
 def other_items(
     split: LeaveOneOutSplit, user: int, split_name: SplitName,
-    table: tuple[np.ndarray, np.ndarray, np.ndarray], phrasings: Phrasings, liked: list[int],
+    table: RatingTable, phrasings: Phrasings, liked: list[int],
 ) -> OtherItems:  # fmt: skip
     """The user's items before the target a family may name besides the liked ones, most
     recent first: those rated at most `max_disliked_rating` (none without trustworthy
     ratings), and every other item of their history."""
-    history = split.history(user, split_name)
-    items, ratings, offsets = table
-    mine = items[offsets[user] : offsets[user + 1]]
-    rated = ratings[offsets[user] : offsets[user + 1]]
-    trusted = len(mine) == len(history) and np.array_equal(mine, history)
-    low = (
-        history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating] if trusted else history[:0]
-    )
+    history, rated = _rated_history(split, user, split_name, table)
+    low = history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating]
     taken = set(liked)
     return OtherItems(
         disliked=tuple(int(i) for i in low[::-1] if int(i) not in taken),
@@ -419,14 +428,7 @@ def sample_users(split: LeaveOneOutSplit, split_name: SplitName, users: int, see
             f"--users must be between 1 and {len(eligible)} (the users with a {split_name} target), "
             f"got {users}"
         )
-    return np.sort(np.random.default_rng(seed).choice(eligible, users, replace=False))
-
-
-def has_titles(split: LeaveOneOutSplit) -> bool:
-    """Titles a person could type: most items have one that is not just their id."""
-    titles = split.catalog.frame["title"].astype(str).str.strip()
-    ids = split.catalog.frame["item_id"].astype(str).str.strip()
-    return bool(len(titles)) and float(((titles != "") & (titles != ids)).mean()) >= 0.5
+    return seeded_sample(eligible, users, seed)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -440,9 +442,9 @@ def _hit_rates(out: FamilyResult, records: list[MessageRecord], seed: int) -> No
     methods = [m for m in METHODS if all(m in r.ranks for r in records)]
     hits: dict[str, np.ndarray] = {}
     for method in methods:
-        ranks = np.array([CARDS if r.ranks[method] is None else r.ranks[method] for r in records])
-        out.hits[method] = {f"hits@{k}": float((ranks < k).mean()) for k in KS}
-        hits[method] = (ranks < CARDS).astype(np.float64)
+        ranks = [r.ranks[method] for r in records]
+        out.hits[method] = m.hit_rates(ranks, KS, "hits")
+        hits[method] = np.array([r is not None and r < CARDS for r in ranks], dtype=np.float64)
         interval = grouped_interval(hits[method], users, seed)
         if interval is not None:
             out.intervals_at_20[method] = interval
@@ -503,8 +505,7 @@ def summarise(
     _reading_rates(out, records, query_meant)
     seconds = np.array([s for r in records for s in r.seconds]) if any(r.seconds for r in records) else None
     if seconds is not None:
-        out.seconds_p50 = float(np.percentile(seconds, 50))
-        out.seconds_p95 = float(np.percentile(seconds, 95))
+        out.seconds_p50, out.seconds_p95 = m.p50_p95(seconds)
 
     def worth_showing(r: MessageRecord) -> int:  # 0: not at all; else the lower the sooner
         if r.misread:
@@ -551,6 +552,15 @@ def _prepare(settings: Settings) -> Settings:
     return copy
 
 
+def _answering(recommender: Recommender, weights: dict[str, float]) -> Recommender:
+    """`recommender` with the evaluation's cards and query weights in settings of its own: a
+    recommender passed in keeps its settings."""
+    settings = _prepare(recommender.settings)
+    for name, value in weights.items():
+        setattr(settings.chat, name, value)
+    return with_settings(recommender, settings)
+
+
 def _render_all(
     families: list[Family], split: LeaveOneOutSplit, split_name: SplitName, users: np.ndarray,
     phrasings: Phrasings, seed: int,
@@ -577,12 +587,6 @@ def _render_all(
     return messages, skipped
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="msg", disable=not enabled, leave=False)
-
-
 def sweep_query_weights(
     split: LeaveOneOutSplit, settings: Settings, families: list[Family], weights: list[float], users: int,
     seed: int, phrasings: Phrasings, progress: bool = False, recommender: Recommender | None = None,
@@ -591,11 +595,10 @@ def sweep_query_weights(
     """The chat's hits@20 on the *validation* targets for every weight, per query family; the
     chosen weight per setting (`query_weight_with_titles` for messages that name titles,
     `query_weight` for a known user's)."""
-    settings = _prepare(settings)
-    recommender = recommender or Recommender(settings, split=split, fit_on="valid")
+    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on="valid")
     if recommender.fit_on != "valid":
         raise EvalError(f"the query weights are chosen on validation targets, not {recommender.fit_on!r}")
-    recommender.settings.chat.cards = CARDS
+    recommender = _answering(recommender, {})
     scorer = Scorer(make_agent(recommender), recommender, "valid")
     sample = sample_users(split, "valid", min(users, len(split.eval_users("valid"))), seed)
     times = dict(zip(sample.tolist(), split.reference_times(sample, "valid").tolist(), strict=True))
@@ -606,9 +609,8 @@ def sweep_query_weights(
     )  # fmt: skip
     chat = recommender.settings.chat
     table: dict[float, dict[str, float]] = {}
-    bar = _progress_bar(
-        sum(len(m) for m in messages.values()) * len(weights), "query weights (valid)", progress
-    )
+    total = sum(len(m) for m in messages.values()) * len(weights)
+    bar = progress_bar(total, "query weights (valid)", "msg", progress)
     try:
         for family in families:
             ceiling = [
@@ -674,10 +676,8 @@ def evaluate_chat(
     report = ChatEvalReport(
         dataset=split.name, split=split_name, split_protocol=split.protocol,
         split_description=split.describe(), users=len(sample), seed=seed, phrasings=book.source,
-        started=datetime.now(UTC).isoformat(timespec="seconds"), settings=settings.model_dump(mode="json"),
     )  # fmt: skip
-    report.provenance = prov.capture(report.settings)
-    report.git_commit, report.versions = report.provenance.commit, report.provenance.versions
+    report.start_run(settings.model_dump(mode="json"))
     records: list[MessageRecord] = []
     try:
         query_families = [f for f in chosen_families if f.has_query]
@@ -696,17 +696,13 @@ def evaluate_chat(
         recommender = recommender or Recommender(settings, split=split, fit_on=split_name)
         if recommender.fit_on != split_name:
             raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
-        # A recommender passed in answers with the evaluation's cards and weights too.
-        recommender.settings.chat.cards = CARDS
-        for name, value in report.query_weights.items():
-            setattr(recommender.settings.chat, name, value)
+        recommender = _answering(recommender, report.query_weights)
         scorer = Scorer(make_agent(recommender), recommender, split_name)
         messages, skipped = _render_all(chosen_families, split, split_name, sample, book, seed)
         run = _FamilyRun(scorer, report, records, split, seed, say, on_result)
         run.all(chosen_families, messages, skipped, sample, progress)
     except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append("interrupted: the families listed are complete unless marked partial")
+        report.interrupted("the families listed are complete unless marked partial")
     _finish(report, records, split, seed)
     return report
 
@@ -716,7 +712,7 @@ def _check_inputs(
     query_weights: list[float] | None,
 ) -> Phrasings:  # fmt: skip
     """The phrasings to use, once the split and the weights are known to be usable."""
-    if not has_titles(split):
+    if not has_titles(split.catalog):  # titles a person could type, not the item ids
         raise EvalError(
             f"the chat evaluation needs item titles people can type, and {split.name!r} has none "
             "(its titles are the item ids); load it with its titles (e.g. Amazon's meta file)"
@@ -768,7 +764,7 @@ class _FamilyRun:
         times = dict(
             zip(sample.tolist(), self.split.reference_times(sample, split_name).tolist(), strict=True)
         )
-        bar = _progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", progress)
+        bar = progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", "msg", progress)
         try:
             for family in families:
                 self.one(family, messages[family.name], skipped[family.name], times, bar)
@@ -804,9 +800,7 @@ def _finish(report: ChatEvalReport, records: list[MessageRecord], split: LeaveOn
             f"{report.overall.no_cards_rate:.1%} of messages got no card in their last turn (the chat "
             "failed, or nothing fitted): they count as misses; see the log for errors"
         )
-    report.finished = datetime.now(UTC).isoformat(timespec="seconds")
-    if report.provenance is not None:
-        report.provenance.finish()
+    report.finish_run()
 
 
 def _family_line(r: FamilyResult) -> str:
@@ -819,14 +813,6 @@ def _family_line(r: FamilyResult) -> str:
 
 
 # --------------------------------------------------------------------------- report files
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
-def _ci(interval: tuple[float, float] | None, digits: int = 3) -> str:
-    return "" if interval is None else f"{interval[0]:.{digits}f}–{interval[1]:.{digits}f}"
-
-
 def _met(value: bool) -> str:
     return "met" if value else "**not met**"
 
@@ -837,7 +823,7 @@ def markdown(report: ChatEvalReport) -> str:
     if report.overall is not None:
         lines += ["", *target_lines(report)]
     lines += [*_title_rows(rows), *_sweep_lines(report), *_example_lines(report)]
-    lines += [""] + [f"Note: {n}" for n in report.notes]
+    lines += note_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -855,8 +841,8 @@ def _header_lines(report: ChatEvalReport) -> list[str]:
         "(the liked items as the history; the disliked ones and the earlier turns' cards excluded; the "
         "filter meant; the mood words with the chat's query weight), no conversation prior. "
         "Popularity: the most popular items passing the "
-        "same filter." + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
-        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
+        "same filter." + incomplete(report),
+        commit_line(report),
         "",
         "Query weights used: "
         + ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
@@ -866,28 +852,31 @@ def _header_lines(report: ChatEvalReport) -> list[str]:
             else " (configured)."
         ),
         "",
-        "| family | messages | chat @5 | chat @10 | chat @20 | ceiling @5 | ceiling @10 | ceiling @20 "
-        "| popularity @20 | chat/ceiling @20 (95% CI) | misread | asked back | stray query | filter differs "
-        "| no cards | s/turn p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
 
+def _hits(r: FamilyResult, columns: tuple[tuple[str, int], ...]) -> list[str]:
+    """hits@k of (method, k) pairs, as the tables show them."""
+    return [f"{r.hits.get(method, {}).get(f'hits@{k}', 0):.3f}" for method, k in columns]
+
+
 def _family_rows(rows: list[FamilyResult]) -> list[str]:
-    lines: list[str] = []
-    for r in rows:
-        chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
-        ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f} ({_ci(r.ratio_interval, 2)})"
-        name = f"**{r.name}**" if r.name == "all" else r.name + (" (partial)" if r.partial else "")
-        lines.append(
-            f"| {name} | {r.messages} | {chat.get('hits@5', 0):.3f} | {chat.get('hits@10', 0):.3f} | "
-            f"{chat.get('hits@20', 0):.3f} | {ceil.get('hits@5', 0):.3f} | {ceil.get('hits@10', 0):.3f} | "
-            f"{ceil.get('hits@20', 0):.3f} | {pop.get('hits@20', 0):.3f} | {ratio} | "
-            f"{_pct(r.misread_rate)} | "
-            f"{_pct(r.asked_back_rate)} | {_pct(r.stray_query_rate)} | {_pct(r.filter_mismatch_rate)} | "
-            f"{_pct(r.no_cards_rate)} | {r.seconds_p50:.3f} / {r.seconds_p95:.3f} |"
-        )
-    lines += [
+    headers = "family | messages | chat @5 | chat @10 | chat @20 | ceiling @5 | ceiling @10 | ceiling @20 " \
+        "| popularity @20 | chat/ceiling @20 (95% CI) | misread | asked back | stray query " \
+        "| filter differs | no cards | s/turn p50 / p95"  # fmt: skip
+    columns = (("chat", 5), ("chat", 10), ("chat", 20), ("ceiling", 5), ("ceiling", 10), ("ceiling", 20),
+               ("popularity", 20))  # fmt: skip
+    cells = [
+        [f"**{r.name}**" if r.name == "all" else r.name + (" (partial)" if r.partial else ""), r.messages,
+         *_hits(r, columns),
+         "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f} ({span(r.ratio_interval, 2)})",
+         *map(pct, (r.misread_rate, r.asked_back_rate, r.stray_query_rate, r.filter_mismatch_rate,
+                    r.no_cards_rate)),
+         f"{r.seconds_p50:.3f} / {r.seconds_p95:.3f}"]
+        for r in rows
+    ]  # fmt: skip
+    return [
+        *table(headers, cells),
         "",
         "Misread: against the ground truth, an item missed or linked wrongly (a title not named, or "
         "a named one with the wrong feeling), or a genre or year filter not the one meant. Asked back: "
@@ -896,11 +885,20 @@ def _family_rows(rows: list[FamilyResult]) -> list[str]:
         "query. Filter differs: the genre or years the chat kept are not the ones asked for. No cards: "
         "the last turn showed none (counted as a miss).",
     ]
-    return lines
 
 
 def _title_rows(rows: list[FamilyResult]) -> list[str]:
-    lines = [
+    headers = "family | intended | linked | asked back | missed | wrong | of which the wrong feeling " \
+        "| messages missed | messages wrong | messages naming a shared title | misread, the other messages " \
+        "| skipped"  # fmt: skip
+    counts = ("intended", "linked", "asked_back", "missed", "wrong", "wrong_feeling")
+    cells = [
+        [r.name, *(r.titles.get(c, 0) for c in counts),
+         *map(pct, (r.missed_rate, r.wrong_rate, r.shared_title_rate, r.misread_rate_unshared)),
+         "; ".join(f"{why}: {n}" for why, n in r.skipped.items())]
+        for r in rows
+    ]  # fmt: skip
+    return [
         "",
         "Items, family by family (intended: named in the messages, liked or disliked, and the cards they "
         "refer to; linked: taken with the feeling meant; asked back: offered in a 'which one did you "
@@ -911,21 +909,8 @@ def _title_rows(rows: list[FamilyResult]) -> list[str]:
         "asking; the last misread column leaves messages naming one out. Skipped users could not be "
         "asked this way:",
         "",
-        "| family | intended | linked | asked back | missed | wrong | of which the wrong feeling "
-        "| messages missed | messages wrong | messages naming a shared title | misread, the other messages "
-        "| skipped |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(headers, cells),
     ]
-    for r in rows:
-        t = r.titles
-        skipped = "; ".join(f"{why}: {n}" for why, n in r.skipped.items())
-        lines.append(
-            f"| {r.name} | {t.get('intended', 0)} | {t.get('linked', 0)} | {t.get('asked_back', 0)} | "
-            f"{t.get('missed', 0)} | {t.get('wrong', 0)} | {t.get('wrong_feeling', 0)} | "
-            f"{_pct(r.missed_rate)} | {_pct(r.wrong_rate)} | "
-            f"{_pct(r.shared_title_rate)} | {_pct(r.misread_rate_unshared)} | {skipped} |"
-        )
-    return lines
 
 
 def _sweep_lines(report: ChatEvalReport) -> list[str]:
@@ -939,14 +924,14 @@ def _sweep_lines(report: ChatEvalReport) -> list[str]:
             "next, words rank higher only as far as they predict it: a weight of 0 means the words do "
             "not move the cards at all, which this score cannot tell from following them well:",
             "",
-            "| weight | " + " | ".join(s.families) + " |",
-            "|---|" + "---|" * len(s.families),
+            *table(
+                ["weight", *s.families],
+                [
+                    [weight, *(f"{row.get(f, 0):.3f}" for f in s.families)]
+                    for weight, row in [*s.chat_hits_at_20.items(), ("ceiling", s.ceiling_hits_at_20)]
+                ],
+            ),
         ]
-        for weight, row in s.chat_hits_at_20.items():
-            lines.append(f"| {weight} | " + " | ".join(f"{row.get(f, 0):.3f}" for f in s.families) + " |")
-        lines.append(
-            "| ceiling | " + " | ".join(f"{s.ceiling_hits_at_20.get(f, 0):.3f}" for f in s.families) + " |"
-        )
         if s.chosen:
             lines += [
                 "",
@@ -998,16 +983,12 @@ def target_lines(report: ChatEvalReport) -> list[str]:
     ]
 
 
-def plot(report: ChatEvalReport, folder: Path) -> Path | None:
+def plot(report: ChatEvalReport, folder: Path) -> list[Path]:
     """hits@20 per family: chat, ceiling and popularity side by side, with 95% intervals."""
     rows = [r for r in [*report.families, *([report.overall] if report.overall else [])] if r.messages]
     if not rows:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        return []
+    plt = pyplot()
     colours = {"chat": "tab:blue", "ceiling": "tab:green", "popularity": "tab:gray"}
     height = 0.27
     fig, ax = plt.subplots(figsize=(8, 0.75 * len(rows) + 1.5))
@@ -1025,21 +1006,11 @@ def plot(report: ChatEvalReport, folder: Path) -> Path | None:
     ax.set_title(f"chat evaluation: {report.dataset}, {report.split} split, {report.users} users")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path = folder / "hits_by_family.png"
-    _save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return [save_figure(fig, folder / "hits_by_family.png")]
 
 
 def write(report: ChatEvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    clean_run_folder(folder)
-    write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
-    write_atomically(folder / "report.md", markdown(report).encode())
-    written = [folder / "results.json", folder / "report.md"]
-    if with_plots and (path := plot(report, folder)) is not None:
-        written.append(path)
-    return written
+    return write_run(report, folder, markdown(report), (lambda f: plot(report, f)) if with_plots else None)
 
 
 README_MARKERS = ("<!-- results-chat:start -->", "<!-- results-chat:end -->")
@@ -1047,7 +1018,11 @@ README_MARKERS = ("<!-- results-chat:start -->", "<!-- results-chat:end -->")
 
 def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
     """A short results table for the README's chat block, linking the full report and plot."""
-    rel = os.path.relpath(folder, readme.parent)
+    rows = [[f"**{r.name}**" if r.name == "all" else r.name,
+             *_hits(r, (("chat", 10), ("chat", 20), ("ceiling", 20), ("popularity", 20))),
+             "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}",
+             *map(pct, (r.misread_rate, r.misread_rate_unshared, r.asked_back_rate))]
+            for r in [*report.families, *([report.overall] if report.overall else [])]]  # fmt: skip
     weights = ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
     lines = [
         f"`fewrec eval-chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
@@ -1055,27 +1030,16 @@ def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
         f"`{(report.git_commit or 'unknown')[:10]}`; query weights {weights}"
         + (" (chosen on validation targets)." if report.sweep and report.sweep.chosen else "."),
         "",
-        "| family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
-        "| misread | misread, no shared title | asked back |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *table(
+            "family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
+            "| misread | misread, no shared title | asked back",
+            rows,
+        ),
     ]
-    for r in [*report.families, *([report.overall] if report.overall else [])]:
-        chat, ceil, pop = (r.hits.get(m, {}) for m in METHODS)
-        ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}"
-        name = f"**{r.name}**" if r.name == "all" else r.name
-        lines.append(
-            f"| {name} | {chat.get('hits@10', 0):.3f} | {chat.get('hits@20', 0):.3f} | "
-            f"{ceil.get('hits@20', 0):.3f} | {pop.get('hits@20', 0):.3f} | {ratio} | "
-            f"{_pct(r.misread_rate)} | {_pct(r.misread_rate_unshared)} | {_pct(r.asked_back_rate)} |"
-        )
     if report.overall is not None:
         lines += ["", *target_lines(report)]
-    lines += [
-        "",
-        f"Full report, with the messages read differently than meant: [{rel}/report.md]({rel}/report.md).",
-        "",
-        f"![hits@20 by phrasing family]({rel}/hits_by_family.png)",
-    ]
+    lines += links(folder, readme, "Full report, with the messages read differently than meant",
+                   "hits_by_family.png", "hits@20 by phrasing family")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -2,11 +2,12 @@
 --cv-data train_data.jsonl`): the figure of the chat on dialogues its prior never counted.
 
 The given dialogues (the FILE and `--cv-data` together: ReDial's 500 train and 100 valid) are
-dealt into k folds by dialogue (`conversations.dialogue_folds`, seeded). For each fold, the
+dealt into k folds by dialogue (`dialogues.dialogue_folds`, seeded). For each fold, the
 conversation prior is counted on the other folds only, and its form (`PriorForm`) chosen by an
-inner cross-validation over those folds alone (`build_prior.fit_form`); the fold's dialogues are
-then replayed through the chat with that prior (`conversation_eval.evaluate_conversations`,
-seeker_only: the chat hears the seeker alone). No fold chooses on, or counts, what it reports.
+inner cross-validation over those folds alone (`prior_for`, which the caller gives:
+`fewrec.fit.build_prior.fold_prior_scorer`); the fold's dialogues are then replayed through the
+chat with that prior (`conversation_eval.evaluate_conversations`, seeker_only: the chat hears
+the seeker alone). No fold chooses on, or counts, what it reports.
 The figure is the mean over folds of each fold's Recall@k, with a 95% t interval over the k
 fold figures; the recall of all folds' targets pooled is kept beside it.
 """
@@ -23,7 +24,7 @@ from scipy import stats
 from fewrec.agent.chat import ChatAgent
 from fewrec.agent.conversation_prior import PriorScorer
 from fewrec.agent.recommender import Recommender
-from fewrec.eval.build_prior import SOURCE, fit_prior, form_label
+from fewrec.data.dialogues import Dialogue, TitleMatcher, dialogue_folds
 from fewrec.eval.conversation_eval import (
     KS,
     METHODS,
@@ -33,8 +34,11 @@ from fewrec.eval.conversation_eval import (
     choose_dialogues,
     evaluate_conversations,
 )
-from fewrec.eval.conversations import Dialogue, TitleMatcher, dialogue_folds
+from fewrec.eval.harness import with_settings
 
+# How a fold's prior is fitted: on the training folds' dialogues alone (fitting its form or not,
+# seeded), over the recommender's catalog; the scorer and a label of the form chosen.
+PriorFitter = Callable[[list[Dialogue], TitleMatcher, Recommender, bool, int], tuple[PriorScorer, str]]
 WITHOUT_PRIOR = {"chat": "chat_no_prior", "chat_whole": "chat_whole_no_prior"}
 CV_METHOD_NAMES = {
     "chat_no_prior": "the chat, turn by turn, without the prior (chat.prior_weight = 0)",
@@ -42,17 +46,12 @@ CV_METHOD_NAMES = {
 }
 
 
-def fold_prior_scorer(
-    train: list[Dialogue], matcher: TitleMatcher, recommender: Recommender, fit: bool, seed: int
-) -> tuple[PriorScorer, str]:
-    """The prior counted on `train` alone (its form chosen on it alone), over the catalog."""
-    split = recommender.split
-    prior = fit_prior(
-        train, matcher, split, "cross-validation fold", recommender.settings.chat.prior_popularity, fit=fit,
-        source=SOURCE, seed=seed,
-    )  # fmt: skip
-    index_of = {str(item): i for i, item in enumerate(split.item_ids.tolist())}
-    return PriorScorer(prior, index_of, split.n_items), form_label(prior.form)
+def without_the_prior(recommender: Recommender) -> Recommender:
+    """`recommender` whose chat has no conversation prior (`chat.prior_weight` 0); the caller's
+    keeps its settings."""
+    settings = recommender.settings.model_copy(deep=True)
+    settings.chat.prior_weight = 0.0
+    return with_settings(recommender, settings)
 
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
@@ -70,6 +69,7 @@ def cross_validate(
     dialogues: list[Dialogue],
     recommender: Recommender,
     *,
+    prior_for: PriorFitter,
     folds: int = 5,
     seed: int = 0,
     sample: int | None = None,
@@ -94,7 +94,7 @@ def cross_validate(
         fold_started = time.perf_counter()
         held = [d for d, f in zip(dialogues, fold_of, strict=True) if f == fold]
         train = [d for d, f in zip(dialogues, fold_of, strict=True) if f != fold]
-        scorer, form = fold_prior_scorer(train, matcher, recommender, fit, seed)
+        scorer, form = prior_for(train, matcher, recommender, fit, seed)
         replayed = choose_dialogues(held, sample, seed)
         say(f"fold {fold + 1}/{folds}: {len(replayed)} dialogues, prior of {len(train)}; {form}")
         report = evaluate_conversations(
@@ -107,15 +107,10 @@ def cross_validate(
         result = report.mode("seeker_only")
         recall = dict(result.recall)
         if without_prior:
-            chat = recommender.settings.chat
-            weight, chat.prior_weight = chat.prior_weight, 0.0
-            try:
-                bare = evaluate_conversations(
-                    files[0], recommender, dialogues=replayed, seed=seed, progress=progress,
-                    make_agent=ChatAgent, modes=("seeker_only",),
-                )  # fmt: skip
-            finally:
-                chat.prior_weight = weight
+            bare = evaluate_conversations(
+                files[0], without_the_prior(recommender), dialogues=replayed, seed=seed, progress=progress,
+                make_agent=ChatAgent, modes=("seeker_only",),
+            )  # fmt: skip
             if not bare.complete:
                 out.complete = False
                 break

@@ -14,7 +14,7 @@ its title and year, as ReDial's interface showed it. Two modes, both reported:
   state).
 The chat's cards carry no explanation here (`chat.explain` off): only their ranks are scored.
 At each recommender turn naming films not mentioned before (its targets; see
-`conversations.new_item_turns`) four rankings of 20 are scored, every film already mentioned
+`dialogues.new_item_turns`) four rankings of 20 are scored, every film already mentioned
 in the dialogue removed from each alike (Recall@1/5/10/20 over the targets the catalog has):
 the chat's cards from its reply to the latest seeker message; the chat given the seeker's
 messages so far as one message, in a fresh conversation; the Python API (`Recommender`) given
@@ -25,11 +25,9 @@ asked back, not read) and compared with the label.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -38,10 +36,7 @@ from pydantic import BaseModel, Field
 
 from fewrec.agent.chat import ChatAgent, ChatState, ChatTurn
 from fewrec.agent.recommender import Recommender, describe_filters
-from fewrec.data.files import write_atomically
-from fewrec.data.models import ItemId
-from fewrec.eval import provenance as prov
-from fewrec.eval.conversations import (
+from fewrec.data.dialogues import (
     MATCHED_KINDS,
     Dialogue,
     NewItemTurn,
@@ -50,8 +45,33 @@ from fewrec.eval.conversations import (
     new_item_turns,
     read_dialogues,
 )
+from fewrec.data.models import ItemId
+from fewrec.eval import metrics as m
+from fewrec.eval import provenance as prov
+from fewrec.eval.harness import (
+    PLACES,
+    anchors,
+    named,
+    place_of,
+    popularity_order,
+    progress_bar,
+    seeded_sample,
+    with_settings,
+)
 from fewrec.eval.intervals import grouped_interval
-from fewrec.eval.report import _save_figure, clean_run_folder, publish
+from fewrec.eval.report import (
+    commit_line,
+    incomplete,
+    links,
+    note_lines,
+    num,
+    pct,
+    pyplot,
+    save_figure,
+    span,
+    table,
+    write_run,
+)
 from fewrec.eval.runner import EvalError
 
 KS = (1, 5, 10, 20)
@@ -70,7 +90,6 @@ MODE_NAMES = {
     "seeker_only": "the seeker's messages only",
     "with_recommender": "the human recommender's films handed to the chat as its own shown cards",
 }
-PLACES = ("liked", "disliked", "nothing like", "seen / not again", "mentioned", "asked back", "not read")
 # read as a known film ("mentioned": judged in words the reader could not place)
 OPINION_PLACES = ("liked", "disliked", "nothing like", "seen / not again", "mentioned")
 EXAMPLES = 30  # misread films kept per mode (report.md shows the first 12)
@@ -86,28 +105,9 @@ class PublishedAnchor(BaseModel):
     source: str
 
 
-PUBLISHED = [
-    PublishedAnchor(
-        name="GPT-4 zero-shot, new items",
-        source="He et al., CIKM 2023, their released outputs",
-        recall={"recall@1": 0.050, "recall@5": 0.140, "recall@10": 0.201, "recall@20": 0.267},
-    ),
-    PublishedAnchor(
-        name="KBRD, repeated items removed",
-        source="Kostric & Balog's reproducibility study",
-        recall={"recall@1": 0.017, "recall@10": 0.148, "recall@50": 0.300},
-    ),
-    PublishedAnchor(
-        name="KGSF, repeated items removed",
-        source="Kostric & Balog's reproducibility study",
-        recall={"recall@1": 0.016, "recall@10": 0.147, "recall@50": 0.327},
-    ),
-    PublishedAnchor(
-        name="UniCRS, repeated items removed",
-        source="Kostric & Balog's reproducibility study",
-        recall={"recall@1": 0.024, "recall@10": 0.180, "recall@50": 0.335},
-    ),
-]
+def published_anchors() -> list[PublishedAnchor]:
+    """The anchors of `anchors.toml` beside which the recall is shown."""
+    return [PublishedAnchor(name=a.name, recall=a.metrics, source=a.source) for a in anchors("conversations")]
 
 
 class FilmCounts(BaseModel):
@@ -227,16 +227,13 @@ class ConversationsReport(prov.RunRecord):
     scored_as_of: str = "now: no reference time, as the page serves a new user"
     films: FilmCounts = Field(default_factory=FilmCounts)
     modes: list[ModeResult] = Field(default_factory=list)
-    published: list[PublishedAnchor] = Field(default_factory=lambda: list(PUBLISHED))
+    published: list[PublishedAnchor] = Field(default_factory=published_anchors)
     seconds: float = 0.0  # the replay and scoring
     setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
     cross_validation: CrossValidation | None = None  # `--cv-folds`
 
     def mode(self, name: str) -> ModeResult:
-        for result in self.modes:
-            if result.mode == name:
-                return result
-        raise KeyError(name)
+        return named(self.modes, name, "mode")
 
 
 # --------------------------------------------------------------------------- one dialogue
@@ -275,22 +272,6 @@ class Replay:
     final: ChatState | None = None
 
 
-def place_of(state: ChatState, item: ItemId) -> str:
-    """Where a conversation's state keeps an item (PLACES)."""
-    for place, items in (
-        ("liked", state.liked),
-        ("disliked", state.disliked),
-        ("nothing like", state.avoid_like),
-        ("seen / not again", state.excluded),
-        ("mentioned", state.mentioned),
-    ):
-        if item in items:
-            return place
-    if any(item in choice.options for choice in state.pending):
-        return "asked back"
-    return "not read"
-
-
 def ranks_of(
     targets: list[ItemId], ranked: list[ItemId], removed: set[ItemId]
 ) -> tuple[list[int | None], int]:
@@ -307,8 +288,7 @@ class Replayer:
         self.agent = agent
         self.recommender = recommender
         self.matcher = matcher
-        counts = recommender.retriever.popularity.counts
-        self.popular = [recommender.split.item_ids[i].item() for i in np.argsort(-counts, kind="stable")]
+        self.popular = [recommender.split.item_ids[i].item() for i in popularity_order(recommender)]
         # The reference rankings do not depend on the mode: computed once per turn of a dialogue.
         self._references: dict[tuple[int, int], dict[str, list[ItemId]]] = {}
 
@@ -446,14 +426,10 @@ class Replayer:
 # --------------------------------------------------------------------------- summaries
 def recall_table(scored: list[ScoredTurn], denominator: int) -> dict[str, dict[str, float]]:
     """method -> recall@k: the share of the `denominator` targets among the first k."""
-    out: dict[str, dict[str, float]] = {}
-    for method in METHODS:
-        ranks = [r for turn in scored for r in turn.ranks[method]]
-        out[method] = {
-            f"recall@{k}": (sum(r is not None and r < k for r in ranks) / denominator if denominator else 0.0)
-            for k in KS
-        }
-    return out
+    return {
+        method: m.hit_rates([r for turn in scored for r in turn.ranks[method]], KS, over=denominator)
+        for method in METHODS
+    }
 
 
 def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> None:
@@ -479,8 +455,7 @@ def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> No
     result.no_cards = sum(r.no_cards for r in replays)
     result.without_cards = [pair for r in replays for pair in r.without_cards][:EXAMPLES]
     if seconds:
-        result.seconds_p50 = float(np.percentile(seconds, 50))
-        result.seconds_p95 = float(np.percentile(seconds, 95))
+        result.seconds_p50, result.seconds_p95 = m.p50_p95(seconds)
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -594,8 +569,7 @@ def choose_dialogues(dialogues: list[Dialogue], sample: int | None, seed: int) -
         return list(dialogues)
     if sample < 1:
         raise EvalError(f"--dialogues must be at least 1, got {sample}")
-    chosen = np.sort(np.random.default_rng(seed).choice(len(dialogues), sample, replace=False))
-    return [dialogues[int(i)] for i in chosen]
+    return [dialogues[int(i)] for i in seeded_sample(np.arange(len(dialogues)), sample, seed)]
 
 
 def new_report(
@@ -609,11 +583,8 @@ def new_report(
         dialogues_in_file=len(dialogues),
         sample=sample,
         seed=seed,
-        started=datetime.now(UTC).isoformat(timespec="seconds"),
-        settings=recommender.settings.model_dump(mode="json"),
     )
-    report.provenance = prov.capture(report.settings)
-    report.git_commit, report.versions = report.provenance.commit, report.provenance.versions
+    report.start_run(recommender.settings.model_dump(mode="json"))
     return report
 
 
@@ -633,8 +604,10 @@ def evaluate_conversations(
     started = time.perf_counter()
     every = read_dialogues(path) if dialogues is None else dialogues
     report = new_report(Path(path), every, recommender, sample, seed)
-    recommender.settings.chat.cards = CARDS
-    recommender.settings.chat.explain = False  # ranks are scored, not the cards' words: much faster
+    settings = recommender.settings.model_copy(deep=True)
+    settings.chat.cards = CARDS
+    settings.chat.explain = False  # ranks are scored, not the cards' words: much faster
+    recommender = with_settings(recommender, settings)  # the caller's keeps its own settings
     matcher = TitleMatcher(recommender.split.catalog, _watched(recommender))
     chosen = choose_dialogues(every, sample, seed)
     silent = [d for d in chosen if d.seeker_messages == 0]
@@ -645,9 +618,7 @@ def evaluate_conversations(
     replayer = Replayer(make_agent(recommender), recommender, matcher)
     done: list[Dialogue] = []
     replays: dict[Mode, list[Replay]] = {mode: [] for mode in modes}
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(chosen), desc="dialogues", unit="dialogue", disable=not progress, leave=False)
+    bar = progress_bar(len(chosen), "dialogues", "dialogue", progress)
     try:
         for position, dialogue in enumerate(chosen):
             outcome = {mode: replayer.replay(dialogue, position, mode) for mode in modes}
@@ -656,8 +627,7 @@ def evaluate_conversations(
                 replays[mode].append(outcome[mode])
             bar.update()
     except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append(f"interrupted: {len(done)} of {len(chosen)} dialogues replayed")
+        report.interrupted(f"{len(done)} of {len(chosen)} dialogues replayed")
     finally:
         bar.close()
     finish(report, done, replays, replayer, matcher, seed)
@@ -691,72 +661,48 @@ def finish(
             f"({report.dataset}, {report.catalog_items:,} items): targets among them count as misses in "
             "'recall, all targets' and are left out of 'recall' (the catalog's targets)"
         )
-    report.finished = datetime.now(UTC).isoformat(timespec="seconds")
-    if report.provenance is not None:
-        report.provenance.finish()
+    report.finish_run()
 
 
 # --------------------------------------------------------------------------- report files
-def _f(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
 def recall_rows(report: ConversationsReport, bold_chat: bool = False) -> list[str]:
     """The Recall@1/5/10/20 table: every mode and method, then the published anchors."""
-    lines = [
-        "| mode | method | " + " | ".join(f"R@{k}" for k in KS) + " | 95% CI R@20 | R@20, all targets |",
-        "|---|---|" + "---|" * len(KS) + "---|---|",
+    rows = [
+        [result.mode, f"**{METHOD_NAMES[method]}**" if bold_chat and method == "chat"
+         else METHOD_NAMES[method],
+         *_recalls(result.recall.get(method, {})), span(result.intervals_at_20.get(method)),
+         num(result.recall_all_targets.get(method, {}).get("recall@20"))]
+        for result in report.modes for method in METHODS
+    ]  # fmt: skip
+    rows += [
+        [PUBLISHED_NOTE, f"{a.name} ({a.source})", *_recalls(a.recall), None, None] for a in report.published
     ]
-    for result in report.modes:
-        for method in METHODS:
-            recall = result.recall.get(method, {})
-            interval = result.intervals_at_20.get(method)
-            name = METHOD_NAMES[method]
-            name = f"**{name}**" if bold_chat and method == "chat" else name
-            lines.append(
-                f"| {result.mode} | {name} | "
-                + " | ".join(_f(recall.get(f"recall@{k}")) for k in KS)
-                + f" | {f'{interval[0]:.3f}–{interval[1]:.3f}' if interval else ''} | "
-                f"{_f(result.recall_all_targets.get(method, {}).get('recall@20'))} |"
-            )
-    for anchor in report.published:
-        cells = " | ".join(_f(anchor.recall.get(f"recall@{k}")) for k in KS)
-        lines.append(f"| {PUBLISHED_NOTE} | {anchor.name} ({anchor.source}) | {cells} | | |")
-    return lines
+    return table(["mode", "method", *(f"R@{k}" for k in KS), "95% CI R@20", "R@20, all targets"], rows)
+
+
+def _recalls(recall: dict[str, float]) -> list[str]:
+    return [num(recall.get(f"recall@{k}")) for k in KS]
 
 
 def reading_rows(report: ConversationsReport) -> list[str]:
-    lines = [
-        "| mode | films | labelled films | liked kept as liked | disliked not taken as liked "
-        "| seen accuracy |",
-        "|---|---|---|---|---|---|",
-    ]
-    for result in report.modes:
-        for scope, r in result.reading.items():
-            liked, disliked = sum(r.liked.values()), sum(r.disliked.values())
-            lines.append(
-                f"| {result.mode} | {scope} | {r.films} | {_pct(r.liked_kept)} of {liked} | "
-                f"{_pct(r.disliked_not_liked)} of {disliked} | {_pct(r.seen_accuracy)} |"
-            )
-    return lines
+    rows = [
+        [result.mode, scope, r.films, f"{pct(r.liked_kept)} of {sum(r.liked.values())}",
+         f"{pct(r.disliked_not_liked)} of {sum(r.disliked.values())}", pct(r.seen_accuracy)]
+        for result in report.modes for scope, r in result.reading.items()
+    ]  # fmt: skip
+    headers = (
+        "mode | films | labelled films | liked kept as liked | disliked not taken as liked | seen accuracy"
+    )
+    return table(headers, rows)
 
 
 def place_rows(result: ModeResult, scope: str) -> list[str]:
     r = result.reading.get(scope, Reading())
-    lines = ["| seeker's label | " + " | ".join(PLACES) + " |", "|---|" + "---|" * len(PLACES)]
-    for label, table in (
-        ("liked", r.liked),
-        ("disliked", r.disliked),
-        ("liked not said", r.unsaid),
-        ("seen", r.seen),
-        ("not seen", r.not_seen),
-    ):
-        lines.append(f"| {label} | " + " | ".join(str(table.get(p, 0)) for p in PLACES) + " |")
-    return lines
+    labels = {"liked": r.liked, "disliked": r.disliked, "liked not said": r.unsaid, "seen": r.seen,
+              "not seen": r.not_seen}  # fmt: skip
+    return table(
+        ["seeker's label", *PLACES], [[label, *(n.get(p, 0) for p in PLACES)] for label, n in labels.items()]
+    )
 
 
 def header_lines(report: ConversationsReport) -> list[str]:
@@ -770,9 +716,8 @@ def header_lines(report: ConversationsReport) -> list[str]:
         f"{report.dialogues_in_file} dialogues replayed{sampled}"
         + (f"; skipped: {skipped}" if skipped else "")
         + f". Catalog: {report.dataset}, {report.catalog_items:,} items; {report.cards} cards per reply; "
-        f"scored as of {report.scored_as_of}."
-        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
-        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}, {report.seconds:.0f} s "
+        f"scored as of {report.scored_as_of}." + incomplete(report),
+        commit_line(report, f", {report.seconds:.0f} s ")
         + (f"(and {report.setup_seconds:.0f} s loading)." if report.setup_seconds is not None else "."),
         "",
         f"Films (each once per dialogue): {report.films.mentions} mentions; matched on title and year: "
@@ -818,7 +763,7 @@ def markdown(report: ConversationsReport) -> str:
     lines += cv_lines(report)
     lines += misread_lines(report)
     lines += without_card_lines(report)
-    lines += [""] + [f"Note: {n}" for n in report.notes]
+    lines += note_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -851,19 +796,19 @@ def misread_lines(report: ConversationsReport) -> list[str]:
             f"{len(result.misread)} in results.json)",
             "",
         ]
-        for m in result.misread[:12]:
-            did = f"after it: {m.after_message}; at the end: {m.final}"
-            said = " ".join(m.understood)
+        for film in result.misread[:12]:
+            did = f"after it: {film.after_message}; at the end: {film.final}"
+            said = " ".join(film.understood)
             extra = "; ".join(
                 x
                 for x in (
-                    f"query *{m.query[:60]}*" if m.query else "",
-                    f"filters {m.filters}" if m.filters else "",
+                    f"query *{film.query[:60]}*" if film.query else "",
+                    f"filters {film.filters}" if film.filters else "",
                 )
                 if x
             )
             lines.append(
-                f"- “{m.message[:200]}” — *{m.film}*, seeker said **{m.label}** → {did}"
+                f"- “{film.message[:200]}” — *{film.film}*, seeker said **{film.label}** → {did}"
                 + (f" (chat: {said[:160]})" if said else "")
                 + (f"; {extra}" if extra else "")
             )
@@ -887,15 +832,11 @@ def without_card_lines(report: ConversationsReport) -> list[str]:
     return lines
 
 
-def plot(report: ConversationsReport, folder: Path) -> Path | None:
+def plot(report: ConversationsReport, folder: Path) -> list[Path]:
     """Recall@k per method, one panel per mode, the GPT-4 published anchor drawn alongside."""
     if not report.modes or not any(r.turns_scored for r in report.modes):
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        return []
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(report.modes), figsize=(11, 4), sharey=True, squeeze=False)
     width = 0.8 / (len(METHODS) + 1)
     positions = np.arange(len(KS))
@@ -923,20 +864,11 @@ def plot(report: ConversationsReport, folder: Path) -> Path | None:
         f"conversations: {Path(report.conversations_file).name}, {report.dialogues} dialogues", fontsize=10
     )
     fig.tight_layout(rect=(0, 0.12, 1, 1))  # room for the legend below the panels
-    path = folder / "recall_by_method.png"
-    _save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return [save_figure(fig, folder / "recall_by_method.png")]
 
 
 def write(report: ConversationsReport, folder: Path, with_plots: bool = True) -> list[Path]:
-    clean_run_folder(folder)
-    write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
-    write_atomically(folder / "report.md", markdown(report).encode())
-    written = [folder / "results.json", folder / "report.md"]
-    if with_plots and (path := plot(report, folder)) is not None:
-        written.append(path)
-    return written
+    return write_run(report, folder, markdown(report), (lambda f: plot(report, f)) if with_plots else None)
 
 
 def cv_rows(cv: CrossValidation) -> list[str]:
@@ -944,21 +876,15 @@ def cv_rows(cv: CrossValidation) -> list[str]:
     from fewrec.eval.conversation_cv import CV_METHOD_NAMES, cv_methods
 
     names = {**METHOD_NAMES, **CV_METHOD_NAMES}
-    lines = [
-        "| method (seeker_only, cross-validated) | "
-        + " | ".join(f"R@{k}" for k in KS)
-        + " | 95% CI R@10 | 95% CI R@20 | R@10 / R@20 pooled |",
-        "|---|" + "---|" * len(KS) + "---|---|---|",
-    ]
-    for method in cv_methods(cv):
-        mean, ci, pooled = cv.mean[method], cv.intervals[method], cv.pooled[method]
-        lines.append(
-            f"| {names[method]} | "
-            + " | ".join(_f(mean.get(f"recall@{k}")) for k in KS)
-            + f" | {ci['recall@10'][0]:.3f}–{ci['recall@10'][1]:.3f} | {ci['recall@20'][0]:.3f}–"
-            f"{ci['recall@20'][1]:.3f} | {pooled['recall@10']:.3f} / {pooled['recall@20']:.3f} |"
-        )
-    return lines
+    rows = [
+        [names[method], *_recalls(cv.mean[method]), span(cv.intervals[method]["recall@10"]),
+         span(cv.intervals[method]["recall@20"]),
+         f"{cv.pooled[method]['recall@10']:.3f} / {cv.pooled[method]['recall@20']:.3f}"]
+        for method in cv_methods(cv)
+    ]  # fmt: skip
+    headers = ["method (seeker_only, cross-validated)", *(f"R@{k}" for k in KS), "95% CI R@10", "95% CI R@20",
+               "R@10 / R@20 pooled"]  # fmt: skip
+    return table(headers, rows)
 
 
 def _cv_files(cv: CrossValidation, joiner: str) -> str:
@@ -993,7 +919,7 @@ def cv_lines(report: ConversationsReport) -> list[str]:
         lines.append(
             f"- fold {fold.fold + 1}: {fold.dialogues} dialogues, {fold.targets_in_catalog} targets in the "
             f"catalog, prior of {fold.prior_dialogues} dialogues ({fold.form}); chat R@10 "
-            f"{_f(chat.get('recall@10'))}, R@20 {_f(chat.get('recall@20'))}"
+            f"{num(chat.get('recall@10'))}, R@20 {num(chat.get('recall@20'))}"
         )
     return lines
 
@@ -1014,76 +940,19 @@ def cv_readme_lines(report: ConversationsReport) -> list[str]:
 
 def readme_section(report: ConversationsReport, folder: Path, readme: Path) -> str:
     """The README block: recall side by side with the published anchors, and the reading."""
-    rel = os.path.relpath(folder, readme.parent)
-    return "\n".join(
-        [
-            f"`fewrec eval-conversations` on `{Path(report.conversations_file).name}` ({report.dialogues} "
-            f"dialogues, ReDial, Li et al. 2018, CC BY 4.0), catalog {report.dataset}, commit "
-            f"`{(report.git_commit or 'unknown')[:10]}`. {report.films.missing} of {report.films.mentions} "
-            "film mentions are not in the catalog.",
-            "",
-            *recall_rows(report, bold_chat=True),
-            "",
-            *cv_readme_lines(report),
-            *reading_rows(report),
-            "",
-            f"Full report, with the worst-read messages: [{rel}/report.md]({rel}/report.md).",
-            "",
-            f"![Recall@k by method]({rel}/recall_by_method.png)",
-        ]
-    )
+    lines = [
+        f"`fewrec eval-conversations` on `{Path(report.conversations_file).name}` ({report.dialogues} "
+        f"dialogues, ReDial, Li et al. 2018, CC BY 4.0), catalog {report.dataset}, commit "
+        f"`{(report.git_commit or 'unknown')[:10]}`. {report.films.missing} of {report.films.mentions} "
+        "film mentions are not in the catalog.",
+        "",
+        *recall_rows(report, bold_chat=True),
+        "",
+        *cv_readme_lines(report),
+        *reading_rows(report),
+    ]
+    report_text = "Full report, with the worst-read messages"
+    return "\n".join(lines + links(folder, readme, report_text, "recall_by_method.png", "Recall@k by method"))
 
 
-# --------------------------------------------------------------------------- the command
-def command(
-    path: Path,
-    build_recommender: Callable[[], Recommender],
-    *,
-    sample: int | None,
-    seed: int,
-    out: Path | None,
-    readme: Path | None,
-    say: Callable[[str], None],
-    show: Callable[[str], None],
-    cv: CVOptions | None = None,
-) -> ConversationsReport:
-    """`fewrec eval-conversations FILE`: the file is read (and its format checked) before the
-    data and models load; then the run, the cross-validation when asked, the files and the
-    README block."""
-    from fewrec.eval.report import default_run_dir
-
-    if sample is not None and sample < 1:
-        raise EvalError(f"--dialogues must be at least 1, got {sample}")
-    dialogues = read_dialogues(path)
-    if not dialogues:
-        raise EvalError(f"{path} holds no dialogue")
-    pooled = [*dialogues, *(d for extra in (cv.data if cv else []) for d in read_dialogues(extra))]
-    say(f"{len(dialogues)} dialogues in {path}; loading the data, the index and the models…")
-    loading = time.perf_counter()
-    recommender = build_recommender()
-    setup_seconds = round(time.perf_counter() - loading, 1)
-    report = evaluate_conversations(
-        path, recommender, dialogues=dialogues, sample=sample, seed=seed, progress=True
-    )
-    report.setup_seconds = setup_seconds
-    if cv is not None and report.complete:
-        from fewrec.eval.conversation_cv import cross_validate
-
-        say(f"cross-validating over {len(pooled)} dialogues, {cv.folds} folds…")
-        report.cross_validation = cross_validate(
-            [Path(path), *cv.data], pooled, recommender, folds=cv.folds, seed=seed, sample=cv.sample,
-            fit=cv.fit, without_prior=cv.without_prior, progress=True, say=say,
-        )  # fmt: skip
-    folder = out or default_run_dir()
-    files = write(report, folder)
-    show(markdown(report))
-    say(f"wrote {', '.join(str(f) for f in files)}")
-    if readme is not None and not report.complete:
-        say(f"{readme} is not updated: the run did not finish (its files are written)")
-    elif readme is not None:
-        publish(readme, readme_section(report, folder, readme), README_MARKERS, report.provenance, True)
-        say(f"updated the conversations section of {readme}")
-    return report
-
-
-__all__ = ["ConversationsReport", "command", "evaluate_conversations", "markdown", "write"]
+__all__ = ["ConversationsReport", "evaluate_conversations", "markdown", "write"]

@@ -73,3 +73,19 @@ def long_tail_share(top_items: np.ndarray, popularity: np.ndarray, head_share: f
     head = np.zeros(len(popularity), dtype=bool)
     head[order[: round(head_share * len(popularity))]] = True
     return float((~head[top_items]).mean()) if top_items.size else 0.0
+
+
+def p50_p95(values: list[float] | np.ndarray) -> tuple[float, float]:
+    """The median and 95th percentile of timings."""
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def hit_rates(
+    ranks: list[int | None], ks: tuple[int, ...], name: str = "recall", over: int | None = None
+) -> dict[str, float]:
+    """The share of `over` targets (default: every rank given) among the first k, per k; a
+    None rank is a target found nowhere. The chat's hits@k and the conversations' Recall@k:
+    counts divided once, so every figure is the exact fraction."""
+    found = np.array([r for r in ranks if r is not None], dtype=np.int64)
+    total = len(ranks) if over is None else over
+    return {f"{name}@{k}": int((found < k).sum()) / total if total else 0.0 for k in ks}

@@ -83,6 +83,11 @@ class RunRecord(BaseModel):
         self.provenance = capture(settings, weights_from)
         self.git_commit, self.versions = self.provenance.commit, self.provenance.versions
 
+    def interrupted(self, covered: str) -> None:
+        """Ctrl-C: the run is incomplete, and a note says what its figures cover."""
+        self.complete = False
+        self.notes.append(f"interrupted: {covered}")
+
     def finish_run(self) -> None:
         """Stamp the end: the time and the machine's load."""
         self.finished = _now()

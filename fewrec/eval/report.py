@@ -1,4 +1,7 @@
-"""Writing an EvalReport: results.json (every number), report.md (tables) and PNG plots.
+"""The evaluations' files: results.json (every number), report.md (tables), PNG plots and the
+block each rewrites in docs/RESULTS.md. `write_run`, the figure helpers and the README block
+functions serve every report (`fewrec eval`'s, the chat's, the conversations', the speed
+figures'); the tables of `fewrec eval`'s report are here too, the others' beside their runs.
 
 Files are written to a temporary name and renamed, so a crash never leaves a half-written
 results.json that a later reader trusts.
@@ -9,13 +12,15 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from fewrec.data.errors import FewrecError
 from fewrec.data.files import remove_stale_temporaries, write_atomically
-from fewrec.eval.provenance import Provenance, check_publishable
-from fewrec.eval.runner import EvalReport
+from fewrec.eval.provenance import Provenance, RunRecord, check_publishable
+from fewrec.eval.runner import EvalReport, MethodResult
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,18 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return path
 
 
+def incomplete(report: RunRecord) -> str:
+    return "" if report.complete else " **INCOMPLETE RUN** (interrupted)."
+
+
+def commit_line(report: RunRecord, then: str = ".") -> str:
+    return f"Commit `{report.git_commit or 'unknown'}`, started {report.started}{then}"
+
+
+def note_lines(report: RunRecord) -> list[str]:
+    return ["", *(f"Note: {n}" for n in report.notes)]
+
+
 def markdown(report: EvalReport) -> str:
     """report.md: one section after another, each from the report's list of methods."""
     sections = (
@@ -39,7 +56,7 @@ def markdown(report: EvalReport) -> str:
         _llm_tables, _comparison_lines,
     )  # fmt: skip
     lines = [line for section in sections for line in section(report)]
-    lines += [""] + [f"Note: {n}" for n in report.notes]
+    lines += note_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -48,120 +65,103 @@ def _header(report: EvalReport) -> list[str]:
         f"# fewrec evaluation — {report.dataset}, {report.split} split",
         "",
         f"Protocol: **{report.protocol}**, {report.split_description or report.split_protocol}, "
-        f"{report.users} users, seed {report.seed}."
-        + ("" if report.complete else " **INCOMPLETE RUN** (interrupted)."),
-        f"Commit `{report.git_commit or 'unknown'}`, started {report.started}.",
+        f"{report.users} users, seed {report.seed}." + incomplete(report),
+        commit_line(report),
         "",
         *_tie_lines(report),
     ]
 
 
 def _metrics_table(report: EvalReport) -> list[str]:
-    lines = [
-        "",
-        "| method | kind | " + " | ".join(METRIC_COLUMNS) + " | 95% CI NDCG@10 |",
-        "|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|",
-    ]
-    for r in report.methods:
-        ci = r.intervals.get("ndcg@10")
-        cells = " | ".join(f"{r.metrics[c]:.4f}" for c in METRIC_COLUMNS)
-        lines.append(f"| {r.name} | {r.kind} | {cells} | {f'{ci[0]:.4f}–{ci[1]:.4f}' if ci else ''} |")
-    for r in report.published:
-        cells = " | ".join(f"{r.metrics[c]:.4f}" if c in r.metrics else "–" for c in METRIC_COLUMNS)
-        lines.append(f"| {r.name} | published, not measured | {cells} | |")
-    return lines
+    ci = "ndcg@10"
+    rows = [[r.name, r.kind, *(num(r.metrics[c], 4) for c in METRIC_COLUMNS), span(r.intervals.get(ci), 4)]
+            for r in report.methods]  # fmt: skip
+    rows += [[r.name, "published, not measured", *(num(r.metrics.get(c), 4) for c in METRIC_COLUMNS), None]
+             for r in report.published]  # fmt: skip
+    return ["", *table(["method", "kind", *METRIC_COLUMNS, "95% CI NDCG@10"], rows)]
 
 
 def _candidate_recall_table(report: EvalReport) -> list[str]:
     ours = [r for r in report.methods if r.candidate_recall]
     if not ours:
         return []
-    lines = [
+    rows = [[r.name, *(f"{v:.4f}" for v in r.candidate_recall.values())] for r in ours]
+    return [
         "",
         "Candidate recall (share of users whose held-out item is among the first N candidates):",
         "",
-        "| method | " + " | ".join(ours[0].candidate_recall) + " |",
-        "|---|" + "---|" * len(ours[0].candidate_recall),
+        *table(["method", *ours[0].candidate_recall], rows),
     ]
-    for r in ours:
-        lines.append(f"| {r.name} | " + " | ".join(f"{v:.4f}" for v in r.candidate_recall.values()) + " |")
-    return lines
 
 
 def _coverage_table(report: EvalReport) -> list[str]:
-    lines = ["", "| method | coverage@10 | long-tail share@10 | seconds |", "|---|---|---|---|"]
-    for r in report.methods:
-        seconds = "(with fused)" if r.seconds is None else r.seconds
-        lines.append(f"| {r.name} | {r.coverage_at_10:.4f} | {r.long_tail_at_10:.4f} | {seconds} |")
-    return lines
+    rows = [[r.name, f"{r.coverage_at_10:.4f}", f"{r.long_tail_at_10:.4f}",
+             "(with fused)" if r.seconds is None else r.seconds] for r in report.methods]  # fmt: skip
+    return ["", *table("method | coverage@10 | long-tail share@10 | seconds", rows)]
 
 
 def _ties_table(report: EvalReport) -> list[str]:
     if not any(r.ties for r in report.methods):
         return []
-    lines = [
+    rows = [
+        [r.name, *(f"{r.ties.get(group, {}).get(m, 0):.4f}" for group in ("tied", "untied")
+                   for m in ("ndcg@10", "recall@10")),
+         _valid(r), ", ".join(f"{k}={v}" for k, v in r.params.items()) if r.kind == "baseline" else ""]
+        for r in report.methods
+    ]  # fmt: skip
+    headers = "method | NDCG@10 tied | Recall@10 tied | NDCG@10 untied | Recall@10 untied | valid NDCG@10 " \
+        "| chosen parameters"  # fmt: skip
+    return [
         "",
         "Tied and untied users (tied: the target shares its timestamp with the item before it, "
         "so the tie order decided what came next). Baselines also show the validation NDCG@10 "
         "of their chosen grid point, which picks the best baseline:",
         "",
-        "| method | NDCG@10 tied | Recall@10 tied | NDCG@10 untied | Recall@10 untied | valid NDCG@10 "
-        "| chosen parameters |",
-        "|---|---|---|---|---|---|---|",
+        *table(headers, rows),
     ]
-    for r in report.methods:
-        tied, untied = r.ties.get("tied", {}), r.ties.get("untied", {})
-        valid = "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
-        params = ", ".join(f"{k}={v}" for k, v in r.params.items()) if r.kind == "baseline" else ""
-        lines.append(
-            f"| {r.name} | {tied.get('ndcg@10', 0):.4f} | {tied.get('recall@10', 0):.4f} | "
-            f"{untied.get('ndcg@10', 0):.4f} | {untied.get('recall@10', 0):.4f} | {valid} | {params} |"
-        )
-    return lines
+
+
+def _valid(r: MethodResult) -> str:
+    return "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
 
 
 def _slices_table(report: EvalReport) -> list[str]:
     if not report.slices:
         return []
     methods = sorted({name for cut in report.slices.values() for name in cut})
-    lines = ["", "Few-shot slices (history cut to the last k items), NDCG@10:", ""]
-    lines += ["| k | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0])):
-        cells = " | ".join(f"{by_method[n]['ndcg@10']:.4f}" if n in by_method else "–" for n in methods)
-        lines.append(f"| {cut} | {cells} |")
-    return lines
+    rows = [[cut, *(num(by_method.get(n, {}).get("ndcg@10"), 4) for n in methods)]
+            for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
+    return [
+        "",
+        "Few-shot slices (history cut to the last k items), NDCG@10:",
+        "",
+        *table(["k", *methods], rows),
+    ]
 
 
 def _llm_tables(report: EvalReport) -> list[str]:
     if not report.llm:
         return []
+    headers = "k | backend | p50 s/user | p95 s/user | prompt tokens p50 | fallbacks | users | MRR LLM | " \
+        "MRR retrieval | MRR random (expected) | best alpha (valid)"  # fmt: skip
+    rows = []
+    for k, info in report.llm.items():
+        w = info.get("within_candidates", {})
+        rows.append([
+            k, f"{info.get('backend')} ({info.get('mode')})", f"{info.get('per_user_seconds_p50', 0):.2f}",
+            f"{info.get('per_user_seconds_p95', 0):.2f}", f"{info.get('prompt_tokens_p50', 0):.0f}",
+            len(info.get("fallback_users", [])), w.get("users", 0),
+            *(f"{w.get(m, float('nan')):.4f}" for m in ("mrr_llm", "mrr_retrieval", "mrr_random_expected")),
+            info.get("best_alpha", "–"),
+        ])  # fmt: skip
     lines = [
         "",
         "LLM stage (per k-shot): latency, prompt tokens, fallbacks, and MRR of the held-out item "
         "within the candidates (users whose held-out item is a candidate) for the LLM order, the "
         "retrieval order and a random order:",
         "",
-        "| k | backend | p50 s/user | p95 s/user | prompt tokens p50 | fallbacks | users | MRR LLM "
-        "| MRR retrieval | MRR random (expected) | best alpha (valid) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(headers, rows),
     ]
-    for k, info in report.llm.items():
-        w = info.get("within_candidates", {})
-        nan = float("nan")
-        cells = [
-            k,
-            f"{info.get('backend')} ({info.get('mode')})",
-            f"{info.get('per_user_seconds_p50', 0):.2f}",
-            f"{info.get('per_user_seconds_p95', 0):.2f}",
-            f"{info.get('prompt_tokens_p50', 0):.0f}",
-            str(len(info.get("fallback_users", []))),
-            str(w.get("users", 0)),
-            f"{w.get('mrr_llm', nan):.4f}",
-            f"{w.get('mrr_retrieval', nan):.4f}",
-            f"{w.get('mrr_random_expected', nan):.4f}",
-            str(info.get("best_alpha", "–")),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
     for k, info in report.llm.items():
         sweep = info.get("alpha_sweep_ndcg@10")
         if sweep:
@@ -195,11 +195,7 @@ def _tie_lines(report: EvalReport) -> list[str]:
 
 
 def plots(report: EvalReport, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written: list[Path] = []
     if report.methods:
         names = [r.name for r in report.methods] + [r.name for r in report.published]
@@ -220,10 +216,7 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
         ax.set_xlabel(f"NDCG@10 ({report.protocol}; orange = published, not measured)")
         ax.set_title(f"{report.dataset}, {report.split} split, {report.users} users")
         fig.tight_layout()
-        path = folder / "ndcg_by_method.png"
-        _save_figure(fig, path)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder / "ndcg_by_method.png"))
     if report.slices:
         fig, ax = plt.subplots(figsize=(6, 4))
         cuts = sorted(report.slices, key=int)
@@ -235,18 +228,28 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
         ax.set_ylabel("NDCG@10")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = folder / "ndcg_by_history_length.png"
-        _save_figure(fig, path)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder / "ndcg_by_history_length.png"))
     return written
 
 
-def _save_figure(fig, path: Path) -> None:
-    """PNG bytes in memory first, then one atomic move: never a half-written plot."""
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing into files (no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """PNG bytes in memory first, then one atomic move: never a half-written plot. The figure
+    is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     write_atomically(path, buffer.getvalue())
+    pyplot().close(fig)
+    return path
 
 
 def clean_run_folder(folder: Path) -> None:
@@ -259,15 +262,50 @@ def clean_run_folder(folder: Path) -> None:
         )  # fmt: skip
 
 
-def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
+def write_run(
+    report: RunRecord, folder: Path, text: str, plot: Callable[[Path], list[Path]] | None = None
+) -> list[Path]:
+    """Any evaluation's files: results.json, report.md (`text`) and, with `plot`, its plots."""
     folder.mkdir(parents=True, exist_ok=True)
     clean_run_folder(folder)
     write_atomically(folder / "results.json", report.model_dump_json(indent=2).encode())
-    write_atomically(folder / "report.md", markdown(report).encode())
-    written = [folder / "results.json", folder / "report.md"]
-    if with_plots:
-        written += plots(report, folder)
-    return written
+    write_atomically(folder / "report.md", text.encode())
+    return [folder / "results.json", folder / "report.md", *(plot(folder) if plot is not None else [])]
+
+
+def write(report: EvalReport, folder: Path, with_plots: bool = True) -> list[Path]:
+    return write_run(report, folder, markdown(report), (lambda f: plots(report, f)) if with_plots else None)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def span(interval: Sequence[float] | None, digits: int = 3) -> str:
+    """An interval as `low–high`; empty when there is none."""
+    return "" if interval is None else f"{interval[0]:.{digits}f}–{interval[1]:.{digits}f}"
+
+
+def table(headers: str | Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """Every report's Markdown table; `headers` a list, or one string "a | b | c". A cell of
+    None is left blank (`| |`, as the published anchors' rows have always been written), any
+    other is written as str() of it."""
+    names = headers.split(" | ") if isinstance(headers, str) else headers
+
+    def line(cells: Sequence[object]) -> str:
+        return "|" + "|".join(" " if c is None else f" {c} " for c in cells) + "|"
+
+    return [line(names), "|" + "---|" * len(names), *(line(row) for row in rows)]
+
+
+def links(folder: Path, readme: Path, report_text: str, plot: str, plot_text: str) -> list[str]:
+    """The end of a README block: the full report and the plot, relative to the README."""
+    rel = os.path.relpath(folder, readme.parent)
+    return ["", f"{report_text}: [{rel}/report.md]({rel}/report.md).", "", f"![{plot_text}]({rel}/{plot})"]
 
 
 README_START = "<!-- results:start -->"
@@ -276,7 +314,6 @@ README_END = "<!-- results:end -->"
 
 def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
     """A short results table for the README, linking the full report and plot."""
-    rel = os.path.relpath(folder, readme.parent)
     lines = [
         f"`fewrec eval` on {report.dataset}, {report.split} split, {report.protocol}, "
         f"{report.split_description or report.split_protocol}, {report.users} users, seed {report.seed}, "
@@ -284,25 +321,12 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
         "",
         *_tie_lines(report),
         "",
-        "| method | NDCG@10 | Recall@10 | Recall@20 | 95% CI NDCG@10 | NDCG@10 tied | NDCG@10 untied "
-        "| valid NDCG@10 |",
-        "|---|---|---|---|---|---|---|---|",
+        *table(
+            "method | NDCG@10 | Recall@10 | Recall@20 | 95% CI NDCG@10 | NDCG@10 tied | NDCG@10 untied "
+            "| valid NDCG@10",
+            [*_readme_rows(report)],
+        ),
     ]
-    for r in report.methods:
-        ci = r.intervals.get("ndcg@10")
-        name = f"**{r.name}**" if r.kind == "fewrec" else r.name
-        tied, untied = r.ties.get("tied", {}), r.ties.get("untied", {})
-        valid = "" if r.validation_ndcg_at_10 is None else f"{r.validation_ndcg_at_10:.4f}"
-        lines.append(
-            f"| {name} | {r.metrics['ndcg@10']:.4f} | {r.metrics['recall@10']:.4f} | "
-            f"{r.metrics['recall@20']:.4f} | {f'{ci[0]:.4f}–{ci[1]:.4f}' if ci else ''} | "
-            f"{tied.get('ndcg@10', 0):.4f} | {untied.get('ndcg@10', 0):.4f} | {valid} |"
-        )
-    for r in report.published:
-        lines.append(
-            f"| {r.name} (published, not measured) | {r.metrics['ndcg@10']:.4f} | "
-            f"{r.metrics['recall@10']:.4f} | – | | | | |"
-        )
     for r in report.methods:
         if r.candidate_recall:
             depths = ", ".join(f"{k.split('@')[1]}: {v:.3f}" for k, v in r.candidate_recall.items())
@@ -314,13 +338,19 @@ def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
             f"Against the best baseline by validation NDCG@10 ({c.baseline}): {c.difference:+.4f} NDCG@10 "
             f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
         ]
-    lines += [
-        "",
-        f"Full report: [{rel}/report.md]({rel}/report.md).",
-        "",
-        f"![NDCG@10 by method]({rel}/ndcg_by_method.png)",
-    ]
+    lines += links(folder, readme, "Full report", "ndcg_by_method.png", "NDCG@10 by method")
     return "\n".join(lines)
+
+
+def _readme_rows(report: EvalReport) -> Iterator[list[object]]:
+    for r in report.methods:
+        name = f"**{r.name}**" if r.kind == "fewrec" else r.name
+        figures = [f"{r.metrics[m]:.4f}" for m in ("ndcg@10", "recall@10", "recall@20")]
+        ties = [f"{r.ties.get(group, {}).get('ndcg@10', 0):.4f}" for group in ("tied", "untied")]
+        yield [name, *figures, span(r.intervals.get("ndcg@10"), 4), *ties, _valid(r)]
+    for r in report.published:
+        measured = [f"{r.metrics['ndcg@10']:.4f}", f"{r.metrics['recall@10']:.4f}", "–"]
+        yield [f"{r.name} (published, not measured)", *measured, None, None, None, None]
 
 
 def readme_markers(report: EvalReport) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from fewrec.eval import intervals as iv
 from fewrec.eval import metrics as m
 from fewrec.eval import provenance as prov
 from fewrec.eval.baselines import BASELINES, run_baseline
+from fewrec.eval.harness import anchors, named, seeded_sample
 from fewrec.eval.ranking import FUSED, Ranked, RankedRows, RankJob, dense_batches, rank_batches, rank_rows
 from fewrec.retrieval.fusion import SOURCE_NAMES
 
@@ -40,15 +41,6 @@ STAGES = ("retrieval", "rerank", "fused")
 LLM_STAGES = ("rerank", "fused")
 ALL_BASELINES = ("random", *BASELINES)
 CANDIDATE_DEPTHS = (20, 50, 100)
-
-# The published anchors (the LlamaRec paper, Yue et al. 2023), measured on the paper's
-# leave-one-out protocol with ties by item id: shown only next to it. Published, not measured.
-PUBLISHED = {
-    "SASRec (LlamaRec paper)": {"ndcg@10": 0.0522, "recall@10": 0.0993},
-    "LRURec retriever (LlamaRec paper)": {"ndcg@10": 0.0705, "recall@10": 0.1426},
-    "LlamaRec, Llama-2-7B QLoRA (LlamaRec paper)": {"ndcg@10": 0.0759, "recall@10": 0.1524},
-}
-
 
 # "fewrec": the fused retriever and the LLM stages; "source": one source of the fused retriever.
 MethodKind = Literal["fewrec", "source", "baseline", "published"]
@@ -110,10 +102,7 @@ class EvalReport(prov.RunRecord):
     llm: dict = Field(default_factory=dict)  # LLM stage: timing, fallbacks, alpha sweep, within-candidate MRR
 
     def method(self, name: str) -> MethodResult:
-        for result in self.methods:
-            if result.name == name:
-                return result
-        raise KeyError(name)
+        return named(self.methods, name)
 
 
 class EvalError(FewrecError):
@@ -180,9 +169,7 @@ class EvaluatedUsers:
         batch_users: int, ray: RayPool | None,
     ) -> EvaluatedUsers:  # fmt: skip
         """Every eligible user, or a seeded sample of `users` of them."""
-        eligible = split.eval_users(split_name)
-        rng = np.random.default_rng(seed)
-        rows = eligible if users is None else np.sort(rng.choice(eligible, users, replace=False))
+        rows = seeded_sample(split.eval_users(split_name), users, seed)
         return EvaluatedUsers(
             split, split_name, rows, split.targets(split_name)[rows], split.tied(split_name)[rows],
             [split.history(int(u), split_name) for u in rows],
@@ -278,8 +265,7 @@ def evaluate(
             if on_result:
                 on_result(report)
     except KeyboardInterrupt:
-        report.complete = False
-        report.notes.append("interrupted: the methods listed are complete, the rest were not run")
+        report.interrupted("the methods listed are complete, the rest were not run")
     _conclude(report, evaluated, plan, per_user)
     return report
 
@@ -415,13 +401,13 @@ def _llm_methods(
         settings.rerank.candidates,
     )  # fmt: skip
     fallbacks = [split.user_ids[rows[i]].item() for i, f in enumerate(scores.fallbacks) if f is not None]
-    seconds = np.array(scores.seconds) if scores.seconds else np.zeros(1)
+    p50, p95 = m.p50_p95(np.array(scores.seconds) if scores.seconds else np.zeros(1))
     info = {
         "backend": reranker.backend.name,
         "mode": settings.rerank.mode,
         "candidates": settings.rerank.candidates,
-        "per_user_seconds_p50": float(np.percentile(seconds, 50)),
-        "per_user_seconds_p95": float(np.percentile(seconds, 95)),
+        "per_user_seconds_p50": p50,
+        "per_user_seconds_p95": p95,
         "prompt_tokens_p50": float(np.median(scores.prompt_tokens)) if scores.prompt_tokens else 0.0,
         "fallback_users": fallbacks,
         "fallback_reasons": sorted({f for f in scores.fallbacks if f}),
@@ -495,12 +481,12 @@ def _record_slices(report: EvalReport, method: Method) -> None:
 def _conclude(
     report: EvalReport, evaluated: EvaluatedUsers, plan: EvalPlan, per_user: dict[str, dict[str, np.ndarray]]
 ) -> None:
-    """The published anchors where they apply, the comparison with the best baseline (or why
-    there is none), and the end of the run."""
+    """The published anchors (`anchors.toml`) where they apply, the comparison with the best
+    baseline (or why there is none), and the end of the run."""
     split = evaluated.split
     if not evaluated.sampled:
         report.published = (
-            [MethodResult(name=n, kind="published", metrics=v) for n, v in PUBLISHED.items()]
+            [MethodResult(name=a.name, kind="published", metrics=a.metrics) for a in anchors("retrieval")]
             if split.name == "ml-latest-small"
             and evaluated.split_name == "test"
             and split.protocol == "loo"

@@ -10,7 +10,7 @@ a vector stands in for embedding exactly the text it was embedded from, with the
 only when their record names the key of the current code, settings and data and the hash of
 the weights (fewrec/retrieval/sequential.py). Anything else trains or embeds as before.
 
-`python -m fewrec.eval.build_shipped DATA_DIR` writes them (embedding the catalog again, and
+`python -m fewrec.fit.build_shipped DATA_DIR` writes them (embedding the catalog again, and
 copying the weights `make run` trained in DATA_DIR); it lives with the other build commands,
 above the prompts it embeds the demonstrations of. Rerun it after a change to sequential.py,
 whose code is in SASRec's key, or to an item's text: tests/test_shipped.py says when the shipped

@@ -1,11 +1,11 @@
 """Builds the chat's polarity classifier (`fewrec/agent/polarity.py`) from labelled judgements,
 and measures it against the hand-written rules by cross-validation grouped by dialogue.
 
-    python -m fewrec.eval.build_polarity ../shared/datasets/redial/train_data.jsonl \
+    python -m fewrec.fit.build_polarity ../shared/datasets/redial/train_data.jsonl \
         fewrec/data/bundled/redial_polarity.json \
         --sentences ../shared/datasets/sentiment-sentences \
         --also ../shared/datasets/redial/valid_data.jsonl \
-        --written fewrec/eval/annotations/redial_written_dislikes.csv
+        --written fewrec/fit/annotations/redial_written_dislikes.csv
 
 Two kinds of labelled data:
 - review sentences (`--sentences`: every `*_labelled.txt` file there, `sentence<TAB>label`, 1
@@ -46,9 +46,9 @@ from fewrec.agent.polarity import (
     judgement_window,
 )
 from fewrec.agent.understand import APOSTROPHES, MessageReader, clean_message, resolve_same, taken_as_liked
+from fewrec.data.dialogues import MENTION, Dialogue, read_dialogues
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import Catalog
-from fewrec.eval.conversations import MENTION, Dialogue, read_dialogues
 from fewrec.eval.intervals import grouped_interval
 
 SENTENCE_SOURCE = (
@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     catalog = split.catalog
     genres = sorted({g for gs in catalog.frame["genres"] for g in gs})
     command = (
-        f"python -m fewrec.eval.build_polarity {args.train_file.name} {args.out.name} "
+        f"python -m fewrec.fit.build_polarity {args.train_file.name} {args.out.name} "
         f"--sentences {args.sentences.name}"
         + (f" --also {' '.join(p.name for p in args.also)}" if args.also else "")
         + (f" --written {args.written.name}" if args.written else "")

@@ -1,5 +1,7 @@
-"""Real recommendation dialogues for the evaluation suite: read them, find their films in the
-catalog, and list the turns where the human recommender suggested something new.
+"""Real recommendation dialogues, a dataset like the rating files: read them, find their films
+in the catalog, and list the turns where the human recommender suggested something new. The
+conversation evaluation replays them (`fewrec/eval/conversation_eval.py`); the fitting of the
+chat's prior, polarity and query words counts them (`fewrec/fit/`).
 
 The format read natively is ReDial's JSONL (Li et al., "Towards Deep Conversational
 Recommendations", NeurIPS 2018; CC BY 4.0): one dialogue per line, films written as `@<id>` in

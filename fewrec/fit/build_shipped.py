@@ -2,7 +2,7 @@
 the vectors of the catalog and of the few-shot demonstrations' histories, and the SASRec weights
 `make run` trained in a data folder.
 
-    python -m fewrec.eval.build_shipped DATA_DIR
+    python -m fewrec.fit.build_shipped DATA_DIR
 
 Here rather than beside the reader: it embeds the demonstrations (`fewrec.prompts`), a layer
 above retrieval.
@@ -71,6 +71,6 @@ def write_shipped(data_dir: Path, folder: Path = SHIPPED_DIR, batch_size: int = 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m fewrec.eval.build_shipped DATA_DIR (where `make run` ran)")
+        raise SystemExit("usage: python -m fewrec.fit.build_shipped DATA_DIR (where `make run` ran)")
     for path in write_shipped(Path(sys.argv[1])):
         print(f"{path} ({path.stat().st_size:,} bytes)")

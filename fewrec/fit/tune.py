@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from fewrec.config import LEGACY_KEYS, RetrievalSettings
 from fewrec.data.split import LeaveOneOutSplit
+from fewrec.eval.harness import seeded_sample
 from fewrec.eval.metrics import masked_target_ranks, per_user_metrics
 from fewrec.retrieval.fusion import Retriever, max_normalise
 
@@ -208,7 +209,7 @@ def sample_users(split: LeaveOneOutSplit, users: int | None, seed: int = 0) -> n
             f"--users must be between 1 and {len(eligible)} (the users with a validation target "
             f"under this protocol), got {users}"
         )
-    return np.sort(np.random.default_rng(seed).choice(eligible, users, replace=False))
+    return seeded_sample(eligible, users, seed)
 
 
 def memory_sample_size(split: LeaveOneOutSplit, sources: int, pseudo: int, budget_gb: float) -> int | None:

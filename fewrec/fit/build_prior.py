@@ -2,7 +2,7 @@
 dialogues: which films human recommenders suggested, and after which mentioned films; and
 fits how far those counts are shrunk toward a back-off.
 
-    python -m fewrec.eval.build_prior ../shared/datasets/redial/train_data.jsonl \
+    python -m fewrec.fit.build_prior ../shared/datasets/redial/train_data.jsonl \
         fewrec/data/bundled/redial_prior.json --fit
 
 Only ever from training dialogues: the validation file is what the conversation evaluation
@@ -29,15 +29,15 @@ import numpy as np
 
 from fewrec.agent.conversation_prior import ConversationPrior, PriorForm, PriorScorer
 from fewrec.agent.recommender import Recommender
-from fewrec.data.split import LeaveOneOutSplit
-from fewrec.eval.conversation_eval import _watched, choose_dialogues
-from fewrec.eval.conversations import (
+from fewrec.data.dialogues import (
     Dialogue,
     TitleMatcher,
     dialogue_folds,
     new_item_turns,
     read_dialogues,
 )
+from fewrec.data.split import LeaveOneOutSplit
+from fewrec.eval.conversation_eval import _watched, choose_dialogues
 
 SOURCE = (
     "ReDial (Li et al., 'Towards Deep Conversational Recommendations', NeurIPS 2018), "
@@ -220,6 +220,19 @@ def fit_prior(
     return make_prior(dialogues, matcher, split.name, command, source, background, form)
 
 
+def fold_prior_scorer(
+    train: list[Dialogue], matcher: TitleMatcher, recommender: Recommender, fit: bool, seed: int
+) -> tuple[PriorScorer, str]:
+    """The prior counted on `train` alone (its form chosen on it alone), over the catalog."""
+    split = recommender.split
+    prior = fit_prior(
+        train, matcher, split, "cross-validation fold", recommender.settings.chat.prior_popularity, fit=fit,
+        source=SOURCE, seed=seed,
+    )  # fmt: skip
+    index_of = {str(item): i for i, item in enumerate(split.item_ids.tolist())}
+    return PriorScorer(prior, index_of, split.n_items), form_label(prior.form)
+
+
 def build_prior(
     path: Path,
     recommender: Recommender,
@@ -248,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit", action="store_true", help="choose the form by cross-validation")
     args = parser.parse_args(argv)
     command = (
-        f"python -m fewrec.eval.build_prior {args.train_file.name} {args.out.name}"
+        f"python -m fewrec.fit.build_prior {args.train_file.name} {args.out.name}"
         + (f" --leave-out {args.leave_out} --seed {args.seed}" if args.leave_out else "")
         + (" --fit" if args.fit else "")
     )

@@ -2,11 +2,11 @@
 (`fewrec/agent/query_words.py`): in how many messages of ReDial's training dialogues each word
 occurs.
 
-    python -m fewrec.eval.build_query_words ../shared/datasets/redial/train_data.jsonl \
+    python -m fewrec.fit.build_query_words ../shared/datasets/redial/train_data.jsonl \
         fewrec/data/bundled/redial_words.json
 
 Only ever from training dialogues (`train_data.jsonl`): the validation file is what the
-conversation evaluation reports on, and the labelled messages of `fewrec.eval.query_words`
+conversation evaluation reports on, and the labelled messages of `fewrec.fit.query_words`
 are read with their own dialogue taken out of these counts.
 """
 
@@ -25,7 +25,7 @@ SOURCE = (
     "Recommendations', NeurIPS 2018): word counts derived from its dialogues"
 )
 LICENCE = "CC BY 4.0"
-COMMAND = "python -m fewrec.eval.build_query_words {train} {out}"
+COMMAND = "python -m fewrec.fit.build_query_words {train} {out}"
 
 
 def build(train_file: Path, out_name: str = "redial_words.json") -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """How often a message leaves a meaning query that holds no word describing films, before and
 after the describer of `fewrec/agent/query_words.py`, cross-validated over 300 labelled ReDial
-seeker messages (`fewrec/eval/annotations/redial_descriptive_words.jsonl`).
+seeker messages (`fewrec/fit/annotations/redial_descriptive_words.jsonl`).
 
-    python -m fewrec.eval.query_words ../shared/datasets/redial/train_data.jsonl [--json out.json]
+    python -m fewrec.fit.query_words ../shared/datasets/redial/train_data.jsonl [--json out.json]
 
 - **Before**: every word the structure rules leave (the chat before the describer).
 - **After**: the words the describer keeps. Its thresholds are chosen on the training folds
