@@ -231,6 +231,47 @@ class RecordingChat(ChatAgent):
         return super().respond(state, message)
 
 
+class CardsSeenChat(ChatAgent):
+    """The real chat, recording the cards each message may refer to."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        super().__init__(recommender)
+        self.seen: dict[str, list] = {}
+
+    def respond(self, state: ChatState, message: str) -> tuple[ChatTurn, ChatState]:
+        self.seen.setdefault(message, list(state.last_cards))
+        return super().respond(state, message)
+
+
+def test_the_seeker_answers_the_human_recommenders_films_never_the_chats_cards(
+    bundled_split, cheap_recommender
+):
+    heat, collateral, ronin = (
+        item_titled(bundled_split, t) for t in ("Heat (1995)", "Collateral (2004)", "Ronin (1998)")
+    )
+    dialogue = dialogue_from_turns(
+        "cards",
+        [
+            {"role": "seeker", "text": "I loved Heat (1995)", "films": ["Heat (1995)"]},
+            {"role": "recommender", "text": "Collateral (2004) or Ronin (1998)?",
+             "films": ["Collateral (2004)", "Ronin (1998)"]},
+            {"role": "seeker", "text": "seen it, loved it", "films": []},
+            {"role": "seeker", "text": "anything with car chases?", "films": []},
+        ],
+    )  # fmt: skip
+    matcher = TitleMatcher(bundled_split.catalog)
+    seen = {}
+    for mode in ce.MODES:
+        agent = CardsSeenChat(cheap_recommender)
+        replay = ce.Replayer(agent, cheap_recommender, matcher).replay(dialogue, 0, mode)
+        seen[mode] = [agent.seen[m] for m in ("seen it, loved it", "anything with car chases?")]
+        assert replay.final is not None and heat in replay.final.liked
+        shown_by_chat = set(replay.final.shown) - {heat, collateral, ronin}
+        assert not shown_by_chat & set(replay.final.liked), mode  # no card of the chat's taken as liked
+    assert seen["seeker_only"] == [[], []]
+    assert seen["with_recommender"] == [[collateral, ronin], [collateral, ronin]]
+
+
 def test_both_replay_modes_through_the_chat(sample, bundled_split, cheap_recommender):
     dialogue = next(d for d in sample if d.dialogue_id == "6092")  # romantic comedies
     cheap_recommender.settings.chat.cards = ce.CARDS

@@ -12,6 +12,9 @@ its title and year, as ReDial's interface showed it. Two modes, both reported:
   `last_cards`, what "seen it, loved it" or "the second one" refer to (the chat offers no
   other way to hear what it "said", so the caller sets those fields, as the page keeps the
   state).
+In both modes the seeker never saw the chat's own cards: after each reply `last_cards` goes
+back to what the seeker last saw (the human's films, or nothing in seeker_only), so a "seen
+it, loved it" written about a human's suggestion is never filed against a card of the chat's.
 The chat's cards carry no explanation here (`chat.explain` off): only their ranks are scored.
 At each recommender turn naming films not mentioned before (its targets; see
 `dialogues.new_item_turns`) four rankings of 20 are scored, every film already mentioned
@@ -412,7 +415,11 @@ class Replayer:
                 else:
                     self.score(dialogue, position, points[index], mode, last, replay)
             if turn.role == "seeker":
+                seen_cards = state.last_cards
                 last, state = self.send(dialogue, dialogue.shown_text(turn), turn.films, state, replay)
+                # The seeker never saw the chat's cards: their "seen it, loved it" answers the
+                # human recommender's films (with_recommender), or films the chat cannot know.
+                state = state.model_copy(update={"last_cards": seen_cards})
             elif mode == "with_recommender":
                 said = self.items(dialogue, turn.films)
                 shown = [*state.shown, *(i for i in said if i not in state.shown)]
