@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -49,7 +48,10 @@ class EmbeddingSettings(BaseModel):
 # --------------------------------------------------------------- candidate sources as components
 # The registry sits here, below the sources (fewrec/retrieval/), so that settings can validate
 # each source's table without importing the sources themselves.
-log = logging.getLogger("fewrec.config")
+
+
+# How an explanation tells a source's evidence (`SourceConfig.explains`).
+Explains = Literal["sequence", "item-item", "description", "most-watched", "none"]
 
 
 class SourceConfig(BaseModel):
@@ -67,6 +69,17 @@ class SourceConfig(BaseModel):
     # validation; every other hyper-parameter keeps this config's value.
     grid: list[dict[str, Any]] = Field(default_factory=list)
     baseline: ClassVar[str | None] = None  # the `fewrec eval --baselines` name; None: no baseline
+    # What the source is, declared here so that no other part spells its name to ask:
+    # fused by a default retriever (in the registry's order, the order fusion sums them) ...
+    default: ClassVar[bool] = False
+    # ... reads the request's time (counts nothing later; the data's times must be dates) ...
+    time_aware: ClassVar[bool] = False
+    # ... needs the content index's item vectors (left out where there are none) ...
+    needs_content: ClassVar[bool] = False
+    # ... and how an explanation tells its evidence: "sequence" (people watched X, then this),
+    # "item-item" (tied to history items), "description" (alike in what the items are about),
+    # "most-watched" (widely watched), "none" (no evidence an explanation can cite).
+    explains: ClassVar[Explains] = "none"
 
     # Not hyper-parameters: what fuses or tunes the source, not what it learns.
     ROLE_FIELDS: ClassVar[frozenset[str]] = frozenset({"enabled", "weight", "grid"})
@@ -112,10 +125,6 @@ class SourceConfig(BaseModel):
 # name -> config class; fewrec/retrieval/registry.py registers the built-in sources when the
 # retrieval package loads (which `import fewrec` does first), so settings find them.
 _registry: dict[str, type[SourceConfig]] = {}
-# The sources a default retriever fuses, in the order it sums them.
-DEFAULT_SOURCES: tuple[str, ...] = (
-    "timed_transition", "transition", "ease", "timepop", "itemknn", "content", "als", "bpr", "sasrec",
-)  # fmt: skip
 
 
 def register_source(name: str, config: type[SourceConfig]) -> type[SourceConfig]:
@@ -134,6 +143,16 @@ def source_names() -> tuple[str, ...]:
     return tuple(_registry)
 
 
+def default_source_names() -> tuple[str, ...]:
+    """The sources a default retriever fuses (`SourceConfig.default`), in the registry's
+    order: the order it sums them."""
+    if not _registry:  # never an empty default retriever: say why instead
+        raise ValueError(
+            "no candidate source is registered yet (fewrec.retrieval registers the built-ins when imported)"
+        )
+    return tuple(name for name, config in _registry.items() if config.default)
+
+
 def config_class(name: str) -> type[SourceConfig]:
     try:
         return _registry[name]
@@ -147,15 +166,16 @@ def default_config(name: str) -> SourceConfig:
 
 
 def default_sources() -> dict[str, SourceConfig]:
-    return {name: default_config(name) for name in DEFAULT_SOURCES}
+    return {name: default_config(name) for name in default_source_names()}
 
 
 def sources_table(given: Mapping[str, Any]) -> dict[str, SourceConfig]:
     """The `sources` table: the defaults with `given`'s tables merged in, field by field."""
-    if set(DEFAULT_SOURCES) <= set(given):
+    defaults = default_source_names()
+    if set(defaults) <= set(given):
         order = list(given)
     else:
-        order = [*DEFAULT_SOURCES, *(name for name in given if name not in DEFAULT_SOURCES)]
+        order = [*defaults, *(name for name in given if name not in defaults)]
     table: dict[str, SourceConfig] = {}
     for name in order:
         cls, value = config_class(name), given.get(name)
@@ -165,133 +185,39 @@ def sources_table(given: Mapping[str, Any]) -> dict[str, SourceConfig]:
                 raise ValueError(f"retrieval.sources.{name} must be a {cls.__name__}, got {got}")
             table[name] = value
         else:
-            table[name] = cls.model_validate(_json(value) if value is not None else {})
+            table[name] = cls.model_validate(env_value(value) if value is not None else {})
     return table
 
 
-# ------------------------------------------------------------------------- the old flat keys
-# Each old key of the flat `[retrieval]` section -> the component fields it now sets.
-LEGACY_KEYS: dict[str, tuple[str, ...]] = {
-    "ease_lambda": ("ease.lambda",), "ease_half_life": ("ease.half_life",),
-    "ease_max_items": ("ease.max_items",), "profile_items": ("ease.limit", "itemknn.limit", "content.limit"),
-    "recency_half_life": ("itemknn.half_life", "content.half_life"),
-    **{
-        f"transition_{field}": (f"transition.{field}", f"timed_transition.{field}")
-        for field in ("window", "decay", "half_life", "normalise", "backward", "limit")
-    },
-    "timed_transition_tau_days": ("timed_transition.tau_days",), "timepop_tau_days": ("timepop.tau_days",),
-    "itemknn_k": ("itemknn.k",),
-    **{f"als_{f}": (f"als.{f}",) for f in ("factors", "iterations", "regularization")},
-    **{f"bpr_{f}": (f"bpr.{f}",) for f in ("factors", "iterations", "learning_rate")},
-    **{
-        f"sasrec_{f}": (f"sasrec.{f}",)
-        for f in ("dim", "max_len", "layers", "heads", "dropout", "epochs", "batch_size", "learning_rate",
-                  "negatives", "seeds", "threads", "budget_s", "patience", "min_delta", "validation_users",
-                  "max_interactions")
-    },
-}  # fmt: skip
-_noted: set[str] = set()
+def normalise_retrieval(data: dict[str, Any]) -> dict[str, Any]:
+    """The `retrieval` section's input with old keys carried over and `sources` made a full
+    table of component configs (`RetrievalSettings` validates it before its fields)."""
+    from fewrec.config_legacy import migrate  # the old keys live apart, with their notes
+
+    data = migrate(dict(data))
+    data["sources"] = sources_table(env_value(data.get("sources")) or {})
+    return data
 
 
-def _note_once(key: str, message: str) -> None:
-    """One line per old key and process: it still loads, and here is its new name."""
-    if key not in _noted:
-        _noted.add(key)
-        log.warning("%s", message)
-
-
-def _json(value: Any) -> Any:
+def env_value(value: Any) -> Any:
     """Environment variables arrive as text; a list or table in them is JSON."""
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
         return json.loads(value)
     return value
 
 
-def legacy_label(source: str, key: str) -> str:
-    """The old flat name of a source's hyper-parameter (the published reports' labels), or
-    `key` itself when it never had one."""
-    cls = config_class(source)
-    field = cls.field_names().get(key, key)
-    alias = cls.model_fields[field].alias if field in cls.model_fields else None
-    for old, targets in LEGACY_KEYS.items():
-        if f"{source}.{alias or field}" in targets:
-            return old
-    return key
-
-
-def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Old flat keys (`ease_lambda`, `weights = {...}`, `sources = [...]`) as the tables they
-    now are; a table given in the new form wins over an old key for the same field."""
-    tables: dict[str, dict[str, Any]] = {}
-    for old in [key for key in data if key in LEGACY_KEYS]:
-        value = data.pop(old)
-        for target in LEGACY_KEYS[old]:
-            source, field = target.split(".")
-            tables.setdefault(source, {})[field] = _json(value)
-        new = " and ".join(f"retrieval.sources.{t}" for t in LEGACY_KEYS[old])
-        _note_once(old, f"retrieval.{old} is now {new} (the old key still loads)")
-    listed = _json(data.get("sources"))
-    if isinstance(listed, list):
-        names = [str(name) for name in listed]
-        for name in [*names, *(n for n in DEFAULT_SOURCES if n not in names)]:
-            tables.setdefault(name, {})["enabled"] = name in names
-        _note_once("sources", "retrieval.sources = [...] is now a table per source, retrieval.sources.NAME "
-                   "(`enabled = false` leaves a default source out; the old list still loads)")  # fmt: skip
-        data["sources"] = {}
-    if "weights" in data:
-        weights = {str(k): float(v) for k, v in (_json(data.pop("weights")) or {}).items()}
-        enabled = [n for n in tables if tables[n].get("enabled", True)] if listed else list(DEFAULT_SOURCES)
-        for name in enabled:
-            # As the flat key always did: a listed source it does not name gets 0, unless alone.
-            tables.setdefault(name, {})["weight"] = weights.get(name, 1.0 if len(enabled) == 1 else 0.0)
-        for name, weight in weights.items():
-            if name in tables:
-                tables[name]["weight"] = weight
-        _note_once("weights", "retrieval.weights is now retrieval.sources.NAME.weight (the old key still "
-                   "loads; a source it does not name gets weight 0, as before)")  # fmt: skip
-    if tables:
-        given = {} if isinstance(listed, list) else dict(listed or {})
-        data["sources"] = _merge_tables(tables, given, listed)
-    return data
-
-
-def _merge_tables(tables: dict[str, dict[str, Any]], given: dict[str, Any], listed: Any) -> dict[str, Any]:
-    """The old keys' tables under the new-form ones (which win, field by field), in the order
-    that decides fusion: an old list's order, a complete new table's, or the defaults'."""
-    if isinstance(listed, list):
-        order = list(tables)
-    elif set(DEFAULT_SOURCES) <= set(given):
-        order = list(given)
-    else:
-        order = [name for name in DEFAULT_SOURCES if name in tables or name in given]
-    merged: dict[str, Any] = {}
-    for name in dict.fromkeys([*order, *given, *tables]):
-        value = given.get(name)
-        if isinstance(value, SourceConfig):
-            value = value.model_dump(exclude_unset=True)
-        merged[name] = {**tables.get(name, {}), **(_json(value) or {})}
-    return merged
-
-
-def normalise_retrieval(data: dict[str, Any]) -> dict[str, Any]:
-    """The `retrieval` section's input with old keys carried over and `sources` made a full
-    table of component configs (`RetrievalSettings` validates it before its fields)."""
-    data = _migrate(dict(data))
-    data["sources"] = sources_table(_json(data.get("sources")) or {})
-    return data
-
-
 class RetrievalSettings(BaseModel):
     """Candidate sources and their fusion. Each source is a component with its own table,
     `[retrieval.sources.NAME]`: its hyper-parameters, fusion `weight`, `enabled` and baseline
     `grid` (fewrec/retrieval/components.py, registered in fewrec/retrieval/registry.py). Every
-    name in `DEFAULT_SOURCES` runs unless its table says `enabled = false`; another registered
-    source runs once its table is present. Sources fuse in `DEFAULT_SOURCES` order, then the
-    others in the order configured (a float sum depends on its order, and the published figures
-    on that sum); a table that names every default source keeps its own order. The defaults were chosen
-    on the validation split of the bundled data by `fewrec tune` (the test split is never used
-    to choose them). The old flat keys (`ease_lambda`, `weights = {...}`, `sources = [...]`)
-    still load, with a one-line note naming the new key."""
+    default source (`default_source_names()`) runs unless its table says `enabled = false`;
+    another registered source runs once its table is present. Sources fuse in the registry's
+    order, then the others in the order configured (a float sum depends on its order, and the
+    published figures on that sum); a table that names every default source keeps its own
+    order. The defaults were chosen on the validation split of the bundled data by `fewrec
+    tune` (the test split is never used to choose them). The old flat keys (`ease_lambda`,
+    `weights = {...}`, `sources = [...]`) still load, with a one-line note naming the new key
+    (fewrec/config_legacy.py)."""
 
     model_config = ConfigDict(extra="forbid")  # a typo in a key is an error
 
@@ -329,6 +255,10 @@ class RetrievalSettings(BaseModel):
         """Whether any weight was named by the settings (a TOML file, the environment, keyword
         arguments) rather than left to the defaults."""
         return any("weight" in config.model_fields_set for config in self.sources.values())
+
+    def needs_content(self, names: list[str] | None = None) -> bool:
+        """Whether any of `names` (default: the active sources) needs the content index."""
+        return any(self.source(name).needs_content for name in (self.active if names is None else names))
 
     def source(self, name: str) -> SourceConfig:
         """The config of source `name`: as configured, else its registered defaults."""

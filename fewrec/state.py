@@ -23,7 +23,6 @@ from fewrec.data.traits import has_titles
 
 log = logging.getLogger(__name__)
 
-TIME_AWARE_SOURCES = ("timed_transition", "timepop")
 # A decay this slow is none at all: over 10^8 "seconds" (the most a position can be) a pair
 # keeps exp(-10^8 / 8.64·10^16) of its weight, 1 to nine digits.
 ORDER_ONLY_TAU_DAYS = 1e12
@@ -40,14 +39,18 @@ def fit_to_data(
     say = say or log.warning
     notes: list[str] = []
     retrieval = settings.retrieval
-    if "content" in retrieval.active and not has_titles(split.catalog):
-        switched_off = retrieval.source("content").with_params(enabled=False)
-        retrieval.sources = {**retrieval.sources, "content": switched_off}
+    needing = [name for name in retrieval.active if retrieval.source(name).needs_content]
+    if needing and not has_titles(split.catalog):
+        retrieval.sources = {
+            **retrieval.sources,
+            **{name: retrieval.source(name).with_params(enabled=False) for name in needing},
+        }
+        skipped = " and ".join(needing)
         notes.append(
-            f"{split.name}: the items have no titles (they are their ids), so the content source "
-            "is skipped and no content index is built"
+            f"{split.name}: the items have no titles (they are their ids), so the {skipped} source"
+            f"{'s are' if len(needing) > 1 else ' is'} skipped and no content index is built"
         )
-    timed = [s for s in TIME_AWARE_SOURCES if s in retrieval.active]
+    timed = [name for name in retrieval.active if retrieval.source(name).time_aware]
     if timed and not split.has_times:
         retrieval.sources = {
             **retrieval.sources,

@@ -164,10 +164,10 @@ def sharing_fits(recommender, settings):
 def only_sources(*names: str, **fields: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A `retrieval.sources` table in which only `names` run, in that order, each with its
     `fields` (e.g. `als={"iterations": 3}`); the other default sources are switched off."""
-    from fewrec.config import DEFAULT_SOURCES
+    from fewrec.config import default_source_names
 
     table = {name: {**fields.get(name, {}), "enabled": True} for name in names}
-    return table | {name: {"enabled": False} for name in DEFAULT_SOURCES if name not in names}
+    return table | {name: {"enabled": False} for name in default_source_names() if name not in names}
 
 
 # --------------------------------------------------------------------------- the command line
@@ -223,7 +223,9 @@ def cheap_settings(data_dir: Path):
     """Two fast sources (transition and EASE, equally weighted) and no reranker."""
     from fewrec.config import RetrievalSettings, Settings
 
-    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
+    retrieval = RetrievalSettings(
+        sources=only_sources("transition", "ease", transition={"weight": 1.0}, ease={"weight": 1.0})
+    )
     settings = Settings(data_dir=data_dir, retrieval=retrieval)
     settings.rerank.enabled = False
     return settings

@@ -495,45 +495,44 @@ def test_a_message_that_goes_on_carries_the_last_feeling_over(agent):
 
 
 def test_the_prior_weighs_less_as_liked_titles_are_named():
-    """`chat.prior_fade`: prior_weight / (1 + fade × liked titles beyond `prior_fade_after`); 0
-    keeps it constant."""
-    from types import SimpleNamespace
-
+    """`chat.prior_fade`: prior_weight / (1 + fade × known films beyond `prior_fade_after`); 0
+    keeps it constant. The stage reads the chat settings at each request."""
+    from fewrec.agent.conversation_prior import PriorMix
     from fewrec.config import Settings
 
-    settings = Settings()
-    settings.chat.planner = "fixed"
-    settings.chat.prior_weight, settings.chat.prior_fade, settings.chat.prior_fade_after = 0.5, 1.0, 0
-    agent = ChatAgent(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
-    assert agent._prior_weight(ChatState()) == 0.5  # nothing named: the prior as configured
-    assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.125
-    assert agent._prior_weight(ChatState(liked=["1"], disliked=["2"])) == 0.25  # liked titles only
-    settings.chat.prior_fade_after = 2  # the first two liked titles leave it whole
-    assert agent._prior_weight(ChatState(liked=["1", "2"])) == 0.5
-    assert agent._prior_weight(ChatState(liked=["1", "2", "3", "4"])) == 0.5 / 3
-    settings.chat.prior_fade = 0.0
-    assert agent._prior_weight(ChatState(liked=["1", "2", "3"])) == 0.5
+    chat = Settings().chat
+    chat.prior_weight, chat.prior_fade, chat.prior_fade_after = 0.5, 1.0, 0
+    prior = PriorMix(None, None, chat)  # type: ignore[arg-type]  (the weight needs neither)
+    assert prior.weight(0) == 0.5  # nothing named: the prior as configured
+    assert prior.weight(3) == 0.125
+    assert prior.weight(1) == 0.25
+    chat.prior_fade_after = 2  # the first two liked titles leave it whole
+    assert prior.weight(2) == 0.5
+    assert prior.weight(4) == 0.5 / 3
+    chat.prior_fade = 0.0
+    assert prior.weight(3) == 0.5
 
 
-def test_a_known_users_rated_films_fade_the_prior_as_named_titles_do():
+def test_a_known_users_rated_films_fade_the_prior_as_named_titles_do(cheap_recommender, monkeypatch):
     """A known user's history (before the targets the recommender is fitted for) counts as liked
-    titles: with four rated films and two named, the prior weighs as with six named."""
-    from types import SimpleNamespace
+    titles; disliked ones do not count, and an unknown user is a fresh profile."""
+    from fewrec.agent.recommender import RecRequest
 
-    from fewrec.config import Settings
+    seen: list[int] = []
+    rank = cheap_recommender.pipeline.rank
 
-    settings = Settings()
-    settings.chat.planner = "fixed"
-    settings.chat.prior_weight, settings.chat.prior_fade, settings.chat.prior_fade_after = 0.5, 1.0, 2
-    asked: list[str] = []
+    def spy(*args, **keywords):
+        seen.append(keywords["known"])
+        return rank(*args, **keywords)
 
-    def history(row: int, split_name: str) -> list[int]:
-        asked.append(split_name)
-        return [1, 2, 3, 4]
-
-    split = SimpleNamespace(has_user=lambda u: u == "7", user_index=lambda u: 0, history=history)
-    agent = ChatAgent(SimpleNamespace(settings=settings, split=split, fit_on="test"))  # type: ignore[arg-type]
-    assert agent._prior_weight(ChatState(user_id="7")) == 0.5 / 3
-    assert agent._prior_weight(ChatState(user_id="7", liked=["a", "b"])) == 0.5 / 5
-    assert asked == ["test", "test"]  # the history the recommender scores from, never later items
-    assert agent._prior_weight(ChatState(user_id="8")) == 0.5  # not in the data: a fresh profile
+    monkeypatch.setattr(cheap_recommender.pipeline, "rank", spy)
+    split = cheap_recommender.split
+    user = split.user_ids[0].item()
+    history = set(split.history(0, cheap_recommender.fit_on).tolist())
+    own = len(history)
+    liked = [split.item_ids[i].item() for i in range(split.n_items) if i not in history][:2]
+    cheap_recommender.recommend(RecRequest(user_id=user, conversation=[], explain=False))
+    cheap_recommender.recommend(RecRequest(user_id=user, liked=liked, disliked=[split.item_ids[5].item()],
+                                           conversation=[], explain=False))  # fmt: skip
+    cheap_recommender.recommend(RecRequest(user_id="no such user", liked=liked[:1], explain=False))
+    assert seen == [own, own + len(liked), 1]

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import only_sources
 
-import fewrec.config as config
+import fewrec.config_legacy as config_legacy
 import fewrec.retrieval.cf as cf
 import fewrec.retrieval.components as components
 import fewrec.retrieval.registry as registry
@@ -83,7 +84,7 @@ def vectors(split) -> np.ndarray:
 @pytest.fixture
 def fresh_notes(monkeypatch):
     """Every old key's note may be said again (they are said once per process)."""
-    monkeypatch.setattr(config, "_noted", set())
+    monkeypatch.setattr(config_legacy, "_noted", set())
 
 
 def _recorded_arguments(monkeypatch, name: str, settings: RetrievalSettings) -> dict[str, Any]:
@@ -222,7 +223,8 @@ def test_a_source_is_switched_off_and_a_new_key_wins_over_an_old_one(clean_env, 
 
 
 def test_settings_survive_a_dump_and_reload_in_their_order():
-    settings = RetrievalSettings(sources=["bpr", "ease", "popularity"]).with_source("ease", **{"lambda": 9.0})
+    tables = only_sources("bpr", "ease", "popularity")
+    settings = RetrievalSettings(sources=tables).with_source("ease", **{"lambda": 9.0})
     again = RetrievalSettings.model_validate(settings.model_dump(mode="json"))
     assert again == settings and again.active == ["bpr", "ease", "popularity"]
     assert (

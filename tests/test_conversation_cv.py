@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import only_sources
 
 from fewrec.agent.chat import ChatAgent
 from fewrec.agent.conversation_prior import ConversationPrior, PriorForm, PriorScorer
@@ -32,7 +33,9 @@ def sample() -> list[Dialogue]:
 
 @pytest.fixture(scope="module")
 def cheap_recommender(bundled_split, fewrec_data_dir) -> Recommender:
-    retrieval = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 1.0})
+    retrieval = RetrievalSettings(
+        sources=only_sources("transition", "ease", transition={"weight": 1.0}, ease={"weight": 1.0})
+    )
     settings = Settings(data_dir=fewrec_data_dir, retrieval=retrieval)
     settings.rerank.enabled = False
     return Recommender(pipeline=Pipeline(settings, bundled_split, use_content=False))

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from conftest import item_titled
 
 from fewrec.agent.chat import ChatAgent, ChatState
 from fewrec.agent.conversation_prior import BUNDLED_PRIOR, ConversationPrior, PriorScorer, load_prior
-from fewrec.agent.recommender import Filters
+from fewrec.agent.recommender import Filters, RecRequest
 from fewrec.data.dialogues import TitleMatcher, dialogue_from_turns, read_dialogues
 from fewrec.fit.build_prior import count_suggestions
 
@@ -65,23 +64,55 @@ def test_the_bundled_prior_is_from_training_dialogues_and_attributed():
     assert "valid" not in prior.source and prior.dialogues > 0 and prior.suggested
 
 
-def test_recommend_mixes_the_prior_in_and_keeps_filters(bundled_split, cheap_recommender):
+def _counts(split, suggested: dict, after: dict) -> PriorScorer:
+    """A scorer over hand-made counts (item ids -> counts)."""
+    prior = ConversationPrior(
+        catalog=split.name, source="test", command="test", dialogues=1,
+        suggested={str(k): v for k, v in suggested.items()},
+        after={str(k): {str(j): c for j, c in v.items()} for k, v in after.items()},
+    )  # fmt: skip
+    index_of = {str(i): n for n, i in enumerate(split.item_ids.tolist())}
+    return PriorScorer(prior, index_of, split.n_items)
+
+
+def test_recommend_mixes_the_prior_in_and_keeps_filters(bundled_split, cheap_recommender, monkeypatch):
+    """The conversation's films go in the request; the prior stage scores them itself."""
     heat = item_titled(bundled_split, "Heat (1995)")
     rare = item_titled(bundled_split, "Zodiac (2007)")
-    prior = np.zeros(bundled_split.n_items)
-    prior[bundled_split.item_index(rare)] = 1.0
-    plain = cheap_recommender.recommend(history=[heat], k=10, explain=False)
-    mixed = cheap_recommender.recommend(history=[heat], k=10, prior=prior, prior_weight=0.6)
+    monkeypatch.setattr(cheap_recommender.settings.chat, "prior_weight", 0.6)
+    recommender = cheap_recommender.with_prior(_counts(bundled_split, {rare: 1}, {heat: {rare: 1}}))
+    plain = recommender.recommend(RecRequest(liked=[heat], k=10, explain=False))
+    mixed = recommender.recommend(RecRequest(liked=[heat], k=10, conversation=["Heat (1995)"]))
     assert rare not in [r.item_id for r in plain] and mixed[0].item_id == rare
+    assert "conversations" in mixed[0].sources
     assert "conversations" in mixed[0].explanation or "suggested" in mixed[0].explanation
-    kept_out = cheap_recommender.recommend(
-        history=[heat], k=10, prior=prior, prior_weight=0.6, exclude=[rare]
-    )
+    kept_out = recommender.recommend(RecRequest(liked=[heat], k=10, conversation=[heat], exclude=[rare]))
     assert rare not in [r.item_id for r in kept_out]
-    comedy = cheap_recommender.recommend(
-        history=[heat], k=10, prior=prior, prior_weight=0.6, filters=Filters(genres=["Comedy"])
+    comedy = recommender.recommend(
+        RecRequest(liked=[heat], k=10, conversation=[heat], filters=Filters(genres=["Comedy"]))
     )
     assert rare not in [r.item_id for r in comedy]  # Zodiac is no comedy
+    monkeypatch.setattr(cheap_recommender.settings.chat, "prior_weight", 0.0)  # off: the plain ranking
+    off = recommender.recommend(RecRequest(liked=[heat], k=10, conversation=[heat], explain=False))
+    assert [r.item_id for r in off] == [r.item_id for r in plain]
+
+
+def test_the_prior_stage_is_the_pipelines_and_the_chat_passes_what_was_named(
+    bundled_split, cheap_recommender, monkeypatch
+):
+    """Without counts given, the stage is the pipeline's (the bundled counts); the chat puts
+    the films named so far in the request, never an array of scores."""
+    stage = cheap_recommender.conversation_prior
+    assert stage is not None and stage is cheap_recommender.pipeline.conversation_prior
+    assert stage.config.pool == 200 and stage.config.weight == cheap_recommender.settings.chat.prior_weight
+    requests: list[RecRequest] = []
+    agent = ChatAgent(cheap_recommender)
+    recommend = agent.recommender.recommend
+    monkeypatch.setattr(agent.recommender, "recommend", lambda r: requests.append(r) or recommend(r))
+    agent.respond(ChatState(), "I loved Heat")
+    assert requests and requests[-1].conversation is not None
+    named = [bundled_split.catalog.title(i) for i in requests[-1].conversation]
+    assert any("Heat" in t for t in named)
 
 
 def test_a_prior_over_a_ranking_that_leaves_nothing_gives_no_card_not_an_error(
@@ -90,11 +121,10 @@ def test_a_prior_over_a_ranking_that_leaves_nothing_gives_no_card_not_an_error(
     """Exclusions leave only the history's own film, which is also all the prior scores: no
     candidate on either side (a real ReDial dialogue reached this)."""
     heat = item_titled(bundled_split, "Heat (1995)")
-    prior = np.zeros(bundled_split.n_items)
-    prior[bundled_split.item_index(heat)] = 1.0
+    recommender = cheap_recommender.with_prior(_counts(bundled_split, {heat: 1}, {}))
     others = [i for i in bundled_split.item_ids.tolist() if i != heat]
-    out = cheap_recommender.recommend(
-        history=[heat], k=10, prior=prior, prior_weight=0.6, exclude=others, explain=False
+    out = recommender.recommend(
+        RecRequest(liked=[heat], k=10, conversation=[], exclude=others, explain=False)
     )
     assert out == []
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -163,7 +164,8 @@ def test_positions_score_by_order_only_and_the_temporal_protocol_refuses_them(po
         np.testing.assert_array_equal(split.reference_times(users, name), np.full(split.n_users, last))
 
     sources = ["timed_transition", "transition", "timepop"]
-    settings = Settings(retrieval=RetrievalSettings(sources=sources, weights=dict.fromkeys(sources, 1.0)))
+    tables = only_sources(*sources, **{name: {"weight": 1.0} for name in sources})
+    settings = Settings(retrieval=RetrievalSettings(sources=tables))
     notes = fit_to_data(settings, split, say=lambda _: None)
     assert len(notes) == 1 and "positions" in notes[0] and "order of interactions only" in notes[0]
     assert settings.retrieval.source("timed_transition").tau_days == ORDER_ONLY_TAU_DAYS

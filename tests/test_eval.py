@@ -23,7 +23,9 @@ from fewrec.retrieval import Retriever
 
 FUSED = "fewrec retrieval (fused)"
 # A cheap retrieval configuration for tests about the runner's mechanics, not its quality.
-CHEAP = RetrievalSettings(sources=["transition", "timepop"], weights={"transition": 1.0, "timepop": 0.2})
+CHEAP = RetrievalSettings(
+    sources=only_sources("transition", "timepop", transition={"weight": 1.0}, timepop={"weight": 0.2})
+)
 
 
 def cheap_settings(tmp_path) -> Settings:
@@ -415,8 +417,14 @@ def test_tune_on_finds_the_informative_source_and_reports_out_of_sample():
 
 def test_tune_weights_pools_pseudo_validation_targets(bundled_split):
     settings = RetrievalSettings(
-        sources=["transition", "timed_transition", "timepop"],
-        weights={"transition": 1.0, "timed_transition": 0.0, "timepop": 0.0},
+        sources=only_sources(
+            "transition",
+            "timed_transition",
+            "timepop",
+            transition={"weight": 1.0},
+            timed_transition={"weight": 0.0},
+            timepop={"weight": 0.0},
+        ),
     )
     queries = validation_queries(bundled_split, settings, pseudo=1, progress=False)
     assert [q.label for q in queries] == ["valid", "valid-1"]
@@ -441,7 +449,7 @@ def test_cli_tune_rejects_an_unknown_sweep_setting(cli_env):
     result = CliRunner().invoke(app, ["tune", "--no-content", "--pseudo", "0", "--sweep", "tau=1,2"])
     assert result.exit_code != 0
     assert "unknown retrieval setting 'tau'" in result.output
-    result = CliRunner().invoke(app, ["tune", "--no-content", "--sweep", "timed_transition_tau_days="])
+    result = CliRunner().invoke(app, ["tune", "--no-content", "--sweep", "timed_transition.tau_days="])
     assert result.exit_code != 0 and "KEY=V1,V2" in result.output
 
 

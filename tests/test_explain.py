@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from conftest import only_sources
 
 from fewrec.agent.explain import Explainer, anchor_items, check_explanation
 from fewrec.config import RetrievalSettings
@@ -16,7 +17,9 @@ from fewrec.retrieval.fusion import Retriever
 
 @pytest.fixture(scope="module")
 def retriever(bundled_split) -> Retriever:
-    settings = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 1.0, "ease": 0.5})
+    settings = RetrievalSettings(
+        sources=only_sources("transition", "ease", transition={"weight": 1.0}, ease={"weight": 0.5})
+    )
     return Retriever(bundled_split, settings).fit("all")
 
 
@@ -106,8 +109,16 @@ class PromptRecorder(WritingBackend):
 def with_silent_sources(bundled_split) -> Retriever:
     """Transition and EASE count; item-kNN and time-popularity are fitted but weigh 0."""
     settings = RetrievalSettings(
-        sources=["transition", "ease", "itemknn", "timepop"],
-        weights={"transition": 1.0, "ease": 0.5, "itemknn": 0.0, "timepop": 0.0},
+        sources=only_sources(
+            "transition",
+            "ease",
+            "itemknn",
+            "timepop",
+            transition={"weight": 1.0},
+            ease={"weight": 0.5},
+            itemknn={"weight": 0.0},
+            timepop={"weight": 0.0},
+        ),
     )
     return Retriever(bundled_split, settings).fit("all")
 
@@ -165,7 +176,9 @@ def test_transition_wording_only_for_transition_anchors(bundled_split, retriever
 
 
 def test_ease_anchors_get_neutral_wording(bundled_split):
-    settings = RetrievalSettings(sources=["transition", "ease"], weights={"transition": 0.0, "ease": 1.0})
+    settings = RetrievalSettings(
+        sources=only_sources("transition", "ease", transition={"weight": 0.0}, ease={"weight": 1.0})
+    )
     retriever = Retriever(bundled_split, settings).fit("all")
     explainer = Explainer(bundled_split, retriever)
     for user in (3, 7, 11):
@@ -178,7 +191,9 @@ def test_ease_anchors_get_neutral_wording(bundled_split):
 
 def test_timed_transition_anchors_are_real_transitions(bundled_split):
     settings = RetrievalSettings(
-        sources=["timed_transition", "transition"], weights={"timed_transition": 1.0, "transition": 0.0}
+        sources=only_sources(
+            "timed_transition", "transition", timed_transition={"weight": 1.0}, transition={"weight": 0.0}
+        )
     )
     retriever = Retriever(bundled_split, settings).fit("all")
     pairs = retriever.sources["transition"].matrix  # the same pairs, here as a matrix (weight 0)

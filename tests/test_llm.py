@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from conftest import only_sources
 
 from fewrec.agent.rerank import LLMReranker, fuse, short_title, zscore
 from fewrec.config import RerankSettings, RetrievalSettings, Settings
@@ -227,7 +228,7 @@ def test_full_ranking_puts_candidates_first():
 
 
 def test_runner_llm_stages_with_fallback_recorded(bundled_split, tmp_path):
-    cheap = RetrievalSettings(sources=["transition"], weights={"transition": 1.0})
+    cheap = RetrievalSettings(sources=only_sources("transition", transition={"weight": 1.0}))
     settings = Settings(data_dir=tmp_path, retrieval=cheap, rerank=RerankSettings(alpha=0.0, k_shot=0))
     with pytest.raises(EvalError, match="LLM backend"):
         evaluate(bundled_split, settings, stages=["fused"], baselines=[], users=5)
@@ -251,7 +252,7 @@ def test_runner_llm_stages_with_fallback_recorded(bundled_split, tmp_path):
 
 @pytest.mark.slow
 def test_runner_with_the_real_embedded_model(bundled_split, smollm, tmp_path):
-    cheap = RetrievalSettings(sources=["transition"], weights={"transition": 1.0})
+    cheap = RetrievalSettings(sources=only_sources("transition", transition={"weight": 1.0}))
     settings = Settings(data_dir=tmp_path, retrieval=cheap, rerank=RerankSettings(candidates=8, alpha=0.5))
     reranker = LLMReranker(bundled_split, smollm, settings.rerank)
     report = evaluate(
@@ -285,7 +286,7 @@ def test_string_user_ids_in_fallback_records(bundled_split, tmp_path):
     import dataclasses
 
     named = dataclasses.replace(bundled_split, user_ids=np.array([f"u{u}" for u in bundled_split.user_ids]))
-    cheap = RetrievalSettings(sources=["transition"], weights={"transition": 1.0})
+    cheap = RetrievalSettings(sources=only_sources("transition", transition={"weight": 1.0}))
     settings = Settings(data_dir=tmp_path, retrieval=cheap)
     down = LLMReranker(named, RecordingBackend(fail=True), settings.rerank)
     report = evaluate(named, settings, stages=["rerank"], baselines=[], users=5, reranker=down, k_shots=[0])

@@ -92,7 +92,7 @@ def test_without_titles_there_is_no_content_index(tmp_path, bundled_split):
     csv.parent.mkdir()
     pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(csv, index=False)
     retrieval = RetrievalSettings(
-        sources=["content", "transition"], weights={"content": 1.0, "transition": 1.0}
+        sources=only_sources("content", "transition", content={"weight": 1.0}, transition={"weight": 1.0})
     )
     settings = Settings(data_dir=tmp_path / "data", dataset=str(csv), retrieval=retrieval)
     said: list[str] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -17,7 +18,9 @@ from fewrec.eval import intervals as iv
 from fewrec.eval.report import markdown, readme_markers
 from fewrec.eval.runner import EvalReport, MethodResult, _compare, evaluate, format_p
 
-CHEAP = RetrievalSettings(sources=["transition", "timepop"], weights={"transition": 1.0, "timepop": 0.2})
+CHEAP = RetrievalSettings(
+    sources=only_sources("transition", "timepop", transition={"weight": 1.0}, timepop={"weight": 0.2})
+)
 
 
 @pytest.fixture(scope="module")

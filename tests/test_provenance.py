@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import only_sources
 from typer.testing import CliRunner
 
 from fewrec.cli import app
@@ -77,9 +78,9 @@ def test_a_dirty_tree_leaves_the_readme_alone_and_says_so(cli_env, monkeypatch):
 
 
 def test_tuned_weights_for_another_source_list_are_not_used_and_it_is_said(clean_env):
-    tuned = Settings(data_dir=clean_env, retrieval={"sources": ["transition", "ease"]})
+    tuned = Settings(data_dir=clean_env, retrieval={"sources": only_sources("transition", "ease")})
     save_tuned(tuned, {"transition": 0.3, "ease": 0.9}, ndcg=0.1)
-    other = Settings(data_dir=clean_env, retrieval={"sources": ["transition", "timepop"]})
+    other = Settings(data_dir=clean_env, retrieval={"sources": only_sources("transition", "timepop")})
     said: list[str] = []
     assert apply_tuned(other, said.append) == "none"
     assert len(said) == 1 and "chosen for other settings" in said[0] and "sources=ease,transition" in said[0]
@@ -88,7 +89,9 @@ def test_tuned_weights_for_another_source_list_are_not_used_and_it_is_said(clean
         n: defaults.source(n).weight for n in ("transition", "timepop")
     }  # unchanged
     assert load_tuned(tuned) is not None  # the file still holds them, for the settings they fit
-    again = Settings(data_dir=clean_env, retrieval={"sources": ["ease", "transition"]})  # order: same list
+    again = Settings(
+        data_dir=clean_env, retrieval={"sources": only_sources("ease", "transition")}
+    )  # order: same set
     assert apply_tuned(again) == "tuned" and again.retrieval.weights["ease"] == 0.9
 
 

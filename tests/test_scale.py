@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_module
+from conftest import only_sources, require_module
 
 from fewrec.config import RetrievalSettings
 from fewrec.data import load_dataset
@@ -210,7 +210,9 @@ def test_ease_above_its_item_limit_is_skipped_with_a_note(small_split, caplog):
     limit = small_split.n_items - 1
     with pytest.raises(SourceSkipped, match=r"retrieval\.sources\.ease\.max_items"):
         EASE(max_items=limit).fit(fit_data(small_split, "test"))
-    settings = RetrievalSettings(sources=["ease", "transition"]).with_source("ease", max_items=limit)
+    settings = RetrievalSettings(sources=only_sources("ease", "transition")).with_source(
+        "ease", max_items=limit
+    )
     with caplog.at_level(logging.WARNING, logger="fewrec.retrieval"):
         retriever = Retriever(small_split, settings, progress=False).fit("test")
     assert list(retriever.sources) == ["transition"]
@@ -229,8 +231,11 @@ def test_an_evaluation_with_ease_over_its_limit_runs_and_says_why(small_split, t
     from fewrec.eval.runner import evaluate
 
     retrieval = RetrievalSettings(
-        sources=["ease", "transition"], weights={"ease": 1.0, "transition": 1.0},
-        ease_max_items=small_split.n_items - 1, batch_users=64,
+        sources=only_sources(
+            "ease", "transition", ease={"weight": 1.0, "max_items": small_split.n_items - 1},
+            transition={"weight": 1.0},
+        ),
+        batch_users=64,
     )  # fmt: skip
     report = evaluate(
         small_split, Settings(data_dir=tmp_path, retrieval=retrieval), baselines=["ease", "popularity"]
@@ -350,7 +355,7 @@ def test_sasrec_stops_on_validation_of_held_out_training_items_and_keeps_the_bes
 def test_the_facade_path_still_notes_that_sasrec_trains(small_split, tmp_path, caplog):
     """`Recommender` builds its Retriever with progress=False: the note still reaches the log."""
     require_module("torch", "torch (the 'embed' extra)")
-    settings = RetrievalSettings(sources=["sasrec"]).with_source(
+    settings = RetrievalSettings(sources=only_sources("sasrec")).with_source(
         "sasrec", epochs=1, dim=16, negatives=8, max_len=8
     )
     with caplog.at_level(logging.WARNING, logger="fewrec.retrieval"):

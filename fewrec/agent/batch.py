@@ -1,7 +1,7 @@
 """Batch recommendation: the fused top-k of many known users at once (`fewrec recommend-batch`),
 `retrieval.batch_users` users at a time in this process, or shard by shard on Ray actors that
-hold the fitted retriever. Either way each user gets what `Recommender.recommend(user_id=…,
-explain=False, rerank=False)` ranks first, and only users × k is ever kept."""
+hold the fitted retriever. Either way each user gets what `Recommender.recommend(RecRequest(
+user_id=…, explain=False, rerank=False))` ranks first, and only users × k is ever kept."""
 
 from __future__ import annotations
 

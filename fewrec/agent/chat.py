@@ -21,12 +21,11 @@ import re
 import time
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from fewrec.agent.conversation_prior import BUNDLED_PRIOR, PriorScorer, load_prior
+from fewrec.agent.conversation_prior import PriorScorer
 from fewrec.agent.polarity import PolarityReader, polarity_reader
-from fewrec.agent.recommender import Filters, Recommendation, Recommender, describe_filters
+from fewrec.agent.recommender import Filters, Recommendation, Recommender, RecRequest, describe_filters
 from fewrec.agent.understand import MessageReader, TitleMention, Understanding, clean_message, resolve_same
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
@@ -127,14 +126,14 @@ class ChatAgent:
     def __init__(
         self, recommender: Recommender, tool_model: Any | None = None, prior: PriorScorer | None = None
     ) -> None:
-        self.recommender = recommender
+        # A cross-validation gives each fold the prior of the other folds.
+        self.recommender = recommender if prior is None else recommender.with_prior(prior)
         self.settings = recommender.settings.chat
         planner = self.settings.planner
         use_tools = planner == "tools" or (planner == "auto" and recommender.settings.llm.tool_calling)
         self.tool_model = tool_model if tool_model is not None or not use_tools else self._chat_model()
         self._reader: MessageReader | None = None
-        # False: not loaded yet. A cross-validation gives each fold the prior of the other folds.
-        self._prior: PriorScorer | bool | None = False if prior is None else prior
+        self._prior: PriorScorer | bool | None = False if prior is None else prior  # False: not looked up
 
     def _chat_model(self) -> Any:
         llm = self.recommender.settings.llm
@@ -172,31 +171,21 @@ class ChatAgent:
 
     @property
     def prior(self) -> PriorScorer | None:
-        """The conversation prior over this catalog, or None (off, no file, another catalog)."""
+        """The counts of the conversation prior the recommender mixes in (the pipeline's, or
+        the one given), or None (off, no file, another catalog)."""
         if self._prior is False:
-            self._prior = None
-            prior = (
-                load_prior(self.settings.prior_file or BUNDLED_PRIOR)
-                if self.settings.prior_weight > 0
-                else None
-            )
-            split = self.recommender.split
-            if prior is not None and prior.catalog == split.name:
-                index_of = {str(item): i for i, item in enumerate(split.item_ids.tolist())}
-                self._prior = PriorScorer(prior, index_of, split.n_items)
+            stage = self.recommender.conversation_prior if self.settings.prior_weight > 0 else None
+            self._prior = stage.scorer if stage is not None else None
         return self._prior or None
 
-    def _prior_scores(self, state: ChatState) -> np.ndarray | None:
-        """What clerks suggested after the films this conversation named (whatever was said
-        of them: a disliked film still says what the talk is about)."""
-        if self.prior is None:
-            return None
+    def _conversation(self, state: ChatState) -> list[ItemId]:
+        """The films this conversation named, for the prior (whatever was said of them: a
+        disliked film still says what the talk is about)."""
         split = self.recommender.split
         named = dict.fromkeys(
             [*state.liked, *state.disliked, *state.avoid_like, *state.excluded, *state.mentioned]
         )
-        mentioned = [split.item_index(i) for i in named if split.has_item(i)]
-        return self.prior.scores(mentioned, self.settings.prior_popularity)
+        return [i for i in named if split.has_item(i)]
 
     # ------------------------------------------------------------------ entry point
     def start(self, user_id: str | None = None) -> tuple[ChatState, str]:
@@ -491,29 +480,13 @@ class ChatAgent:
     def _cards(self, state: ChatState, filters: Filters, exclude: list[ItemId]) -> list[Recommendation]:
         # Named liked titles say more about taste than the leftover words: the query weighs less.
         weight = self.settings.query_weight_with_titles if state.liked else self.settings.query_weight
-        return self.recommender.recommend(
-            user_id=state.user_id, history=list(state.liked), k=self.settings.cards,
+        request = RecRequest(
+            user_id=state.user_id, liked=list(state.liked), k=self.settings.cards,
             query=state.query or None, filters=filters, exclude=exclude,
             query_weight=weight, as_of=state.as_of, explain=self.settings.explain,
-            prior=self._prior_scores(state), prior_weight=self._prior_weight(state),
+            conversation=self._conversation(state) if self.prior is not None else None,
         )  # fmt: skip
-
-    def _prior_weight(self, state: ChatState) -> float:
-        """The prior's weight, falling with the liked titles beyond the first
-        `chat.prior_fade_after` (`chat.prior_fade`). A known user's rated films count as liked
-        titles: the prior stands in for a taste the chat does not know, and theirs it knows."""
-        beyond = max(0, self._known_films(state) + len(state.liked) - self.settings.prior_fade_after)
-        return self.settings.prior_weight / (1.0 + self.settings.prior_fade * beyond)
-
-    def _known_films(self, state: ChatState) -> int:
-        """How many films a known user had rated before the targets the recommender is fitted
-        for (what it scores them from; never later ones); 0 for a fresh profile."""
-        if state.user_id is None:
-            return 0
-        split = self.recommender.split
-        if not split.has_user(state.user_id):
-            return 0
-        return len(split.history(split.user_index(state.user_id), self.recommender.fit_on))
+        return self.recommender.recommend(request)
 
     @staticmethod
     def _loosenings(filters: Filters) -> list[tuple[Filters, str]]:

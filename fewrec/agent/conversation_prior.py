@@ -18,6 +18,10 @@ own recent popularity (`background`: MovieLens ratings in the last years of its 
 dialogue in it), so a film never counted still scores, by the back-off alone. Its strengths
 are chosen by cross-validation over the training dialogues (`build_prior --fit`); the default
 form (no shrinkage) is the plain average above.
+
+`PriorMix` is the pipeline stage built on it: with its config (`PriorConfig`: the weight, how
+it fades with named titles, how deep it reaches) it scores a request's conversation and mixes
+that into the ranking (`RecRequest.conversation` switches it on).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
+
+from fewrec.config import ChatSettings
+from fewrec.data.split import LeaveOneOutSplit
+from fewrec.retrieval.base import Candidate
 
 BUNDLED_PRIOR = Path(__file__).resolve().parent.parent / "data" / "bundled" / "redial_prior.json"
 
@@ -134,4 +142,108 @@ def load_prior(path: Path = BUNDLED_PRIOR) -> ConversationPrior | None:
     return ConversationPrior.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-__all__ = ["BUNDLED_PRIOR", "ConversationPrior", "PriorForm", "PriorScorer", "load_prior"]
+PRIOR_SOURCE = "conversations"  # the evidence name of the prior's score on a candidate
+
+
+class PriorConfig(BaseModel):
+    """The prior stage's knobs. Weight, fade and popularity are `chat.prior_*` in the settings
+    (chosen there, see `ChatSettings`); the depths are the stage's own."""
+
+    weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    fade: float = Field(default=2.0, ge=0.0)
+    fade_after: int = Field(default=2, ge=0)
+    popularity: float = Field(default=0.5, ge=0.0)
+    pool: int = Field(default=200, ge=1)  # items the prior may bring in, and the ranking depth it reorders
+    said: int = Field(default=50, ge=1)  # an explanation cites the prior for items among its first this many
+
+    @classmethod
+    def from_chat(cls, chat: ChatSettings) -> PriorConfig:
+        return cls(
+            weight=chat.prior_weight, fade=chat.prior_fade, fade_after=chat.prior_fade_after,
+            popularity=chat.prior_popularity,
+        )  # fmt: skip
+
+
+class PriorMix:
+    """The conversation prior as a stage of the pipeline: scores for the films a conversation
+    named, mixed with the ranking so far. Its config is read from `chat` at each request, so a
+    changed `chat.prior_weight` (an evaluation without the prior) takes effect at once."""
+
+    def __init__(self, split: LeaveOneOutSplit, scorer: PriorScorer, chat: ChatSettings) -> None:
+        self.split = split
+        self.scorer = scorer
+        self.chat = chat
+
+    @property
+    def config(self) -> PriorConfig:
+        return PriorConfig.from_chat(self.chat)
+
+    def weight(self, known: int) -> float:
+        """The prior's weight for a person of whom `known` films are known (a known user's
+        rated films before the fitted targets, plus the liked titles named), falling with those
+        beyond the first `fade_after`: the prior stands in for a taste the chat does not know."""
+        config = self.config
+        beyond = max(0, known - config.fade_after)
+        return config.weight / (1.0 + config.fade * beyond)
+
+    def scores(self, mentioned: list[int]) -> np.ndarray:
+        """What clerks suggested after the films named (item indices, in the order named)."""
+        return self.scorer.scores(mentioned, self.config.popularity)
+
+    def mix(
+        self, candidates: list[Candidate], history: np.ndarray, depth: int, allowed: np.ndarray | None,
+        prior: np.ndarray, weight: float,
+    ) -> list[Candidate]:  # fmt: skip
+        """The ranking so far and a prior, mixed by `weight` on scores scaled to 0–1. Items
+        only the prior scores join below the ranking's last on its side, and only where
+        allowed (filters, exclusions) and not in the history."""
+        split = self.split
+        found = list(candidates)
+        listed = {split.item_index(c.item_id) for c in found} | set(history.tolist())
+        scored = np.flatnonzero(prior > 0)
+        if allowed is not None:
+            scored = scored[allowed[scored]]
+        for item in scored[np.argsort(-prior[scored], kind="stable")][: self.config.pool]:
+            if int(item) not in listed:
+                item_id = split.item_ids[item].item()
+                title = split.catalog.title(item_id)
+                found.append(Candidate(item_id=item_id, title=title, score=0.0, rank=len(found) + 1))
+        if not found:  # filters and exclusions leave nothing on either side
+            return []
+        # The ranking's order, not its raw scores: fused scores of different requests (with or
+        # without a query) are on different scales. Items only the prior found get 0 here.
+        taste_unit = np.zeros(len(found))
+        taste_unit[: len(candidates)] = 1.0 - np.arange(len(candidates)) / max(len(candidates), 1)
+        values = np.array([prior[split.item_index(c.item_id)] for c in found])
+        top = values.max()
+        final = (1.0 - weight) * taste_unit + weight * (values / top if top > 0 else values)
+        order = np.argsort(-final, kind="stable")[:depth]
+        out = []
+        for rank, i in enumerate(order, start=1):
+            sources, ranks = dict(found[i].sources), dict(found[i].source_ranks)
+            if values[i] > 0:
+                sources[PRIOR_SOURCE] = float(values[i])
+                ranks[PRIOR_SOURCE] = int(np.sum(values > values[i])) + 1
+            update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
+            out.append(found[i].model_copy(update=update))
+        return out
+
+
+def prior_mix(
+    split: LeaveOneOutSplit, chat: ChatSettings, scorer: PriorScorer | None = None
+) -> PriorMix | None:
+    """The prior stage over `split`: with `scorer`, or the one `chat.prior_file` (default: the
+    bundled file) holds; None when there is no file or it counts another catalog's items."""
+    if scorer is None:
+        prior = load_prior(chat.prior_file or BUNDLED_PRIOR)
+        if prior is None or prior.catalog != split.name:
+            return None
+        index_of = {str(item): i for i, item in enumerate(split.item_ids.tolist())}
+        scorer = PriorScorer(prior, index_of, split.n_items)
+    return PriorMix(split, scorer, chat)
+
+
+__all__ = [
+    "BUNDLED_PRIOR", "PRIOR_SOURCE", "ConversationPrior", "PriorConfig", "PriorForm", "PriorMix",
+    "PriorScorer", "load_prior", "prior_mix",
+]  # fmt: skip

@@ -25,18 +25,17 @@ from fewrec.data.split import LeaveOneOutSplit
 from fewrec.llm.base import LLMBackend, LLMError
 from fewrec.prompts.templates import display_title, load_template
 from fewrec.retrieval.base import Candidate
-from fewrec.retrieval.fusion import Retriever
+from fewrec.retrieval.fusion import COLD_START_SOURCE, Retriever
 
-TRANSITION_SOURCES = ("transition", "timed_transition")  # "watched X, then Y" evidence
-ITEM_ITEM_SOURCES = (*TRANSITION_SOURCES, "ease", "itemknn")
 RECENT = "recent"  # an anchor no source ties to the candidate: just a recent history item
-# Which template sentence an anchor's source gets (anything else: the neutral "similar" one).
+# Which template sentence an anchor gets, by how its source explains itself
+# (`SourceConfig.explains`; anything else: the neutral "similar" one).
 _TEMPLATE_KEYS = {
-    "transition": "grounded_collaborative",
-    "timed_transition": "grounded_collaborative",
-    "content": "grounded_content",
+    "sequence": "grounded_collaborative",  # "people who watched X went on to watch Y"
+    "description": "grounded_content",
     RECENT: "grounded_recent",
 }
+TIES = ("sequence", "item-item")  # the kinds whose evidence is a tie to history items
 
 
 class Explanation(BaseModel):
@@ -50,7 +49,7 @@ class Explanation(BaseModel):
 @dataclass(frozen=True)
 class Anchor:
     """A history item cited as evidence and the source that ties it most strongly to the
-    candidate: an item-item source, "content", or RECENT when nothing ties it."""
+    candidate: an item-item or content source, or RECENT when nothing ties it."""
 
     item: int
     source: str
@@ -99,7 +98,11 @@ def anchor_items(
     strength = np.zeros(len(recent))
     best = np.zeros(len(recent))  # the largest single-source share of each history item's tie
     best_source = np.full(len(recent), RECENT, dtype=object)
-    for name in filter(allowed, ITEM_ITEM_SOURCES):
+    # Sequence sources first, each kind in fusion order: of equal ties, the first one's source
+    # is cited.
+    kinds = {name: retriever.explains(name) for name in retriever.sources}
+    tying = sorted((n for n in kinds if kinds[n] in TIES), key=lambda n: TIES.index(kinds[n]))
+    for name in filter(allowed, tying):
         column = _ties(retriever.sources[name], recent, item)
         peak = 0.0 if column is None else float(np.abs(column).max())
         if column is None or peak <= 0:
@@ -112,11 +115,13 @@ def anchor_items(
         order = np.argsort(-strength, kind="stable")
         chosen = [Anchor(int(recent[i]), str(best_source[i])) for i in order if strength[i] > 0][:n]
         return chosen or [Anchor(int(recent[-1]), RECENT)]
-    content = retriever.sources.get("content")
-    if content is not None and allowed("content"):
-        similarity = content.vectors[recent] @ content.vectors[item]
+    for name in (n for n in retriever.sources if retriever.explains(n) == "description"):
+        if not allowed(name):
+            continue
+        vectors = retriever.sources[name].vectors  # type: ignore[attr-defined]
+        similarity = vectors[recent] @ vectors[item]
         order = np.argsort(-similarity, kind="stable")
-        chosen = [Anchor(int(recent[i]), "content") for i in order if similarity[i] > 0][:n]
+        chosen = [Anchor(int(recent[i]), name) for i in order if similarity[i] > 0][:n]
         return chosen or [Anchor(int(recent[-1]), RECENT)]
     return [Anchor(int(i), RECENT) for i in recent[-n:][::-1]]
 
@@ -168,14 +173,16 @@ class Explainer:
         title = self.titles[item]
         contributing = self.contributing(candidate)
         source = contributing[0] if contributing else ""
-        if source == "popularity" or len(history) == 0:  # a cold history is served by popularity
+        # A cold history is served by popularity (the retriever's fallback).
+        if (source and self.retriever.explains(source) == "most-watched") or len(history) == 0:
             text = self.template["grounded_popular"].format(title=f"*{title}*")
-            return Explanation(text=text, source="popularity")
+            return Explanation(text=text, source=COLD_START_SOURCE)
         anchors = anchor_items(self.retriever, history, item, sources=contributing)
         titles = [self.titles[a.item] for a in anchors]
         groups: dict[str, list[str]] = {}  # template key -> its anchors' titles, strongest first
         for anchor, anchor_title in zip(anchors, titles, strict=True):
-            groups.setdefault(_TEMPLATE_KEYS.get(anchor.source, "grounded_similar"), []).append(anchor_title)
+            kind = RECENT if anchor.source == RECENT else self.retriever.explains(anchor.source)
+            groups.setdefault(_TEMPLATE_KEYS.get(kind, "grounded_similar"), []).append(anchor_title)
         # One sentence per kind of evidence; after the first, "it" instead of the title again.
         sentences = [
             self.template[key].format(title=f"*{title}*" if n == 0 else "it", anchors=_title_list(group))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,13 +26,17 @@ from fewrec.data.errors import FewrecError
 from fewrec.data.split import SplitName
 from fewrec.data.traits import has_titles
 from fewrec.llm.base import LLMError
+from fewrec.retrieval.base import Candidate, ScoringContext
 from fewrec.retrieval.fusion import Retriever
+from fewrec.retrieval.store import VectorStoreError
 from fewrec.state import TunedStatus, apply_tuned, describe_weights, fit_to_data
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from fewrec.agent.conversation_prior import PriorMix, PriorScorer
     from fewrec.agent.explain import Explainer
+    from fewrec.agent.query_mix import QueryMix
     from fewrec.agent.rerank import LLMReranker
     from fewrec.prompts.demos import DemonstrationPool
     from fewrec.retrieval.embeddings import Embedder
@@ -110,6 +114,8 @@ class Pipeline:
         self._pool: DemonstrationPool | None = None
         self._llm_error: str | None = None
         self._explainer: Explainer | None = None
+        self._query_mix: QueryMix | None = None
+        self._prior: PriorMix | bool | None = False  # False: not looked for yet
         if split is not None:
             self._fit_settings(split)
 
@@ -179,7 +185,7 @@ class Pipeline:
     def content(self) -> ContentIndex | None:
         """The dataset's Chroma content index, built or updated on first use; None when the
         items have no titles (nothing worth embedding) or `use_content` is off. It serves free-
-        text queries whether or not 'content' is a retrieval source."""
+        text queries whether or not a retrieval source reads it."""
         with self._lock:
             if self._content is None and self.use_content and self.titled:
                 from fewrec.retrieval.store import ContentIndex
@@ -191,10 +197,10 @@ class Pipeline:
 
     @property
     def item_vectors(self) -> np.ndarray | None:
-        """The content vectors in the split's item order, when 'content' is a source (or the
-        vectors given); None otherwise."""
+        """The content vectors in the split's item order, when an active source needs them (or
+        the vectors given); None otherwise."""
         with self._lock:
-            if self._vectors is None and "content" in self.settings.retrieval.active:
+            if self._vectors is None and self.settings.retrieval.needs_content():
                 from fewrec.retrieval.content import aligned_vectors
 
                 content = self.content
@@ -232,10 +238,78 @@ class Pipeline:
         self, split_name: SplitName, split: LeaveOneOutSplit, retrieval: RetrievalSettings,
         sources: list[str] | None,
     ) -> Retriever:  # fmt: skip
-        vectors = self.item_vectors if "content" in (sources or retrieval.active) else None
+        vectors = self.item_vectors if retrieval.needs_content(sources or None) else None
         return build_retriever(
             split, retrieval, split_name, vectors, self.settings.model_dir, self.progress, sources
         )
+
+    # ------------------------------------------------------------------ ranking stages
+    def query_content(self, text: str, k: int) -> list[tuple[str, float]]:
+        """Query the content index; a server that went away becomes a VectorStoreError."""
+        content = self.content  # loaded once under the lock; queries themselves run in parallel
+        if content is None:
+            raise VectorStoreError(f"{self.split.name} has no content index: its items have no titles")
+        try:
+            return content.query_text(text, k)
+        except FewrecError:
+            raise
+        except Exception as exc:  # chromadb raises many types for a lost server or a damaged store
+            s = self.settings
+            where = f"{s.chroma_host}:{s.chroma_port}" if s.chroma_host else str(s.chroma_dir)
+            raise VectorStoreError(
+                f"the Chroma index at {where} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @property
+    def query_mix(self) -> QueryMix:
+        """The stage that mixes a request's words (the content index) into the ranking."""
+        with self._lock:
+            if self._query_mix is None:
+                from fewrec.agent.query_mix import QueryMix
+
+                self._query_mix = QueryMix(self.split, self.retriever, self.query_content)
+            return self._query_mix
+
+    @property
+    def conversation_prior(self) -> PriorMix | None:
+        """The conversation prior stage (`chat.prior_*`, the bundled counts unless
+        `chat.prior_file`); None without counts for this catalog."""
+        with self._lock:
+            if self._prior is False:
+                from fewrec.agent.conversation_prior import prior_mix
+
+                self._prior = prior_mix(self.split, self.settings.chat)
+            return self._prior or None
+
+    def prior_with(self, scorer: PriorScorer) -> PriorMix:
+        """The prior stage over other counts (a cross-validation fold's), same settings."""
+        from fewrec.agent.conversation_prior import PriorMix
+
+        return PriorMix(self.split, scorer, self.settings.chat)
+
+    def rank(
+        self, history: np.ndarray, depth: int, context: ScoringContext, allowed: np.ndarray | None,
+        notes: list[str], *, query: str | None = None, query_weight: float = 0.0,
+        sources: Collection[str] | None = None, prior: PriorMix | None = None,
+        mentioned: list[int] | None = None, known: int = 0,
+    ) -> list[Candidate]:  # fmt: skip
+        """The candidates of one request before the LLM: the fused sources (only `sources`,
+        when given), mixed with the words (`query_mix`) and, when `mentioned` is given (the
+        films of a conversation, item indices), with the `prior` stage, weighted for a person
+        of whom `known` films are known. Notes of what was skipped go to `notes`."""
+        scores, weight = None, 0.0
+        if prior is not None and mentioned is not None:
+            weight = prior.weight(known)
+            scores = prior.scores(mentioned)
+        use_prior = prior is not None and scores is not None and weight > 0 and bool(scores.any())
+        # With a prior, a deeper ranking: the prior reorders it (and brings in items of its own).
+        pool = max(depth, prior.config.pool) if use_prior and prior is not None else depth
+        found = self.query_mix.candidates(
+            history, pool, context, allowed, query, query_weight, notes, sources
+        )
+        if use_prior and prior is not None and scores is not None:
+            found = prior.mix(found, history, depth, allowed, scores, weight)
+        return found
 
     # ------------------------------------------------------------------ LLM
     @property
@@ -308,7 +382,7 @@ class Pipeline:
     def warm_up(self, llm: bool = False) -> Pipeline:
         """Build everything now (the first request would otherwise pay for it)."""
         _ = self.retriever, self.explainer
-        content = self.content if "content" in self.settings.retrieval.active else None
+        content = self.content if self.settings.retrieval.needs_content() else None
         if content is not None:
             content.embedder.embed(["warm up"])  # loads the embedding model for queries
         if llm:

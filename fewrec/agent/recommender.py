@@ -10,12 +10,15 @@ its own calls.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from fewrec.agent.conversation_prior import PRIOR_SOURCE
 from fewrec.agent.pipeline import Pipeline
+from fewrec.agent.query_mix import QUERY_SOURCE
+from fewrec.agent.request import Filters, ItemRef, RecRequest, describe_filters
 from fewrec.config import Settings
 from fewrec.data import LeaveOneOutSplit
 from fewrec.data.errors import FewrecError, UnknownTitleError
@@ -23,33 +26,17 @@ from fewrec.data.models import Item, ItemId
 from fewrec.data.split import SplitName
 from fewrec.prompts.templates import display_title
 from fewrec.retrieval.base import Candidate, ScoringContext
-from fewrec.retrieval.fusion import Retriever
-from fewrec.retrieval.store import VectorStoreError
+from fewrec.retrieval.fusion import COLD_START_SOURCE, Retriever
 
 if TYPE_CHECKING:
+    from fewrec.agent.conversation_prior import PriorMix, PriorScorer
     from fewrec.agent.explain import Explainer
     from fewrec.agent.rerank import LLMReranker
     from fewrec.prompts.demos import DemonstrationPool
     from fewrec.retrieval.store import ContentIndex
 
-QUERY_POOL = 300  # items the content index returns for a free-text query before fusion
-PRIOR_POOL = 200  # items a prior may bring in, and the depth of the ranking it reorders
-PRIOR_SAID = 50  # an explanation cites the prior for items among its first this many
+__all__ = ["MAX_K", "Filters", "ItemRef", "RecRequest", "Recommendation", "Recommender", "describe_filters"]
 MAX_K = 100
-
-
-class Filters(BaseModel):
-    """Constraints on what may be recommended. Genres must all match (or any one of them, with
-    `any_genre`: "everything from sci-fi to documentaries"); years are inclusive."""
-
-    genres: list[str] = Field(default_factory=list)
-    any_genre: bool = False
-    exclude_genres: list[str] = Field(default_factory=list)
-    year_min: int | None = None
-    year_max: int | None = None
-
-    def is_empty(self) -> bool:
-        return not (self.genres or self.exclude_genres or self.year_min or self.year_max)
 
 
 class Recommendation(BaseModel):
@@ -72,32 +59,12 @@ class Recommendation(BaseModel):
         return " ".join(value.split())
 
 
-ItemRef = ItemId | str
-
-
-def describe_filters(filters: Filters) -> str:
-    """'Comedy + Sci-Fi, no Horror, 1990–1999' (empty when there is no constraint)."""
-    parts = []
-    if filters.genres:
-        parts.append((" or " if filters.any_genre else " + ").join(filters.genres))
-    if filters.exclude_genres:
-        parts.append("no " + ", no ".join(filters.exclude_genres))
-    lo, hi = filters.year_min, filters.year_max
-    if lo is not None and hi is not None:
-        parts.append(f"{lo}–{hi}" if lo != hi else str(lo))
-    elif lo is not None:
-        parts.append(f"from {lo}")
-    elif hi is not None:
-        parts.append(f"up to {hi}")
-    return ", ".join(parts)
-
-
 class Recommender:
     """`Recommender.from_settings()` (or `Recommender()`) on the bundled data and embedded model.
 
     >>> rec = Recommender()
-    >>> rec.recommend(user_id=42, k=5)
-    >>> rec.recommend(history=["Toy Story", "Up"], query="something funny", k=5)
+    >>> rec.recommend(RecRequest(user_id=42), k=5)
+    >>> rec.recommend(RecRequest(liked=["Toy Story", "Up"], query="something funny"), k=5)
     """
 
     def __init__(
@@ -112,6 +79,7 @@ class Recommender:
         elif settings is not None or split is not None or fit_on not in (None, pipeline.fit_on):
             raise ValueError("give a Recommender settings and a split, or a pipeline, not both")
         self.pipeline = pipeline
+        self._prior: PriorMix | None = None  # None: the pipeline's (see `with_prior`)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Recommender:
@@ -231,82 +199,78 @@ class Recommender:
         return ScoringContext(users=users, times=np.array([self.now], dtype=np.int64))
 
     # ------------------------------------------------------------------ main calls
-    def recommend(
-        self,
-        user_id: object | None = None,
-        history: list[ItemRef] | None = None,
-        k: int = 10,
-        query: str | None = None,
-        filters: Filters | None = None,
-        explain: bool = True,
-        exclude: list[ItemRef] | None = None,
-        rerank: bool | None = None,
-        query_weight: float | None = None,
-        as_of: int | None = None,
-        prior: np.ndarray | None = None,
-        prior_weight: float = 0.0,
-    ) -> list[Recommendation]:
-        """Ranked items for a user id and/or a list of liked items (ids or titles).
+    @property
+    def conversation_prior(self) -> PriorMix | None:
+        """The conversation prior stage requests with a `conversation` are mixed with."""
+        return self._prior if self._prior is not None else self.pipeline.conversation_prior
 
-        `query` steers by meaning through the content index, with `query_weight` (0–1, default
-        `chat.query_weight`) against the taste of the history; `filters` restrict genre and
-        year; `exclude` removes items (e.g. already shown or disliked). `rerank=None` runs the
-        LLM when Settings enable it with a weight above 0 (alpha, chosen on validation).
-        `as_of` (Unix seconds) scores as of that moment: time-aware sources count nothing later
-        (evaluations replay past requests with it; None is now). `prior` (a score per item
-        index, e.g. what clerks suggested in conversations like this one) is mixed in with
-        `prior_weight` (0–1); the items it scores join the candidates."""
-        if not 1 <= k <= MAX_K:
-            raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
-        split = self.split
+    def with_prior(self, scorer: PriorScorer) -> Recommender:
+        """This recommender over the same pipeline, with the prior over other counts (a
+        cross-validation fold's) instead of the configured one."""
+        other = Recommender(pipeline=self.pipeline)
+        other._prior = self.pipeline.prior_with(scorer)
+        return other
+
+    def recommend(
+        self, request: RecRequest | None = None, k: int | None = None, **keywords: Any
+    ) -> list[Recommendation]:
+        """Ranked items for a request: `recommend(RecRequest(user_id=42), k=5)`, or the
+        request's fields as keywords, `recommend(user_id=42, k=5)` (see `RecRequest`).
+
+        `rerank=None` runs the LLM when Settings enable it with a weight above 0 (alpha, chosen
+        on validation); `query_weight=None` is `chat.query_weight`."""
+        if request is None:
+            request = RecRequest(**keywords, **({} if k is None else {"k": k}))
+        elif keywords:
+            raise FewrecError(f"give a RecRequest or keywords, not both (got {', '.join(keywords)})")
+        elif k is not None:
+            request = request.model_copy(update={"k": k})
+        if not 1 <= request.k <= MAX_K:
+            raise FewrecError(f"k must be between 1 and {MAX_K}, got {request.k}")
         notes: list[str] = []
-        items: list[int] = []
-        user: int | None = None
-        if user_id is not None and str(user_id).strip():
-            if split.has_user(user_id):
-                user = split.user_index(user_id)
-                items = split.history(user, self.fit_on).tolist()
-            else:
-                notes.append(f"user {str(user_id)[:40]!r} is not in the dataset: treated as a new user")
-        for ref in history or []:
-            index = self.resolve(ref)
-            if index in items:
-                items.remove(index)
-            items.append(index)  # liked now: the most recent item of the profile
+        user, own, items = self._who(request, notes)
         history_arr = np.array(items, dtype=np.int64)
-        context = self.scoring_context(user, as_of)
+        context = self.scoring_context(user, request.as_of)
+        query, query_weight = request.query, request.query_weight
         if query_weight is None:
             query_weight = self.settings.chat.query_weight
         if not 0.0 <= query_weight <= 1.0:
             raise FewrecError(f"query_weight must be between 0 and 1, got {query_weight}")
-        allowed = self.allowed_mask(filters)
-        for ref in exclude or []:
+        if request.sources is not None:
+            try:
+                self.retriever.check_sources(request.sources)
+            except ValueError as exc:
+                raise FewrecError(str(exc)) from None
+        allowed = self.allowed_mask(request.filters)
+        for ref in request.excluded:
             if allowed is None:
-                allowed = np.ones(split.n_items, dtype=bool)
+                allowed = np.ones(self.split.n_items, dtype=bool)
             allowed[self.resolve(ref)] = False
         if allowed is not None and not allowed.any():
             return []
         if not len(history_arr):
-            notes.append("no history: ranked by " + ("the query" if query else "popularity"))
-        do_rerank = (
-            rerank if rerank is not None else self.settings.rerank.enabled and self.settings.rerank.alpha > 0
-        )
-        depth = max(k, self.settings.rerank.candidates) if do_rerank else k
-        use_prior = prior is not None and prior_weight > 0 and bool(prior.any())
-        # With a prior, a deeper ranking: the prior reorders it (and brings in items of its own).
-        pool = max(depth, PRIOR_POOL) if use_prior else depth
-        candidates = self._candidates(history_arr, pool, context, allowed, query, query_weight, notes)
-        if use_prior:
-            candidates = self._mix_prior(candidates, history_arr, depth, allowed, prior, prior_weight)
+            notes.append("no history: ranked by " + ("the query" if query else COLD_START_SOURCE))
+        settings = self.settings.rerank
+        do_rerank = request.rerank if request.rerank is not None else settings.enabled and settings.alpha > 0
+        depth = max(request.k, settings.candidates) if do_rerank else request.k
+        mentioned = None
+        if request.conversation is not None:
+            mentioned = [self.resolve(ref) for ref in request.conversation]
+        candidates = self.pipeline.rank(
+            history_arr, depth, context, allowed, notes, query=query, query_weight=query_weight,
+            sources=request.sources, mentioned=mentioned,
+            prior=self.conversation_prior if mentioned is not None else None,
+            known=own + len(request.liked),
+        )  # fmt: skip
         if do_rerank and candidates:
             candidates = self._rerank(history_arr, candidates, context, notes)
-        candidates = candidates[:k]
+        candidates = candidates[: request.k]
         fallback = "; ".join(notes) or None
         out = [self._recommendation(c, fallback) for c in candidates]
-        if explain:
+        if request.explain:
             query_counts = bool((query or "").strip()) and (query_weight > 0 or not len(history_arr))
             for rec, cand in zip(out, candidates, strict=True):
-                self._explain_into(rec, cand, history_arr, filters, query_counts)
+                self._explain_into(rec, cand, history_arr, request.filters, query_counts)
         return out
 
     def _explain_into(
@@ -317,14 +281,15 @@ class Recommender:
         it to them; "matches your description" only when a query counted in the score;
         "most watched" only when popularity ranked it. Filters are said as such."""
         evidence = {
-            name: r for name, r in candidate.source_ranks.items() if name not in ("query", "conversations")
+            name: r for name, r in candidate.source_ranks.items() if name not in (QUERY_SOURCE, PRIOR_SOURCE)
         }
         # The conversation prior only counts when it placed the item among its first suggestions.
-        talked = candidate.source_ranks.get("conversations", PRIOR_POOL + 1) <= PRIOR_SAID
+        prior_rank = candidate.source_ranks.get(PRIOR_SOURCE)
+        talked = prior_rank is not None and prior_rank <= self._prior_said
         title = display_title(rec.title)
         asked = describe_filters(filters) if filters is not None else ""
         fits = f" and fits what you asked for ({asked})" if asked else ""
-        described = query_counts and "query" in candidate.source_ranks
+        described = query_counts and QUERY_SOURCE in candidate.source_ranks
         if not len(history):
             what = "matches your description" if described else "is one of the most watched films here"
             if talked and not described:
@@ -349,122 +314,39 @@ class Recommender:
         else:
             rec.explanation = f"*{title}* is widely watched."
 
-    def _query_content(self, text: str, k: int) -> list[tuple[str, float]]:
-        """Query the content index; a server that went away becomes a VectorStoreError."""
-        content = self.content  # loaded once under the lock; queries themselves run in parallel
-        if content is None:
-            raise VectorStoreError(f"{self.split.name} has no content index: its items have no titles")
-        try:
-            return content.query_text(text, k)
-        except FewrecError:
-            raise
-        except Exception as exc:  # chromadb raises many types for a lost server or a damaged store
-            where = (
-                f"{self.settings.chroma_host}:{self.settings.chroma_port}"
-                if self.settings.chroma_host
-                else str(self.settings.chroma_dir)
+    def _who(self, request: RecRequest, notes: list[str]) -> tuple[int | None, int, list[int]]:
+        """The user's index (None: a new user), how many items of their own history there are,
+        and the history to score: those items, then the liked ones as the most recent (one
+        already there moves to the end). Either part may be empty."""
+        split, user_id = self.split, request.user_id
+        items: list[int] = []
+        user: int | None = None
+        if user_id is not None and str(user_id).strip():
+            if split.has_user(user_id):
+                user = split.user_index(user_id)
+                items = split.history(user, self.fit_on).tolist()
+            else:
+                notes.append(f"user {str(user_id)[:40]!r} is not in the dataset: treated as a new user")
+        own, added = len(items), 0
+        for ref in request.liked:
+            index = self.resolve(ref)
+            if index in items:
+                items.remove(index)
+            else:
+                added += 1
+            items.append(index)  # liked now: the most recent item of the profile
+        if user is not None and added:
+            given = len(request.liked)
+            notes.append(
+                f"user {str(user_id)[:40]}'s own history is used, with the {given} given item"
+                f"{'s' if given != 1 else ''} as its most recent ({added} not in it before)"
             )
-            raise VectorStoreError(
-                f"the Chroma index at {where} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        return user, own, items
 
-    def _candidates(
-        self, history: np.ndarray, depth: int, context: ScoringContext, allowed: np.ndarray | None,
-        query: str | None, query_weight: float, notes: list[str],
-    ) -> list[Candidate]:  # fmt: skip
-        retriever = self.retriever
-        query = (query or "").strip()
-        if not query:
-            return retriever.candidates(history, depth, context, allowed)
-        try:
-            hits = self._query_content(query, QUERY_POOL)
-        except VectorStoreError as exc:  # the index is an aid here: the user's taste still ranks
-            notes.append(f"the content index is unavailable, your words were not used ({exc})")
-            return retriever.candidates(history, depth, context, allowed)
-        similarity = np.full(self.split.n_items, np.nan)
-        for stored_id, value in hits:
-            if self.split.has_item(stored_id):
-                similarity[self.split.item_index(stored_id)] = value
-        pool = np.isfinite(similarity)
-        if allowed is not None:
-            pool &= allowed
-        if not pool.any():
-            return retriever.candidates(history, depth, context, allowed)
-
-        def unit(values: np.ndarray) -> np.ndarray:
-            spread = values.max() - values.min() if len(values) else 0.0
-            return (values - values.min()) / spread if spread > 0 else np.zeros_like(values)
-
-        if not len(history):  # nothing known of the person's taste: the words decide
-            found = retriever.candidates(history, QUERY_POOL, context, pool)
-            sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
-            final = unit(sims) + 0.01 * unit(np.array([c.score for c in found]))
-        else:
-            # Taste proposes, and so do the words: the top of the taste ranking and the items
-            # the query found, mixed by `query_weight` (chosen on `fewrec eval-chat`). An item
-            # only the query found ranks below the taste list on taste; weight 0 is the taste
-            # ranking itself, so words that say nothing about taste cannot cost anything.
-            found = retriever.candidates(history, max(QUERY_POOL, depth), context, allowed)
-            listed = {self.split.item_index(c.item_id) for c in found} | set(history.tolist())
-            floor = min((c.score for c in found), default=0.0)
-            for item in np.flatnonzero(pool):
-                if int(item) not in listed:
-                    item_id = self.split.item_ids[item].item()
-                    title = self.split.catalog.title(item_id)
-                    found.append(Candidate(item_id=item_id, title=title, score=floor, rank=len(found) + 1))
-            sims = np.array([similarity[self.split.item_index(c.item_id)] for c in found])
-            sims = np.where(np.isfinite(sims), sims, np.nanmin(sims) if np.isfinite(sims).any() else 0.0)
-            final = query_weight * unit(sims) + (1.0 - query_weight) * unit(
-                np.array([c.score for c in found])
-            )
-        order = np.argsort(-final, kind="stable")[:depth]
-        out = []
-        for rank, i in enumerate(order, start=1):
-            sources, ranks = dict(found[i].sources), dict(found[i].source_ranks)
-            item = self.split.item_index(found[i].item_id)
-            if np.isfinite(similarity[item]):  # the query found it
-                sources["query"] = float(similarity[item])
-                ranks["query"] = int(np.sum(similarity[pool] > similarity[item])) + 1
-            update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
-            out.append(found[i].model_copy(update=update))
-        return out
-
-    def _mix_prior(
-        self, candidates: list[Candidate], history: np.ndarray, depth: int, allowed: np.ndarray | None,
-        prior: np.ndarray, weight: float,
-    ) -> list[Candidate]:  # fmt: skip
-        """The ranking so far and a prior, mixed by `weight` on scores scaled to 0–1. Items
-        only the prior scores join below the ranking's last on its side, and only where
-        allowed (filters, exclusions) and not in the history."""
-        found = list(candidates)
-        listed = {self.split.item_index(c.item_id) for c in found} | set(history.tolist())
-        scored = np.flatnonzero(prior > 0)
-        if allowed is not None:
-            scored = scored[allowed[scored]]
-        for item in scored[np.argsort(-prior[scored], kind="stable")][:PRIOR_POOL]:
-            if int(item) not in listed:
-                item_id = self.split.item_ids[item].item()
-                title = self.split.catalog.title(item_id)
-                found.append(Candidate(item_id=item_id, title=title, score=0.0, rank=len(found) + 1))
-        if not found:  # filters and exclusions leave nothing on either side
-            return []
-        # The ranking's order, not its raw scores: fused scores of different requests (with or
-        # without a query) are on different scales. Items only the prior found get 0 here.
-        taste_unit = np.zeros(len(found))
-        taste_unit[: len(candidates)] = 1.0 - np.arange(len(candidates)) / max(len(candidates), 1)
-        values = np.array([prior[self.split.item_index(c.item_id)] for c in found])
-        top = values.max()
-        final = (1.0 - weight) * taste_unit + weight * (values / top if top > 0 else values)
-        order = np.argsort(-final, kind="stable")[:depth]
-        out = []
-        for rank, i in enumerate(order, start=1):
-            sources, ranks = dict(found[i].sources), dict(found[i].source_ranks)
-            if values[i] > 0:
-                sources["conversations"] = float(values[i])
-                ranks["conversations"] = int(np.sum(values > values[i])) + 1
-            update = {"rank": rank, "score": float(final[i]), "sources": sources, "source_ranks": ranks}
-            out.append(found[i].model_copy(update=update))
-        return out
+    @property
+    def _prior_said(self) -> int:
+        prior = self.conversation_prior
+        return prior.config.said if prior is not None else 0
 
     def _rerank(
         self, history: np.ndarray, candidates: list[Candidate], context: ScoringContext, notes: list[str]
@@ -528,7 +410,8 @@ class Recommender:
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
         allowed = self.allowed_mask(filters)
-        hits = self._query_content(text, QUERY_POOL if allowed is not None else k)
+        pool = self.pipeline.query_mix.config.pool
+        hits = self.pipeline.query_content(text, pool if allowed is not None else k)
         out: list[Recommendation] = []
         for stored_id, similarity in hits:
             if not self.split.has_item(stored_id):
@@ -545,7 +428,7 @@ class Recommender:
                     genres=item.genres,
                     score=similarity,
                     rank=len(out) + 1,
-                    sources={"query": len(out) + 1},
+                    sources={QUERY_SOURCE: len(out) + 1},
                 )
             )
             if len(out) == k:

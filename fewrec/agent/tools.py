@@ -17,7 +17,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from fewrec.agent.recommender import Filters, Recommendation, Recommender
+from fewrec.agent.recommender import Filters, Recommendation, Recommender, RecRequest
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
 
@@ -150,10 +150,11 @@ def make_tools(
     ) -> str:  # fmt: skip
         """Recommend films for a user and/or liked titles, optionally steered by a wish in words."""
         titles = [*(liked or []), *(liked_titles or [])] if bound else list(liked_titles or [])
-        recs = recommender.recommend(
-            user_id=user_of(user_id), history=titles, k=min(k, 20) if k else 5, query=query or None,
+        request = RecRequest(
+            user_id=user_of(user_id), liked=titles, k=min(k, 20) if k else 5, query=query or None,
             filters=constraints(genre, year_min, year_max), exclude=list(excluded),
         )  # fmt: skip
+        recs = recommender.recommend(request)
         return _records(kept(recs))
 
     def explain_item(title: str, user_id: str = "", liked_titles: list[str] | None = None) -> str:

@@ -52,7 +52,7 @@ def recommend(
     duplicates: DuplicatesOption = None,
 ) -> None:
     """Print ranked items for a user id or a few liked titles, with the sources behind each."""
-    from fewrec.agent.recommender import Filters, Recommender
+    from fewrec.agent.recommender import Filters, Recommender, RecRequest
 
     if user is None and not like and not query:
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
@@ -79,10 +79,10 @@ def recommend(
         + (" and explaining" if explain else "")
         + " …"
     )
-    recs = recommender.recommend(
-        user_id=user, history=list(like or []), k=k, query=query, filters=filters, explain=explain,
-        rerank=rerank,
-    )  # fmt: skip
+    request = RecRequest(
+        user_id=user, liked=list(like or []), query=query, filters=filters, explain=explain, rerank=rerank
+    )
+    recs = recommender.recommend(request, k=k)
     if recs and recs[0].fallback:
         console.print(f"[dim]{recs[0].fallback}[/]", highlight=False)
     console.print(recommendations_table(recs))

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from fewrec.config import RetrievalSettings, config_class, legacy_label, source_names
+from fewrec.config import RetrievalSettings, config_class, source_names
+from fewrec.config_legacy import legacy_label
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval.metrics import batch_ranks, per_user_metrics
 from fewrec.retrieval.base import user_batches

@@ -112,7 +112,7 @@ def run_bench(
     # What `fewrec recommend` serves: the settings fitted to the data, its tuned weights.
     pipeline = Pipeline(settings, split, progress=True)
     settings = pipeline.settings
-    if "content" in settings.retrieval.active:
+    if settings.retrieval.needs_content():
         with tempfile.TemporaryDirectory() as tmp:
             fresh = settings.model_copy(update={"data_dir": Path(tmp), "chroma_host": None})
             index = ContentIndex.from_settings(fresh, embedder=pipeline.embedder)

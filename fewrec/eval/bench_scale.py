@@ -138,7 +138,7 @@ def _worker_source(args: dict[str, Any]) -> dict[str, Any]:
     settings = RetrievalSettings.model_validate(args["retrieval"])
     name = args["source"]
     settings = settings.with_source(name, weight=1.0)
-    vectors = _vectors(split.n_items) if name == "content" else None
+    vectors = _vectors(split.n_items) if settings.needs_content([name]) else None
     out: dict[str, Any] = {"baseline_rss_mb": round(_status_mb("VmRSS"), 1)}
     _reset_peak()
     started = time.perf_counter()
@@ -174,7 +174,7 @@ def _worker_retriever(args: dict[str, Any]) -> dict[str, Any]:
 
     split = _load_split(args["folder"])
     settings = RetrievalSettings.model_validate(args["retrieval"])
-    vectors = _vectors(split.n_items) if "content" in settings.active else None
+    vectors = _vectors(split.n_items) if settings.needs_content() else None
     _reset_peak()
     started = time.perf_counter()
     retriever = Retriever(split, settings, vectors, model_dir=Path(args["model_dir"]), progress=False)
@@ -204,7 +204,7 @@ def _worker_evaluate(args: dict[str, Any]) -> dict[str, Any]:
     split = _load_split(args["folder"])
     retrieval = RetrievalSettings.model_validate(args["retrieval"])
     settings = Settings(data_dir=Path(args["data_dir"]), retrieval=retrieval)
-    vectors = _vectors(split.n_items) if "content" in retrieval.active else None
+    vectors = _vectors(split.n_items) if retrieval.needs_content() else None
     _reset_peak()
     started = time.perf_counter()
     report = evaluate(split, settings, stages=["retrieval"], baselines=[], item_vectors=vectors)

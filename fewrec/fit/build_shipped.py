@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewrec.retrieval.shipped import SHIPPED_DIR
+from fewrec.retrieval.shipped import SHIPPED_DIR, SHIPPED_SOURCE
 
 
 def write_shipped(data_dir: Path, folder: Path = SHIPPED_DIR, batch_size: int = 256) -> list[Path]:
@@ -54,7 +54,7 @@ def write_shipped(data_dir: Path, folder: Path = SHIPPED_DIR, batch_size: int = 
     hashes = np.array([content_hash(d) for d in [*documents, *histories]])
     np.savez(vectors_path, model=np.array(embedder.name), hashes=hashes, vectors=vectors)
     written = [vectors_path]
-    config = settings.retrieval.source("sasrec")
+    config = settings.retrieval.source(SHIPPED_SOURCE)
     sasrec = config.build(BuildContext(None, None, False, None, settings.retrieval.seed))
     for split_name in ("all", "test"):
         data = fit_data(split, split_name)

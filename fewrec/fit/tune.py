@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from fewrec.config import LEGACY_KEYS, RetrievalSettings
+from fewrec.config import RetrievalSettings
+from fewrec.config_legacy import LEGACY_KEYS
 from fewrec.data.split import LeaveOneOutSplit
 from fewrec.eval.harness import seeded_sample
 from fewrec.eval.metrics import masked_target_ranks, per_user_metrics

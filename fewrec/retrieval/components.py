@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from fewrec.config import SourceConfig
+from fewrec.config import Explains, SourceConfig
 from fewrec.retrieval.base import BuildContext, CandidateSource
 from fewrec.retrieval.cf import (
     ALS,
@@ -31,6 +31,8 @@ class EASEConfig(SourceConfig):
     """EASE (a closed-form item-item model) over the user's recency-weighted profile."""
 
     baseline: ClassVar[str | None] = "ease"
+    default: ClassVar[bool] = True
+    explains: ClassVar[Explains] = "item-item"
     weight: float = 0.75
     lambda_: float = Field(default=300.0, alias="lambda")  # the L2 penalty
     half_life: float = 1.0  # in items: the profile's recency weighting
@@ -53,6 +55,8 @@ class TransitionConfig(SourceConfig):
     """Item-to-next-item transitions within a window of the sequence (both directions)."""
 
     baseline: ClassVar[str | None] = "markov"  # first-order transitions, tuned alone
+    default: ClassVar[bool] = True
+    explains: ClassVar[Explains] = "sequence"
     weight: float = 0.5
     window: int = 5
     decay: float = 1.0
@@ -81,6 +85,7 @@ class TimedTransitionConfig(TransitionConfig):
     """Transitions that count only pairs at or before the user's time, decayed with age."""
 
     baseline: ClassVar[str | None] = None
+    time_aware: ClassVar[bool] = True
     weight: float = 1.0
     tau_days: float = 100.0  # how far in time a pair still counts (e^-1 at tau)
     grid: list[dict[str, Any]] = Field(default_factory=list)
@@ -96,6 +101,8 @@ class ItemKNNConfig(SourceConfig):
     """Cosine item-kNN over the user's recency-weighted profile."""
 
     baseline: ClassVar[str | None] = "item-knn"
+    default: ClassVar[bool] = True
+    explains: ClassVar[Explains] = "item-item"
     weight: float = 0.0
     k: int = 100  # neighbours kept per item (a sparse matrix of k entries per row)
     half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
@@ -114,6 +121,7 @@ class FactorModelConfig(SourceConfig):
     """What the implicit-feedback factor models share: users are folded in from their history,
     and both weigh 0.2 in the fusion."""
 
+    default: ClassVar[bool] = True
     weight: float = 0.2
     factors: int = 64
 
@@ -151,6 +159,8 @@ class BPRConfig(FactorModelConfig):
 class TimePopularityConfig(SourceConfig):
     """Popularity among interactions at or before the user's time, decayed with age."""
 
+    default: ClassVar[bool] = True
+    time_aware: ClassVar[bool] = True
     weight: float = 0.0
     tau_days: float = 100.0
 
@@ -162,6 +172,7 @@ class PopularityConfig(SourceConfig):
     """Items by how many training users have them (also every retriever's cold-start fallback)."""
 
     baseline: ClassVar[str | None] = "popularity"
+    explains: ClassVar[Explains] = "most-watched"
     grid: list[dict[str, Any]] = Field(default_factory=lambda: [{}])
 
     def build(self, context: BuildContext) -> CandidateSource:
@@ -171,6 +182,9 @@ class PopularityConfig(SourceConfig):
 class ContentConfig(SourceConfig):
     """Text-embedding similarity between the user's profile and every item (the Chroma index)."""
 
+    default: ClassVar[bool] = True
+    needs_content: ClassVar[bool] = True
+    explains: ClassVar[Explains] = "description"
     weight: float = 0.75
     half_life: float = 10.0  # in items: weight of the i-th most recent item = 0.5**(i/h)
     limit: int = 50  # how many recent items enter the profile
@@ -185,6 +199,7 @@ class SASRecConfig(SourceConfig):
     """The next-item transformer (fewrec/retrieval/sequential.py); trained weights are cached."""
 
     baseline: ClassVar[str | None] = "sasrec"
+    default: ClassVar[bool] = True
     weight: float = 0.5
     dim: int = 64
     max_len: int = 50

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,12 @@ from fewrec.retrieval.cf import Popularity
 from fewrec.retrieval.registry import SOURCE_NAMES
 
 __all__ = [
-    "EVIDENCE_DEPTH", "SOURCE_NAMES", "Retriever", "ScoredBatch", "fit_data", "make_source", "max_normalise",
-    "ranks_among_unseen", "ranks_of",
+    "COLD_START_SOURCE", "EVIDENCE_DEPTH", "SOURCE_NAMES", "Retriever", "ScoredBatch", "fit_data",
+    "make_source", "max_normalise", "ranks_among_unseen", "ranks_of",
 ]  # fmt: skip
 
 EVIDENCE_DEPTH = 100  # a source "found" a candidate when it ranks it this high or higher
+COLD_START_SOURCE = "popularity"  # what ranks a history with nothing known, and its evidence name
 
 log = logging.getLogger("fewrec.retrieval")
 
@@ -131,8 +132,8 @@ class Retriever:
         self.split = split
         self.settings = settings or RetrievalSettings()
         names = list(sources or self.settings.active)
-        if item_vectors is None and "content" in names:
-            names.remove("content")  # no index: run without it rather than fail
+        if item_vectors is None:  # no index: run without what needs it rather than fail
+            names = [name for name in names if not self.settings.source(name).needs_content]
         self.notes: list[str] = []  # one line per skipped source or training run, for reports
         self.sources: dict[str, CandidateSource] = {
             name: make_source(name, self.settings, item_vectors, model_dir, progress, self.note)
@@ -162,18 +163,23 @@ class Retriever:
         self.fitted_on = split_name
         return self
 
+    def explains(self, name: str) -> str:
+        """How an explanation tells source `name`'s evidence (`SourceConfig.explains`)."""
+        return self.settings.source(name).explains
+
     def weight(self, name: str) -> float:
         """The source's fusion weight, from its config (every config has one)."""
         return float(self.settings.source(name).weight)
 
     def score(
         self, histories: list[np.ndarray], context: ScoringContext | None = None, evidence: bool = False,
-        visit: Visitor | None = None,
+        visit: Visitor | None = None, only: Collection[str] | None = None,
     ) -> ScoredBatch:  # fmt: skip
         """Fused scores for one batch of histories (dense: keep it to `batch_users` rows, or use
         `score_batches`); `evidence=True` also runs the sources whose weight is 0. With `visit`,
         each source's scores go to `visit(name, scores)` (which may change them) instead of into
-        `by_source`, so only one source's array is alive at a time.
+        `by_source`, so only one source's array is alive at a time. `only`: just these of the
+        fitted sources (`check_sources` says which exist).
 
         Scored on one BLAS thread: a multi-threaded BLAS cuts matrices by its thread count and
         may round differently, so scores would depend on the cores (and a Ray actor, given one
@@ -181,16 +187,18 @@ class Retriever:
         if self.fitted_on is None:
             raise RuntimeError("call Retriever.fit() before scoring")
         with _blas_threads().limit(limits=1, user_api="blas"):
-            return self._score(histories, context, evidence, visit)
+            return self._score(histories, context, evidence, visit, only)
 
     def _score(
         self, histories: list[np.ndarray], context: ScoringContext | None, evidence: bool,
-        visit: Visitor | None,
+        visit: Visitor | None, only: Collection[str] | None = None,
     ) -> ScoredBatch:  # fmt: skip
         by_source: dict[str, np.ndarray] = {}
         fused = np.zeros((len(histories), self.split.n_items), dtype=np.float32)
         used = False
         for name, source in self.sources.items():
+            if only is not None and name not in only:
+                continue
             if not (evidence or self.weight(name) != 0.0):
                 continue
             scores = np.asarray(source.score(histories, context), dtype=np.float32)
@@ -262,20 +270,35 @@ class Retriever:
         users = np.asarray(users)
         return ScoringContext(users=users, times=self.split.reference_times(users, split_name))
 
+    def check_sources(self, names: Collection[str]) -> None:
+        """Raise ValueError, naming the sources there are, when one of `names` is not fused here."""
+        from fewrec.config import source_names
+
+        for name in names:
+            if name not in source_names():
+                raise ValueError(f"unknown source {name!r}; the sources are: {', '.join(source_names())}")
+            if name not in self.sources:
+                fused = ", ".join(self.sources)
+                raise ValueError(f"source {name!r} is not fitted here; this retriever fuses: {fused}")
+
     def candidates(
         self,
         history: np.ndarray,
         k: int | None = None,
         context: ScoringContext | None = None,
         allowed: np.ndarray | None = None,
+        only: Collection[str] | None = None,
     ) -> list[Candidate]:
         """The top `k` items for one history (item indices), never one already in it.
 
-        `allowed` (bool per item) restricts the result, e.g. to items matching a filter.
+        `allowed` (bool per item) restricts the result, e.g. to items matching a filter; `only`
+        ranks with just these of the fitted sources.
         """
         k = self.settings.candidates if k is None else k
         history = np.asarray(history, dtype=np.int64)
-        batch = self.score([history], context, evidence=True)
+        if only is not None:
+            self.check_sources(only)
+        batch = self.score([history], context, evidence=True, only=only)
         fused = batch.fused[0].astype(np.float64)
         fused[history] = -np.inf
         if allowed is not None:
@@ -283,7 +306,7 @@ class Retriever:
         top = np.argsort(-fused, kind="stable")[:k]
         top = top[np.isfinite(fused[top])]
         if len(history) == 0:
-            by_source = {"popularity": self.popularity.counts}
+            by_source = {COLD_START_SOURCE: self.popularity.counts}
         else:
             by_source = {name: scores[0] for name, scores in batch.by_source.items()}
         ranks = {name: ranks_among_unseen(scores, top, history) for name, scores in by_source.items()}

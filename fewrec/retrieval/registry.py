@@ -1,7 +1,10 @@
 """The built-in candidate sources, registered by name: `[retrieval.sources.NAME]` in fewrec.toml
 is the config class named here (fewrec/retrieval/components.py). The registry itself, and how a
-`sources` table is read (defaults merged in, old flat keys carried over with a note), is in
-fewrec/config.py, below the sources.
+`sources` table is read (defaults merged in), is in fewrec/config.py, below the sources; the
+old flat keys are carried over with a note by fewrec/config_legacy.py.
+
+What a source is (run by default, time-aware, needing the content index, how it explains
+itself) its config class declares; the default sources fuse in this table's order.
 
 Adding a source is one new file with its source and config classes and one line in `BUILT_IN`
 below (docs/DESIGN.md, "Add a source"); `register_source` does the same at run time.
@@ -12,29 +15,31 @@ from __future__ import annotations
 from importlib import import_module
 
 from fewrec.config import (
-    DEFAULT_SOURCES,
     SourceConfig,
     config_class,
+    default_source_names,
     register_source,
     source_names,
     unregister_source,
 )
 
 __all__ = [
-    "BUILT_IN", "DEFAULT_SOURCES", "SOURCE_NAMES", "config_class", "register_source", "source_names",
+    "BUILT_IN", "SOURCE_NAMES", "config_class", "default_source_names", "register_source", "source_names",
     "unregister_source",
 ]  # fmt: skip
 
-# name -> "module:ConfigClass", imported here: a new source is one line in this table.
+# name -> "module:ConfigClass", imported here: a new source is one line in this table. The
+# order is the order a default retriever sums the default ones in (the published figures are
+# that float sum), popularity, the cold-start fallback, last.
 BUILT_IN: dict[str, str] = {
-    "ease": "fewrec.retrieval.components:EASEConfig",
-    "transition": "fewrec.retrieval.components:TransitionConfig",
     "timed_transition": "fewrec.retrieval.components:TimedTransitionConfig",
+    "transition": "fewrec.retrieval.components:TransitionConfig",
+    "ease": "fewrec.retrieval.components:EASEConfig",
+    "timepop": "fewrec.retrieval.components:TimePopularityConfig",
     "itemknn": "fewrec.retrieval.components:ItemKNNConfig",
+    "content": "fewrec.retrieval.components:ContentConfig",
     "als": "fewrec.retrieval.components:ALSConfig",
     "bpr": "fewrec.retrieval.components:BPRConfig",
-    "timepop": "fewrec.retrieval.components:TimePopularityConfig",
-    "content": "fewrec.retrieval.components:ContentConfig",
     "sasrec": "fewrec.retrieval.components:SASRecConfig",
     "popularity": "fewrec.retrieval.components:PopularityConfig",
 }

@@ -30,6 +30,7 @@ from fewrec.data.files import write_atomically
 log = logging.getLogger(__name__)
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "bundled" / "shipped"
 SASREC_FILES = ("sasrec-*.pt", "sasrec-*.json")
+SHIPPED_SOURCE = "sasrec"  # the source whose trained weights are shipped
 
 
 def shipped_vectors(model: str, folder: Path = SHIPPED_DIR) -> dict[str, np.ndarray]:
