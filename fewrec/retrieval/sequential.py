@@ -13,6 +13,12 @@ best epoch's weights. A wall-clock budget (`budget_s`) is an opt-in for users; a
 says so in its notes, since its model then depends on the machine's speed and load.
 A cached model is used only when its record names the same key (this module's code, every
 setting, the data) and the hash of the weights beside it.
+Batches are cut from a seeded shuffle of the training windows. When the windows are mostly
+short (a mean under half of `max_len` + 1, as on Amazon-like data where most users have a few
+items), each batch is cut from windows of similar length instead, so that a batch is not padded
+to the few long windows it holds: on data of Amazon Beauty's shape, mixed batches spent 85% of
+their positions on padding. Where windows are mostly long (the bundled MovieLens: 14% padding)
+batches stay mixed, and the weights stay those of the published figures.
 A progress bar shows epoch, loss, validation NDCG and ETA, and a one-line
 note says that it trains and for how long at most. Above `max_interactions` training
 interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
@@ -117,6 +123,32 @@ def _hold_out_last(
     return training, (histories, targets)
 
 
+def by_length(lengths: np.ndarray) -> bool:
+    """Whether batches are cut from windows of similar length: when the mean window is under half
+    the longest, a mixed batch (padded to its longest window, nearly always a full one) is mostly
+    padding. A rule on the data alone, so the weights stay the same on any machine."""
+    return len(lengths) > 0 and 2 * float(np.mean(lengths)) < float(np.max(lengths))
+
+
+def epoch_batches(
+    order: np.ndarray, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None,
+    pool: int = 64,
+) -> list[np.ndarray]:  # fmt: skip
+    """An epoch's batches, as indices into the windows, from their shuffled `order`. With `lengths`,
+    each run of `pool` batches of that order is sorted by window length (stably, so the shuffle
+    breaks ties) and cut into batches, whose order `rng` then shuffles: every batch is nearly
+    without padding, and which windows meet in a batch still changes from epoch to epoch. Without
+    `lengths`, consecutive runs of the order, and `rng` is not read."""
+    if lengths is None:
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), pool * batch_size):
+        part = order[start : start + pool * batch_size]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[offset : offset + batch_size] for offset in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def _left_padded(histories: list[np.ndarray], max_len: int, shift: int) -> np.ndarray:
     """The last `max_len` items of each history, + `shift` (item index → the net's 1-based
     ids), right-aligned in a (len(histories), max_len) array padded with 0 on the left."""
@@ -211,6 +243,7 @@ class _TrainingRun:
     optimiser: Any
     rng: np.random.Generator
     chunks: list[np.ndarray]
+    lengths: np.ndarray | None  # the windows' lengths when batches are cut by length, else None
     n_items: int
     device: str
     bar: Any
@@ -291,12 +324,16 @@ class SASRec:
         window = p["max_len"] + 1
         # Each sequence cut into windows from its end, so every training target is used once an epoch.
         chunks = [s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))]
+        lengths = np.array([len(c) for c in chunks], dtype=np.int64)
         steps = -(-len(chunks) // p["batch_size"])
         bar = tqdm(
             total=p["epochs"] * steps, desc=f"SASRec seed {seed}, epoch 1/{p['epochs']}", unit="batch",
             disable=not self.progress, mininterval=1.0,
         )  # fmt: skip
-        run = _TrainingRun(net, optimiser, rng, chunks, n_items, device, bar, budget_s, started)
+        run = _TrainingRun(
+            net, optimiser, rng, chunks, lengths if by_length(lengths) else None, n_items, device, bar,
+            budget_s, started,
+        )  # fmt: skip
         for epoch in range(p["epochs"]):
             net.train()
             bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
@@ -321,8 +358,8 @@ class SASRec:
         p = self.params
         order = run.rng.permutation(len(run.chunks))
         total, count = 0.0, 0
-        for start in range(0, len(order), p["batch_size"]):
-            batch = [run.chunks[j] for j in order[start : start + p["batch_size"]]]
+        for indices in epoch_batches(order, p["batch_size"], run.rng, run.lengths):
+            batch = [run.chunks[j] for j in indices]
             loss, positives = _batch_loss(run.net, batch, run.rng, run.n_items, p["negatives"], run.device)
             run.optimiser.zero_grad()
             loss.backward()
@@ -373,6 +410,7 @@ class SASRec:
             "stopped": run.stopped, "losses": [round(v, 5) for v in run.losses],
             "seconds": round(time.perf_counter() - run.started, 1), "budget_s": self.budget_s,
             "patience": self.patience, "min_delta": self.min_delta, "device": run.device,
+            "batches": "by length" if run.lengths is not None else "mixed",
         }  # fmt: skip
         if validation is not None:
             info["validation_ndcg"] = [round(v, 5) for v in run.scores]
