@@ -1,15 +1,18 @@
 """SASRec's batches: cut by length where mixed batches would be mostly padding (data like Amazon's),
 mixed where they would not (the bundled MovieLens, whose published weights stay), the same
-weights for the same data either way; and one evaluation trains each SASRec model once."""
+weights for the same data either way; a longer fit goes on from a shorter one to the same bits;
+and one evaluation trains each SASRec model once."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import require_module
 
 from fewrec.config import RetrievalSettings, Settings, source_names
 from fewrec.data.split import leave_one_out
 from fewrec.data.synthetic import generate, to_dataset
+from fewrec.retrieval import sequential
 from fewrec.retrieval.base import FitData
 from fewrec.retrieval.fusion import fit_data
 from fewrec.retrieval.sequential import SASRec, by_length, epoch_batches
@@ -82,25 +85,65 @@ def test_training_by_length_is_repeatable_to_the_bit(tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
+def _count_epochs(monkeypatch) -> list[int]:
+    """Epochs trained, one entry per `_train` call (a fit the model cache answered has none)."""
+    trained: list[int] = []
+    train, train_epoch = SASRec._train, SASRec._train_epoch
+
+    def counting_train(self, *args, **kwargs):
+        trained.append(0)
+        return train(self, *args, **kwargs)
+
+    def counting_epoch(self, run):
+        trained[-1] += 1
+        return train_epoch(self, run)
+
+    monkeypatch.setattr(SASRec, "_train", counting_train)
+    monkeypatch.setattr(SASRec, "_train_epoch", counting_epoch)
+    return trained
+
+
+@pytest.mark.parametrize("validation_users", [0, 20])
+def test_a_longer_fit_goes_on_from_a_shorter_one_to_the_same_bits(monkeypatch, validation_users):
+    monkeypatch.setattr(sequential, "_PAUSED", {})
+    data = _short_histories()
+    params = dict(dim=16, max_len=8, batch_size=16, negatives=8, threads=1, progress=False,
+                  patience=0, validation_users=validation_users)  # fmt: skip
+    straight = SASRec(epochs=4, **params).fit(data)
+    sequential._PAUSED.clear()
+    trained = _count_epochs(monkeypatch)
+    fresh_short = SASRec(epochs=2, **params).fit(data)
+    sequential._PAUSED.clear()
+    short = SASRec(epochs=2, **params).fit(data)
+    torch.rand(7)  # whatever draws from torch's generator in between is not what dropout reads
+    longer = SASRec(epochs=4, **params).fit(data)
+    assert trained == [2, 2, 2]  # the longer fit trained only the epochs the shorter had not
+    assert longer.runs[0]["losses"] == straight.runs[0]["losses"]
+    assert longer.runs[0]["epochs_trained"] == 4
+    for a, b in ((longer, straight), (short, fresh_short)):  # the shorter fit's net is its own
+        first, second = a.nets[0].state_dict(), b.nets[0].state_dict()
+        assert all(torch.equal(first[name], second[name]) for name in first)
+    again = SASRec(epochs=3, **params).fit(data)  # fewer epochs than the paused run: from the start
+    assert trained[-1] == 3 and again.runs[0]["epochs_trained"] == 3
+
+
 def test_one_evaluation_trains_each_sasrec_model_once(tmp_path, monkeypatch):
-    """The SASRec source and the SASRec baseline's refit for the test split are one model: the
-    baseline reads the source's from the model cache."""
+    """The SASRec source and the SASRec baseline's refit for the test split are one model (the
+    baseline reads the source's from the model cache), and the baseline's grid trains the
+    validation split's model once, going on from 1 epoch to 2."""
     from fewrec.eval.runner import evaluate
 
-    trained: list[int] = []
-    original = SASRec._train
-
-    def counting(self, *args, **kwargs):
-        trained.append(self.params["epochs"])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SASRec, "_train", counting)
+    monkeypatch.setattr(sequential, "_PAUSED", {})
+    trained = _count_epochs(monkeypatch)
     split = leave_one_out(to_dataset(generate(150, 40, 1500, seed=0), "tiny"))
-    small = {"dim": 8, "max_len": 8, "negatives": 8, "epochs": 2, "grid": [{"epochs": 2}]}
+    small = {"dim": 8, "max_len": 8, "negatives": 8, "epochs": 2, "grid": [{"epochs": 1}, {"epochs": 2}]}
     off = {name: {"enabled": False} for name in source_names() if name != "sasrec"}
     settings = Settings(data_dir=tmp_path, retrieval=RetrievalSettings(sources={**off, "sasrec": small}))
     report = evaluate(split, settings, baselines=["sasrec"], stages=["retrieval"], history_cuts=[])
-    # The source (test split's training data), the baseline's one grid point on the validation
-    # split's; not the baseline's refit on the test split's, which is the source's model.
-    assert trained == [2, 2]
-    assert report.method("sasrec").metrics == report.method("source: sasrec").metrics
+    chosen = report.method("sasrec").params["sasrec_epochs"]
+    # The source (2 epochs on the test split's training data); the grid on the validation
+    # split's: 1 epoch, then 1 more; the refit on the test split's: the source's model if 2
+    # epochs were chosen, else 1 epoch.
+    assert trained == ([2, 1, 1] if chosen == 2 else [2, 1, 1, 1])
+    if chosen == 2:
+        assert report.method("sasrec").metrics == report.method("source: sasrec").metrics

@@ -47,7 +47,7 @@ def _train(data: Any, epochs: int, cut_by_length: bool) -> tuple[SASRec, Any, di
     try:
         model = SASRec(epochs=epochs, threads=1, progress=False, cache_dir=None)
         sequential._torch().set_num_threads(model.threads)
-        net, info = model._train(_sequences(data), data.n_items, seed=0)
+        net, info, _ = model._train(_sequences(data), data.n_items, seed=0)
     finally:
         sequential.by_length = original
     model.nets, model.runs, model.n_items = [net], [info], data.n_items

@@ -26,6 +26,7 @@ interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
@@ -254,6 +255,15 @@ class _TrainingRun:
     best_state: dict[str, Any] | None = None
     stopped: str | None = None
     done_steps: int = 0  # the bar counts nothing when it is disabled
+    torch_state: Any = None  # torch's generator (dropout) where the run paused
+
+
+# Trainings that ran out of epochs, by the key of everything their weights depend on but the
+# number of epochs: a fit of the same training with more epochs (the SASRec baseline's grid, 16
+# epochs then 32) goes on from where one stopped, to the same bits as training from the start.
+# The most recent only: it holds a net, its optimiser's state and its training windows.
+_PAUSED: dict[str, _TrainingRun] = {}
+_PAUSED_KEEP = 1
 
 
 class SASRec:
@@ -291,16 +301,19 @@ class SASRec:
         self.nets: list[Any] = []
         self.runs: list[dict[str, Any]] = []  # per seed: epochs trained, why it stopped, seconds
 
-    def _key(self, data: FitData, seed: int) -> str:
+    def _key(self, data: FitData, seed: int, any_epochs: bool = False) -> str:
         """What the weights depend on: this module's code, every hyper-parameter and stopping
         rule (a time budget too: a run it cut is only reused under the same budget), the seed
-        and the training data."""
+        and the training data; with `any_epochs`, all that but the number of epochs (the key of a
+        training that a fit with more epochs may go on with)."""
         digest = hashlib.sha256()
         facts: dict[str, Any] = {
             **self.params, "seed": seed, "n_items": data.n_items, "code": _code_version(),
             "threads": self.threads, "patience": self.patience, "min_delta": self.min_delta,
             "budget_s": self.budget_s, "validation_users": self.validation_users,
         }  # fmt: skip
+        if any_epochs:
+            facts["epochs"] = None
         digest.update(json.dumps(facts, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(data.users, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(data.items, dtype=np.int64).tobytes())
@@ -309,34 +322,46 @@ class SASRec:
     def _train(
         self, sequences: list[np.ndarray], n_items: int, seed: int, budget_s: float | None = None,
         device: str = "cpu", validation: tuple[list[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-        """The trained net and how training went (epochs, losses, why it stopped, seconds).
-        With `validation` (histories, held-out next items), each epoch ends with their NDCG@10;
-        training stops when it has not improved for `patience` epochs, and the best epoch's
-        weights are returned."""
+        paused: _TrainingRun | None = None,
+    ) -> tuple[Any, dict[str, Any], _TrainingRun]:  # fmt: skip
+        """The trained net, how training went (epochs, losses, why it stopped, seconds) and the
+        run itself, paused. With `validation` (histories, held-out next items), each epoch ends
+        with their NDCG@10; training stops when it has not improved for `patience` epochs, and the
+        best epoch's weights are returned. With `paused` (the same training, fewer epochs, no time
+        budget), training goes on from there."""
         torch = _torch()
         p = self.params
-        started = time.perf_counter()
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]).to(device)
-        optimiser = torch.optim.AdamW(net.parameters(), lr=p["learning_rate"], weight_decay=0.0)
         window = p["max_len"] + 1
-        # Each sequence cut into windows from its end, so every training target is used once an epoch.
-        chunks = [s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))]
-        lengths = np.array([len(c) for c in chunks], dtype=np.int64)
-        steps = -(-len(chunks) // p["batch_size"])
-        bar = tqdm(
-            total=p["epochs"] * steps, desc=f"SASRec seed {seed}, epoch 1/{p['epochs']}", unit="batch",
+        if paused is None:
+            started = time.perf_counter()
+            torch.manual_seed(seed)
+            rng = np.random.default_rng(seed)
+            net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]).to(
+                device
+            )
+            optimiser = torch.optim.AdamW(net.parameters(), lr=p["learning_rate"], weight_decay=0.0)
+            # Each sequence cut into windows from its end, so every training target is used once an epoch.
+            chunks = [
+                s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))
+            ]
+            lengths = np.array([len(c) for c in chunks], dtype=np.int64)
+            run = _TrainingRun(
+                net, optimiser, rng, chunks, lengths if by_length(lengths) else None, n_items, device, None,
+                budget_s, started,
+            )  # fmt: skip
+        else:
+            run = paused
+            run.started = time.perf_counter() - run.started  # it held the seconds trained so far
+            torch.set_rng_state(run.torch_state)
+        steps = -(-len(run.chunks) // p["batch_size"])
+        run.bar = tqdm(
+            total=p["epochs"] * steps, initial=min(run.done_steps, p["epochs"] * steps), unit="batch",
+            desc=f"SASRec seed {seed}, epoch {len(run.losses) + 1}/{p['epochs']}",
             disable=not self.progress, mininterval=1.0,
         )  # fmt: skip
-        run = _TrainingRun(
-            net, optimiser, rng, chunks, lengths if by_length(lengths) else None, n_items, device, bar,
-            budget_s, started,
-        )  # fmt: skip
-        for epoch in range(p["epochs"]):
-            net.train()
-            bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
+        for epoch in range(len(run.losses), p["epochs"] if run.stopped is None else 0):
+            run.net.train()
+            run.bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
             total, count = self._train_epoch(run)
             if run.stopped == "budget":
                 if count:  # a partial epoch's loss still says where training got to
@@ -345,12 +370,17 @@ class SASRec:
             run.losses.append(total / max(count, 1))
             if self._stops_after_epoch(run, validation):
                 break
-        bar.close()
+        run.bar.close()
+        run.torch_state = torch.get_rng_state()
+        info = self._run_info(run, steps, validation)
+        # A copy: the run itself stays as its last epoch left it, to go on from.
+        net = copy.deepcopy(run.net)
         if run.best_state is not None:
             net.load_state_dict(run.best_state)
         net.eval()
         net.to("cpu")  # scored on the CPU, one thread (see `score`)
-        return net, self._run_info(run, steps, validation)
+        run.started = time.perf_counter() - run.started
+        return net, info, run
 
     def _train_epoch(self, run: _TrainingRun) -> tuple[float, int]:
         """One pass over the chunks in a random order: (summed loss, positives) of the batches it
@@ -462,7 +492,15 @@ class SASRec:
                 f"SASRec{which}: training on {n_interactions:,} interactions ({device}), up to "
                 f"{p['epochs']} epochs{limit}"
             )
-            net, info = self._train(sequences, data.n_items, seed, budget, device, validation)
+            resumable = self._key(data, seed, any_epochs=True)
+            paused = _PAUSED.pop(resumable, None)  # taken: no two fits go on with one run
+            if paused is not None and (budget is not None or len(paused.losses) > p["epochs"]):
+                paused = None
+            net, info, run = self._train(sequences, data.n_items, seed, budget, device, validation, paused)
+            if budget is None:  # a run the clock cut is not the start of any other
+                _PAUSED[resumable] = run
+                while len(_PAUSED) > _PAUSED_KEEP:
+                    _PAUSED.pop(next(iter(_PAUSED)))
             if info["stopped"] is not None:
                 plateau = "a validation plateau" if validation else "a training-loss plateau"
                 why = (
