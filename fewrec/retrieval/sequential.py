@@ -12,7 +12,9 @@ training loss, or, with `validation_users` > 0, on the NDCG@10 of that many user
 best epoch's weights. A wall-clock budget (`budget_s`) is an opt-in for users; a run it cut
 says so in its notes, since its model then depends on the machine's speed and load.
 A cached model is used only when its record names the same key (this module's code, every
-setting, the data) and the hash of the weights beside it.
+setting, the data) and the hash of the weights beside it. A fit that finds no cached model but
+the last training of the same data and settings with fewer epochs (the SASRec baseline's grid,
+16 epochs then 32) goes on from there, to the same bits as training from the start.
 Batches are cut from a seeded shuffle of the training windows. When the windows are mostly
 short (a mean under half of `max_len` + 1, as on Amazon-like data where most users have a few
 items), each batch is cut from windows of similar length instead, so that a batch is not padded
