@@ -147,11 +147,11 @@ def test_sasrec_training_is_repeatable_to_the_bit(tmp_path):
     sequences = [data.items[data.users == u] + 1 for u in range(data.n_users)]
     validation = ([s[:-1] for s in sequences[:15]], np.array([s[-1] - 1 for s in sequences[:15]]))
     model = _small(tmp_path, epochs=3, patience=5)
-    net, info = model._train(sequences, data.n_items, seed=2, validation=validation)
-    again, again_info = model._train(sequences, data.n_items, seed=2, validation=validation)
+    net, info, _ = model._train(sequences, data.n_items, seed=2, validation=validation)
+    again, again_info, _ = model._train(sequences, data.n_items, seed=2, validation=validation)
     assert info["epochs_trained"] == 3 and again_info["losses"] == info["losses"]
     assert again_info["validation_ndcg"] == info["validation_ndcg"]
     pairs = zip(net.state_dict().values(), again.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
-    other, _ = model._train(sequences, data.n_items, seed=3, validation=validation)
+    other, _, _ = model._train(sequences, data.n_items, seed=3, validation=validation)
     assert not torch.equal(other.item.weight, net.item.weight)  # the seed is what decides

@@ -12,7 +12,15 @@ training loss, or, with `validation_users` > 0, on the NDCG@10 of that many user
 best epoch's weights. A wall-clock budget (`budget_s`) is an opt-in for users; a run it cut
 says so in its notes, since its model then depends on the machine's speed and load.
 A cached model is used only when its record names the same key (this module's code, every
-setting, the data) and the hash of the weights beside it.
+setting, the data) and the hash of the weights beside it. A fit that finds no cached model but
+the last training of the same data and settings with fewer epochs (the SASRec baseline's grid,
+16 epochs then 32) goes on from there, to the same bits as training from the start.
+Batches are cut from a seeded shuffle of the training windows. When the windows are mostly
+short (a mean under half of `max_len` + 1, as on Amazon-like data where most users have a few
+items), each batch is cut from windows of similar length instead, so that a batch is not padded
+to the few long windows it holds: on data of Amazon Beauty's shape, mixed batches spent 85% of
+their positions on padding. Where windows are mostly long (the bundled MovieLens: 14% padding)
+batches stay mixed, and the weights stay those of the published figures.
 A progress bar shows epoch, loss, validation NDCG and ETA, and a one-line
 note says that it trains and for how long at most. Above `max_interactions` training
 interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
@@ -20,6 +28,7 @@ interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
@@ -117,6 +126,32 @@ def _hold_out_last(
     return training, (histories, targets)
 
 
+def by_length(lengths: np.ndarray) -> bool:
+    """Whether batches are cut from windows of similar length: when the mean window is under half
+    the longest, a mixed batch (padded to its longest window, nearly always a full one) is mostly
+    padding. A rule on the data alone, so the weights stay the same on any machine."""
+    return len(lengths) > 0 and 2 * float(np.mean(lengths)) < float(np.max(lengths))
+
+
+def epoch_batches(
+    order: np.ndarray, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None,
+    pool: int = 64,
+) -> list[np.ndarray]:  # fmt: skip
+    """An epoch's batches, as indices into the windows, from their shuffled `order`. With `lengths`,
+    each run of `pool` batches of that order is sorted by window length (stably, so the shuffle
+    breaks ties) and cut into batches, whose order `rng` then shuffles: every batch is nearly
+    without padding, and which windows meet in a batch still changes from epoch to epoch. Without
+    `lengths`, consecutive runs of the order, and `rng` is not read."""
+    if lengths is None:
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), pool * batch_size):
+        part = order[start : start + pool * batch_size]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[offset : offset + batch_size] for offset in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def _left_padded(histories: list[np.ndarray], max_len: int, shift: int) -> np.ndarray:
     """The last `max_len` items of each history, + `shift` (item index → the net's 1-based
     ids), right-aligned in a (len(histories), max_len) array padded with 0 on the left."""
@@ -211,6 +246,7 @@ class _TrainingRun:
     optimiser: Any
     rng: np.random.Generator
     chunks: list[np.ndarray]
+    lengths: np.ndarray | None  # the windows' lengths when batches are cut by length, else None
     n_items: int
     device: str
     bar: Any
@@ -221,6 +257,15 @@ class _TrainingRun:
     best_state: dict[str, Any] | None = None
     stopped: str | None = None
     done_steps: int = 0  # the bar counts nothing when it is disabled
+    torch_state: Any = None  # torch's generator (dropout) where the run paused
+
+
+# Trainings that ran out of epochs, by the key of everything their weights depend on but the
+# number of epochs: a fit of the same training with more epochs (the SASRec baseline's grid, 16
+# epochs then 32) goes on from where one stopped, to the same bits as training from the start.
+# The most recent only: it holds a net, its optimiser's state and its training windows.
+_PAUSED: dict[str, _TrainingRun] = {}
+_PAUSED_KEEP = 1
 
 
 class SASRec:
@@ -258,16 +303,19 @@ class SASRec:
         self.nets: list[Any] = []
         self.runs: list[dict[str, Any]] = []  # per seed: epochs trained, why it stopped, seconds
 
-    def _key(self, data: FitData, seed: int) -> str:
+    def _key(self, data: FitData, seed: int, any_epochs: bool = False) -> str:
         """What the weights depend on: this module's code, every hyper-parameter and stopping
         rule (a time budget too: a run it cut is only reused under the same budget), the seed
-        and the training data."""
+        and the training data; with `any_epochs`, all that but the number of epochs (the key of a
+        training that a fit with more epochs may go on with)."""
         digest = hashlib.sha256()
         facts: dict[str, Any] = {
             **self.params, "seed": seed, "n_items": data.n_items, "code": _code_version(),
             "threads": self.threads, "patience": self.patience, "min_delta": self.min_delta,
             "budget_s": self.budget_s, "validation_users": self.validation_users,
         }  # fmt: skip
+        if any_epochs:
+            facts["epochs"] = None
         digest.update(json.dumps(facts, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(data.users, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(data.items, dtype=np.int64).tobytes())
@@ -276,30 +324,46 @@ class SASRec:
     def _train(
         self, sequences: list[np.ndarray], n_items: int, seed: int, budget_s: float | None = None,
         device: str = "cpu", validation: tuple[list[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-        """The trained net and how training went (epochs, losses, why it stopped, seconds).
-        With `validation` (histories, held-out next items), each epoch ends with their NDCG@10;
-        training stops when it has not improved for `patience` epochs, and the best epoch's
-        weights are returned."""
+        paused: _TrainingRun | None = None,
+    ) -> tuple[Any, dict[str, Any], _TrainingRun]:  # fmt: skip
+        """The trained net, how training went (epochs, losses, why it stopped, seconds) and the
+        run itself, paused. With `validation` (histories, held-out next items), each epoch ends
+        with their NDCG@10; training stops when it has not improved for `patience` epochs, and the
+        best epoch's weights are returned. With `paused` (the same training, fewer epochs, no time
+        budget), training goes on from there."""
         torch = _torch()
         p = self.params
-        started = time.perf_counter()
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]).to(device)
-        optimiser = torch.optim.AdamW(net.parameters(), lr=p["learning_rate"], weight_decay=0.0)
         window = p["max_len"] + 1
-        # Each sequence cut into windows from its end, so every training target is used once an epoch.
-        chunks = [s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))]
-        steps = -(-len(chunks) // p["batch_size"])
-        bar = tqdm(
-            total=p["epochs"] * steps, desc=f"SASRec seed {seed}, epoch 1/{p['epochs']}", unit="batch",
+        if paused is None:
+            started = time.perf_counter()
+            torch.manual_seed(seed)
+            rng = np.random.default_rng(seed)
+            net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]).to(
+                device
+            )
+            optimiser = torch.optim.AdamW(net.parameters(), lr=p["learning_rate"], weight_decay=0.0)
+            # Each sequence cut into windows from its end, so every training target is used once an epoch.
+            chunks = [
+                s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))
+            ]
+            lengths = np.array([len(c) for c in chunks], dtype=np.int64)
+            run = _TrainingRun(
+                net, optimiser, rng, chunks, lengths if by_length(lengths) else None, n_items, device, None,
+                budget_s, started,
+            )  # fmt: skip
+        else:
+            run = paused
+            run.started = time.perf_counter() - run.started  # it held the seconds trained so far
+            torch.set_rng_state(run.torch_state)
+        steps = -(-len(run.chunks) // p["batch_size"])
+        run.bar = tqdm(
+            total=p["epochs"] * steps, initial=min(run.done_steps, p["epochs"] * steps), unit="batch",
+            desc=f"SASRec seed {seed}, epoch {len(run.losses) + 1}/{p['epochs']}",
             disable=not self.progress, mininterval=1.0,
         )  # fmt: skip
-        run = _TrainingRun(net, optimiser, rng, chunks, n_items, device, bar, budget_s, started)
-        for epoch in range(p["epochs"]):
-            net.train()
-            bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
+        for epoch in range(len(run.losses), p["epochs"] if run.stopped is None else 0):
+            run.net.train()
+            run.bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
             total, count = self._train_epoch(run)
             if run.stopped == "budget":
                 if count:  # a partial epoch's loss still says where training got to
@@ -308,12 +372,17 @@ class SASRec:
             run.losses.append(total / max(count, 1))
             if self._stops_after_epoch(run, validation):
                 break
-        bar.close()
+        run.bar.close()
+        run.torch_state = torch.get_rng_state()
+        info = self._run_info(run, steps, validation)
+        # A copy: the run itself stays as its last epoch left it, to go on from.
+        net = copy.deepcopy(run.net)
         if run.best_state is not None:
             net.load_state_dict(run.best_state)
         net.eval()
         net.to("cpu")  # scored on the CPU, one thread (see `score`)
-        return net, self._run_info(run, steps, validation)
+        run.started = time.perf_counter() - run.started
+        return net, info, run
 
     def _train_epoch(self, run: _TrainingRun) -> tuple[float, int]:
         """One pass over the chunks in a random order: (summed loss, positives) of the batches it
@@ -321,8 +390,8 @@ class SASRec:
         p = self.params
         order = run.rng.permutation(len(run.chunks))
         total, count = 0.0, 0
-        for start in range(0, len(order), p["batch_size"]):
-            batch = [run.chunks[j] for j in order[start : start + p["batch_size"]]]
+        for indices in epoch_batches(order, p["batch_size"], run.rng, run.lengths):
+            batch = [run.chunks[j] for j in indices]
             loss, positives = _batch_loss(run.net, batch, run.rng, run.n_items, p["negatives"], run.device)
             run.optimiser.zero_grad()
             loss.backward()
@@ -373,6 +442,7 @@ class SASRec:
             "stopped": run.stopped, "losses": [round(v, 5) for v in run.losses],
             "seconds": round(time.perf_counter() - run.started, 1), "budget_s": self.budget_s,
             "patience": self.patience, "min_delta": self.min_delta, "device": run.device,
+            "batches": "by length" if run.lengths is not None else "mixed",
         }  # fmt: skip
         if validation is not None:
             info["validation_ndcg"] = [round(v, 5) for v in run.scores]
@@ -424,7 +494,15 @@ class SASRec:
                 f"SASRec{which}: training on {n_interactions:,} interactions ({device}), up to "
                 f"{p['epochs']} epochs{limit}"
             )
-            net, info = self._train(sequences, data.n_items, seed, budget, device, validation)
+            resumable = self._key(data, seed, any_epochs=True)
+            paused = _PAUSED.pop(resumable, None)  # taken: no two fits go on with one run
+            if paused is not None and (budget is not None or len(paused.losses) > p["epochs"]):
+                paused = None
+            net, info, run = self._train(sequences, data.n_items, seed, budget, device, validation, paused)
+            if budget is None:  # a run the clock cut is not the start of any other
+                _PAUSED[resumable] = run
+                while len(_PAUSED) > _PAUSED_KEEP:
+                    _PAUSED.pop(next(iter(_PAUSED)))
             if info["stopped"] is not None:
                 plateau = "a validation plateau" if validation else "a training-loss plateau"
                 why = (
