@@ -457,7 +457,8 @@ def test_a_new_user_is_scored_as_of_now_everywhere(recommender):
     ]
 
 
-def test_wishes_fade_and_cards_are_referred_to(agent, recommender):
+def test_wishes_fade_and_cards_are_referred_to(agent, recommender, monkeypatch):
+    monkeypatch.setattr(agent.settings, "wish_turns", 2)
     state, _ = agent.start()
     _, state = agent.respond(state, "Something with space battles")
     assert state.query
@@ -492,6 +493,20 @@ def test_a_message_that_goes_on_carries_the_last_feeling_over(agent):
     fresh, _ = agent.start()
     _, fresh = agent.respond(fresh, "Or Heat (1995)")
     assert len(fresh.liked) == 1 and not fresh.disliked
+
+
+def test_without_a_lapse_a_wish_holds_until_another_replaces_it(agent, monkeypatch):
+    """`chat.wish_turns = None`: small talk does not wear a wish out; a new one replaces it."""
+    monkeypatch.setattr(agent.settings, "wish_turns", None)
+    state, _ = agent.start()
+    _, state = agent.respond(state, "a comedy about space battles")
+    query = state.query
+    assert state.filters.genres == ["Comedy"] and query
+    for message in ("thanks!", "I haven't seen those yet", "do you have any others?", "ok"):
+        _, state = agent.respond(state, message)
+    assert state.filters.genres == ["Comedy"] and state.query == query
+    _, state = agent.respond(state, "actually a horror film")
+    assert state.filters.genres == ["Horror"]
 
 
 def test_the_prior_weighs_less_as_liked_titles_are_named():

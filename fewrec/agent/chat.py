@@ -52,7 +52,6 @@ PLURAL_WORDS = {
     "mention": "films you mentioned (I couldn't tell whether you liked them)",
 }
 LISTED_TITLES = 8  # a longer list of titles is summed up in the reply
-WISH_TURNS = 2  # a wish steers its own turn and this many more, unless said again
 # "more please", "something else", "any others?": the latest cards are not shown again.
 ASKS_FOR_MORE = re.compile(r"\b(?:more|others?|another|else|different|new ones?)\b", re.I)
 CLEAR_FAVOURITE = 3.0  # a title shared by several items means the one this many times more watched
@@ -86,7 +85,7 @@ class ChatState(BaseModel):
     # them. A replay may set them to what a human recommender suggested.
     last_cards: list[ItemId] = Field(default_factory=list)
     # Turns since the wishes (query words, genres, years) were last said: they fade after
-    # WISH_TURNS turns unless said again. Exclusions ("no horror") stay.
+    # `chat.wish_turns` turns unless said again. Exclusions ("no horror") stay.
     wish_age: int = 0
     # The feeling about the last title named: "same with X" or a message that only goes on
     # ("Or X") carries it over.
@@ -313,13 +312,15 @@ class ChatAgent:
 
     def _apply_wishes(self, state: ChatState, understanding: Understanding, understood: list[str]) -> None:
         """Genres, years and words of this turn. Wishes fade: new titles or new words replace
-        the old words, and genres and years not said again for WISH_TURNS turns are dropped.
+        the old words, and genres and years not said again for `chat.wish_turns` turns are dropped
+        (never, when it is None).
         What the person ruled out ("no horror") stays."""
         f = state.filters
         years = understanding.year_min is not None or understanding.year_max is not None
         wished = bool(understanding.genres or years or understanding.kids or understanding.query)
         state.wish_age = 0 if wished else state.wish_age + 1
-        if state.wish_age > WISH_TURNS:
+        lapse = self.settings.wish_turns
+        if lapse is not None and state.wish_age > lapse:
             f.genres, f.year_min, f.year_max, state.query = [], None, None, ""
         if understanding.genres:
             f.genres = list(understanding.genres)
