@@ -48,6 +48,7 @@ from fewrec.eval.harness import named, place_of, popularity_order, progress_bar,
 from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
+    error_bars,
     incomplete,
     links,
     note_lines,
@@ -996,10 +997,8 @@ def plot(report: ChatEvalReport, folder: Path) -> list[Path]:
     for n, method in enumerate(METHODS):
         values = [r.hits.get(method, {}).get("hits@20", 0.0) for r in rows]
         intervals = [r.intervals_at_20.get(method, (v, v)) for r, v in zip(rows, values, strict=True)]
-        errors = [[max(v - lo, 0) for v, (lo, _) in zip(values, intervals, strict=True)],
-                  [max(hi - v, 0) for v, (_, hi) in zip(values, intervals, strict=True)]]  # fmt: skip
-        ax.barh(positions + (n - 1) * height, values, height, xerr=errors, color=colours[method], capsize=2,
-                label=method)  # fmt: skip
+        ax.barh(positions + (n - 1) * height, values, height, xerr=error_bars(values, intervals),
+                color=colours[method], capsize=2, label=method)  # fmt: skip
     ax.set_yticks(positions, [r.name for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel(f"hits@20 (held-out item among the {report.cards} cards)")
