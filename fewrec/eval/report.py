@@ -1,7 +1,8 @@
 """The evaluations' files: results.json (every number), report.md (tables), PNG plots and the
-block each rewrites in docs/RESULTS.md. `write_run`, the figure helpers and the README block
-functions serve every report (`fewrec eval`'s, the chat's, the conversations', the speed
-figures'); the tables of `fewrec eval`'s report are here too, the others' beside their runs.
+block each rewrites in docs/RESULTS.md. `write_run`, `table` (every Markdown table), the figure
+helpers and the README block functions serve every report (`fewrec eval`'s, the chat's, the
+conversations', the speed figures'); the rows of `fewrec eval`'s tables are here too, the
+others' beside their runs.
 
 Files are written to a temporary name and renamed, so a crash never leaves a half-written
 results.json that a later reader trusts.
