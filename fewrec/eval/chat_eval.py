@@ -48,6 +48,7 @@ from fewrec.eval.harness import named, place_of, popularity_order, progress_bar,
 from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
+    error_bars,
     incomplete,
     links,
     note_lines,
@@ -455,27 +456,27 @@ def _hit_rates(out: FamilyResult, records: list[MessageRecord], seed: int) -> No
 
 def _reading_rates(out: FamilyResult, records: list[MessageRecord], query_meant: bool | None) -> None:
     """How the messages were read against their ground truth."""
-    accounting = [r.accounting for r in records]
-    out.misread_rate = float(np.mean([r.misread for r in records]))
-    out.shared_title_rate = float(np.mean([r.shared_title for r in records]))
-    unshared = [r.misread for r in records if not r.shared_title]
-    out.misread_rate_unshared = float(np.mean(unshared)) if unshared else None
-    out.missed_rate = float(np.mean([bool(a.missed) for a in accounting]))
-    out.wrong_rate = float(np.mean([bool(a.wrong) for a in accounting]))
-    out.asked_back_rate = float(np.mean([bool(a.asked_back) for a in accounting]))
-    out.titles = {
-        "intended": sum(len(a.correct) + len(a.missed) + len(a.asked_back) + len(a.wrong_feeling)
-                        for a in accounting),
-        "linked": sum(len(a.correct) for a in accounting),
-        "missed": sum(len(a.missed) for a in accounting),
-        "asked_back": sum(len(a.asked_back) for a in accounting),
-        "wrong": sum(len(a.wrong) for a in accounting),
-        "wrong_feeling": sum(len(a.wrong_feeling) for a in accounting),
-    }  # fmt: skip
+
+    def rate(of: Callable[[MessageRecord], object], among: list[MessageRecord] = records) -> float:
+        return float(np.mean([bool(of(r)) for r in among]))
+
+    out.misread_rate = rate(lambda r: r.misread)
+    out.shared_title_rate = rate(lambda r: r.shared_title)
+    unshared = [r for r in records if not r.shared_title]
+    out.misread_rate_unshared = rate(lambda r: r.misread, unshared) if unshared else None
+    out.missed_rate = rate(lambda r: r.accounting.missed)
+    out.wrong_rate = rate(lambda r: r.accounting.wrong)
+    out.asked_back_rate = rate(lambda r: r.accounting.asked_back)
+    linked, missed, asked_back, wrong, feeling = (
+        sum(len(getattr(r.accounting, name)) for r in records)
+        for name in ("correct", "missed", "asked_back", "wrong", "wrong_feeling")
+    )
+    out.titles = {"intended": linked + missed + asked_back + feeling, "linked": linked, "missed": missed,
+                  "asked_back": asked_back, "wrong": wrong, "wrong_feeling": feeling}  # fmt: skip
     if query_meant is False:
-        out.stray_query_rate = float(np.mean([bool(r.query.strip()) for r in records]))
-    out.filter_mismatch_rate = float(np.mean([not r.filters_ok for r in records]))
-    out.no_cards_rate = float(np.mean([r.cards == 0 for r in records]))
+        out.stray_query_rate = rate(lambda r: r.query.strip())
+    out.filter_mismatch_rate = rate(lambda r: not r.filters_ok)
+    out.no_cards_rate = rate(lambda r: r.cards == 0)
 
 
 def _example(r: MessageRecord, split: LeaveOneOutSplit) -> MessageExample:
@@ -996,10 +997,8 @@ def plot(report: ChatEvalReport, folder: Path) -> list[Path]:
     for n, method in enumerate(METHODS):
         values = [r.hits.get(method, {}).get("hits@20", 0.0) for r in rows]
         intervals = [r.intervals_at_20.get(method, (v, v)) for r, v in zip(rows, values, strict=True)]
-        errors = [[max(v - lo, 0) for v, (lo, _) in zip(values, intervals, strict=True)],
-                  [max(hi - v, 0) for v, (_, hi) in zip(values, intervals, strict=True)]]  # fmt: skip
-        ax.barh(positions + (n - 1) * height, values, height, xerr=errors, color=colours[method], capsize=2,
-                label=method)  # fmt: skip
+        ax.barh(positions + (n - 1) * height, values, height, xerr=error_bars(values, intervals),
+                color=colours[method], capsize=2, label=method)  # fmt: skip
     ax.set_yticks(positions, [r.name for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel(f"hits@20 (held-out item among the {report.cards} cards)")

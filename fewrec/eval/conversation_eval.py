@@ -29,6 +29,7 @@ asked back, not read) and compared with the label.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -471,13 +472,13 @@ def _share(part: int, whole: int) -> float | None:
 
 def reading_of(pairs: list[tuple[str, int | None, int | None]]) -> Reading:
     """(place, liked label, seen label) of each labelled film -> the Reading."""
-    out = Reading(films=len(pairs))
-    for place, liked, seen in pairs:
-        by_label = {0: out.disliked, 1: out.liked}.get(liked if liked is not None else 2, out.unsaid)
-        by_label[place] = by_label.get(place, 0) + 1
-        if seen in (0, 1):
-            table = out.seen if seen == 1 else out.not_seen
-            table[place] = table.get(place, 0) + 1
+
+    def places(label: int | None, of_seen: bool = False) -> dict[str, int]:
+        return dict(Counter(p for p, liked, seen in pairs if (seen if of_seen else liked) == label))
+
+    unsaid = dict(Counter(p for p, liked, _ in pairs if liked not in (0, 1)))
+    out = Reading(films=len(pairs), liked=places(1), disliked=places(0), unsaid=unsaid, seen=places(1, True),
+                  not_seen=places(0, True))  # fmt: skip
     out.liked_kept = _share(out.liked.get("liked", 0), sum(out.liked.values()))
     out.disliked_not_liked = _share(
         sum(out.disliked.values()) - out.disliked.get("liked", 0), sum(out.disliked.values())
@@ -556,17 +557,13 @@ def misread_film(
 
 
 def count_films(dialogues: list[Dialogue], matcher: TitleMatcher) -> FilmCounts:
-    out = FilmCounts()
-    missing: dict[str, int] = {}
-    for dialogue in dialogues:
-        for match in matcher.films(dialogue).values():
-            out.mentions += 1
-            out.by_kind[match.kind] = out.by_kind.get(match.kind, 0) + 1
-            if not match.matched:
-                missing[match.written] = missing.get(match.written, 0) + 1
-    out.missing = sum(missing.values())
-    out.missing_titles = dict(sorted(missing.items(), key=lambda kv: (-kv[1], kv[0]))[:MISSING_LISTED])
-    return out
+    matches = [match for dialogue in dialogues for match in matcher.films(dialogue).values()]
+    missing = Counter(match.written for match in matches if not match.matched)
+    return FilmCounts(
+        mentions=len(matches), by_kind=dict(Counter(match.kind for match in matches)),
+        missing=sum(missing.values()),
+        missing_titles=dict(sorted(missing.items(), key=lambda kv: (-kv[1], kv[0]))[:MISSING_LISTED]),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the run

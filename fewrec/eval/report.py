@@ -1,7 +1,8 @@
 """The evaluations' files: results.json (every number), report.md (tables), PNG plots and the
-block each rewrites in docs/RESULTS.md. `write_run`, the figure helpers and the README block
-functions serve every report (`fewrec eval`'s, the chat's, the conversations', the speed
-figures'); the tables of `fewrec eval`'s report are here too, the others' beside their runs.
+block each rewrites in docs/RESULTS.md. `write_run`, `table` (every Markdown table), the figure
+helpers and the README block functions serve every report (`fewrec eval`'s, the chat's, the
+conversations', the speed figures'); the rows of `fewrec eval`'s tables are here too, the
+others' beside their runs.
 
 Files are written to a temporary name and renamed, so a crash never leaves a half-written
 results.json that a later reader trusts.
@@ -198,20 +199,15 @@ def plots(report: EvalReport, folder: Path) -> list[Path]:
     plt = pyplot()
     written: list[Path] = []
     if report.methods:
-        names = [r.name for r in report.methods] + [r.name for r in report.published]
-        values = [r.metrics["ndcg@10"] for r in report.methods] + [
-            r.metrics["ndcg@10"] for r in report.published
-        ]
-        lows = [r.metrics["ndcg@10"] - r.intervals["ndcg@10"][0] for r in report.methods] + [0] * len(
-            report.published
-        )
-        highs = [r.intervals["ndcg@10"][1] - r.metrics["ndcg@10"] for r in report.methods] + [0] * len(
-            report.published
-        )
+        bars = [*report.methods, *report.published]
+        names = [r.name for r in bars]
+        values = [r.metrics["ndcg@10"] for r in bars]
+        # A published figure has no interval: a bar without a whisker.
+        whiskers = [r.intervals.get("ndcg@10", (v, v)) for r, v in zip(bars, values, strict=True)]
         colours = ["tab:blue" if r.kind == "fewrec" else "tab:gray" for r in report.methods]
         colours += ["tab:orange"] * len(report.published)
         fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
-        ax.barh(names, values, xerr=[lows, highs], color=colours, capsize=3)
+        ax.barh(names, values, xerr=error_bars(values, whiskers), color=colours, capsize=3)
         ax.invert_yaxis()
         ax.set_xlabel(f"NDCG@10 ({report.protocol}; orange = published, not measured)")
         ax.set_title(f"{report.dataset}, {report.split} split, {report.users} users")
@@ -240,6 +236,13 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def error_bars(values: Sequence[float], intervals: Sequence[Sequence[float]]) -> list[list[float]]:
+    """matplotlib's `xerr` for bars with these intervals: the distances below and above each
+    value (never negative: a value outside its interval draws no whisker on that side)."""
+    return [[max(v - lo, 0) for v, (lo, _) in zip(values, intervals, strict=True)],
+            [max(hi - v, 0) for v, (_, hi) in zip(values, intervals, strict=True)]]  # fmt: skip
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -306,10 +309,6 @@ def links(folder: Path, readme: Path, report_text: str, plot: str, plot_text: st
     """The end of a README block: the full report and the plot, relative to the README."""
     rel = os.path.relpath(folder, readme.parent)
     return ["", f"{report_text}: [{rel}/report.md]({rel}/report.md).", "", f"![{plot_text}]({rel}/{plot})"]
-
-
-README_START = "<!-- results:start -->"
-README_END = "<!-- results:end -->"
 
 
 def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
@@ -393,7 +392,7 @@ def publish(readme: Path, section: str, markers: tuple[str, str], provenance: Pr
         raise FewrecError(f"cannot update {readme}: {exc}") from exc
 
 
-def update_readme(readme: Path, section: str, markers: tuple[str, str] = (README_START, README_END)) -> None:
+def update_readme(readme: Path, section: str, markers: tuple[str, str]) -> None:
     """Replace the text between the `markers` of `readme` with `section`."""
     start, end = markers
     text = readme.read_text()
