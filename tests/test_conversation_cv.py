@@ -179,3 +179,17 @@ def test_the_chat_takes_a_given_prior(cheap_recommender, bundled_split):
     plain, _ = hand_prior(bundled_split, PriorForm())
     scorer = PriorScorer(plain, index_of(bundled_split), bundled_split.n_items)
     assert ChatAgent(cheap_recommender, prior=scorer).prior is scorer
+
+
+def test_the_priors_ranking_breaks_ties_by_item_on_any_machine(bundled_split):
+    """Films with the same score are ranked by item index (a stable sort), so which of them
+    make the first k never depends on the CPU's partitioning code."""
+    where = index_of(bundled_split)
+    ids = [str(i) for i in bundled_split.item_ids.tolist()[:40]]
+    tied = {ids[n]: 1 for n in range(30, 0, -1)}  # 30 films suggested once each, listed backwards
+    prior = ConversationPrior(
+        catalog=bundled_split.name, source="test", command="test", dialogues=1, suggested=tied, after={}
+    )
+    scorer = PriorScorer(prior, where, bundled_split.n_items)
+    first = scorer.ranking([], 1.0, 5)
+    assert first == sorted(where[ids[n]] for n in range(1, 31))[:5]

@@ -129,8 +129,9 @@ class PriorScorer:
         scores (the reference the evaluations set beside the chat)."""
         scores = self.scores(mentioned, popularity_share)
         scores[mentioned] = -1.0
-        top = np.argpartition(-scores, k)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
+        # A stable sort, not argpartition: which of several tied films make the cut must not
+        # depend on the machine (numpy partitions with SIMD code that differs between CPUs).
+        top = np.argsort(-scores, kind="stable")[:k]
         return [int(i) for i in top if scores[i] > 0]
 
 
