@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewrec.agent.polarity import OTHER, TARGET, PolarityReader, evaluative, judgement_window
+from fewrec.agent.polarity import INTERJECTED, OTHER, TARGET, PolarityReader, evaluative, judgement_window
 from fewrec.agent.query_words import Describer, WordJudge, bundled_describer
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
@@ -100,7 +100,6 @@ NAMED = "named"  # a title with no feeling word: liked, unless the polarity clas
 # A title whose only feeling word is an exclamation set off before it ("oh great, another X",
 # "wow, X"): the exclamation reacts to the moment, it does not say how the film was. Praise or
 # sarcasm, the reader cannot tell: a mention, unless the classifier reads it as panned.
-INTERJECTED = "interjected"
 INTERJECTION_WORDS = 3  # "oh my god," at most: a longer opening is a clause of its own
 TASTE = frozenset({"like", "watched", "curious"})  # readings the chat files as liked
 UNREAD_WORDS = 2  # unknown words about a title that make its reading unsure (not one typo)
