@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 BUNDLED_POLARITY = Path(__file__).resolve().parent.parent / "data" / "bundled" / "redial_polarity.json"
 LIKED = frozenset({"like", "watched", "curious"})  # the chat files all three as liked
-NAMED = "named"  # the rules found no feeling word about the title (`understand.NAMED`)
-INTERJECTED = "interjected"  # its only feeling word is an exclamation before it (`understand.INTERJECTED`)
+NAMED = "named"  # no feeling word about the title: liked, unless the classifier reads a judgement
+INTERJECTED = "interjected"  # its only feeling word is an exclamation before it ("oh great, X")
 # A clause ends at sentence punctuation or a turn of thought ("X was fine but Y bored me").
 CLAUSE_END = re.compile(r"[.!?;\n]+|\b(?:but|however|though|although|whereas)\b", re.I)
 TARGET = "this film"

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fewrec.agent.polarity import INTERJECTED, OTHER, TARGET, PolarityReader, evaluative, judgement_window
+from fewrec.agent.polarity import (
+    INTERJECTED,
+    NAMED,
+    OTHER,
+    TARGET,
+    PolarityReader,
+    evaluative,
+    judgement_window,
+)
 from fewrec.agent.query_words import Describer, WordJudge, bundled_describer
 from fewrec.data.models import Catalog, ItemId
 from fewrec.data.titles import TitleSpan, tokenize
@@ -96,7 +104,6 @@ FELT_LIKE = re.compile(
 EXCEPTION = re.compile(r"^(?:except|other than)$", re.I)
 NEGATIVE_BEFORE = re.compile(r"\b(?:no|not|nothing|none|never|nope)\b|n't\b", re.I)
 FEELINGS = ("same", "avoid", "dislike", "curious", "like", "watched", "seen")  # TRIGGER_RE's groups, in order
-NAMED = "named"  # a title with no feeling word: liked, unless the polarity classifier reads a judgement
 # A title whose only feeling word is an exclamation set off before it ("oh great, another X",
 # "wow, X"): the exclamation reacts to the moment, it does not say how the film was. Praise or
 # sarcasm, the reader cannot tell: a mention, unless the classifier reads it as panned.
