@@ -15,7 +15,7 @@ from fewrec.data.synthetic import generate, to_dataset
 from fewrec.retrieval import sequential
 from fewrec.retrieval.base import FitData
 from fewrec.retrieval.fusion import fit_data
-from fewrec.retrieval.sequential import SASRec, by_length, epoch_batches
+from fewrec.retrieval.sequential import BatchPlan, SASRec, batch_plan, by_length, epoch_batches
 
 torch = require_module("torch", "torch (the 'embed' extra; the 'sasrec' source needs it)")
 
@@ -50,6 +50,48 @@ def test_an_epoch_by_length_covers_every_window_once_with_little_padding():
     assert padded < 0.3 * mixed  # the padding, not the windows, is what goes
     again = epoch_batches(order, 128, np.random.default_rng(2), lengths)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+def test_a_batch_by_length_holds_at_most_the_items_of_batch_size_mean_windows(bundled_split):
+    rng = np.random.default_rng(0)
+    lengths = np.where(rng.random(5000) < 0.03, 51, rng.integers(2, 10, 5000))
+    plan = batch_plan(lengths, 128)
+    assert plan == BatchPlan(True, int(np.ceil(128 * lengths.mean())), numpy_dropout=True, fused_adam=True)
+    order = np.random.default_rng(1).permutation(len(lengths))
+    batches = epoch_batches(order, 128, np.random.default_rng(2), lengths, cap=plan.cap)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(lengths)))
+    assert all(len(b) * int(lengths[b].max()) <= plan.cap or len(b) == 1 for b in batches)
+    assert all(len(b) <= 128 for b in batches)
+    assert min(len(b) for b in batches) < 128 // 2  # the full windows' batches were cut
+    # A window longer than the cap still trains, alone in its batch.
+    alone = epoch_batches(np.arange(3), 128, np.random.default_rng(0), np.array([2, 60, 2]), cap=50)
+    assert sorted(len(b) for b in alone) == [1, 2]
+    # The bundled data keeps the plan of the published weights: mixed, torch's dropout, AdamW as before.
+    for split_name in ("all", "test", "valid"):
+        assert batch_plan(_window_lengths(fit_data(bundled_split, split_name), 50), 128) == BatchPlan(False)
+
+
+def test_numpy_dropout_is_lent_to_the_net_for_training_only():
+    """The dropout modules draw from the run's numpy generator while an epoch trains and are the
+    net's own again after: its state and its modules' classes are what they were."""
+    net = sequential._build_net(20, 8, 6, 2, 1, 0.5)
+    before = [(name, type(m)) for name, m in net.named_modules()]
+    rng = np.random.default_rng(0)
+    x = torch.ones(4, 6, 8)
+    with sequential._dropout_from(net, rng):
+        dropouts = [m for m in net.modules() if type(m).__name__ == "NumpyDropout"]
+        assert len(dropouts) == 1 + 3 * 2  # the embeddings', and three in each layer
+        net.train()
+        kept = dropouts[0](x)
+        assert set(torch.unique(kept).tolist()) == {0.0, 2.0}  # kept values scaled by 1 / (1 - p)
+        assert 0.4 < float((kept > 0).float().mean()) < 0.6
+        again = sequential._numpy_dropout()(0.5, np.random.default_rng(0))(x)
+        assert torch.equal(kept, again)  # the generator alone decides the mask
+        net.eval()
+        assert torch.equal(dropouts[0](x), x)
+    assert [(name, type(m)) for name, m in net.named_modules()] == before
+    with sequential._dropout_from(net, None):  # mixed batches: nothing is lent
+        assert [(name, type(m)) for name, m in net.named_modules()] == before
 
 
 def test_mixed_batches_do_not_read_the_generator():
