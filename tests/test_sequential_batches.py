@@ -127,6 +127,24 @@ def test_training_by_length_is_repeatable_to_the_bit(tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
+def test_on_mostly_short_windows_early_stopping_reads_held_out_users_not_the_loss(monkeypatch):
+    """validation_users = 0 keeps the training loss's rule where batches are mixed (the bundled
+    data's published weights); where windows are mostly short, held-out users' NDCG@10 decides."""
+    monkeypatch.setattr(sequential, "SHORT_WINDOW_VALIDATION_USERS", 50)
+    params = dict(dim=16, max_len=8, epochs=2, batch_size=16, negatives=8, threads=1, progress=False)
+    short = SASRec(**params).fit(_short_histories()).runs[0]
+    assert short["batches"] == "by length"
+    assert short["validation_users"] == 50 and len(short["validation_ndcg"]) == 2
+    rng = np.random.default_rng(0)  # every history 12 items: full windows, mixed batches
+    users = np.repeat(np.arange(60), 12)
+    items = np.concatenate([rng.choice(30, 12, replace=False) for _ in range(60)])
+    long = FitData(n_users=60, n_items=30, users=users, items=items, timestamps=np.arange(len(users)))
+    mixed = SASRec(**params).fit(long).runs[0]
+    assert mixed["batches"] == "mixed" and "validation_ndcg" not in mixed
+    chosen = SASRec(**params, validation_users=20).fit(long).runs[0]  # asked for: read anywhere
+    assert chosen["validation_users"] == 20
+
+
 def _count_epochs(monkeypatch) -> list[int]:
     """Epochs trained, one entry per `_train` call (a fit the model cache answered has none)."""
     trained: list[int] = []

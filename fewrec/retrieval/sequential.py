@@ -126,6 +126,18 @@ def _hold_out_last(
     return training, (histories, targets)
 
 
+def _windows(sequences: list[np.ndarray], window: int) -> list[np.ndarray]:
+    """Each sequence cut into windows of at most `window` items from its end, so that every
+    training target is used once an epoch."""
+    return [s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))]
+
+
+# Where windows are mostly short (`by_length`) and `validation_users` is 0, early stopping reads
+# this many users' held-out items, not the training loss: on data of Amazon Beauty's shape the
+# validation NDCG@10 peaks near epoch 10 of 32 while the loss still falls by 2% an epoch.
+SHORT_WINDOW_VALIDATION_USERS = 1000
+
+
 def by_length(lengths: np.ndarray) -> bool:
     """Whether batches are cut from windows of similar length: when the mean window is under half
     the longest, a mixed batch (padded to its longest window, nearly always a full one) is mostly
@@ -425,10 +437,7 @@ class SASRec:
             net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]).to(
                 device
             )
-            # Each sequence cut into windows from its end, so every training target is used once an epoch.
-            chunks = [
-                s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))
-            ]
+            chunks = _windows(sequences, window)
             lengths = np.array([len(c) for c in chunks], dtype=np.int64)
             plan = batch_plan(lengths, p["batch_size"])
             fused = {"fused": True} if plan.fused_adam else {}
@@ -557,12 +566,15 @@ class SASRec:
         users, items = np.asarray(data.users), np.asarray(data.items)
         bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
         sequences = [items[a:b] + 1 for a, b in itertools.pairwise(bounds)]
+        p = self.params
         validation = None
-        if self.validation_users > 0:
-            sequences, validation = _hold_out_last(sequences, self.validation_users)
+        held_out = self.validation_users
+        if held_out == 0 and by_length(np.array([len(w) for w in _windows(sequences, p["max_len"] + 1)])):
+            held_out = SHORT_WINDOW_VALIDATION_USERS
+        if held_out > 0:
+            sequences, validation = _hold_out_last(sequences, held_out)
         self.n_items = data.n_items
         self.nets, self.runs = [], []
-        p = self.params
         deadline = None if self.budget_s is None else time.perf_counter() + self.budget_s
         for position, seed in enumerate(self.seeds):
             key = self._key(data, seed)
