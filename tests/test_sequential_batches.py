@@ -15,7 +15,7 @@ from fewrec.data.synthetic import generate, to_dataset
 from fewrec.retrieval import sequential
 from fewrec.retrieval.base import FitData
 from fewrec.retrieval.fusion import fit_data
-from fewrec.retrieval.sequential import SASRec, by_length, epoch_batches
+from fewrec.retrieval.sequential import BatchPlan, SASRec, batch_plan, by_length, epoch_batches
 
 torch = require_module("torch", "torch (the 'embed' extra; the 'sasrec' source needs it)")
 
@@ -52,6 +52,48 @@ def test_an_epoch_by_length_covers_every_window_once_with_little_padding():
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
 
 
+def test_a_batch_by_length_holds_at_most_the_items_of_batch_size_mean_windows(bundled_split):
+    rng = np.random.default_rng(0)
+    lengths = np.where(rng.random(5000) < 0.03, 51, rng.integers(2, 10, 5000))
+    plan = batch_plan(lengths, 128)
+    assert plan == BatchPlan(True, int(np.ceil(128 * lengths.mean())), numpy_dropout=True, fused_adam=True)
+    order = np.random.default_rng(1).permutation(len(lengths))
+    batches = epoch_batches(order, 128, np.random.default_rng(2), lengths, cap=plan.cap)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(lengths)))
+    assert all(len(b) * int(lengths[b].max()) <= plan.cap or len(b) == 1 for b in batches)
+    assert all(len(b) <= 128 for b in batches)
+    assert min(len(b) for b in batches) < 128 // 2  # the full windows' batches were cut
+    # A window longer than the cap still trains, alone in its batch.
+    alone = epoch_batches(np.arange(3), 128, np.random.default_rng(0), np.array([2, 60, 2]), cap=50)
+    assert sorted(len(b) for b in alone) == [1, 2]
+    # The bundled data keeps the plan of the published weights: mixed, torch's dropout, AdamW as before.
+    for split_name in ("all", "test", "valid"):
+        assert batch_plan(_window_lengths(fit_data(bundled_split, split_name), 50), 128) == BatchPlan(False)
+
+
+def test_numpy_dropout_is_lent_to_the_net_for_training_only():
+    """The dropout modules draw from the run's numpy generator while an epoch trains and are the
+    net's own again after: its state and its modules' classes are what they were."""
+    net = sequential._build_net(20, 8, 6, 2, 1, 0.5)
+    before = [(name, type(m)) for name, m in net.named_modules()]
+    rng = np.random.default_rng(0)
+    x = torch.ones(4, 6, 8)
+    with sequential._dropout_from(net, rng):
+        dropouts = [m for m in net.modules() if type(m).__name__ == "NumpyDropout"]
+        assert len(dropouts) == 1 + 3 * 2  # the embeddings', and three in each layer
+        net.train()
+        kept = dropouts[0](x)
+        assert set(torch.unique(kept).tolist()) == {0.0, 2.0}  # kept values scaled by 1 / (1 - p)
+        assert 0.4 < float((kept > 0).float().mean()) < 0.6
+        again = sequential._numpy_dropout()(0.5, np.random.default_rng(0))(x)
+        assert torch.equal(kept, again)  # the generator alone decides the mask
+        net.eval()
+        assert torch.equal(dropouts[0](x), x)
+    assert [(name, type(m)) for name, m in net.named_modules()] == before
+    with sequential._dropout_from(net, None):  # mixed batches: nothing is lent
+        assert [(name, type(m)) for name, m in net.named_modules()] == before
+
+
 def test_mixed_batches_do_not_read_the_generator():
     """What keeps the bundled weights bit for bit: the mixed path draws what it drew before."""
     rng = np.random.default_rng(3)
@@ -83,6 +125,24 @@ def test_training_by_length_is_repeatable_to_the_bit(tmp_path):
     assert models[0].runs[0]["batches"] == "by length"
     assert models[0].runs[0]["losses"] == models[1].runs[0]["losses"]
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_on_mostly_short_windows_early_stopping_reads_held_out_users_not_the_loss(monkeypatch):
+    """validation_users = 0 keeps the training loss's rule where batches are mixed (the bundled
+    data's published weights); where windows are mostly short, held-out users' NDCG@10 decides."""
+    monkeypatch.setattr(sequential, "SHORT_WINDOW_VALIDATION_USERS", 50)
+    params = dict(dim=16, max_len=8, epochs=2, batch_size=16, negatives=8, threads=1, progress=False)
+    short = SASRec(**params).fit(_short_histories()).runs[0]
+    assert short["batches"] == "by length"
+    assert short["validation_users"] == 50 and len(short["validation_ndcg"]) == 2
+    rng = np.random.default_rng(0)  # every history 12 items: full windows, mixed batches
+    users = np.repeat(np.arange(60), 12)
+    items = np.concatenate([rng.choice(30, 12, replace=False) for _ in range(60)])
+    long = FitData(n_users=60, n_items=30, users=users, items=items, timestamps=np.arange(len(users)))
+    mixed = SASRec(**params).fit(long).runs[0]
+    assert mixed["batches"] == "mixed" and "validation_ndcg" not in mixed
+    chosen = SASRec(**params, validation_users=20).fit(long).runs[0]  # asked for: read anywhere
+    assert chosen["validation_users"] == 20
 
 
 def _count_epochs(monkeypatch) -> list[int]:

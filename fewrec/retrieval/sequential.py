@@ -19,8 +19,12 @@ Batches are cut from a seeded shuffle of the training windows. When the windows 
 short (a mean under half of `max_len` + 1, as on Amazon-like data where most users have a few
 items), each batch is cut from windows of similar length instead, so that a batch is not padded
 to the few long windows it holds: on data of Amazon Beauty's shape, mixed batches spent 85% of
-their positions on padding. Where windows are mostly long (the bundled MovieLens: 14% padding)
-batches stay mixed, and the weights stay those of the published figures.
+their positions on padding. On such data a batch also holds at most `batch_size` mean windows'
+items (`batch_plan`), dropout draws its masks from the run's numpy generator, AdamW runs fused,
+and with `validation_users` = 0 early stopping reads 1,000 held-out users' NDCG@10, not the
+loss: on data of Amazon Beauty's shape an epoch 1.5× faster, and 15 epochs instead of 32.
+Where windows are mostly long (the bundled MovieLens: 14% padding) batches stay mixed and none
+of that applies: the weights stay those of the published figures.
 A progress bar shows epoch, loss, validation NDCG and ETA, and a one-line
 note says that it trains and for how long at most. Above `max_interactions` training
 interactions it declines to fit on a CPU (a CUDA GPU trains it instead).
@@ -126,6 +130,18 @@ def _hold_out_last(
     return training, (histories, targets)
 
 
+def _windows(sequences: list[np.ndarray], window: int) -> list[np.ndarray]:
+    """Each sequence cut into windows of at most `window` items from its end, so that every
+    training target is used once an epoch."""
+    return [s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))]
+
+
+# Where windows are mostly short (`by_length`) and `validation_users` is 0, early stopping reads
+# this many users' held-out items, not the training loss: on data of Amazon Beauty's shape the
+# validation NDCG@10 peaks near epoch 10 of 32 while the loss still falls by 2% an epoch.
+SHORT_WINDOW_VALIDATION_USERS = 1000
+
+
 def by_length(lengths: np.ndarray) -> bool:
     """Whether batches are cut from windows of similar length: when the mean window is under half
     the longest, a mixed batch (padded to its longest window, nearly always a full one) is mostly
@@ -133,22 +149,58 @@ def by_length(lengths: np.ndarray) -> bool:
     return len(lengths) > 0 and 2 * float(np.mean(lengths)) < float(np.max(lengths))
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """How an epoch's batches are cut and trained, decided from the windows' lengths alone."""
+
+    by_length: bool  # batches cut from windows of similar length (see `epoch_batches`)
+    cap: int | None = None  # the most items (rows × its longest window) a batch by length holds
+    numpy_dropout: bool = False  # dropout masks drawn from the run's numpy generator
+    fused_adam: bool = False  # AdamW's fused CPU kernel, not one tensor at a time
+
+
+def batch_plan(lengths: np.ndarray, batch_size: int) -> BatchPlan:
+    """Mixed batches, as the bundled data's published weights were trained, unless `by_length`
+    says the windows are mostly short. Then a batch holds at most as many items as `batch_size`
+    windows of the mean length (the sampled softmax of a batch of 128 full windows, 6,400
+    positives against nearly the whole catalogue, cost as much as 50 batches of short ones), and
+    two steps that cost more than the model's own arithmetic on batches this small are replaced:
+    dropout's masks (torch draws a Bernoulli mask value by value, 3× slower here than 16 bits
+    a value from numpy) and AdamW's per-tensor updates (its fused kernel: 3× faster a step)."""
+    if not by_length(lengths):
+        return BatchPlan(False)
+    cap = int(np.ceil(batch_size * float(np.mean(lengths))))
+    return BatchPlan(True, cap, numpy_dropout=True, fused_adam=True)
+
+
 def epoch_batches(
     order: np.ndarray, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None,
-    pool: int = 64,
+    pool: int = 64, cap: int | None = None,
 ) -> list[np.ndarray]:  # fmt: skip
     """An epoch's batches, as indices into the windows, from their shuffled `order`. With `lengths`,
     each run of `pool` batches of that order is sorted by window length (stably, so the shuffle
     breaks ties) and cut into batches, whose order `rng` then shuffles: every batch is nearly
-    without padding, and which windows meet in a batch still changes from epoch to epoch. Without
-    `lengths`, consecutive runs of the order, and `rng` is not read."""
+    without padding, and which windows meet in a batch still changes from epoch to epoch. With
+    `cap` too, a batch holds fewer than `batch_size` windows where its rows × its longest window
+    would pass `cap` (at least one). Without `lengths`, consecutive runs of the order, and `rng`
+    is not read."""
     if lengths is None:
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     batches: list[np.ndarray] = []
     for start in range(0, len(order), pool * batch_size):
         part = order[start : start + pool * batch_size]
         part = part[np.argsort(lengths[part], kind="stable")]
-        batches += [part[offset : offset + batch_size] for offset in range(0, len(part), batch_size)]
+        if cap is None:
+            batches += [part[offset : offset + batch_size] for offset in range(0, len(part), batch_size)]
+            continue
+        offset = 0
+        while offset < len(part):
+            rows = min(batch_size, len(part) - offset)
+            # The part is sorted: a batch's longest window is its last.
+            while rows > 1 and rows * int(lengths[part[offset + rows - 1]]) > cap:
+                rows -= 1
+            batches.append(part[offset : offset + rows])
+            offset += rows
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -217,6 +269,52 @@ def _build_net(n_items: int, dim: int, max_len: int, layers: int, heads: int, dr
     return SASRecNet()
 
 
+@functools.cache
+def _numpy_dropout() -> type:
+    """nn.Dropout with its mask drawn from a numpy generator: 16 random bits a value, kept below
+    round((1 - p) · 2¹⁶). Made on first use (torch is optional)."""
+    torch = _torch()
+
+    class NumpyDropout(torch.nn.Module):
+        def __init__(self, p: float, rng: np.random.Generator) -> None:
+            super().__init__()
+            self.p, self.rng = p, rng
+            self.threshold = round((1.0 - p) * 65536)
+
+        def forward(self, x: Any) -> Any:
+            if not self.training or self.p == 0:
+                return x
+            bits = np.frombuffer(self.rng.bytes(2 * x.numel()), dtype=np.uint16).reshape(tuple(x.shape))
+            keep = torch.from_numpy(bits < self.threshold).to(device=x.device, dtype=x.dtype)
+            return x * keep.mul_(1.0 / (1.0 - self.p))
+
+    return NumpyDropout
+
+
+@contextmanager
+def _dropout_from(net: Any, rng: np.random.Generator | None) -> Iterator[None]:
+    """With `rng`, the net's dropout modules draw their masks from it for a while (the attention
+    weights' dropout, inside torch's attention, stays torch's); the modules themselves come back
+    after, so the net's state and class are what they were. Without `rng`, nothing changes."""
+    if rng is None:
+        yield
+        return
+    torch = _torch()
+    swapped = [
+        (parent, name, child)
+        for parent in net.modules()
+        for name, child in parent.named_children()
+        if type(child) is torch.nn.Dropout
+    ]
+    for parent, name, child in swapped:
+        setattr(parent, name, _numpy_dropout()(child.p, rng))
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
 def _batch_loss(
     net: Any, batch: list[np.ndarray], rng: np.random.Generator, n_items: int, negatives: int, device: str
 ) -> tuple[Any, int]:
@@ -247,6 +345,7 @@ class _TrainingRun:
     rng: np.random.Generator
     chunks: list[np.ndarray]
     lengths: np.ndarray | None  # the windows' lengths when batches are cut by length, else None
+    plan: BatchPlan
     n_items: int
     device: str
     bar: Any
@@ -257,6 +356,7 @@ class _TrainingRun:
     best_state: dict[str, Any] | None = None
     stopped: str | None = None
     done_steps: int = 0  # the bar counts nothing when it is disabled
+    epochs_done: float = 0.0  # batches run, each as its epoch's share (batches by length vary)
     torch_state: Any = None  # torch's generator (dropout) where the run paused
 
 
@@ -341,14 +441,13 @@ class SASRec:
             net = _build_net(n_items, p["dim"], p["max_len"], p["layers"], p["heads"], p["dropout"]).to(
                 device
             )
-            optimiser = torch.optim.AdamW(net.parameters(), lr=p["learning_rate"], weight_decay=0.0)
-            # Each sequence cut into windows from its end, so every training target is used once an epoch.
-            chunks = [
-                s[max(0, end - window) : end] for s in sequences for end in range(len(s), 1, -(window - 1))
-            ]
+            chunks = _windows(sequences, window)
             lengths = np.array([len(c) for c in chunks], dtype=np.int64)
+            plan = batch_plan(lengths, p["batch_size"])
+            fused = {"fused": True} if plan.fused_adam else {}
+            optimiser = torch.optim.AdamW(net.parameters(), lr=p["learning_rate"], weight_decay=0.0, **fused)
             run = _TrainingRun(
-                net, optimiser, rng, chunks, lengths if by_length(lengths) else None, n_items, device, None,
+                net, optimiser, rng, chunks, lengths if plan.by_length else None, plan, n_items, device, None,
                 budget_s, started,
             )  # fmt: skip
         else:
@@ -356,6 +455,9 @@ class SASRec:
             run.started = time.perf_counter() - run.started  # it held the seconds trained so far
             torch.set_rng_state(run.torch_state)
         steps = -(-len(run.chunks) // p["batch_size"])
+        if run.plan.cap is not None:  # how many, only for the bar: each epoch's count varies a little
+            steps = len(epoch_batches(np.arange(len(run.chunks)), p["batch_size"], np.random.default_rng(0),
+                                      run.lengths, cap=run.plan.cap))  # fmt: skip
         run.bar = tqdm(
             total=p["epochs"] * steps, initial=min(run.done_steps, p["epochs"] * steps), unit="batch",
             desc=f"SASRec seed {seed}, epoch {len(run.losses) + 1}/{p['epochs']}",
@@ -364,7 +466,8 @@ class SASRec:
         for epoch in range(len(run.losses), p["epochs"] if run.stopped is None else 0):
             run.net.train()
             run.bar.set_description(f"SASRec seed {seed}, epoch {epoch + 1}/{p['epochs']}")
-            total, count = self._train_epoch(run)
+            with _dropout_from(run.net, run.rng if run.plan.numpy_dropout else None):
+                total, count = self._train_epoch(run)
             if run.stopped == "budget":
                 if count:  # a partial epoch's loss still says where training got to
                     run.losses.append(total / count)
@@ -374,7 +477,7 @@ class SASRec:
                 break
         run.bar.close()
         run.torch_state = torch.get_rng_state()
-        info = self._run_info(run, steps, validation)
+        info = self._run_info(run, validation)
         # A copy: the run itself stays as its last epoch left it, to go on from.
         net = copy.deepcopy(run.net)
         if run.best_state is not None:
@@ -390,7 +493,8 @@ class SASRec:
         p = self.params
         order = run.rng.permutation(len(run.chunks))
         total, count = 0.0, 0
-        for indices in epoch_batches(order, p["batch_size"], run.rng, run.lengths):
+        batches = epoch_batches(order, p["batch_size"], run.rng, run.lengths, cap=run.plan.cap)
+        for indices in batches:
             batch = [run.chunks[j] for j in indices]
             loss, positives = _batch_loss(run.net, batch, run.rng, run.n_items, p["negatives"], run.device)
             run.optimiser.zero_grad()
@@ -400,6 +504,7 @@ class SASRec:
             count += positives
             run.bar.update(1)
             run.done_steps += 1
+            run.epochs_done += 1.0 / len(batches)
             elapsed = time.perf_counter() - run.started
             if run.budget_s is not None and elapsed > run.budget_s:
                 run.stopped = "budget"
@@ -434,11 +539,11 @@ class SASRec:
         return True
 
     def _run_info(
-        self, run: _TrainingRun, steps: int, validation: tuple[list[np.ndarray], np.ndarray] | None
+        self, run: _TrainingRun, validation: tuple[list[np.ndarray], np.ndarray] | None
     ) -> dict[str, Any]:
         info = {
             # Fractional when the budget stopped it inside an epoch.
-            "epochs_trained": round(run.done_steps / max(steps, 1), 2), "epochs": self.params["epochs"],
+            "epochs_trained": round(run.epochs_done, 2), "epochs": self.params["epochs"],
             "stopped": run.stopped, "losses": [round(v, 5) for v in run.losses],
             "seconds": round(time.perf_counter() - run.started, 1), "budget_s": self.budget_s,
             "patience": self.patience, "min_delta": self.min_delta, "device": run.device,
@@ -465,12 +570,15 @@ class SASRec:
         users, items = np.asarray(data.users), np.asarray(data.items)
         bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
         sequences = [items[a:b] + 1 for a, b in itertools.pairwise(bounds)]
+        p = self.params
         validation = None
-        if self.validation_users > 0:
-            sequences, validation = _hold_out_last(sequences, self.validation_users)
+        held_out = self.validation_users
+        if held_out == 0 and by_length(np.array([len(w) for w in _windows(sequences, p["max_len"] + 1)])):
+            held_out = SHORT_WINDOW_VALIDATION_USERS
+        if held_out > 0:
+            sequences, validation = _hold_out_last(sequences, held_out)
         self.n_items = data.n_items
         self.nets, self.runs = [], []
-        p = self.params
         deadline = None if self.budget_s is None else time.perf_counter() + self.budget_s
         for position, seed in enumerate(self.seeds):
             key = self._key(data, seed)
