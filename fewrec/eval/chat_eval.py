@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -61,9 +61,6 @@ from fewrec.eval.report import (
 )
 from fewrec.eval.runner import EvalError
 from fewrec.prompts.templates import display_title
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 KS = (5, 10, 20)
 CARDS = max(KS)  # the chat shows this many cards in the evaluation, so hits@20 can be read off them
@@ -546,27 +543,45 @@ def choose_weights(
 AgentFactory = Callable[[Recommender], Any]
 
 
-def _prepare(settings: Settings) -> Settings:
-    """A copy for the evaluation: 20 cards per reply, the caller's settings left as they were."""
+def _prepare(settings: Settings, weights: dict[str, float] | None = None) -> Settings:
+    """A copy for the evaluation: 20 cards per reply (and the query `weights`), the caller's
+    settings left as they were."""
     copy = settings.model_copy(deep=True)
     copy.chat.cards = CARDS
+    for name, value in (weights or {}).items():
+        setattr(copy.chat, name, value)
     return copy
 
 
-def _answering(recommender: Recommender, weights: dict[str, float]) -> Recommender:
-    """`recommender` with the evaluation's cards and query weights in settings of its own: a
-    recommender passed in keeps its settings."""
-    settings = _prepare(recommender.settings)
-    for name, value in weights.items():
-        setattr(settings.chat, name, value)
-    return with_settings(recommender, settings)
+@dataclass
+class Messages:
+    """One split's messages, ready to score: each family's (user, message) pairs, the users it
+    skipped (reason -> count), the users' reference times, and the scorer that answers them."""
+
+    scorer: Scorer
+    messages: dict[str, list[tuple[int, Rendered]]]
+    skipped: dict[str, dict[str, int]]
+    times: dict[int, int]
+
+    def count(self) -> int:
+        return sum(len(m) for m in self.messages.values())
 
 
-def _render_all(
-    families: list[Family], split: LeaveOneOutSplit, split_name: SplitName, users: np.ndarray,
-    phrasings: Phrasings, seed: int,
-) -> tuple[dict[str, list[tuple[int, Rendered]]], dict[str, dict[str, int]]]:  # fmt: skip
+def prepare_messages(
+    split: LeaveOneOutSplit, split_name: SplitName, settings: Settings, weights: dict[str, float],
+    families: list[Family], users: np.ndarray, phrasings: Phrasings, seed: int,
+    recommender: Recommender | None, make_agent: AgentFactory,
+) -> Messages:  # fmt: skip
+    """Every family written for every user of the sample, and a scorer whose recommender (fitted
+    on `split_name`; None: one is fitted) answers with the evaluation's cards and `weights` in
+    settings of its own: a recommender passed in keeps its settings."""
+    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on=split_name)
+    if recommender.fit_on != split_name:
+        raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
+    recommender = with_settings(recommender, _prepare(recommender.settings, weights))
     table = _ratings_by_user(split, split_name)
+    out = Messages(Scorer(make_agent(recommender), recommender, split_name), {}, {}, {})
+    out.times = dict(zip(users.tolist(), split.reference_times(users, split_name).tolist(), strict=True))
     items = {
         int(u): liked_items(
             split, int(u), split_name, table, phrasings, np.random.default_rng([seed, int(u)])
@@ -574,18 +589,16 @@ def _render_all(
         for u in users
     }
     other = {u: other_items(split, u, split_name, table, phrasings, liked) for u, liked in items.items()}
-    messages: dict[str, list[tuple[int, Rendered]]] = {}
-    skipped: dict[str, dict[str, int]] = {}
     for family in families:
-        messages[family.name], skipped[family.name] = [], {}
-        for u in users:
-            rng = family_seed(seed, int(u), family.name)
-            rendered = render(family, items[int(u)], split.catalog, phrasings, rng, other[int(u)])
+        out.messages[family.name], skipped = [], out.skipped.setdefault(family.name, {})
+        for u, liked in items.items():
+            rng = family_seed(seed, u, family.name)
+            rendered = render(family, liked, split.catalog, phrasings, rng, other[u])
             if isinstance(rendered, str):
-                skipped[family.name][rendered] = skipped[family.name].get(rendered, 0) + 1
+                skipped[rendered] = skipped.get(rendered, 0) + 1
             else:
-                messages[family.name].append((int(u), rendered))
-    return messages, skipped
+                out.messages[family.name].append((u, rendered))
+    return out
 
 
 def sweep_query_weights(
@@ -596,22 +609,18 @@ def sweep_query_weights(
     """The chat's hits@20 on the *validation* targets for every weight, per query family; the
     chosen weight per setting (`query_weight_with_titles` for messages that name titles,
     `query_weight` for a known user's)."""
-    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on="valid")
-    if recommender.fit_on != "valid":
-        raise EvalError(f"the query weights are chosen on validation targets, not {recommender.fit_on!r}")
-    recommender = _answering(recommender, {})
-    scorer = Scorer(make_agent(recommender), recommender, "valid")
     sample = sample_users(split, "valid", min(users, len(split.eval_users("valid"))), seed)
-    times = dict(zip(sample.tolist(), split.reference_times(sample, "valid").tolist(), strict=True))
-    messages, _ = _render_all(families, split, "valid", sample, phrasings, seed)
+    run = prepare_messages(
+        split, "valid", settings, {}, families, sample, phrasings, seed, recommender, make_agent
+    )
+    scorer, messages, times = run.scorer, run.messages, run.times
     out = WeightSweep(
         users=len(sample), families=[f.name for f in families], weights=list(weights),
         messages={f: len(m) for f, m in messages.items()},
     )  # fmt: skip
-    chat = recommender.settings.chat
+    chat = scorer.recommender.settings.chat
     table: dict[float, dict[str, float]] = {}
-    total = sum(len(m) for m in messages.values()) * len(weights)
-    bar = progress_bar(total, "query weights (valid)", "msg", progress)
+    bar = progress_bar(run.count() * len(weights), "query weights (valid)", "msg", progress)
     try:
         for family in families:
             ceiling = [
@@ -694,18 +703,48 @@ def evaluate_chat(
             "query_weight": settings.chat.query_weight,
         }
         report.settings = settings.model_dump(mode="json")
-        recommender = recommender or Recommender(settings, split=split, fit_on=split_name)
-        if recommender.fit_on != split_name:
-            raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
-        recommender = _answering(recommender, report.query_weights)
-        scorer = Scorer(make_agent(recommender), recommender, split_name)
-        messages, skipped = _render_all(chosen_families, split, split_name, sample, book, seed)
-        run = _FamilyRun(scorer, report, records, split, seed, say, on_result)
-        run.all(chosen_families, messages, skipped, sample, progress)
+        run = prepare_messages(split, split_name, settings, report.query_weights, chosen_families, sample,
+                               book, seed, recommender, make_agent)  # fmt: skip
+        _score_families(report, run, chosen_families, records, seed, say, on_result, progress)
     except KeyboardInterrupt:
         report.interrupted("the families listed are complete unless marked partial")
-    _finish(report, records, split, seed)
+    report.overall = summarise("all", "every family pooled", records, split, seed)
+    if report.overall.no_cards_rate > 0:
+        # Cards are what is scored: a chat that failed is a miss here, and must be seen as such.
+        report.notes.append(
+            f"{report.overall.no_cards_rate:.1%} of messages got no card in their last turn (the chat "
+            "failed, or nothing fitted): they count as misses; see the log for errors"
+        )
+    report.finish_run()
     return report
+
+
+def _score_families(
+    report: ChatEvalReport, run: Messages, families: list[Family], records: list[MessageRecord], seed: int,
+    say: Callable[[str], None], on_result: Callable[[ChatEvalReport], None] | None, progress: bool,
+) -> None:  # fmt: skip
+    """Score the families one after the other into `report` (and `records`), saving after each."""
+    split = run.scorer.split
+    bar = progress_bar(run.count(), f"chat ({run.scorer.split_name})", "msg", progress)
+    try:
+        for family in families:
+            mine: list[MessageRecord] = []
+            try:
+                for u, rendered in run.messages[family.name]:
+                    mine.append(run.scorer.run(rendered, u, run.times[u]))
+                    bar.update()
+            finally:  # an interrupted family still reports the messages it got through
+                result = summarise(family.name, family.description, mine, split, seed,
+                                   run.skipped[family.name], family.has_query)  # fmt: skip
+                result.partial = len(mine) < len(run.messages[family.name])
+                report.families.append(result)
+                records += mine
+            say(_family_line(result))
+            if on_result:
+                report.overall = summarise("all", "every family pooled", records, split, seed)
+                on_result(report)
+    finally:
+        bar.close()
 
 
 def _check_inputs(
@@ -743,65 +782,6 @@ def _keep_sweep(
         )
     if on_result:
         on_result(report)
-
-
-@dataclass
-class _FamilyRun:
-    """Scores the families one after the other into `report`, saving after each."""
-
-    scorer: Scorer
-    report: ChatEvalReport
-    records: list[MessageRecord]
-    split: LeaveOneOutSplit
-    seed: int
-    say: Callable[[str], None]
-    on_result: Callable[[ChatEvalReport], None] | None
-
-    def all(
-        self, families: list[Family], messages: dict[str, list[tuple[int, Rendered]]],
-        skipped: dict[str, dict[str, int]], sample: np.ndarray, progress: bool,
-    ) -> None:  # fmt: skip
-        split_name = self.scorer.split_name
-        times = dict(
-            zip(sample.tolist(), self.split.reference_times(sample, split_name).tolist(), strict=True)
-        )
-        bar = progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", "msg", progress)
-        try:
-            for family in families:
-                self.one(family, messages[family.name], skipped[family.name], times, bar)
-        finally:
-            bar.close()
-
-    def one(
-        self, family: Family, messages: list[tuple[int, Rendered]], skipped: dict[str, int],
-        times: dict[int, int], bar: tqdm,
-    ) -> None:  # fmt: skip
-        mine: list[MessageRecord] = []
-        try:
-            for u, rendered in messages:
-                mine.append(self.scorer.run(rendered, u, times[u]))
-                bar.update()
-        finally:  # an interrupted family still reports the messages it got through
-            result = summarise(family.name, family.description, mine, self.split, self.seed, skipped,
-                               family.has_query)  # fmt: skip
-            result.partial = len(mine) < len(messages)
-            self.report.families.append(result)
-            self.records += mine
-        self.say(_family_line(result))
-        if self.on_result:
-            self.report.overall = summarise("all", "every family pooled", self.records, self.split, self.seed)
-            self.on_result(self.report)
-
-
-def _finish(report: ChatEvalReport, records: list[MessageRecord], split: LeaveOneOutSplit, seed: int) -> None:
-    report.overall = summarise("all", "every family pooled", records, split, seed)
-    if report.overall.no_cards_rate > 0:
-        # Cards are what is scored: a chat that failed is a miss here, and must be seen as such.
-        report.notes.append(
-            f"{report.overall.no_cards_rate:.1%} of messages got no card in their last turn (the chat "
-            "failed, or nothing fitted): they count as misses; see the log for errors"
-        )
-    report.finish_run()
 
 
 def _family_line(r: FamilyResult) -> str:
