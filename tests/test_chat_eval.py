@@ -27,6 +27,7 @@ from fewrec.eval.chat_phrasings import (
     shared_titles,
 )
 from fewrec.eval.runner import EvalError
+from fewrec.fit.chat_weights import choose_weights
 from fewrec.prompts.templates import display_title
 
 YEAR = re.compile(r"\s*\(\d{4}\)$")
@@ -245,7 +246,7 @@ def test_negative_families_write_what_their_ground_truth_says(bundled_split, phr
 
 def test_query_weight_choice_best_then_larger():
     sweep = {0.0: {"mood": 0.2, "ku": 0.3}, 0.25: {"mood": 0.3, "ku": 0.3}, 0.5: {"mood": 0.3, "ku": 0.1}}
-    chosen = chat_eval.choose_weights(
+    chosen = choose_weights(
         sweep, {"mood": 10, "ku": 10}, {"mood": "query_weight_with_titles", "ku": "query_weight"}
     )
     # mood: 0.25 and 0.5 tie at the best, the larger wins; ku: 0 and 0.25 tie, 0.5 loses

@@ -148,6 +148,7 @@ def run_chat_eval(
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
     from fewrec.eval.report import check_markers, default_run_dir
+    from fewrec.fit.chat_weights import sweep_query_weights
 
     if readme is not None:
         check_markers(readme, chat_eval.README_MARKERS)  # before minutes of work, not after
@@ -164,6 +165,7 @@ def run_chat_eval(
     report = chat_eval.evaluate_chat(
         data, settings, split_name=split, users=users or chat_eval.DEFAULT_USERS, seed=seed,  # type: ignore[arg-type]
         families=names, phrasings=book, query_weights=grid, progress=True, on_result=save, say=progress_line,
+        sweep=sweep_query_weights,
     )  # fmt: skip
     files = chat_eval.write(report, folder)
     console.print(chat_eval.markdown(report), highlight=False, markup=False)

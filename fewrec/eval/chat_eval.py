@@ -12,8 +12,9 @@ Every message is also accounted title by title: linked correctly, asked back (of
 named one with the wrong feeling). A message with any missed or wrong title is misread.
 
 The query weights (`chat.query_weight_with_titles`, `chat.query_weight`) matter only where a
-message carries content words; they are chosen here on the *validation* targets, by the chat's
-hits@20 on the families that carry such words, never on the test targets.
+message carries content words; they are chosen on the *validation* targets, by the chat's
+hits@20 on the families that carry such words, never on the test targets (a fitting step:
+`fewrec.fit.chat_weights`, which the command line hands the evaluation).
 """
 
 from __future__ import annotations
@@ -518,29 +519,10 @@ def summarise(
     return out
 
 
-def choose_weights(
-    sweep: dict[float, dict[str, float]], messages: dict[str, int], families: dict[str, str]
-) -> dict[str, float]:
-    """Per chat setting, the weight with the best hits@20 over the families that exercise it
-    (pooled by their message counts). A tie goes to the larger weight: there the person's words
-    cost nothing measurable, and a stated wish should steer when it is free."""
-    chosen: dict[str, float] = {}
-    for setting in sorted(set(families.values())):
-        names = [f for f, s in families.items() if s == setting and messages.get(f, 0) > 0]
-        if not names:
-            continue
-        total = sum(messages[f] for f in names)
-
-        def pooled(weight: float, names: list[str] = names, total: int = total) -> float:
-            return sum(sweep[weight].get(f, 0.0) * messages[f] for f in names) / total
-
-        best = max(sweep, key=lambda w: (round(pooled(w), 12), w))
-        chosen[setting] = float(best)
-    return chosen
-
-
 # --------------------------------------------------------------------------- the run
 AgentFactory = Callable[[Recommender], Any]
+# (split, settings, families, grid, users, seed, phrasings, progress=, recommender=, make_agent=)
+WeightSweeper = Callable[..., WeightSweep]
 
 
 def _prepare(settings: Settings, weights: dict[str, float] | None = None) -> Settings:
@@ -601,58 +583,6 @@ def prepare_messages(
     return out
 
 
-def sweep_query_weights(
-    split: LeaveOneOutSplit, settings: Settings, families: list[Family], weights: list[float], users: int,
-    seed: int, phrasings: Phrasings, progress: bool = False, recommender: Recommender | None = None,
-    make_agent: AgentFactory = ChatAgent,
-) -> WeightSweep:  # fmt: skip
-    """The chat's hits@20 on the *validation* targets for every weight, per query family; the
-    chosen weight per setting (`query_weight_with_titles` for messages that name titles,
-    `query_weight` for a known user's)."""
-    sample = sample_users(split, "valid", min(users, len(split.eval_users("valid"))), seed)
-    run = prepare_messages(
-        split, "valid", settings, {}, families, sample, phrasings, seed, recommender, make_agent
-    )
-    scorer, messages, times = run.scorer, run.messages, run.times
-    out = WeightSweep(
-        users=len(sample), families=[f.name for f in families], weights=list(weights),
-        messages={f: len(m) for f, m in messages.items()},
-    )  # fmt: skip
-    chat = scorer.recommender.settings.chat
-    table: dict[float, dict[str, float]] = {}
-    bar = progress_bar(run.count() * len(weights), "query weights (valid)", "msg", progress)
-    try:
-        for family in families:
-            ceiling = [
-                scorer.rank_in(
-                    scorer.ceiling(r, u, times[u], scorer.truth(r, ChatState()), [], with_query=False),
-                    int(scorer.targets[u]),
-                )
-                for u, r in messages[family.name]
-            ]
-            out.ceiling_hits_at_20[family.name] = (
-                float(np.mean([c is not None for c in ceiling])) if ceiling else 0.0
-            )
-        for weight in weights:
-            chat.query_weight = chat.query_weight_with_titles = float(weight)
-            row: dict[str, float] = {}
-            for family in families:
-                hits = []
-                for u, rendered in messages[family.name]:
-                    hits.append(scorer.run(rendered, u, times[u], references=False).ranks["chat"] is not None)
-                    bar.update()
-                row[family.name] = float(np.mean(hits)) if hits else 0.0
-            table[float(weight)] = row
-            out.chat_hits_at_20[str(weight)] = row
-    except KeyboardInterrupt:
-        out.complete = False
-    finally:
-        bar.close()
-    if table:
-        out.chosen = choose_weights(table, out.messages, {f.name: f.weight_name for f in families})
-    return out
-
-
 def evaluate_chat(
     split: LeaveOneOutSplit,
     settings: Settings | None = None,
@@ -669,11 +599,13 @@ def evaluate_chat(
     recommender: Recommender | None = None,
     valid_recommender: Recommender | None = None,
     make_agent: AgentFactory = ChatAgent,
+    sweep: WeightSweeper | None = None,
 ) -> ChatEvalReport:
     """Run the chat evaluation; see the module docstring.
 
-    `query_weights`: the grid tried on validation for the families that carry a query (None:
-    DEFAULT_QUERY_WEIGHTS; []: no sweep, the configured weights). `on_result` is called after
+    `query_weights`: the grid `sweep` tries on validation for the families that carry a query
+    (None: DEFAULT_QUERY_WEIGHTS; []: no sweep; without `sweep` the configured weights are used:
+    the command line hands it `fewrec.fit.chat_weights.sweep_query_weights`). `on_result` is called after
     the sweep and after every family, so a caller can save partial results; Ctrl-C stops the
     run and returns the report marked incomplete.
     """
@@ -691,9 +623,9 @@ def evaluate_chat(
     records: list[MessageRecord] = []
     try:
         query_families = [f for f in chosen_families if f.has_query]
-        if grid and query_families:
+        if sweep is not None and grid and query_families:
             say(f"choosing the query weights on validation targets: {', '.join(map(str, grid))}")
-            report.sweep = sweep_query_weights(
+            report.sweep = sweep(
                 split, settings, query_families, grid, users, seed, book, progress=progress,
                 recommender=valid_recommender, make_agent=make_agent,
             )  # fmt: skip
