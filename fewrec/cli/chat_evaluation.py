@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from pydantic import BaseModel, Field
 
 from fewrec.cli.common import (
     build_pipeline,
@@ -43,9 +44,6 @@ from fewrec.cli.options import (
 )
 from fewrec.config import Settings
 
-if TYPE_CHECKING:
-    from fewrec.eval.conversation_eval import CVOptions
-
 ChatUsersOption = Annotated[
     int | None, typer.Option(help="Evaluate a seeded sample of N held-out users (default 200).")
 ]
@@ -61,6 +59,17 @@ ConversationsFileOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+class CVOptions(BaseModel):
+    """`--cv-folds K --cv-data FILE… --cv-dialogues N --cv-without-prior`."""
+
+    folds: int = 5
+    data: list[Path] = Field(default_factory=list)  # pooled with the evaluated file
+    sample: int | None = None
+    without_prior: bool = False
+    fit: bool = True  # the prior's form chosen on each fold's training folds (else the plain form)
+
 
 CVFoldsOption = Annotated[
     int | None,
@@ -132,8 +141,6 @@ def eval_conversations(
     settings = load_settings(config, dataset, format, duplicates)
     cv = None
     if cv_folds is not None:
-        from fewrec.eval.conversation_eval import CVOptions
-
         cv = CVOptions(
             folds=cv_folds, data=list(cv_data or []), sample=cv_dialogues, without_prior=cv_without_prior
         )

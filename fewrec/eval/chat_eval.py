@@ -45,7 +45,7 @@ from fewrec.eval.chat_phrasings import (
     render,
     shared_titles,
 )
-from fewrec.eval.harness import named, place_of, popularity_order, progress_bar, seeded_sample, with_settings
+from fewrec.eval.harness import named, place_of, popularity_order, progress_bar, seeded_sample, with_chat
 from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
@@ -525,13 +525,10 @@ AgentFactory = Callable[[Recommender], Any]
 WeightSweeper = Callable[..., WeightSweep]
 
 
-def _prepare(settings: Settings, weights: dict[str, float] | None = None) -> Settings:
-    """A copy for the evaluation: 20 cards per reply (and the query `weights`), the caller's
-    settings left as they were."""
+def _prepare(settings: Settings) -> Settings:
+    """A copy for the evaluation: 20 cards per reply, the caller's settings left as they were."""
     copy = settings.model_copy(deep=True)
     copy.chat.cards = CARDS
-    for name, value in (weights or {}).items():
-        setattr(copy.chat, name, value)
     return copy
 
 
@@ -560,7 +557,7 @@ def prepare_messages(
     recommender = recommender or Recommender(_prepare(settings), split=split, fit_on=split_name)
     if recommender.fit_on != split_name:
         raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
-    recommender = with_settings(recommender, _prepare(recommender.settings, weights))
+    recommender = with_chat(recommender, cards=CARDS, **weights)
     table = _ratings_by_user(split, split_name)
     out = Messages(Scorer(make_agent(recommender), recommender, split_name), {}, {}, {})
     out.times = dict(zip(users.tolist(), split.reference_times(users, split_name).tolist(), strict=True))

@@ -60,7 +60,7 @@ from fewrec.eval.harness import (
     popularity_order,
     progress_bar,
     seeded_sample,
-    with_settings,
+    with_chat,
 )
 from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
@@ -204,16 +204,6 @@ class CrossValidation(BaseModel):
     pooled: dict[str, dict[str, float]] = Field(default_factory=dict)  # all folds' targets together
     seconds: float = 0.0
     complete: bool = True  # False: interrupted; the folds done so far are reported
-
-
-class CVOptions(BaseModel):
-    """`--cv-folds K --cv-data FILE… --cv-dialogues N --cv-without-prior`."""
-
-    folds: int = 5
-    data: list[Path] = Field(default_factory=list)  # pooled with the evaluated file
-    sample: int | None = None
-    without_prior: bool = False
-    fit: bool = True  # the prior's form chosen on each fold's training folds (else the plain form)
 
 
 class ConversationsReport(prov.RunRecord):
@@ -576,22 +566,6 @@ def choose_dialogues(dialogues: list[Dialogue], sample: int | None, seed: int) -
     return [dialogues[int(i)] for i in seeded_sample(np.arange(len(dialogues)), sample, seed)]
 
 
-def new_report(
-    path: Path, dialogues: list[Dialogue], recommender: Recommender, sample: int | None, seed: int
-) -> ConversationsReport:
-    report = ConversationsReport(
-        conversations_file=str(path),
-        sha256=file_sha256(path),
-        dataset=recommender.split.name,
-        catalog_items=len(recommender.split.catalog),
-        dialogues_in_file=len(dialogues),
-        sample=sample,
-        seed=seed,
-    )
-    report.start_run(recommender.settings.model_dump(mode="json"))
-    return report
-
-
 def evaluate_conversations(
     path: Path,
     recommender: Recommender,
@@ -607,11 +581,13 @@ def evaluate_conversations(
     from it already). Ctrl-C stops it: the dialogues replayed so far are reported, marked."""
     started = time.perf_counter()
     every = read_dialogues(path) if dialogues is None else dialogues
-    report = new_report(Path(path), every, recommender, sample, seed)
-    settings = recommender.settings.model_copy(deep=True)
-    settings.chat.cards = CARDS
-    settings.chat.explain = False  # ranks are scored, not the cards' words: much faster
-    recommender = with_settings(recommender, settings)  # the caller's keeps its own settings
+    report = ConversationsReport(
+        conversations_file=str(path), sha256=file_sha256(Path(path)), dataset=recommender.split.name,
+        catalog_items=len(recommender.split.catalog), dialogues_in_file=len(every), sample=sample, seed=seed,
+    )  # fmt: skip
+    report.start_run(recommender.settings.model_dump(mode="json"))
+    # Ranks are scored, not the cards' words: no explanations (much faster).
+    recommender = with_chat(recommender, cards=CARDS, explain=False)
     matcher = TitleMatcher(recommender.split.catalog, _watched(recommender))
     chosen = choose_dialogues(every, sample, seed)
     silent = [d for d in chosen if d.seeker_messages == 0]
