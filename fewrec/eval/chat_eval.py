@@ -50,6 +50,7 @@ from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
     error_bars,
+    fill,
     incomplete,
     links,
     note_lines,
@@ -58,6 +59,7 @@ from fewrec.eval.report import (
     save_figure,
     span,
     table,
+    texts,
     write_run,
 )
 from fewrec.eval.runner import EvalError
@@ -729,40 +731,47 @@ def _met(value: bool) -> str:
 
 def markdown(report: ChatEvalReport) -> str:
     rows = [*report.families, *([report.overall] if report.overall else [])]
-    lines = [*_header_lines(report), *_family_rows(rows)]
-    if report.overall is not None:
-        lines += ["", *target_lines(report)]
-    lines += [*_title_rows(rows), *_sweep_lines(report), *_example_lines(report)]
-    lines += note_lines(report)
+    lines = fill(
+        texts("chat")["report"], dataset=report.dataset, split=report.split, users=report.users,
+        seed=report.seed, protocol=report.split_description or report.split_protocol,
+        phrasings=report.phrasings, cards=report.cards, incomplete=incomplete(report),
+        commit=commit_line(report), weights=_weights(report),
+        weights_from="chosen on validation targets, below" if _chosen(report) else "configured",
+        family_table=_family_rows(rows), title_table=_title_rows(rows), targets=_targets(report),
+        sweep=_sweep_lines(report), examples=_example_lines(report), notes=note_lines(report),
+    )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def _header_lines(report: ChatEvalReport) -> list[str]:
-    return [
-        f"# fewrec chat evaluation — {report.dataset}, {report.split} split",
-        "",
-        f"{report.users} users (seed {report.seed}), {report.split_description or report.split_protocol}. "
-        "Each user's last 3–6 liked items before the held-out item are written into the phrasing "
-        f"families of `{report.phrasings}`, each sent to a fresh conversation that scores as of the "
-        f"user's reference time with {report.cards} cards; hits@k: the held-out item among the first k "
-        "cards of the last turn. Each message's ground truth is what its family says it means (liked "
-        "and disliked items, cards it refers to, the genre or decade asked for, genres ruled out, family "
-        "films for a child). Ceiling: the Python API given that ground truth, never the chat's reading "
-        "(the liked items as the history; the disliked ones and the earlier turns' cards excluded; the "
-        "filter meant; the mood words with the chat's query weight), no conversation prior. "
-        "Popularity: the most popular items passing the "
-        "same filter." + incomplete(report),
-        commit_line(report),
-        "",
-        "Query weights used: "
-        + ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
-        + (
-            " (chosen on validation targets, below)."
-            if report.sweep and report.sweep.chosen
-            else " (configured)."
-        ),
-        "",
-    ]
+def _targets(report: ChatEvalReport) -> list[str]:
+    return ["", *target_lines(report)] if report.overall is not None else []
+
+
+def _sweep_lines(report: ChatEvalReport) -> list[str]:
+    s = report.sweep
+    if s is None:
+        return []
+    chosen = "Chosen (put them in `[chat]` of a config file to keep them): " + ", ".join(
+        f"`{k} = {v}`" for k, v in s.chosen.items()
+    )
+    chosen += "" if s.complete else " (from an interrupted sweep)"
+    rows = [[weight, *(f"{row.get(f, 0):.3f}" for f in s.families)]
+            for weight, row in [*s.chat_hits_at_20.items(), ("ceiling", s.ceiling_hits_at_20)]]  # fmt: skip
+    return fill(texts("chat")["sweep"], users=s.users, table=table(["weight", *s.families], rows),
+                chosen=["", chosen] if s.chosen else [])  # fmt: skip
+
+
+def _example_lines(report: ChatEvalReport) -> list[str]:
+    examples = [_example_line(r.name, e) for r in report.families for e in r.examples[:3]]
+    return fill(texts("chat")["examples"], examples=examples) if examples else []
+
+
+def _weights(report: ChatEvalReport) -> str:
+    return ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
+
+
+def _chosen(report: ChatEvalReport) -> bool:
+    return bool(report.sweep and report.sweep.chosen)
 
 
 def _hits(r: FamilyResult, columns: tuple[tuple[str, int], ...]) -> list[str]:
@@ -785,16 +794,7 @@ def _family_rows(rows: list[FamilyResult]) -> list[str]:
          f"{r.seconds_p50:.3f} / {r.seconds_p95:.3f}"]
         for r in rows
     ]  # fmt: skip
-    return [
-        *table(headers, cells),
-        "",
-        "Misread: against the ground truth, an item missed or linked wrongly (a title not named, or "
-        "a named one with the wrong feeling), or a genre or year filter not the one meant. Asked back: "
-        "a title offered in a 'which one did you mean?' (not a misread). Stray query: words of a "
-        "message without content words read as a meaning "
-        "query. Filter differs: the genre or years the chat kept are not the ones asked for. No cards: "
-        "the last turn showed none (counted as a miss).",
-    ]
+    return table(headers, cells)
 
 
 def _title_rows(rows: list[FamilyResult]) -> list[str]:
@@ -808,70 +808,19 @@ def _title_rows(rows: list[FamilyResult]) -> list[str]:
          "; ".join(f"{why}: {n}" for why, n in r.skipped.items())]
         for r in rows
     ]  # fmt: skip
-    return [
-        "",
-        "Items, family by family (intended: named in the messages, liked or disliked, and the cards they "
-        "refer to; linked: taken with the feeling meant; asked back: offered in a 'which one did you "
-        "mean?'; missed: neither; wrong: an item not named, or a named one taken with another feeling, "
-        "which the next column counts: the per-film sentiment's share). A shared title is one "
-        "another catalog item has too, as "
-        "written (without a year: *The Jungle Book*, 1967 or 1994): no reader can link it without "
-        "asking; the last misread column leaves messages naming one out. Skipped users could not be "
-        "asked this way:",
-        "",
-        *table(headers, cells),
-    ]
+    return table(headers, cells)
 
 
-def _sweep_lines(report: ChatEvalReport) -> list[str]:
-    lines: list[str] = []
-    if report.sweep is not None:
-        s = report.sweep
-        lines += [
-            "",
-            f"Query weights on the validation targets ({s.users} users; the test targets were not used), "
-            "chat hits@20 per family (the ceiling has no query). Scored against what the user watched "
-            "next, words rank higher only as far as they predict it: a weight of 0 means the words do "
-            "not move the cards at all, which this score cannot tell from following them well:",
-            "",
-            *table(
-                ["weight", *s.families],
-                [
-                    [weight, *(f"{row.get(f, 0):.3f}" for f in s.families)]
-                    for weight, row in [*s.chat_hits_at_20.items(), ("ceiling", s.ceiling_hits_at_20)]
-                ],
-            ),
-        ]
-        if s.chosen:
-            lines += [
-                "",
-                "Chosen (put them in `[chat]` of a config file to keep them): "
-                + ", ".join(f"`{k} = {v}`" for k, v in s.chosen.items())
-                + ("" if s.complete else " (from an interrupted sweep)"),
-            ]
-    return lines
-
-
-def _example_lines(report: ChatEvalReport) -> list[str]:
-    lines: list[str] = []
-    examples = [(r.name, e) for r in report.families for e in r.examples[:3]]
-    if examples:
-        lines += [
-            "",
-            "Examples of messages read differently than meant (up to 3 per family; all in results.json):",
-            "",
-        ]
-        for name, e in examples:
-            text = " ⏎ ".join(t.replace("\n", " / ") for t in e.turns)
-            parts = [f"linked {e.linked}"]
-            found = (("missed", e.missed), ("wrong", e.wrong), ("asked back", e.asked_back))
-            parts += [f"{label} {value}" for label, value in found if value]
-            if e.query:
-                parts.append(f"query {e.query!r}")
-            if e.filters != e.intended_filters:
-                parts.append(f"filters '{e.filters}' (meant '{e.intended_filters}')")
-            lines.append(f"- {name}: “{text}” → " + "; ".join(parts))
-    return lines
+def _example_line(name: str, e: MessageExample) -> str:
+    text = " ⏎ ".join(t.replace("\n", " / ") for t in e.turns)
+    parts = [f"linked {e.linked}"]
+    found = (("missed", e.missed), ("wrong", e.wrong), ("asked back", e.asked_back))
+    parts += [f"{label} {value}" for label, value in found if value]
+    if e.query:
+        parts.append(f"query {e.query!r}")
+    if e.filters != e.intended_filters:
+        parts.append(f"filters '{e.filters}' (meant '{e.intended_filters}')")
+    return f"- {name}: “{text}” → " + "; ".join(parts)
 
 
 def target_lines(report: ChatEvalReport) -> list[str]:
@@ -931,24 +880,16 @@ def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
              "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}",
              *map(pct, (r.misread_rate, r.misread_rate_unshared, r.asked_back_rate))]
             for r in [*report.families, *([report.overall] if report.overall else [])]]  # fmt: skip
-    weights = ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
-    lines = [
-        f"`fewrec eval-chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
-        f"{report.seed}, {len(report.families)} phrasing families, commit "
-        f"`{(report.git_commit or 'unknown')[:10]}`; query weights {weights}"
-        + (" (chosen on validation targets)." if report.sweep and report.sweep.chosen else "."),
-        "",
-        *table(
-            "family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
-            "| misread | misread, no shared title | asked back",
-            rows,
-        ),
-    ]
-    if report.overall is not None:
-        lines += ["", *target_lines(report)]
-    lines += links(folder, readme, "Full report, with the messages read differently than meant",
-                   "hits_by_family.png", "hits@20 by phrasing family")  # fmt: skip
-    return "\n".join(lines)
+    headers = "family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 " \
+        "| chat/ceiling @20 | misread | misread, no shared title | asked back"  # fmt: skip
+    return "\n".join(fill(
+        texts("chat")["readme"], dataset=report.dataset, split=report.split, users=report.users,
+        seed=report.seed, families=len(report.families), commit=(report.git_commit or "unknown")[:10],
+        weights=_weights(report), weights_from=" (chosen on validation targets)." if _chosen(report) else ".",
+        table=table(headers, rows), targets=_targets(report),
+        links=links(folder, readme, "Full report, with the messages read differently than meant",
+                    "hits_by_family.png", "hits@20 by phrasing family"),
+    ))  # fmt: skip
 
 
 __all__ = ["ChatEvalReport", "evaluate_chat", "markdown", "write"]

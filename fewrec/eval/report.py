@@ -13,8 +13,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,8 @@ from fewrec.eval.runner import EvalReport, MethodResult
 
 log = logging.getLogger(__name__)
 
+TEXTS = Path(__file__).with_name("report_texts.toml")
+_SLOT = re.compile(r"\{(\w+)\}")
 METRIC_COLUMNS = ("ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10")
 
 
@@ -36,6 +41,25 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
         n += 1
         path = root / f"{stamp}-{n}"
     return path
+
+
+@cache
+def texts(evaluation: str) -> dict[str, str]:
+    """The prose of one evaluation's reports (`report_texts.toml`), by name."""
+    return tomllib.loads(TEXTS.read_text(encoding="utf-8"))[evaluation]
+
+
+def fill(template: str, **slots: object) -> list[str]:
+    """The lines of `template` with its slots filled: a line that is only `{name}` whose value is
+    a list becomes those lines (none: the line goes); any other `{name}` becomes str(value)."""
+    lines: list[str] = []
+    for line in template.splitlines():
+        whole = _SLOT.fullmatch(line)
+        if whole is not None and isinstance(slots[whole.group(1)], list):
+            lines += slots[whole.group(1)]  # type: ignore[arg-type]
+        else:
+            lines.append(_SLOT.sub(lambda m: str(slots[m.group(1)]), line))
+    return lines
 
 
 def incomplete(report: RunRecord) -> str:
