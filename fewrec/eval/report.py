@@ -53,7 +53,7 @@ def fill(template: str, **slots: object) -> list[str]:
     """The lines of `template` with its slots filled: a line that is only `{name}` whose value is
     a list becomes those lines (none: the line goes); any other `{name}` becomes str(value)."""
     lines: list[str] = []
-    for line in template.splitlines():
+    for line in template.split("\n"):
         whole = _SLOT.fullmatch(line)
         if whole is not None and isinstance(slots[whole.group(1)], list):
             lines += slots[whole.group(1)]  # type: ignore[arg-type]
