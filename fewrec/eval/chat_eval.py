@@ -392,30 +392,22 @@ def _rated_history(
     return history, rated
 
 
-def liked_items(
+def user_items(
     split: LeaveOneOutSplit, user: int, split_name: SplitName,
     table: RatingTable, phrasings: Phrasings, rng: np.random.Generator,
-) -> list[int]:  # fmt: skip
+) -> tuple[list[int], OtherItems]:  # fmt: skip
     """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
-    least `min_rating` where ratings exist, else (or when too few are) the last items."""
+    least `min_rating` where ratings exist, else (or when too few are) the last items. And the
+    items a family may name besides them, most recent first: those rated at most
+    `max_disliked_rating` (none without trustworthy ratings), and every other item of their
+    history."""
     history, rated = _rated_history(split, user, split_name, table)
     liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
     pool = liked if len(liked) >= phrasings.min_items else history
     n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))
-    return [int(i) for i in pool[-n:]]
-
-
-def other_items(
-    split: LeaveOneOutSplit, user: int, split_name: SplitName,
-    table: RatingTable, phrasings: Phrasings, liked: list[int],
-) -> OtherItems:  # fmt: skip
-    """The user's items before the target a family may name besides the liked ones, most
-    recent first: those rated at most `max_disliked_rating` (none without trustworthy
-    ratings), and every other item of their history."""
-    history, rated = _rated_history(split, user, split_name, table)
+    taken = [int(i) for i in pool[-n:]]
     low = history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating]
-    taken = set(liked)
-    return OtherItems(
+    return taken, OtherItems(
         disliked=tuple(int(i) for i in low[::-1] if int(i) not in taken),
         others=tuple(int(i) for i in history[::-1] if int(i) not in taken),
     )
@@ -564,17 +556,15 @@ def prepare_messages(
     out = Messages(Scorer(make_agent(recommender), recommender, split_name), {}, {}, {})
     out.times = dict(zip(users.tolist(), split.reference_times(users, split_name).tolist(), strict=True))
     items = {
-        int(u): liked_items(
-            split, int(u), split_name, table, phrasings, np.random.default_rng([seed, int(u)])
-        )
+        int(u): user_items(split, int(u), split_name, table, phrasings, np.random.default_rng([seed, int(u)]))
         for u in users
     }
-    other = {u: other_items(split, u, split_name, table, phrasings, liked) for u, liked in items.items()}
     for family in families:
         out.messages[family.name], skipped = [], out.skipped.setdefault(family.name, {})
-        for u, liked in items.items():
-            rng = family_seed(seed, u, family.name)
-            rendered = render(family, liked, split.catalog, phrasings, rng, other[u])
+        for u, (liked, other) in items.items():
+            rendered = render(
+                family, liked, split.catalog, phrasings, family_seed(seed, u, family.name), other
+            )
             if isinstance(rendered, str):
                 skipped[rendered] = skipped.get(rendered, 0) + 1
             else:
