@@ -16,6 +16,7 @@ from fewrec.cli.common import (
     build_pipeline,
     check_split,
     console,
+    default_run_dir,
     exit_if_interrupted,
     float_list,
     load_settings,
@@ -154,7 +155,7 @@ def run_chat_eval(
     """The chat evaluation (fewrec/eval/chat_eval.py): run, print, write, publish."""
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
-    from fewrec.eval.report import check_markers, default_run_dir
+    from fewrec.eval.report import check_markers
     from fewrec.fit.chat_weights import sweep_query_weights
 
     if readme is not None:
@@ -201,7 +202,7 @@ def run_conversations_eval(
     from fewrec.agent.recommender import Recommender
     from fewrec.data.dialogues import read_dialogues
     from fewrec.eval import conversation_eval
-    from fewrec.eval.report import check_markers, default_run_dir
+    from fewrec.eval.report import check_markers
     from fewrec.eval.runner import EvalError
 
     if readme is not None:

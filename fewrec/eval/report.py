@@ -16,7 +16,6 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,16 +30,6 @@ log = logging.getLogger(__name__)
 TEXTS = Path(__file__).with_name("report_texts.toml")
 _SLOT = re.compile(r"\{(\w+)\}")
 METRIC_COLUMNS = ("ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10")
-
-
-def default_run_dir(root: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = root / stamp
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{n}"
-    return path
 
 
 @cache
