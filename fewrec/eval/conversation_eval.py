@@ -743,18 +743,12 @@ def misread_lines(report: ConversationsReport) -> list[str]:
         for film in result.misread[:12]:
             did = f"after it: {film.after_message}; at the end: {film.final}"
             said = " ".join(film.understood)
-            extra = "; ".join(
-                x
-                for x in (
-                    f"query *{film.query[:60]}*" if film.query else "",
-                    f"filters {film.filters}" if film.filters else "",
-                )
-                if x
-            )
+            extra = [f"query *{film.query[:60]}*"] if film.query else []
+            extra += [f"filters {film.filters}"] if film.filters else []
             lines.append(
                 f"- “{film.message[:200]}” — *{film.film}*, seeker said **{film.label}** → {did}"
                 + (f" (chat: {said[:160]})" if said else "")
-                + (f"; {extra}" if extra else "")
+                + "".join(f"; {x}" for x in extra)
             )
     return lines
 
