@@ -593,10 +593,10 @@ def evaluate_chat(
     """Run the chat evaluation; see the module docstring.
 
     `query_weights`: the grid `sweep` tries on validation for the families that carry a query
-    (None: DEFAULT_QUERY_WEIGHTS; []: no sweep; without `sweep` the configured weights are used:
-    the command line hands it `fewrec.fit.chat_weights.sweep_query_weights`). `on_result` is called after
-    the sweep and after every family, so a caller can save partial results; Ctrl-C stops the
-    run and returns the report marked incomplete.
+    (None: DEFAULT_QUERY_WEIGHTS; []: no sweep). Without `sweep` the configured weights are
+    used; the command line hands it `fewrec.fit.chat_weights.sweep_query_weights`. `on_result`
+    is called after the sweep and after every family, so a caller can save partial results;
+    Ctrl-C stops the run and returns the report marked incomplete.
     """
     settings = _prepare(settings or Settings())
     say = say or (lambda _msg: None)
