@@ -27,6 +27,7 @@ from fewrec.eval.chat_phrasings import (
     shared_titles,
 )
 from fewrec.eval.runner import EvalError
+from fewrec.fit.chat_weights import choose_weights
 from fewrec.prompts.templates import display_title
 
 YEAR = re.compile(r"\s*\(\d{4}\)$")
@@ -43,9 +44,9 @@ def samples(bundled_split, phrasings):
     users = chat_eval.sample_users(bundled_split, "test", 40, seed=3)
     table = chat_eval._ratings_by_user(bundled_split, "test")
     return {
-        int(u): chat_eval.liked_items(
+        int(u): chat_eval.user_items(
             bundled_split, int(u), "test", table, phrasings, np.random.default_rng([3, int(u)])
-        )
+        )[0]
         for u in users
     }
 
@@ -218,7 +219,8 @@ def test_negative_families_write_what_their_ground_truth_says(bundled_split, phr
     genres = catalog.frame["genres"]
     rendered = dict.fromkeys(NEGATIVE, 0)
     for user, items in samples.items():
-        other = chat_eval.other_items(bundled_split, user, "test", table, phrasings, items)
+        rng = np.random.default_rng([3, user])
+        other = chat_eval.user_items(bundled_split, user, "test", table, phrasings, rng)[1]
         assert not set(other.disliked) & set(items) and set(other.disliked) <= set(other.others)
         for name in NEGATIVE:
             out = render(phrasings.family(name), items, catalog, phrasings, family_seed(3, user, name), other)
@@ -245,7 +247,7 @@ def test_negative_families_write_what_their_ground_truth_says(bundled_split, phr
 
 def test_query_weight_choice_best_then_larger():
     sweep = {0.0: {"mood": 0.2, "ku": 0.3}, 0.25: {"mood": 0.3, "ku": 0.3}, 0.5: {"mood": 0.3, "ku": 0.1}}
-    chosen = chat_eval.choose_weights(
+    chosen = choose_weights(
         sweep, {"mood": 10, "ku": 10}, {"mood": "query_weight_with_titles", "ku": "query_weight"}
     )
     # mood: 0.25 and 0.5 tie at the best, the larger wins; ku: 0 and 0.25 tie, 0.5 loses
@@ -302,7 +304,8 @@ def test_a_chat_that_reads_exactly_scores_as_the_ceiling(
     compared = 0
     for user, as_of in zip(users, times.tolist(), strict=True):
         for family in families:
-            other = chat_eval.other_items(bundled_split, user, "test", table, phrasings, samples[user])
+            rng = np.random.default_rng([3, user])
+            other = chat_eval.user_items(bundled_split, user, "test", table, phrasings, rng)[1]
             rng = family_seed(3, user, family.name)
             rendered = render(family, samples[user], bundled_split.catalog, phrasings, rng, other)
             if isinstance(rendered, str):

@@ -103,3 +103,30 @@ def test_the_check_finds_a_table_without_a_source():
     assert len(problems) == 2
     assert "line 1:" in problems[0] and "no figures note" in problems[0]
     assert "'nowhere'" in problems[1]
+
+
+def _block(markers: tuple[str, str]) -> str:
+    start, end = markers
+    return (ROOT / "docs/RESULTS.md").read_text().split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def test_every_report_and_block_is_written_again_from_its_committed_results():
+    """The renderers (their prose in fewrec/eval/report_texts.toml) write each published report.md
+    and docs/RESULTS.md block, byte for byte, from the committed results file."""
+    from fewrec.eval import bench, chat_eval, conversation_eval, report
+    from fewrec.eval.runner import EvalReport
+
+    docs, readme = ROOT / "docs", ROOT / "docs/RESULTS.md"
+    kinds = [("results-chat", chat_eval, chat_eval.ChatEvalReport),
+             ("results-conversations", conversation_eval, conversation_eval.ConversationsReport)]  # fmt: skip
+    for folder, module, model in kinds:
+        published = model.model_validate_json((docs / folder / "results.json").read_text())
+        assert module.markdown(published) == (docs / folder / "report.md").read_text()
+        assert module.readme_section(published, docs / folder, readme) == _block(module.README_MARKERS)
+    for folder in ("results", "results-temporal", "results-ties-random"):
+        published = EvalReport.model_validate_json((docs / folder / "results.json").read_text())
+        assert report.readme_section(published, docs / folder, readme) == _block(
+            report.readme_markers(published)
+        )
+    speed = bench.BenchResult.model_validate_json((docs / "bench.json").read_text())
+    assert bench.readme_section(speed, docs / "bench.json", readme) == _block(bench.README_MARKERS)

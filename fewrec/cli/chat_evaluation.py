@@ -7,14 +7,16 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from pydantic import BaseModel, Field
 
 from fewrec.cli.common import (
     build_pipeline,
     check_split,
     console,
+    default_run_dir,
     exit_if_interrupted,
     float_list,
     load_settings,
@@ -43,9 +45,6 @@ from fewrec.cli.options import (
 )
 from fewrec.config import Settings
 
-if TYPE_CHECKING:
-    from fewrec.eval.conversation_eval import CVOptions
-
 ChatUsersOption = Annotated[
     int | None, typer.Option(help="Evaluate a seeded sample of N held-out users (default 200).")
 ]
@@ -61,6 +60,17 @@ ConversationsFileOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+class CVOptions(BaseModel):
+    """`--cv-folds K --cv-data FILE… --cv-dialogues N --cv-without-prior`."""
+
+    folds: int = 5
+    data: list[Path] = Field(default_factory=list)  # pooled with the evaluated file
+    sample: int | None = None
+    without_prior: bool = False
+    fit: bool = True  # the prior's form chosen on each fold's training folds (else the plain form)
+
 
 CVFoldsOption = Annotated[
     int | None,
@@ -132,8 +142,6 @@ def eval_conversations(
     settings = load_settings(config, dataset, format, duplicates)
     cv = None
     if cv_folds is not None:
-        from fewrec.eval.conversation_eval import CVOptions
-
         cv = CVOptions(
             folds=cv_folds, data=list(cv_data or []), sample=cv_dialogues, without_prior=cv_without_prior
         )
@@ -147,7 +155,8 @@ def run_chat_eval(
     """The chat evaluation (fewrec/eval/chat_eval.py): run, print, write, publish."""
     from fewrec.eval import chat_eval
     from fewrec.eval.chat_phrasings import load_phrasings
-    from fewrec.eval.report import check_markers, default_run_dir
+    from fewrec.eval.report import check_markers
+    from fewrec.fit.chat_weights import sweep_query_weights
 
     if readme is not None:
         check_markers(readme, chat_eval.README_MARKERS)  # before minutes of work, not after
@@ -164,6 +173,7 @@ def run_chat_eval(
     report = chat_eval.evaluate_chat(
         data, settings, split_name=split, users=users or chat_eval.DEFAULT_USERS, seed=seed,  # type: ignore[arg-type]
         families=names, phrasings=book, query_weights=grid, progress=True, on_result=save, say=progress_line,
+        sweep=sweep_query_weights,
     )  # fmt: skip
     files = chat_eval.write(report, folder)
     console.print(chat_eval.markdown(report), highlight=False, markup=False)
@@ -192,7 +202,7 @@ def run_conversations_eval(
     from fewrec.agent.recommender import Recommender
     from fewrec.data.dialogues import read_dialogues
     from fewrec.eval import conversation_eval
-    from fewrec.eval.report import check_markers, default_run_dir
+    from fewrec.eval.report import check_markers
     from fewrec.eval.runner import EvalError
 
     if readme is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,17 @@ def check_split(split: str) -> None:
 
     if split not in ("valid", "test"):
         raise EvalError(f"--split must be 'valid' or 'test', got {split!r}")
+
+
+def default_run_dir(root: Path = Path("runs")) -> Path:
+    """`--out`'s default: a folder under runs/ named by the time (a suffix when taken)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    return path
 
 
 def publish_block(

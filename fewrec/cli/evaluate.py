@@ -17,6 +17,7 @@ from fewrec.cli.common import (
     check_ray,
     check_split,
     console,
+    default_run_dir,
     exit_if_interrupted,
     int_list,
     load_settings,
@@ -138,7 +139,6 @@ def eval_command(
 ) -> None:
     """Evaluate fewrec's stages and the baselines; writes results.json, report.md and plots.
     The chat: `fewrec eval-chat`; real dialogues: `fewrec eval-conversations FILE`."""
-    from fewrec.eval.report import default_run_dir
 
     check_split(split)
     if chat or conversations is not None:

@@ -15,8 +15,9 @@ import numpy as np
 from pydantic import Field
 
 from fewrec.config import Settings
+from fewrec.eval import metrics as m
 from fewrec.eval.provenance import Provenance, RunRecord
-from fewrec.eval.report import table
+from fewrec.eval.report import table, texts
 
 if TYPE_CHECKING:
     from fewrec.agent.pipeline import Pipeline
@@ -27,27 +28,6 @@ class BenchResult(RunRecord):
 
 
 README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
-# (label, how the figures read): a figure missing from a run (a part skipped) is left out.
-_README_ROWS: list[tuple[str, str]] = [
-    ("load + split (cached)", "{load_split_s:.2f} s ({load_split_cached_s:.2f} s)"),
-    ("index build", "{index_build_s:.1f} s ({index_items_per_s:.0f} items/s)"),
-    ("retrieval per user (all sources fused, 20 candidates with their evidence)",
-     "p50 {retrieval_p50_ms:.1f} ms, p95 {retrieval_p95_ms:.1f} ms"),
-    ("all users scored in one batch", "{batch_scoring_all_users_s:.2f} s"),
-    ("LLM rerank per user ({rerank_backend}, {prompt_tokens_per_user_p50} prompt tokens)",
-     "p50 {rerank_p50_s:.2f} s, p95 {rerank_p95_s:.2f} s"),
-    ("chat turn, default settings",
-     "p50 {chat_turn_default_p50_s:.3f} s, p95 {chat_turn_default_p95_s:.3f} s"),
-    ("chat turn with the LLM rerank on",
-     "p50 {chat_turn_llm_rerank_p50_s:.2f} s, p95 {chat_turn_llm_rerank_p95_s:.2f} s"),
-    ("`recommend` from {load_recommend_threads} threads",
-     "{load_recommend_completed}, {load_recommend_per_s:.0f} calls/s, p50 {load_recommend_p50_s:.2f} s, "
-     "p95 {load_recommend_p95_s:.2f} s, {load_recommend_leaks} leaks"),
-    ("{load_chat_page_threads} chat sessions at once through the page",
-     "{load_chat_page_completed}, p50 {load_chat_page_p50_s:.1f} s, p95 {load_chat_page_p95_s:.1f} s, "
-     "{load_chat_page_leaks} leaks"),
-    ("peak memory", "{peak_rss_mb:.0f} MB"),
-]  # fmt: skip
 
 
 def readme_section(result: BenchResult, source: Path, readme: Path) -> str:
@@ -57,7 +37,8 @@ def readme_section(result: BenchResult, source: Path, readme: Path) -> str:
     p = result.provenance or Provenance()
     load = "–".join(f"{v:g}" for v in (p.load_average_start[:1] + p.load_average_end[:1]))
     rel = os.path.relpath(source, readme.parent)
-    rows = [row for spec in _README_ROWS if (row := _figure_row(spec, result.figures))]
+    # The rows of report_texts.toml [bench]: a figure missing from a run (a part skipped) is left out.
+    rows = [row for spec in texts("bench")["rows"] if (row := _figure_row(spec, result.figures))]
     lines = [
         f"`fewrec bench` on {p.cores} cores, load average {load or 'unknown'} (start–end), "
         f"commit `{(p.commit or 'unknown')[:10]}`; every figure is in [{rel}]({rel}).",
@@ -67,7 +48,7 @@ def readme_section(result: BenchResult, source: Path, readme: Path) -> str:
     return "\n".join(lines)
 
 
-def _figure_row(row: tuple[str, str], figures: dict[str, Any]) -> list[str]:
+def _figure_row(row: list[str], figures: dict[str, Any]) -> list[str]:
     """A row of the speed table; none where the run lacks one of its figures."""
     try:
         return [part.format(**figures) for part in row]
@@ -101,12 +82,10 @@ def run_bench(
     split = load_dataset(settings.dataset, settings.dataset_format, split=settings.split, cache_dir=None)
     f["load_split_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    load_dataset(
-        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
-    )
-    load_dataset(
-        settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
-    )
+    for _ in range(2):
+        load_dataset(
+            settings.dataset, settings.dataset_format, split=settings.split, cache_dir=settings.cache_dir
+        )
     f["load_split_cached_s"] = round((time.perf_counter() - started) / 2, 3)
 
     # What `fewrec recommend` serves: the settings fitted to the data, its tuned weights.
@@ -142,8 +121,7 @@ def run_bench(
         latencies.append(time.perf_counter() - started)
     ms = np.array(latencies) * 1000
     f["retrieval_users"] = len(sample)
-    f["retrieval_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
-    f["retrieval_p95_ms"] = round(float(np.percentile(ms, 95)), 2)
+    f["retrieval_p50_ms"], f["retrieval_p95_ms"] = (round(v, 2) for v in m.p50_p95(ms))
     started = time.perf_counter()
     users = np.arange(split.n_users)
     histories = [split.history(int(u), "test") for u in users]
@@ -203,8 +181,7 @@ def _bench_rerank(pipeline: Pipeline, users: np.ndarray, f: dict) -> None:
         f"{settings.rerank.candidates} candidates)"
     )
     f["rerank_users"] = len(users)
-    f["rerank_p50_s"] = round(float(np.percentile(rerank_s, 50)), 3)
-    f["rerank_p95_s"] = round(float(np.percentile(rerank_s, 95)), 3)
+    f["rerank_p50_s"], f["rerank_p95_s"] = (round(v, 3) for v in m.p50_p95(rerank_s))
     f["prompt_tokens_per_user_p50"] = int(np.median(tokens))
     f["recommend_end_to_end_p50_s"] = round(float(np.percentile(end_to_end_s, 50)), 3)
 
@@ -249,8 +226,7 @@ def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) ->
                 turn, state = agent.respond(state, message)
                 seconds.append(turn.seconds)
         f[f"chat_turn_{name}_turns"] = len(seconds)
-        f[f"chat_turn_{name}_p50_s"] = round(float(np.percentile(seconds, 50)), 3)
-        f[f"chat_turn_{name}_p95_s"] = round(float(np.percentile(seconds, 95)), 3)
+        f[f"chat_turn_{name}_p50_s"], f[f"chat_turn_{name}_p95_s"] = (round(v, 3) for v in m.p50_p95(seconds))
     return recommender
 
 

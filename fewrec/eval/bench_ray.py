@@ -15,25 +15,20 @@ from fewrec.agent.pipeline import Pipeline
 from fewrec.config import Settings
 from fewrec.eval.baselines import run_baseline
 from fewrec.eval.runner import ALL_BASELINES, EvalReport, evaluate
+from fewrec.eval.verify import figures
 
 OVERHEAD_TARGET = 0.25  # issue 14: sharded evaluation at most 25% slower on the bundled data
 
 
 def _differences(single: EvalReport, sharded: EvalReport) -> list[str]:
-    """Every figure that is not identical between the two runs (empty: the same numbers)."""
-    out = []
-    names = [r.name for r in single.methods]
-    if names != [r.name for r in sharded.methods]:
-        return [f"methods differ: {names} vs {[r.name for r in sharded.methods]}"]
-    for a, b in zip(single.methods, sharded.methods, strict=True):
-        for key, value in a.metrics.items():
-            if b.metrics.get(key) != value:
-                out.append(f"{a.name} {key}: {value!r} vs {b.metrics.get(key)!r}")
-        if (a.coverage_at_10, a.long_tail_at_10) != (b.coverage_at_10, b.long_tail_at_10):
-            out.append(f"{a.name}: coverage or long-tail share differ")
-    if single.slices != sharded.slices:
-        out.append("history-cut slices differ")
-    return out
+    """Every figure that is not identical between the two runs (empty: the same numbers): those
+    `fewrec compare-results` compares, here to the last bit."""
+    a, b = (figures(r.model_dump(mode="json")) for r in (single, sharded))
+    return [
+        f"{key}: {a.get(key)!r} vs {b.get(key)!r}"
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key) != b.get(key)
+    ]
 
 
 def run_ray_bench(

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from fewrec.config import RetrievalSettings
 from fewrec.eval.harness import seeded_sample
+from fewrec.eval.provenance import load_average
 
 GB = 1024.0  # MB per GB, as the peaks are in MB
 
@@ -85,10 +86,6 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
 # --------------------------------------------------------------------------- the workers
 
 
@@ -130,66 +127,42 @@ def _vectors(n_items: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def _worker_source(args: dict[str, Any]) -> dict[str, Any]:
-    """Fit one source on the test split's known data, then score users (top 100 each)."""
+def _worker_fit(args: dict[str, Any]) -> dict[str, Any]:
+    """Fit on the test split's known data, then the top 100 of `score_users` users (a seeded
+    sample; None: all): one source (`source`), or every configured source in one retriever, as
+    `Recommender` holds them."""
     from fewrec.retrieval.fusion import Retriever
 
     split = _load_split(args["folder"])
     settings = RetrievalSettings.model_validate(args["retrieval"])
-    name = args["source"]
-    settings = settings.with_source(name, weight=1.0)
-    vectors = _vectors(split.n_items) if settings.needs_content([name]) else None
-    out: dict[str, Any] = {"baseline_rss_mb": round(_status_mb("VmRSS"), 1)}
+    name = args.get("source")
+    only = None if name is None else [name]
+    if name is not None:
+        settings = settings.with_source(name, weight=1.0)
+    vectors = _vectors(split.n_items) if settings.needs_content(only) else None
+    out: dict[str, Any] = {} if name is None else {"baseline_rss_mb": round(_status_mb("VmRSS"), 1)}
     _reset_peak()
     started = time.perf_counter()
     retriever = Retriever(
-        split, settings, vectors, sources=[name], model_dir=Path(args["model_dir"]), progress=False
+        split, settings, vectors, sources=only, model_dir=Path(args["model_dir"]), progress=False
     )
     retriever.fit("test")
     out["fit_s"] = round(time.perf_counter() - started, 1)
     out["fit_peak_mb"] = round(_status_mb("VmHWM"), 1)
+    if name is None:
+        out["sources"] = list(retriever.sources)
     out["notes"] = list(retriever.notes)
-    if name not in retriever.sources:
+    if name is not None and name not in retriever.sources:
         out["skipped"] = "; ".join(retriever.notes)
         return out
-    rng = np.random.default_rng(0)
     users = np.arange(split.n_users)
     if args["score_users"] is not None and args["score_users"] < split.n_users:
-        users = np.sort(rng.choice(split.n_users, args["score_users"], replace=False))
+        users = seeded_sample(users, args["score_users"], 0)
     histories = [split.history(int(u), "test") for u in users]
     context = retriever.context_for(users, "test")
     _reset_peak()
     started = time.perf_counter()
     retriever.recommend(histories, 100, context)
-    out["score_users"] = len(users)
-    out["score_s"] = round(time.perf_counter() - started, 1)
-    out["score_peak_mb"] = round(_status_mb("VmHWM"), 1)
-    return out
-
-
-def _worker_retriever(args: dict[str, Any]) -> dict[str, Any]:
-    """Every configured source in one retriever, as `Recommender` holds them: fit, then the fused
-    top 100 for `score_users` users."""
-    from fewrec.retrieval.fusion import Retriever
-
-    split = _load_split(args["folder"])
-    settings = RetrievalSettings.model_validate(args["retrieval"])
-    vectors = _vectors(split.n_items) if settings.needs_content() else None
-    _reset_peak()
-    started = time.perf_counter()
-    retriever = Retriever(split, settings, vectors, model_dir=Path(args["model_dir"]), progress=False)
-    retriever.fit("test")
-    out: dict[str, Any] = {"fit_s": round(time.perf_counter() - started, 1)}
-    out["fit_peak_mb"] = round(_status_mb("VmHWM"), 1)
-    out["sources"] = list(retriever.sources)
-    out["notes"] = list(retriever.notes)
-    users = np.arange(split.n_users)
-    if args["score_users"] is not None and args["score_users"] < split.n_users:
-        users = seeded_sample(users, args["score_users"], 0)
-    histories = [split.history(int(u), "test") for u in users]
-    _reset_peak()
-    started = time.perf_counter()
-    retriever.recommend(histories, 100, retriever.context_for(users, "test"))
     out["score_users"] = len(users)
     out["score_s"] = round(time.perf_counter() - started, 1)
     out["score_peak_mb"] = round(_status_mb("VmHWM"), 1)
@@ -219,10 +192,7 @@ def _worker_evaluate(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-WORKERS = {
-    "prepare": _worker_prepare, "source": _worker_source, "retriever": _worker_retriever,
-    "evaluate": _worker_evaluate,
-}  # fmt: skip
+WORKERS = {"prepare": _worker_prepare, "fit": _worker_fit, "evaluate": _worker_evaluate}
 
 
 def _run_worker(kind: str, args: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
@@ -230,7 +200,7 @@ def _run_worker(kind: str, args: dict[str, Any], timeout_s: float | None) -> dic
     with tempfile.NamedTemporaryFile("w+", suffix=".json", delete=False) as handle:
         result_path = handle.name
     command = [sys.executable, "-m", "fewrec.eval.bench_scale", kind, json.dumps(args), result_path]
-    load_before = _load()
+    load_before = load_average()
     started = time.perf_counter()
     try:
         done = subprocess.run(command, timeout=timeout_s, capture_output=True, text=True)
@@ -244,7 +214,7 @@ def _run_worker(kind: str, args: dict[str, Any], timeout_s: float | None) -> dic
     finally:
         Path(result_path).unlink(missing_ok=True)
     result["wall_s"] = round(wall, 1)
-    result["load_before_after"] = [load_before, _load()]
+    result["load_before_after"] = [load_before, load_average()]
     return result
 
 
@@ -265,13 +235,16 @@ def run_scale_bench(
 
     retrieval = retrieval or RetrievalSettings()
     names = list(SOURCE_NAMES) if sources is None else list(sources)  # []: the whole retriever only
-    out = ScaleResult(machine={**_machine(), "load_at_start": _load()})
+    out = ScaleResult(machine={**_machine(), "load_at_start": load_average()})
     for scale in scales:
         figures: dict[str, Any] = {"size": scale.model_dump(exclude={"name"}), "sources": {}}
         out.scales[scale.name] = figures
         with tempfile.TemporaryDirectory(prefix=f"fewrec-scale-{scale.name}-") as tmp:
-            folder = str(Path(tmp) / "split")
-            common = {"folder": folder, "retrieval": retrieval.model_dump(mode="json")}
+            common = {
+                "folder": str(Path(tmp) / "split"),
+                "retrieval": retrieval.model_dump(mode="json"),
+                "score_users": scale.score_users,
+            }
             say(f"scale {scale.name}: generating {scale.users:,} users × {scale.items:,} items × "
                 f"{scale.interactions:,} interactions …")  # fmt: skip
             args = {**scale.model_dump(), **common, "seed": seed}
@@ -284,18 +257,13 @@ def run_scale_bench(
             )
             for name in names:
                 say(f"  {name} …")
-                model_dir = str(Path(tmp) / f"models-{name}")
-                args = {**common, "source": name, "score_users": scale.score_users, "model_dir": model_dir}
-                figures["sources"][name] = result = _run_worker("source", args, timeout_s)
+                args = {**common, "source": name, "model_dir": str(Path(tmp) / f"models-{name}")}
+                figures["sources"][name] = result = _run_worker("fit", args, timeout_s)
                 say(f"  {name}: {_one_line(result)}")
             if scale.combined:
                 say(f"  every source in one retriever: fit, then score {scale.score_users or 'all'} users …")
-                args = {
-                    **common,
-                    "score_users": scale.score_users,
-                    "model_dir": str(Path(tmp) / "models-all"),
-                }
-                figures["retriever"] = result = _run_worker("retriever", args, timeout_s)
+                args = {**common, "model_dir": str(Path(tmp) / "models-all")}
+                figures["retriever"] = result = _run_worker("fit", args, timeout_s)
                 say(f"  one retriever: {_one_line(result)}")
             if scale.evaluate:
                 say("  retrieval evaluation over all users …")
@@ -303,7 +271,7 @@ def run_scale_bench(
                 figures["evaluate"] = result = _run_worker("evaluate", evaluated, timeout_s)
                 say(f"  evaluation: {_one_line(result)}")
         figures["checks"] = _checks(scale, figures)
-    out.machine["load_at_end"] = _load()
+    out.machine["load_at_end"] = load_average()
     return out
 
 

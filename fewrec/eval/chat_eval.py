@@ -12,8 +12,9 @@ Every message is also accounted title by title: linked correctly, asked back (of
 named one with the wrong feeling). A message with any missed or wrong title is misread.
 
 The query weights (`chat.query_weight_with_titles`, `chat.query_weight`) matter only where a
-message carries content words; they are chosen here on the *validation* targets, by the chat's
-hits@20 on the families that carry such words, never on the test targets.
+message carries content words; they are chosen on the *validation* targets, by the chat's
+hits@20 on the families that carry such words, never on the test targets (a fitting step:
+`fewrec.fit.chat_weights`, which the command line hands the evaluation).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -44,11 +45,12 @@ from fewrec.eval.chat_phrasings import (
     render,
     shared_titles,
 )
-from fewrec.eval.harness import named, place_of, popularity_order, progress_bar, seeded_sample, with_settings
+from fewrec.eval.harness import named, place_of, popularity_order, progress_bar, seeded_sample, with_chat
 from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
     error_bars,
+    fill,
     incomplete,
     links,
     note_lines,
@@ -57,13 +59,11 @@ from fewrec.eval.report import (
     save_figure,
     span,
     table,
+    texts,
     write_run,
 )
 from fewrec.eval.runner import EvalError
 from fewrec.prompts.templates import display_title
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 KS = (5, 10, 20)
 CARDS = max(KS)  # the chat shows this many cards in the evaluation, so hits@20 can be read off them
@@ -392,30 +392,22 @@ def _rated_history(
     return history, rated
 
 
-def liked_items(
+def user_items(
     split: LeaveOneOutSplit, user: int, split_name: SplitName,
     table: RatingTable, phrasings: Phrasings, rng: np.random.Generator,
-) -> list[int]:  # fmt: skip
+) -> tuple[list[int], OtherItems]:  # fmt: skip
     """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
-    least `min_rating` where ratings exist, else (or when too few are) the last items."""
+    least `min_rating` where ratings exist, else (or when too few are) the last items. And the
+    items a family may name besides them, most recent first: those rated at most
+    `max_disliked_rating` (none without trustworthy ratings), and every other item of their
+    history."""
     history, rated = _rated_history(split, user, split_name, table)
     liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
     pool = liked if len(liked) >= phrasings.min_items else history
     n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))
-    return [int(i) for i in pool[-n:]]
-
-
-def other_items(
-    split: LeaveOneOutSplit, user: int, split_name: SplitName,
-    table: RatingTable, phrasings: Phrasings, liked: list[int],
-) -> OtherItems:  # fmt: skip
-    """The user's items before the target a family may name besides the liked ones, most
-    recent first: those rated at most `max_disliked_rating` (none without trustworthy
-    ratings), and every other item of their history."""
-    history, rated = _rated_history(split, user, split_name, table)
+    taken = [int(i) for i in pool[-n:]]
     low = history[np.nan_to_num(rated, nan=np.inf) <= phrasings.max_disliked_rating]
-    taken = set(liked)
-    return OtherItems(
+    return taken, OtherItems(
         disliked=tuple(int(i) for i in low[::-1] if int(i) not in taken),
         others=tuple(int(i) for i in history[::-1] if int(i) not in taken),
     )
@@ -521,29 +513,10 @@ def summarise(
     return out
 
 
-def choose_weights(
-    sweep: dict[float, dict[str, float]], messages: dict[str, int], families: dict[str, str]
-) -> dict[str, float]:
-    """Per chat setting, the weight with the best hits@20 over the families that exercise it
-    (pooled by their message counts). A tie goes to the larger weight: there the person's words
-    cost nothing measurable, and a stated wish should steer when it is free."""
-    chosen: dict[str, float] = {}
-    for setting in sorted(set(families.values())):
-        names = [f for f, s in families.items() if s == setting and messages.get(f, 0) > 0]
-        if not names:
-            continue
-        total = sum(messages[f] for f in names)
-
-        def pooled(weight: float, names: list[str] = names, total: int = total) -> float:
-            return sum(sweep[weight].get(f, 0.0) * messages[f] for f in names) / total
-
-        best = max(sweep, key=lambda w: (round(pooled(w), 12), w))
-        chosen[setting] = float(best)
-    return chosen
-
-
 # --------------------------------------------------------------------------- the run
 AgentFactory = Callable[[Recommender], Any]
+# (split, settings, families, grid, users, seed, phrasings, progress=, recommender=, make_agent=)
+WeightSweeper = Callable[..., WeightSweep]
 
 
 def _prepare(settings: Settings) -> Settings:
@@ -553,94 +526,49 @@ def _prepare(settings: Settings) -> Settings:
     return copy
 
 
-def _answering(recommender: Recommender, weights: dict[str, float]) -> Recommender:
-    """`recommender` with the evaluation's cards and query weights in settings of its own: a
-    recommender passed in keeps its settings."""
-    settings = _prepare(recommender.settings)
-    for name, value in weights.items():
-        setattr(settings.chat, name, value)
-    return with_settings(recommender, settings)
+@dataclass
+class Messages:
+    """One split's messages, ready to score: each family's (user, message) pairs, the users it
+    skipped (reason -> count), the users' reference times, and the scorer that answers them."""
+
+    scorer: Scorer
+    messages: dict[str, list[tuple[int, Rendered]]]
+    skipped: dict[str, dict[str, int]]
+    times: dict[int, int]
+
+    def count(self) -> int:
+        return sum(len(m) for m in self.messages.values())
 
 
-def _render_all(
-    families: list[Family], split: LeaveOneOutSplit, split_name: SplitName, users: np.ndarray,
-    phrasings: Phrasings, seed: int,
-) -> tuple[dict[str, list[tuple[int, Rendered]]], dict[str, dict[str, int]]]:  # fmt: skip
+def prepare_messages(
+    split: LeaveOneOutSplit, split_name: SplitName, settings: Settings, weights: dict[str, float],
+    families: list[Family], users: np.ndarray, phrasings: Phrasings, seed: int,
+    recommender: Recommender | None, make_agent: AgentFactory,
+) -> Messages:  # fmt: skip
+    """Every family written for every user of the sample, and a scorer whose recommender (fitted
+    on `split_name`; None: one is fitted) answers with the evaluation's cards and `weights` in
+    settings of its own: a recommender passed in keeps its settings."""
+    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on=split_name)
+    if recommender.fit_on != split_name:
+        raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
+    recommender = with_chat(recommender, cards=CARDS, **weights)
     table = _ratings_by_user(split, split_name)
+    out = Messages(Scorer(make_agent(recommender), recommender, split_name), {}, {}, {})
+    out.times = dict(zip(users.tolist(), split.reference_times(users, split_name).tolist(), strict=True))
     items = {
-        int(u): liked_items(
-            split, int(u), split_name, table, phrasings, np.random.default_rng([seed, int(u)])
-        )
+        int(u): user_items(split, int(u), split_name, table, phrasings, np.random.default_rng([seed, int(u)]))
         for u in users
     }
-    other = {u: other_items(split, u, split_name, table, phrasings, liked) for u, liked in items.items()}
-    messages: dict[str, list[tuple[int, Rendered]]] = {}
-    skipped: dict[str, dict[str, int]] = {}
     for family in families:
-        messages[family.name], skipped[family.name] = [], {}
-        for u in users:
-            rng = family_seed(seed, int(u), family.name)
-            rendered = render(family, items[int(u)], split.catalog, phrasings, rng, other[int(u)])
-            if isinstance(rendered, str):
-                skipped[family.name][rendered] = skipped[family.name].get(rendered, 0) + 1
-            else:
-                messages[family.name].append((int(u), rendered))
-    return messages, skipped
-
-
-def sweep_query_weights(
-    split: LeaveOneOutSplit, settings: Settings, families: list[Family], weights: list[float], users: int,
-    seed: int, phrasings: Phrasings, progress: bool = False, recommender: Recommender | None = None,
-    make_agent: AgentFactory = ChatAgent,
-) -> WeightSweep:  # fmt: skip
-    """The chat's hits@20 on the *validation* targets for every weight, per query family; the
-    chosen weight per setting (`query_weight_with_titles` for messages that name titles,
-    `query_weight` for a known user's)."""
-    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on="valid")
-    if recommender.fit_on != "valid":
-        raise EvalError(f"the query weights are chosen on validation targets, not {recommender.fit_on!r}")
-    recommender = _answering(recommender, {})
-    scorer = Scorer(make_agent(recommender), recommender, "valid")
-    sample = sample_users(split, "valid", min(users, len(split.eval_users("valid"))), seed)
-    times = dict(zip(sample.tolist(), split.reference_times(sample, "valid").tolist(), strict=True))
-    messages, _ = _render_all(families, split, "valid", sample, phrasings, seed)
-    out = WeightSweep(
-        users=len(sample), families=[f.name for f in families], weights=list(weights),
-        messages={f: len(m) for f, m in messages.items()},
-    )  # fmt: skip
-    chat = recommender.settings.chat
-    table: dict[float, dict[str, float]] = {}
-    total = sum(len(m) for m in messages.values()) * len(weights)
-    bar = progress_bar(total, "query weights (valid)", "msg", progress)
-    try:
-        for family in families:
-            ceiling = [
-                scorer.rank_in(
-                    scorer.ceiling(r, u, times[u], scorer.truth(r, ChatState()), [], with_query=False),
-                    int(scorer.targets[u]),
-                )
-                for u, r in messages[family.name]
-            ]
-            out.ceiling_hits_at_20[family.name] = (
-                float(np.mean([c is not None for c in ceiling])) if ceiling else 0.0
+        out.messages[family.name], skipped = [], out.skipped.setdefault(family.name, {})
+        for u, (liked, other) in items.items():
+            rendered = render(
+                family, liked, split.catalog, phrasings, family_seed(seed, u, family.name), other
             )
-        for weight in weights:
-            chat.query_weight = chat.query_weight_with_titles = float(weight)
-            row: dict[str, float] = {}
-            for family in families:
-                hits = []
-                for u, rendered in messages[family.name]:
-                    hits.append(scorer.run(rendered, u, times[u], references=False).ranks["chat"] is not None)
-                    bar.update()
-                row[family.name] = float(np.mean(hits)) if hits else 0.0
-            table[float(weight)] = row
-            out.chat_hits_at_20[str(weight)] = row
-    except KeyboardInterrupt:
-        out.complete = False
-    finally:
-        bar.close()
-    if table:
-        out.chosen = choose_weights(table, out.messages, {f.name: f.weight_name for f in families})
+            if isinstance(rendered, str):
+                skipped[rendered] = skipped.get(rendered, 0) + 1
+            else:
+                out.messages[family.name].append((u, rendered))
     return out
 
 
@@ -660,13 +588,15 @@ def evaluate_chat(
     recommender: Recommender | None = None,
     valid_recommender: Recommender | None = None,
     make_agent: AgentFactory = ChatAgent,
+    sweep: WeightSweeper | None = None,
 ) -> ChatEvalReport:
     """Run the chat evaluation; see the module docstring.
 
-    `query_weights`: the grid tried on validation for the families that carry a query (None:
-    DEFAULT_QUERY_WEIGHTS; []: no sweep, the configured weights). `on_result` is called after
-    the sweep and after every family, so a caller can save partial results; Ctrl-C stops the
-    run and returns the report marked incomplete.
+    `query_weights`: the grid `sweep` tries on validation for the families that carry a query
+    (None: DEFAULT_QUERY_WEIGHTS; []: no sweep). Without `sweep` the configured weights are
+    used; the command line hands it `fewrec.fit.chat_weights.sweep_query_weights`. `on_result`
+    is called after the sweep and after every family, so a caller can save partial results;
+    Ctrl-C stops the run and returns the report marked incomplete.
     """
     settings = _prepare(settings or Settings())
     say = say or (lambda _msg: None)
@@ -682,9 +612,9 @@ def evaluate_chat(
     records: list[MessageRecord] = []
     try:
         query_families = [f for f in chosen_families if f.has_query]
-        if grid and query_families:
+        if sweep is not None and grid and query_families:
             say(f"choosing the query weights on validation targets: {', '.join(map(str, grid))}")
-            report.sweep = sweep_query_weights(
+            report.sweep = sweep(
                 split, settings, query_families, grid, users, seed, book, progress=progress,
                 recommender=valid_recommender, make_agent=make_agent,
             )  # fmt: skip
@@ -694,18 +624,48 @@ def evaluate_chat(
             "query_weight": settings.chat.query_weight,
         }
         report.settings = settings.model_dump(mode="json")
-        recommender = recommender or Recommender(settings, split=split, fit_on=split_name)
-        if recommender.fit_on != split_name:
-            raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
-        recommender = _answering(recommender, report.query_weights)
-        scorer = Scorer(make_agent(recommender), recommender, split_name)
-        messages, skipped = _render_all(chosen_families, split, split_name, sample, book, seed)
-        run = _FamilyRun(scorer, report, records, split, seed, say, on_result)
-        run.all(chosen_families, messages, skipped, sample, progress)
+        run = prepare_messages(split, split_name, settings, report.query_weights, chosen_families, sample,
+                               book, seed, recommender, make_agent)  # fmt: skip
+        _score_families(report, run, chosen_families, records, seed, say, on_result, progress)
     except KeyboardInterrupt:
         report.interrupted("the families listed are complete unless marked partial")
-    _finish(report, records, split, seed)
+    report.overall = summarise("all", "every family pooled", records, split, seed)
+    if report.overall.no_cards_rate > 0:
+        # Cards are what is scored: a chat that failed is a miss here, and must be seen as such.
+        report.notes.append(
+            f"{report.overall.no_cards_rate:.1%} of messages got no card in their last turn (the chat "
+            "failed, or nothing fitted): they count as misses; see the log for errors"
+        )
+    report.finish_run()
     return report
+
+
+def _score_families(
+    report: ChatEvalReport, run: Messages, families: list[Family], records: list[MessageRecord], seed: int,
+    say: Callable[[str], None], on_result: Callable[[ChatEvalReport], None] | None, progress: bool,
+) -> None:  # fmt: skip
+    """Score the families one after the other into `report` (and `records`), saving after each."""
+    split = run.scorer.split
+    bar = progress_bar(run.count(), f"chat ({run.scorer.split_name})", "msg", progress)
+    try:
+        for family in families:
+            mine: list[MessageRecord] = []
+            try:
+                for u, rendered in run.messages[family.name]:
+                    mine.append(run.scorer.run(rendered, u, run.times[u]))
+                    bar.update()
+            finally:  # an interrupted family still reports the messages it got through
+                result = summarise(family.name, family.description, mine, split, seed,
+                                   run.skipped[family.name], family.has_query)  # fmt: skip
+                result.partial = len(mine) < len(run.messages[family.name])
+                report.families.append(result)
+                records += mine
+            say(_family_line(result))
+            if on_result:
+                report.overall = summarise("all", "every family pooled", records, split, seed)
+                on_result(report)
+    finally:
+        bar.close()
 
 
 def _check_inputs(
@@ -745,65 +705,6 @@ def _keep_sweep(
         on_result(report)
 
 
-@dataclass
-class _FamilyRun:
-    """Scores the families one after the other into `report`, saving after each."""
-
-    scorer: Scorer
-    report: ChatEvalReport
-    records: list[MessageRecord]
-    split: LeaveOneOutSplit
-    seed: int
-    say: Callable[[str], None]
-    on_result: Callable[[ChatEvalReport], None] | None
-
-    def all(
-        self, families: list[Family], messages: dict[str, list[tuple[int, Rendered]]],
-        skipped: dict[str, dict[str, int]], sample: np.ndarray, progress: bool,
-    ) -> None:  # fmt: skip
-        split_name = self.scorer.split_name
-        times = dict(
-            zip(sample.tolist(), self.split.reference_times(sample, split_name).tolist(), strict=True)
-        )
-        bar = progress_bar(sum(len(m) for m in messages.values()), f"chat ({split_name})", "msg", progress)
-        try:
-            for family in families:
-                self.one(family, messages[family.name], skipped[family.name], times, bar)
-        finally:
-            bar.close()
-
-    def one(
-        self, family: Family, messages: list[tuple[int, Rendered]], skipped: dict[str, int],
-        times: dict[int, int], bar: tqdm,
-    ) -> None:  # fmt: skip
-        mine: list[MessageRecord] = []
-        try:
-            for u, rendered in messages:
-                mine.append(self.scorer.run(rendered, u, times[u]))
-                bar.update()
-        finally:  # an interrupted family still reports the messages it got through
-            result = summarise(family.name, family.description, mine, self.split, self.seed, skipped,
-                               family.has_query)  # fmt: skip
-            result.partial = len(mine) < len(messages)
-            self.report.families.append(result)
-            self.records += mine
-        self.say(_family_line(result))
-        if self.on_result:
-            self.report.overall = summarise("all", "every family pooled", self.records, self.split, self.seed)
-            self.on_result(self.report)
-
-
-def _finish(report: ChatEvalReport, records: list[MessageRecord], split: LeaveOneOutSplit, seed: int) -> None:
-    report.overall = summarise("all", "every family pooled", records, split, seed)
-    if report.overall.no_cards_rate > 0:
-        # Cards are what is scored: a chat that failed is a miss here, and must be seen as such.
-        report.notes.append(
-            f"{report.overall.no_cards_rate:.1%} of messages got no card in their last turn (the chat "
-            "failed, or nothing fitted): they count as misses; see the log for errors"
-        )
-    report.finish_run()
-
-
 def _family_line(r: FamilyResult) -> str:
     hits = {m: r.hits.get(m, {}).get("hits@20", 0.0) for m in METHODS}
     ratio = "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}"
@@ -820,40 +721,47 @@ def _met(value: bool) -> str:
 
 def markdown(report: ChatEvalReport) -> str:
     rows = [*report.families, *([report.overall] if report.overall else [])]
-    lines = [*_header_lines(report), *_family_rows(rows)]
-    if report.overall is not None:
-        lines += ["", *target_lines(report)]
-    lines += [*_title_rows(rows), *_sweep_lines(report), *_example_lines(report)]
-    lines += note_lines(report)
+    lines = fill(
+        texts("chat")["report"], dataset=report.dataset, split=report.split, users=report.users,
+        seed=report.seed, protocol=report.split_description or report.split_protocol,
+        phrasings=report.phrasings, cards=report.cards, incomplete=incomplete(report),
+        commit=commit_line(report), weights=_weights(report),
+        weights_from="chosen on validation targets, below" if _chosen(report) else "configured",
+        family_table=_family_rows(rows), title_table=_title_rows(rows), targets=_targets(report),
+        sweep=_sweep_lines(report), examples=_example_lines(report), notes=note_lines(report),
+    )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def _header_lines(report: ChatEvalReport) -> list[str]:
-    return [
-        f"# fewrec chat evaluation — {report.dataset}, {report.split} split",
-        "",
-        f"{report.users} users (seed {report.seed}), {report.split_description or report.split_protocol}. "
-        "Each user's last 3–6 liked items before the held-out item are written into the phrasing "
-        f"families of `{report.phrasings}`, each sent to a fresh conversation that scores as of the "
-        f"user's reference time with {report.cards} cards; hits@k: the held-out item among the first k "
-        "cards of the last turn. Each message's ground truth is what its family says it means (liked "
-        "and disliked items, cards it refers to, the genre or decade asked for, genres ruled out, family "
-        "films for a child). Ceiling: the Python API given that ground truth, never the chat's reading "
-        "(the liked items as the history; the disliked ones and the earlier turns' cards excluded; the "
-        "filter meant; the mood words with the chat's query weight), no conversation prior. "
-        "Popularity: the most popular items passing the "
-        "same filter." + incomplete(report),
-        commit_line(report),
-        "",
-        "Query weights used: "
-        + ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
-        + (
-            " (chosen on validation targets, below)."
-            if report.sweep and report.sweep.chosen
-            else " (configured)."
-        ),
-        "",
-    ]
+def _targets(report: ChatEvalReport) -> list[str]:
+    return ["", *target_lines(report)] if report.overall is not None else []
+
+
+def _sweep_lines(report: ChatEvalReport) -> list[str]:
+    s = report.sweep
+    if s is None:
+        return []
+    chosen = "Chosen (put them in `[chat]` of a config file to keep them): " + ", ".join(
+        f"`{k} = {v}`" for k, v in s.chosen.items()
+    )
+    chosen += "" if s.complete else " (from an interrupted sweep)"
+    rows = [[weight, *(f"{row.get(f, 0):.3f}" for f in s.families)]
+            for weight, row in [*s.chat_hits_at_20.items(), ("ceiling", s.ceiling_hits_at_20)]]  # fmt: skip
+    return fill(texts("chat")["sweep"], users=s.users, table=table(["weight", *s.families], rows),
+                chosen=["", chosen] if s.chosen else [])  # fmt: skip
+
+
+def _example_lines(report: ChatEvalReport) -> list[str]:
+    examples = [_example_line(r.name, e) for r in report.families for e in r.examples[:3]]
+    return fill(texts("chat")["examples"], examples=examples) if examples else []
+
+
+def _weights(report: ChatEvalReport) -> str:
+    return ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
+
+
+def _chosen(report: ChatEvalReport) -> bool:
+    return bool(report.sweep and report.sweep.chosen)
 
 
 def _hits(r: FamilyResult, columns: tuple[tuple[str, int], ...]) -> list[str]:
@@ -876,16 +784,7 @@ def _family_rows(rows: list[FamilyResult]) -> list[str]:
          f"{r.seconds_p50:.3f} / {r.seconds_p95:.3f}"]
         for r in rows
     ]  # fmt: skip
-    return [
-        *table(headers, cells),
-        "",
-        "Misread: against the ground truth, an item missed or linked wrongly (a title not named, or "
-        "a named one with the wrong feeling), or a genre or year filter not the one meant. Asked back: "
-        "a title offered in a 'which one did you mean?' (not a misread). Stray query: words of a "
-        "message without content words read as a meaning "
-        "query. Filter differs: the genre or years the chat kept are not the ones asked for. No cards: "
-        "the last turn showed none (counted as a miss).",
-    ]
+    return table(headers, cells)
 
 
 def _title_rows(rows: list[FamilyResult]) -> list[str]:
@@ -899,70 +798,19 @@ def _title_rows(rows: list[FamilyResult]) -> list[str]:
          "; ".join(f"{why}: {n}" for why, n in r.skipped.items())]
         for r in rows
     ]  # fmt: skip
-    return [
-        "",
-        "Items, family by family (intended: named in the messages, liked or disliked, and the cards they "
-        "refer to; linked: taken with the feeling meant; asked back: offered in a 'which one did you "
-        "mean?'; missed: neither; wrong: an item not named, or a named one taken with another feeling, "
-        "which the next column counts: the per-film sentiment's share). A shared title is one "
-        "another catalog item has too, as "
-        "written (without a year: *The Jungle Book*, 1967 or 1994): no reader can link it without "
-        "asking; the last misread column leaves messages naming one out. Skipped users could not be "
-        "asked this way:",
-        "",
-        *table(headers, cells),
-    ]
+    return table(headers, cells)
 
 
-def _sweep_lines(report: ChatEvalReport) -> list[str]:
-    lines: list[str] = []
-    if report.sweep is not None:
-        s = report.sweep
-        lines += [
-            "",
-            f"Query weights on the validation targets ({s.users} users; the test targets were not used), "
-            "chat hits@20 per family (the ceiling has no query). Scored against what the user watched "
-            "next, words rank higher only as far as they predict it: a weight of 0 means the words do "
-            "not move the cards at all, which this score cannot tell from following them well:",
-            "",
-            *table(
-                ["weight", *s.families],
-                [
-                    [weight, *(f"{row.get(f, 0):.3f}" for f in s.families)]
-                    for weight, row in [*s.chat_hits_at_20.items(), ("ceiling", s.ceiling_hits_at_20)]
-                ],
-            ),
-        ]
-        if s.chosen:
-            lines += [
-                "",
-                "Chosen (put them in `[chat]` of a config file to keep them): "
-                + ", ".join(f"`{k} = {v}`" for k, v in s.chosen.items())
-                + ("" if s.complete else " (from an interrupted sweep)"),
-            ]
-    return lines
-
-
-def _example_lines(report: ChatEvalReport) -> list[str]:
-    lines: list[str] = []
-    examples = [(r.name, e) for r in report.families for e in r.examples[:3]]
-    if examples:
-        lines += [
-            "",
-            "Examples of messages read differently than meant (up to 3 per family; all in results.json):",
-            "",
-        ]
-        for name, e in examples:
-            text = " ⏎ ".join(t.replace("\n", " / ") for t in e.turns)
-            parts = [f"linked {e.linked}"]
-            found = (("missed", e.missed), ("wrong", e.wrong), ("asked back", e.asked_back))
-            parts += [f"{label} {value}" for label, value in found if value]
-            if e.query:
-                parts.append(f"query {e.query!r}")
-            if e.filters != e.intended_filters:
-                parts.append(f"filters '{e.filters}' (meant '{e.intended_filters}')")
-            lines.append(f"- {name}: “{text}” → " + "; ".join(parts))
-    return lines
+def _example_line(name: str, e: MessageExample) -> str:
+    text = " ⏎ ".join(t.replace("\n", " / ") for t in e.turns)
+    parts = [f"linked {e.linked}"]
+    found = (("missed", e.missed), ("wrong", e.wrong), ("asked back", e.asked_back))
+    parts += [f"{label} {value}" for label, value in found if value]
+    if e.query:
+        parts.append(f"query {e.query!r}")
+    if e.filters != e.intended_filters:
+        parts.append(f"filters '{e.filters}' (meant '{e.intended_filters}')")
+    return f"- {name}: “{text}” → " + "; ".join(parts)
 
 
 def target_lines(report: ChatEvalReport) -> list[str]:
@@ -1022,24 +870,16 @@ def readme_section(report: ChatEvalReport, folder: Path, readme: Path) -> str:
              "–" if r.ratio_at_20 is None else f"{r.ratio_at_20:.2f}",
              *map(pct, (r.misread_rate, r.misread_rate_unshared, r.asked_back_rate))]
             for r in [*report.families, *([report.overall] if report.overall else [])]]  # fmt: skip
-    weights = ", ".join(f"`{k} = {v}`" for k, v in report.query_weights.items())
-    lines = [
-        f"`fewrec eval-chat` on {report.dataset}, {report.split} split, {report.users} users, seed "
-        f"{report.seed}, {len(report.families)} phrasing families, commit "
-        f"`{(report.git_commit or 'unknown')[:10]}`; query weights {weights}"
-        + (" (chosen on validation targets)." if report.sweep and report.sweep.chosen else "."),
-        "",
-        *table(
-            "family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 | chat/ceiling @20 "
-            "| misread | misread, no shared title | asked back",
-            rows,
-        ),
-    ]
-    if report.overall is not None:
-        lines += ["", *target_lines(report)]
-    lines += links(folder, readme, "Full report, with the messages read differently than meant",
-                   "hits_by_family.png", "hits@20 by phrasing family")  # fmt: skip
-    return "\n".join(lines)
+    headers = "family | chat hits@10 | chat hits@20 | ceiling hits@20 | popularity hits@20 " \
+        "| chat/ceiling @20 | misread | misread, no shared title | asked back"  # fmt: skip
+    return "\n".join(fill(
+        texts("chat")["readme"], dataset=report.dataset, split=report.split, users=report.users,
+        seed=report.seed, families=len(report.families), commit=(report.git_commit or "unknown")[:10],
+        weights=_weights(report), weights_from=" (chosen on validation targets)." if _chosen(report) else ".",
+        table=table(headers, rows), targets=_targets(report),
+        links=links(folder, readme, "Full report, with the messages read differently than meant",
+                    "hits_by_family.png", "hits@20 by phrasing family"),
+    ))  # fmt: skip
 
 
 __all__ = ["ChatEvalReport", "evaluate_chat", "markdown", "write"]

@@ -34,7 +34,7 @@ from fewrec.eval.conversation_eval import (
     choose_dialogues,
     evaluate_conversations,
 )
-from fewrec.eval.harness import with_settings
+from fewrec.eval.harness import with_chat
 
 # How a fold's prior is fitted: on the training folds' dialogues alone (fitting its form or not,
 # seeded), over the recommender's catalog; the scorer and a label of the form chosen.
@@ -49,9 +49,7 @@ CV_METHOD_NAMES = {
 def without_the_prior(recommender: Recommender) -> Recommender:
     """`recommender` whose chat has no conversation prior (`chat.prior_weight` 0); the caller's
     keeps its settings."""
-    settings = recommender.settings.model_copy(deep=True)
-    settings.chat.prior_weight = 0.0
-    return with_settings(recommender, settings)
+    return with_chat(recommender, prior_weight=0.0)
 
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:

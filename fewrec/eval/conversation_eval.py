@@ -60,11 +60,12 @@ from fewrec.eval.harness import (
     popularity_order,
     progress_bar,
     seeded_sample,
-    with_settings,
+    with_chat,
 )
 from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
+    fill,
     incomplete,
     links,
     note_lines,
@@ -74,6 +75,7 @@ from fewrec.eval.report import (
     save_figure,
     span,
     table,
+    texts,
     write_run,
 )
 from fewrec.eval.runner import EvalError
@@ -204,16 +206,6 @@ class CrossValidation(BaseModel):
     pooled: dict[str, dict[str, float]] = Field(default_factory=dict)  # all folds' targets together
     seconds: float = 0.0
     complete: bool = True  # False: interrupted; the folds done so far are reported
-
-
-class CVOptions(BaseModel):
-    """`--cv-folds K --cv-data FILE… --cv-dialogues N --cv-without-prior`."""
-
-    folds: int = 5
-    data: list[Path] = Field(default_factory=list)  # pooled with the evaluated file
-    sample: int | None = None
-    without_prior: bool = False
-    fit: bool = True  # the prior's form chosen on each fold's training folds (else the plain form)
 
 
 class ConversationsReport(prov.RunRecord):
@@ -576,22 +568,6 @@ def choose_dialogues(dialogues: list[Dialogue], sample: int | None, seed: int) -
     return [dialogues[int(i)] for i in seeded_sample(np.arange(len(dialogues)), sample, seed)]
 
 
-def new_report(
-    path: Path, dialogues: list[Dialogue], recommender: Recommender, sample: int | None, seed: int
-) -> ConversationsReport:
-    report = ConversationsReport(
-        conversations_file=str(path),
-        sha256=file_sha256(path),
-        dataset=recommender.split.name,
-        catalog_items=len(recommender.split.catalog),
-        dialogues_in_file=len(dialogues),
-        sample=sample,
-        seed=seed,
-    )
-    report.start_run(recommender.settings.model_dump(mode="json"))
-    return report
-
-
 def evaluate_conversations(
     path: Path,
     recommender: Recommender,
@@ -607,11 +583,13 @@ def evaluate_conversations(
     from it already). Ctrl-C stops it: the dialogues replayed so far are reported, marked."""
     started = time.perf_counter()
     every = read_dialogues(path) if dialogues is None else dialogues
-    report = new_report(Path(path), every, recommender, sample, seed)
-    settings = recommender.settings.model_copy(deep=True)
-    settings.chat.cards = CARDS
-    settings.chat.explain = False  # ranks are scored, not the cards' words: much faster
-    recommender = with_settings(recommender, settings)  # the caller's keeps its own settings
+    report = ConversationsReport(
+        conversations_file=str(path), sha256=file_sha256(Path(path)), dataset=recommender.split.name,
+        catalog_items=len(recommender.split.catalog), dialogues_in_file=len(every), sample=sample, seed=seed,
+    )  # fmt: skip
+    report.start_run(recommender.settings.model_dump(mode="json"))
+    # Ranks are scored, not the cards' words: no explanations (much faster).
+    recommender = with_chat(recommender, cards=CARDS, explain=False)
     matcher = TitleMatcher(recommender.split.catalog, _watched(recommender))
     chosen = choose_dialogues(every, sample, seed)
     silent = [d for d in chosen if d.seeker_messages == 0]
@@ -709,79 +687,41 @@ def place_rows(result: ModeResult, scope: str) -> list[str]:
     )
 
 
-def header_lines(report: ConversationsReport) -> list[str]:
-    kinds = ", ".join(f"{kind} {report.films.by_kind.get(kind, 0)}" for kind in MATCHED_KINDS)
+def markdown(report: ConversationsReport) -> str:
+    films, text = report.films, texts("conversations")
     sampled = f" (a seeded sample of {report.sample}, seed {report.seed})" if report.sample else ""
     skipped = "; ".join(f"{why}: {n}" for why, n in report.skipped.items())
-    missing = list(report.films.missing_titles.items())[:10]
+    missing = list(films.missing_titles.items())[:10]
     frequent = (" The most frequent: " + "; ".join(f"{t} ×{n}" for t, n in missing) + ".") if missing else ""
-    return [
-        f"`{report.conversations_file}` (sha256 `{report.sha256[:16]}…`): {report.dialogues} of "
-        f"{report.dialogues_in_file} dialogues replayed{sampled}"
-        + (f"; skipped: {skipped}" if skipped else "")
-        + f". Catalog: {report.dataset}, {report.catalog_items:,} items; {report.cards} cards per reply; "
-        f"scored as of {report.scored_as_of}." + incomplete(report),
-        commit_line(report, f", {report.seconds:.0f} s ")
-        + (f"(and {report.setup_seconds:.0f} s loading)." if report.setup_seconds is not None else "."),
-        "",
-        f"Films (each once per dialogue): {report.films.mentions} mentions; matched on title and year: "
-        f"{kinds}; "
-        f"**not in the catalog: {report.films.missing}** (not there at all "
-        f"{report.films.by_kind.get('not in catalog', 0)}, only under another year "
-        f"{report.films.by_kind.get('year differs', 0)})." + frequent,
-    ]
-
-
-def markdown(report: ConversationsReport) -> str:
-    lines = [
-        f"# fewrec conversation evaluation — {Path(report.conversations_file).name}",
-        "",
-        *header_lines(report),
-        "",
-        "## Recommendations at the recommender's new suggestions",
-        "",
-    ]
-    lines += [turn_line(result) for result in report.modes]
-    lines += [
-        "",
-        *recall_rows(report),
-        "",
-        "R@k: share of the target films (new at that turn, in the catalog) among the first k of each "
-        "ranking, every film already mentioned removed from all rankings alike. All targets: the films "
-        "the catalog lacks count as misses. 95% CI: bootstrap over dialogues.",
-        "",
-        "## Reading: where the chat put the films, against the seeker's own labels",
-        "",
-        *reading_rows(report),
-        "",
-        "Seen accuracy: a seen film counts as read when the chat put it in any list, a film not seen "
-        "when it did not (the chat has no 'not seen').",
-    ]
-    for result in report.modes:
-        lines += [
-            "",
-            f"Every place, film by film ({result.mode}, films the seeker named):",
-            "",
-            *place_rows(result, "named by the seeker"),
-        ]
-    lines += cv_lines(report)
-    lines += misread_lines(report)
-    lines += without_card_lines(report)
-    lines += note_lines(report)
+    loading = f"(and {report.setup_seconds:.0f} s loading)." if report.setup_seconds is not None else "."
+    places = [line for result in report.modes for line in fill(
+        text["places"], mode=result.mode, table=place_rows(result, "named by the seeker"))]  # fmt: skip
+    lines = fill(
+        text["report"], name=Path(report.conversations_file).name, path=report.conversations_file,
+        sha=report.sha256[:16], dialogues=report.dialogues, in_file=report.dialogues_in_file, sampled=sampled,
+        skipped=f"; skipped: {skipped}" if skipped else "", dataset=report.dataset,
+        items=f"{report.catalog_items:,}", cards=report.cards, as_of=report.scored_as_of,
+        incomplete=incomplete(report), commit=commit_line(report, f", {report.seconds:.0f} s ") + loading,
+        mentions=films.mentions, kinds=", ".join(f"{k} {films.by_kind.get(k, 0)}" for k in MATCHED_KINDS),
+        missing=films.missing, absent=films.by_kind.get("not in catalog", 0),
+        year_differs=films.by_kind.get("year differs", 0),
+        frequent=frequent,
+        turns=[turn_line(result) for result in report.modes], recall_table=recall_rows(report),
+        reading_table=reading_rows(report), places=places, cv=cv_lines(report), misread=misread_lines(report),
+        without_cards=without_card_lines(report), notes=note_lines(report),
+    )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def turn_line(result: ModeResult) -> str:
-    turns = result.turns_scored + result.turns_without_catalog_target
-    return (
-        f"- {result.mode} ({result.description}): {result.turns_scored} turns scored with "
-        f"{result.targets_in_catalog} target films in the catalog, of {result.targets} new films at {turns} "
-        f"turns ({result.turns_without_catalog_target} turns had no target in the catalog; "
-        f"{result.turns_before_seeker} more came before the seeker's first message: not scored). Chat "
-        f"turn p50 {result.seconds_p50:.3f} s, p95 {result.seconds_p95:.3f} s; {result.no_cards} of "
-        f"{result.chat_turns} replies had no card; {result.whole_messages_cut} 'so far' messages were "
-        "longer than the chat reads."
-    )
+    return "\n".join(fill(
+        texts("conversations")["turn"], mode=result.mode, description=result.description,
+        scored=result.turns_scored, in_catalog=result.targets_in_catalog, targets=result.targets,
+        turns=result.turns_scored + result.turns_without_catalog_target,
+        without=result.turns_without_catalog_target, before=result.turns_before_seeker,
+        p50=f"{result.seconds_p50:.3f}", p95=f"{result.seconds_p95:.3f}", no_cards=result.no_cards,
+        chat_turns=result.chat_turns, cut=result.whole_messages_cut,
+    ))  # fmt: skip
 
 
 def misread_lines(report: ConversationsReport) -> list[str]:
@@ -803,18 +743,12 @@ def misread_lines(report: ConversationsReport) -> list[str]:
         for film in result.misread[:12]:
             did = f"after it: {film.after_message}; at the end: {film.final}"
             said = " ".join(film.understood)
-            extra = "; ".join(
-                x
-                for x in (
-                    f"query *{film.query[:60]}*" if film.query else "",
-                    f"filters {film.filters}" if film.filters else "",
-                )
-                if x
-            )
+            extra = [f"query *{film.query[:60]}*"] if film.query else []
+            extra += [f"filters {film.filters}"] if film.filters else []
             lines.append(
                 f"- “{film.message[:200]}” — *{film.film}*, seeker said **{film.label}** → {did}"
                 + (f" (chat: {said[:160]})" if said else "")
-                + (f"; {extra}" if extra else "")
+                + "".join(f"; {x}" for x in extra)
             )
     return lines
 
@@ -899,64 +833,43 @@ def cv_lines(report: ConversationsReport) -> list[str]:
     cv = report.cross_validation
     if cv is None:
         return []
-    files = _cv_files(cv, ", ")
-    sampled = f", a seeded sample of {cv.sample} dialogues replayed per fold" if cv.sample else ""
     form = (
         "its form chosen on those folds alone (an inner 5-fold cross-validation of the prior by itself)"
         if cv.fitted_form
         else "its plain form"
     )
-    lines = [
-        "",
-        f"## Cross-validated: {cv.folds} folds over the {cv.dialogues} dialogues of {files}",
-        "",
-        f"Folds grouped by dialogue (seed {cv.seed}){sampled}; {cv.mode}. Each fold is replayed with a "
-        f"conversation prior counted on the other folds only, {form}: no fold counts, or chooses on, "
-        f"the dialogues it reports. Mean over the folds' figures; {cv.interval}; pooled: all folds' "
-        f"targets together. {cv.seconds:.0f} s." + ("" if cv.complete else " **INCOMPLETE** (interrupted)."),
-        "",
-        *cv_rows(cv),
-        "",
-    ]
+    folds = []
     for fold in cv.per_fold:
         chat = fold.recall.get("chat", {})
-        lines.append(
+        folds.append(
             f"- fold {fold.fold + 1}: {fold.dialogues} dialogues, {fold.targets_in_catalog} targets in the "
             f"catalog, prior of {fold.prior_dialogues} dialogues ({fold.form}); chat R@10 "
             f"{num(chat.get('recall@10'))}, R@20 {num(chat.get('recall@20'))}"
         )
-    return lines
-
-
-def cv_readme_lines(report: ConversationsReport) -> list[str]:
-    cv = report.cross_validation
-    if cv is None:
-        return []
-    files = _cv_files(cv, " and ")
-    return [
-        f"Cross-validated ({cv.folds} folds by dialogue over the {cv.dialogues} dialogues of {files}; each "
-        "fold's prior counted and fitted on the other folds only; mean over folds, 95% t interval):",
-        "",
-        *cv_rows(cv),
-        "",
-    ]
+    sampled = f", a seeded sample of {cv.sample} dialogues replayed per fold" if cv.sample else ""
+    return fill(
+        texts("conversations")["cv"], folds=cv.folds, dialogues=cv.dialogues, files=_cv_files(cv, ", "),
+        seed=cv.seed, sampled=sampled, mode=cv.mode, form=form, interval=cv.interval,
+        seconds=f"{cv.seconds:.0f}", incomplete="" if cv.complete else " **INCOMPLETE** (interrupted).",
+        table=cv_rows(cv), fold_lines=folds,
+    )  # fmt: skip
 
 
 def readme_section(report: ConversationsReport, folder: Path, readme: Path) -> str:
     """The README block: recall side by side with the published anchors, and the reading."""
-    lines = [
-        f"`fewrec eval-conversations` on `{Path(report.conversations_file).name}` ({report.dialogues} "
-        f"dialogues, ReDial, Li et al. 2018, CC BY 4.0), catalog {report.dataset}, commit "
-        f"`{(report.git_commit or 'unknown')[:10]}`. {report.films.missing} of {report.films.mentions} "
-        "film mentions are not in the catalog.",
-        "",
-        *recall_rows(report, bold_chat=True),
-        "",
-        *cv_readme_lines(report),
-        *reading_rows(report),
-    ]
-    report_text = "Full report, with the worst-read messages"
-    return "\n".join(lines + links(folder, readme, report_text, "recall_by_method.png", "Recall@k by method"))
+    text, cv = texts("conversations"), report.cross_validation
+    cv_block = [] if cv is None else fill(
+        text["cv_readme"], folds=cv.folds, dialogues=cv.dialogues, files=_cv_files(cv, " and "),
+        table=cv_rows(cv),
+    )  # fmt: skip
+    return "\n".join(fill(
+        text["readme"], name=Path(report.conversations_file).name, dialogues=report.dialogues,
+        dataset=report.dataset, commit=(report.git_commit or "unknown")[:10], missing=report.films.missing,
+        mentions=report.films.mentions, recall_table=recall_rows(report, bold_chat=True), cv=cv_block,
+        reading_table=reading_rows(report),
+        links=links(folder, readme, "Full report, with the worst-read messages", "recall_by_method.png",
+                    "Recall@k by method"),
+    ))  # fmt: skip
 
 
 __all__ = ["ConversationsReport", "evaluate_conversations", "markdown", "write"]

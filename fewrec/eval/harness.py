@@ -107,3 +107,12 @@ def with_settings(recommender: Recommender, settings: Settings) -> Recommender:
     view.pipeline = copy.copy(recommender.pipeline)
     view.pipeline.settings = settings
     return view
+
+
+def with_chat(recommender: Recommender, **changes: object) -> Recommender:
+    """`recommender` answering with these `chat` settings changed (the evaluation's cards, its
+    query weights, no prior) in settings of its own: the caller's stay as they were."""
+    settings = recommender.settings.model_copy(deep=True)
+    for name, value in changes.items():
+        setattr(settings.chat, name, value)
+    return with_settings(recommender, settings)

@@ -49,7 +49,7 @@ class Provenance(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
 
     def finish(self) -> None:
-        self.load_average_end = _load_average()
+        self.load_average_end = load_average()
 
 
 class RunRecord(BaseModel):
@@ -120,7 +120,7 @@ def changed_code_paths() -> list[str] | None:
     return sorted(line[3:] for line in out.splitlines() if line.strip())
 
 
-def _load_average() -> list[float]:
+def load_average() -> list[float]:
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
@@ -154,7 +154,7 @@ def capture(settings: dict, weights_from: str = "") -> Provenance:
         weights_from=weights_from,
         command=[Path(sys.argv[0]).name, *sys.argv[1:]],
         cores=os.cpu_count(),
-        load_average_start=_load_average(),
+        load_average_start=load_average(),
         machine=f"{platform.system()} {platform.machine()}",
         versions=versions(),
     )

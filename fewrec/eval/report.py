@@ -13,8 +13,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +27,28 @@ from fewrec.eval.runner import EvalReport, MethodResult
 
 log = logging.getLogger(__name__)
 
+TEXTS = Path(__file__).with_name("report_texts.toml")
+_SLOT = re.compile(r"\{(\w+)\}")
 METRIC_COLUMNS = ("ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10")
 
 
-def default_run_dir(root: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = root / stamp
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{n}"
-    return path
+@cache
+def texts(evaluation: str) -> dict[str, str]:
+    """The prose of one evaluation's reports (`report_texts.toml`), by name."""
+    return tomllib.loads(TEXTS.read_text(encoding="utf-8"))[evaluation]
+
+
+def fill(template: str, **slots: object) -> list[str]:
+    """The lines of `template` with its slots filled: a line that is only `{name}` whose value is
+    a list becomes those lines (none: the line goes); any other `{name}` becomes str(value)."""
+    lines: list[str] = []
+    for line in template.split("\n"):
+        whole = _SLOT.fullmatch(line)
+        if whole is not None and isinstance(slots[whole.group(1)], list):
+            lines += slots[whole.group(1)]  # type: ignore[arg-type]
+        else:
+            lines.append(_SLOT.sub(lambda m: str(slots[m.group(1)]), line))
+    return lines
 
 
 def incomplete(report: RunRecord) -> str:
@@ -52,25 +65,16 @@ def note_lines(report: RunRecord) -> list[str]:
 
 def markdown(report: EvalReport) -> str:
     """report.md: one section after another, each from the report's list of methods."""
-    sections = (
-        _header, _metrics_table, _candidate_recall_table, _coverage_table, _ties_table, _slices_table,
-        _llm_tables, _comparison_lines,
+    lines = fill(
+        texts("eval")["report"], dataset=report.dataset, split=report.split, protocol=report.protocol,
+        split_protocol=report.split_description or report.split_protocol, users=report.users,
+        seed=report.seed, incomplete=incomplete(report), commit=commit_line(report),
+        tie_line=_tie_lines(report), metrics_table=_metrics_table(report),
+        candidate_recall=_candidate_recall_table(report), coverage_table=_coverage_table(report),
+        ties=_ties_table(report), slices=_slices_table(report), llm=_llm_tables(report),
+        comparison=_comparison_lines(report), notes=note_lines(report),
     )  # fmt: skip
-    lines = [line for section in sections for line in section(report)]
-    lines += note_lines(report)
     return "\n".join(lines) + "\n"
-
-
-def _header(report: EvalReport) -> list[str]:
-    return [
-        f"# fewrec evaluation — {report.dataset}, {report.split} split",
-        "",
-        f"Protocol: **{report.protocol}**, {report.split_description or report.split_protocol}, "
-        f"{report.users} users, seed {report.seed}." + incomplete(report),
-        commit_line(report),
-        "",
-        *_tie_lines(report),
-    ]
 
 
 def _metrics_table(report: EvalReport) -> list[str]:
@@ -79,7 +83,7 @@ def _metrics_table(report: EvalReport) -> list[str]:
             for r in report.methods]  # fmt: skip
     rows += [[r.name, "published, not measured", *(num(r.metrics.get(c), 4) for c in METRIC_COLUMNS), None]
              for r in report.published]  # fmt: skip
-    return ["", *table(["method", "kind", *METRIC_COLUMNS, "95% CI NDCG@10"], rows)]
+    return table(["method", "kind", *METRIC_COLUMNS, "95% CI NDCG@10"], rows)
 
 
 def _candidate_recall_table(report: EvalReport) -> list[str]:
@@ -87,18 +91,13 @@ def _candidate_recall_table(report: EvalReport) -> list[str]:
     if not ours:
         return []
     rows = [[r.name, *(f"{v:.4f}" for v in r.candidate_recall.values())] for r in ours]
-    return [
-        "",
-        "Candidate recall (share of users whose held-out item is among the first N candidates):",
-        "",
-        *table(["method", *ours[0].candidate_recall], rows),
-    ]
+    return fill(texts("eval")["candidate_recall"], table=table(["method", *ours[0].candidate_recall], rows))
 
 
 def _coverage_table(report: EvalReport) -> list[str]:
     rows = [[r.name, f"{r.coverage_at_10:.4f}", f"{r.long_tail_at_10:.4f}",
              "(with fused)" if r.seconds is None else r.seconds] for r in report.methods]  # fmt: skip
-    return ["", *table("method | coverage@10 | long-tail share@10 | seconds", rows)]
+    return table("method | coverage@10 | long-tail share@10 | seconds", rows)
 
 
 def _ties_table(report: EvalReport) -> list[str]:
@@ -112,14 +111,7 @@ def _ties_table(report: EvalReport) -> list[str]:
     ]  # fmt: skip
     headers = "method | NDCG@10 tied | Recall@10 tied | NDCG@10 untied | Recall@10 untied | valid NDCG@10 " \
         "| chosen parameters"  # fmt: skip
-    return [
-        "",
-        "Tied and untied users (tied: the target shares its timestamp with the item before it, "
-        "so the tie order decided what came next). Baselines also show the validation NDCG@10 "
-        "of their chosen grid point, which picks the best baseline:",
-        "",
-        *table(headers, rows),
-    ]
+    return fill(texts("eval")["ties"], table=table(headers, rows))
 
 
 def _valid(r: MethodResult) -> str:
@@ -132,12 +124,7 @@ def _slices_table(report: EvalReport) -> list[str]:
     methods = sorted({name for cut in report.slices.values() for name in cut})
     rows = [[cut, *(num(by_method.get(n, {}).get("ndcg@10"), 4) for n in methods)]
             for cut, by_method in sorted(report.slices.items(), key=lambda kv: int(kv[0]))]  # fmt: skip
-    return [
-        "",
-        "Few-shot slices (history cut to the last k items), NDCG@10:",
-        "",
-        *table(["k", *methods], rows),
-    ]
+    return fill(texts("eval")["slices"], table=table(["k", *methods], rows))
 
 
 def _llm_tables(report: EvalReport) -> list[str]:
@@ -155,20 +142,12 @@ def _llm_tables(report: EvalReport) -> list[str]:
             *(f"{w.get(m, float('nan')):.4f}" for m in ("mrr_llm", "mrr_retrieval", "mrr_random_expected")),
             info.get("best_alpha", "–"),
         ])  # fmt: skip
-    lines = [
-        "",
-        "LLM stage (per k-shot): latency, prompt tokens, fallbacks, and MRR of the held-out item "
-        "within the candidates (users whose held-out item is a candidate) for the LLM order, the "
-        "retrieval order and a random order:",
-        "",
-        *table(headers, rows),
+    sweeps = [
+        f"\nNDCG@10 by alpha ({k}): " + ", ".join(f"{a}: {v:.4f}" for a, v in sweep.items())
+        for k, info in report.llm.items()
+        if (sweep := info.get("alpha_sweep_ndcg@10"))
     ]
-    for k, info in report.llm.items():
-        sweep = info.get("alpha_sweep_ndcg@10")
-        if sweep:
-            cells = ", ".join(f"{a}: {v:.4f}" for a, v in sweep.items())
-            lines.append(f"\nNDCG@10 by alpha ({k}): {cells}")
-    return lines
+    return fill(texts("eval")["llm"], table=table(headers, rows), sweeps=sweeps)
 
 
 def _comparison_lines(report: EvalReport) -> list[str]:
@@ -313,32 +292,25 @@ def links(folder: Path, readme: Path, report_text: str, plot: str, plot_text: st
 
 def readme_section(report: EvalReport, folder: Path, readme: Path) -> str:
     """A short results table for the README, linking the full report and plot."""
-    lines = [
-        f"`fewrec eval` on {report.dataset}, {report.split} split, {report.protocol}, "
-        f"{report.split_description or report.split_protocol}, {report.users} users, seed {report.seed}, "
-        f"commit `{(report.git_commit or 'unknown')[:10]}`.",
-        "",
-        *_tie_lines(report),
-        "",
-        *table(
-            "method | NDCG@10 | Recall@10 | Recall@20 | 95% CI NDCG@10 | NDCG@10 tied | NDCG@10 untied "
-            "| valid NDCG@10",
-            [*_readme_rows(report)],
-        ),
-    ]
+    headers = "method | NDCG@10 | Recall@10 | Recall@20 | 95% CI NDCG@10 | NDCG@10 tied | NDCG@10 untied " \
+        "| valid NDCG@10"  # fmt: skip
+    candidates = []
     for r in report.methods:
         if r.candidate_recall:
             depths = ", ".join(f"{k.split('@')[1]}: {v:.3f}" for k, v in r.candidate_recall.items())
-            lines += ["", f"Candidate recall of {r.name} (held-out item among the first N): {depths}."]
-    if report.comparison:
-        c = report.comparison
-        lines += [
-            "",
-            f"Against the best baseline by validation NDCG@10 ({c.baseline}): {c.difference:+.4f} NDCG@10 "
-            f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
-        ]
-    lines += links(folder, readme, "Full report", "ndcg_by_method.png", "NDCG@10 by method")
-    return "\n".join(lines)
+            candidates += ["", f"Candidate recall of {r.name} (held-out item among the first N): {depths}."]
+    c = report.comparison
+    comparison = [] if c is None else [
+        "", f"Against the best baseline by validation NDCG@10 ({c.baseline}): {c.difference:+.4f} NDCG@10 "
+        f"(95% CI {c.interval[0]:+.4f} to {c.interval[1]:+.4f}); {c.verdict}.",
+    ]  # fmt: skip
+    return "\n".join(fill(
+        texts("eval")["readme"], dataset=report.dataset, split=report.split, protocol=report.protocol,
+        split_protocol=report.split_description or report.split_protocol, users=report.users,
+        seed=report.seed, commit=(report.git_commit or "unknown")[:10], tie_line=_tie_lines(report),
+        table=table(headers, [*_readme_rows(report)]), candidate_recall=candidates, comparison=comparison,
+        links=links(folder, readme, "Full report", "ndcg_by_method.png", "NDCG@10 by method"),
+    ))  # fmt: skip
 
 
 def _readme_rows(report: EvalReport) -> Iterator[list[object]]:
