@@ -217,6 +217,42 @@ def test_text_query_finds_the_title(built):
 
 
 @pytest.mark.slow
+def test_a_text_query_ranks_every_stored_item_by_exact_cosine_ties_by_id(built, embedder):
+    """Chroma's HNSW top k is approximate and differed between processes; the query reads the
+    stored vectors exactly, so a fresh handle on the same store gives the same list."""
+    settings, index = built
+    text = "a low budget comedy"
+    hits = index.query_text(text, 150)
+    ids, vectors = index.vectors()
+    query = embedder.embed([text])[0]
+    cosine = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    row = {item: n for n, item in enumerate(ids)}
+    found = [row[i] for i, _ in hits]
+    sims = [s for _, s in hits]
+    assert len(hits) == 150 and sims == sorted(sims, reverse=True)
+    assert np.allclose(sims, cosine[found], atol=1e-5)
+    left_out = np.setdiff1d(np.arange(len(ids)), found)
+    assert cosine[left_out].max() <= min(sims) + 1e-6  # no item left out is more similar
+    again = ContentIndex.from_settings(settings, embedder).query_text(text, 150)
+    assert again == hits
+
+
+@pytest.mark.slow
+def test_the_whole_catalogs_top_300_for_a_query_is_exact(bundled_split, embedder, tmp_path):
+    """On the whole bundled catalog (its shipped vectors), where Chroma's HNSW top 300 left out
+    items more similar than ones it returned, and differently in each process."""
+    index = ContentIndex.from_settings(Settings(data_dir=tmp_path), embedder)
+    index.build(bundled_split.catalog, progress=False)
+    hits = index.query_text("budget", 300)
+    ids, vectors = index.vectors()
+    query = embedder.embed(["budget"])[0]
+    cosine = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    returned = {item for item, _ in hits}
+    left_out = [n for n, item in enumerate(ids) if item not in returned]
+    assert cosine[left_out].max() <= min(s for _, s in hits) + 1e-6
+
+
+@pytest.mark.slow
 def test_filtered_query_returns_only_matching_items(built, catalog):
     _, index = built
     where = where_filter(genres=["Comedy"], year_min=1995, year_max=1999)

@@ -294,6 +294,8 @@ class ContentIndex:
     def _query(self, vector: np.ndarray, k: int, where: dict | None) -> list[tuple[str, float]]:
         if k <= 0 or len(self) == 0:
             return []
+        if where is None:
+            return self._exact(vector, k)
         result = self.collection.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=min(k, len(self)),
@@ -301,6 +303,18 @@ class ContentIndex:
             include=["distances"],
         )
         return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
+
+    def _exact(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k most similar stored items by exact cosine, ties by id. Chroma's HNSW search is
+        approximate, and its top 300 for one query differed from one process to the next (four
+        runs of "budget", four lists), which moved the chat's figures between runs; the vectors
+        are held for the content source anyway (`vectors`)."""
+        ids, vectors = self.vectors()
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+        similarity = (vectors @ query) / np.maximum(norms, 1e-12)
+        order = np.lexsort((np.array(ids), -similarity))[:k]
+        return [(ids[i], float(similarity[i])) for i in order]
 
     def query_vector(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """(item id as stored, cosine similarity), best first."""
