@@ -139,6 +139,7 @@ class ContentIndex:
         one is reopened, so that one dataset's build never deletes another's items."""
         self.client, self.name, self.embedder, self.dataset = client, name, embedder, dataset
         self._vectors: tuple[list[str], np.ndarray] | None = None
+        self._normed: tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None = None
         # Chroma's embedded store is not safe for two writing processes: they take turns.
         self._lock = FileLock(str(lock_path)) if lock_path is not None else contextlib.nullcontext()
         with self._lock:
@@ -309,12 +310,20 @@ class ContentIndex:
         approximate, and its top 300 for one query differed from one process to the next (four
         runs of "budget", four lists), which moved the chat's figures between runs; the vectors
         are held for the content source anyway (`vectors`)."""
-        ids, vectors = self.vectors()
+        ids, id_array, vectors, row_norms = self._normed_vectors()
         query = np.asarray(vector, dtype=np.float32).ravel()
-        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+        norms = row_norms * max(float(np.linalg.norm(query)), 1e-12)
         similarity = (vectors @ query) / np.maximum(norms, 1e-12)
-        order = np.lexsort((np.array(ids), -similarity))[:k]
+        order = np.lexsort((id_array, -similarity))[:k]
         return [(ids[i], float(similarity[i])) for i in order]
+
+    def _normed_vectors(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """The stored ids (as a list and an array, for ties), vectors and their norms, made once
+        per `vectors()` load: a chat turn's query must not measure the catalog again."""
+        ids, vectors = self.vectors()
+        if self._normed is None or self._normed[0] is not ids:
+            self._normed = (ids, np.array(ids), vectors, np.linalg.norm(vectors, axis=1))
+        return self._normed
 
     def query_vector(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """(item id as stored, cosine similarity), best first."""
