@@ -5,9 +5,13 @@ Public API: `Recommender` (recommend a `RecRequest` / similar_items / search), `
 lives in its own sub-package (data, retrieval, prompts, llm, agent, eval, ui).
 """
 
-from fewrec.agent import Filters, Recommendation, Recommender, RecRequest
-from fewrec.config import Settings
-from fewrec.data import load_dataset
+from fewrec.numerics import pin_blas_kernel
+
+pin_blas_kernel()  # before numpy loads OpenBLAS: the same kernels, so the same figures, anywhere
+
+from fewrec.agent import Filters, Recommendation, Recommender, RecRequest  # noqa: E402
+from fewrec.config import Settings  # noqa: E402
+from fewrec.data import load_dataset  # noqa: E402
 
 __all__ = ["Filters", "RecRequest", "Recommendation", "Recommender", "Settings", "load_dataset"]
 __version__ = "0.1.0"

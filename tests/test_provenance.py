@@ -200,3 +200,13 @@ def test_run_record_stamps_the_start_and_the_end_of_a_run():
     record.finish_run()
     assert record.finished is not None and record.finished >= record.started
     assert len(record.provenance.load_average_end) == 3
+
+
+def test_a_run_records_the_processor_the_blas_kernel_and_the_command_as_typed(monkeypatch):
+    from fewrec.eval import provenance as prov
+
+    monkeypatch.setattr(prov.sys, "argv", ["/x/fewrec/__main__.py", "eval", "--split", "valid"])
+    record = prov.capture({"seed": 0})
+    assert record.command == ["python", "-m", "fewrec", "eval", "--split", "valid"]
+    assert record.processor and "openblas" in record.blas.lower()
+    assert prov.command_line(["/venv/bin/fewrec", "eval"]) == ["fewrec", "eval"]

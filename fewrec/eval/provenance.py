@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from fewrec.data.errors import FewrecError
+from fewrec.numerics import blas_in_use
 
 REPO = Path(__file__).resolve().parents[2]
 # What decides a figure: a change anywhere else (docs, results, tests) leaves the tree clean.
@@ -46,10 +47,17 @@ class Provenance(BaseModel):
     load_average_start: list[float] = Field(default_factory=list)  # 1, 5 and 15 minutes
     load_average_end: list[float] = Field(default_factory=list)
     machine: str = ""
+    processor: str = ""  # the CPU's model name
+    blas: str = ""  # the BLAS library and kernel that ran (`fewrec.numerics`)
     versions: dict[str, str] = Field(default_factory=dict)
 
     def finish(self) -> None:
         self.load_average_end = load_average()
+
+    @model_serializer(mode="wrap")
+    def _recorded_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Files written before the processor and the kernel were recorded write back as read."""
+        return {k: v for k, v in handler(self).items() if v != "" or k not in ("processor", "blas")}
 
 
 class RunRecord(BaseModel):
@@ -127,6 +135,21 @@ def load_average() -> list[float]:
         return []
 
 
+def processor_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        text = cpuinfo.read_text(encoding="utf-8")
+    except OSError:
+        return platform.processor()
+    names = [line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("model name")]
+    return names[0] if names else platform.processor()
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """The command as typed: `python -m fewrec …` rather than `__main__.py …`."""
+    program = Path(argv[0]).name if argv else ""
+    return ["python", "-m", "fewrec", *argv[1:]] if program == "__main__.py" else [program, *argv[1:]]
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for package in PACKAGES:
@@ -152,10 +175,12 @@ def capture(settings: dict, weights_from: str = "") -> Provenance:
         dirty_paths=changed or [],
         settings_sha256=settings_hash(settings),
         weights_from=weights_from,
-        command=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        command=command_line(sys.argv),
         cores=os.cpu_count(),
         load_average_start=load_average(),
         machine=f"{platform.system()} {platform.machine()}",
+        processor=processor_name(),
+        blas=blas_in_use(),
         versions=versions(),
     )
 

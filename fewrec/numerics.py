@@ -1,0 +1,60 @@
+"""Pins the numeric kernels that a figure depends on, so that it is the same on any machine.
+
+OpenBLAS picks its kernels by processor: on the same data, implicit's ALS trained with the
+Haswell, Sandybridge and Nehalem kernels gives three different sets of factors, and after the
+ALS baseline's grid search the temporal figures differ in the third decimal. On an x86-64
+processor with AVX2 and FMA (most since 2013, CI's included) fewrec asks OpenBLAS for its
+Haswell kernels, so a processor with AVX-512 computes what one without it does. It has to be
+set before numpy loads OpenBLAS, so `fewrec/__init__.py` calls `pin_blas_kernel` first. An
+OPENBLAS_CORETYPE already in the environment stands; processors without AVX2 (and other
+architectures) keep OpenBLAS's own choice, and results.json records the kernel that ran.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+BLAS_KERNEL = "Haswell"
+KERNEL_NEEDS = frozenset({"avx2", "fma"})
+X86_64 = ("x86_64", "amd64")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The processor's feature flags (Linux); empty where the system does not list them."""
+    try:
+        with cpuinfo.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def blas_kernel_for(machine: str, flags: frozenset[str]) -> str | None:
+    """The OpenBLAS kernel to pin on this processor, or None to leave OpenBLAS its choice."""
+    return BLAS_KERNEL if machine.lower() in X86_64 and flags >= KERNEL_NEEDS else None
+
+
+def pin_blas_kernel() -> str | None:
+    """Set OPENBLAS_CORETYPE for this process (and the workers it starts) unless the user set it
+    or numpy has already loaded OpenBLAS; returns the kernel set, or None."""
+    if "OPENBLAS_CORETYPE" in os.environ or "numpy" in sys.modules:
+        return None
+    kernel = blas_kernel_for(platform.machine(), cpu_flags())
+    if kernel is not None:
+        os.environ["OPENBLAS_CORETYPE"] = kernel
+    return kernel
+
+
+def blas_in_use() -> str:
+    """The BLAS libraries loaded now and their kernels, for the provenance of a run."""
+    from threadpoolctl import threadpool_info
+
+    return ", ".join(
+        sorted({f"{i.get('internal_api', '?')} {i.get('architecture', '?')}" for i in threadpool_info()
+                if i.get("user_api") == "blas"})
+    )  # fmt: skip
