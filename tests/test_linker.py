@@ -63,6 +63,30 @@ def test_names_forms_and_feelings(reader, message, expected):
 
 
 @pytest.mark.parametrize(
+    ("message", "title"),
+    [
+        ("Jaws still holds up", "Jaws (1975)"),
+        ("Grease just annoyed me", "Grease (1978)"),
+        ("Up had me in tears, in a good way", "Up (2009)"),
+        ("Men in Black was forgettable", "Men in Black (a.k.a. MIB) (1997)"),
+        ("We saw it last week. Heat dragged on forever", "Heat (1995)"),
+    ],
+)
+def test_an_everyday_word_title_opening_a_sentence_as_its_subject_is_a_title(reader, message, title):
+    assert [t for titles in linked(reader, message).values() for t in titles] == [title]
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["It was great", "Heat the oven first", "Nothing was on", "Up next: comedies", "Love stories, please"],
+)
+def test_an_opening_everyday_word_without_a_predicate_after_it_is_no_title(reader, message):
+    """The rule's cost: "Home is where I watch films" reads *Home*. On the 5,600 seeker messages
+    of ReDial's train and valid files it linked no word that was not a film."""
+    assert linked(reader, message) == {}
+
+
+@pytest.mark.parametrize(
     ("message", "expected"),
     [
         ("I loved Up and Heat", {"like": ["Up (2009)", "Heat (1995)"]}),

@@ -221,6 +221,14 @@ INJECTION = re.compile(
     r"(?:list|show|dump|give me) (?:all |every |the )*(?:users|user ids|accounts|passwords?|api keys?)|"
     r"other users?'?s? (?:data|history|histories)|jailbreak|developer mode)\b"
 )
+# A capitalised everyday-word title that opens a sentence is one when a predicate follows it:
+# an auxiliary, a past-tense verb or an adverb that starts one ("Grease just annoyed me").
+SUBJECT_PREDICATE = re.compile(
+    r"\s+(?:(?:is|was|were|are|has|had|have|does|did|will|would|could|can|is\s?n['’]?t|was\s?n['’]?t|"
+    r"does\s?n['’]?t|did\s?n['’]?t|still|just|really|totally|honestly|never|always|actually|also|"
+    r"made|makes|got|gets|kept|keeps|left|leaves|blew|put|puts|wore|felt|feels|looked|looks|took|"
+    r"gave|went|held|holds|[a-z]{3,}ed)\b)"
+)
 MAX_TITLE_WORDS = 12
 # A number right after a title: a sequel ("Toy Story 4"), unless it counts something.
 SEQUEL_NUMBER = re.compile(
@@ -465,6 +473,12 @@ class MessageReader:
             return "strong"  # "Heat, The Barbarian Invasions, and …": the head of a list of titles
         if lowered in PRONOUNS:
             return ""  # "I loved it"
+        if (
+            capital
+            and not (len(words) == 1 and words[0] in FUNCTION_WORDS)
+            and SUBJECT_PREDICATE.match(text, span.end)
+        ):
+            return "strong"  # "Jaws still holds up", "Men in Black was forgettable": the subject
         if (
             len(words) == 1
             and written.islower()
