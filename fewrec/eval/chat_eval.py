@@ -432,18 +432,12 @@ def _title(split: LeaveOneOutSplit, item: ItemId) -> str:
 def _hit_rates(out: FamilyResult, records: list[MessageRecord], seed: int) -> None:
     """hits@k per method, their intervals, and the chat's ratio to the ceiling."""
     users = np.array([r.user for r in records])
-    methods = [m for m in METHODS if all(m in r.ranks for r in records)]
-    hits: dict[str, np.ndarray] = {}
-    for method in methods:
-        ranks = [r.ranks[method] for r in records]
-        out.hits[method] = m.hit_rates(ranks, KS, "hits")
-        hits[method] = np.array([r is not None and r < CARDS for r in ranks], dtype=np.float64)
-        interval = grouped_interval(hits[method], users, seed)
-        if interval is not None:
-            out.intervals_at_20[method] = interval
-    if "ceiling" in hits and hits["ceiling"].sum() > 0:
-        out.ratio_at_20 = float(hits["chat"].mean() / hits["ceiling"].mean())
-        out.ratio_interval = grouped_interval(hits["chat"], users, seed, ratio_to=hits["ceiling"])
+    ranks = {k: [r.ranks[k] for r in records] for k in METHODS if all(k in r.ranks for r in records)}
+    out.hits, out.intervals_at_20 = m.rates_and_intervals(ranks, KS, users, seed, "hits")
+    if out.hits.get("ceiling", {}).get("hits@20"):
+        out.ratio_at_20 = out.hits["chat"]["hits@20"] / out.hits["ceiling"]["hits@20"]
+        chat, ceiling = (m.hits_within(ranks[method], CARDS) for method in ("chat", "ceiling"))
+        out.ratio_interval = grouped_interval(chat, users, seed, ratio_to=ceiling)
 
 
 def _reading_rates(out: FamilyResult, records: list[MessageRecord], query_meant: bool | None) -> None:

@@ -62,7 +62,6 @@ from fewrec.eval.harness import (
     seeded_sample,
     with_chat,
 )
-from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
     fill,
@@ -424,14 +423,6 @@ class Replayer:
 
 
 # --------------------------------------------------------------------------- summaries
-def recall_table(scored: list[ScoredTurn], denominator: int) -> dict[str, dict[str, float]]:
-    """method -> recall@k: the share of the `denominator` targets among the first k."""
-    return {
-        method: m.hit_rates([r for turn in scored for r in turn.ranks[method]], KS, over=denominator)
-        for method in METHODS
-    }
-
-
 def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> None:
     scored = [turn for replay in replays for turn in replay.scored]
     result.turns_scored = len(scored)
@@ -439,16 +430,13 @@ def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> No
     result.turns_without_catalog_target = sum(r.without_catalog_target for r in replays)
     result.targets = sum(r.targets for r in replays)
     result.targets_in_catalog = sum(t.targets for t in scored)
-    result.recall = recall_table(scored, result.targets_in_catalog)
-    result.recall_all_targets = recall_table(scored, result.targets)
+    # Recall over the catalog's targets (one rank each), and over all (the rest as misses).
+    ranks = {method: [r for turn in scored for r in turn.ranks[method]] for method in METHODS}
     groups = np.array([t.dialogue for t in scored for _ in range(t.targets)])
-    for method in METHODS:
-        hits = np.array([r is not None for t in scored for r in t.ranks[method]], dtype=np.float64)
-        interval = grouped_interval(hits, groups, seed)
-        if interval is not None:
-            result.intervals_at_20[method] = interval
-        if scored:
-            result.cards_scored[method] = float(np.mean([t.cards[method] for t in scored]))
+    result.recall, result.intervals_at_20 = m.rates_and_intervals(ranks, KS, groups, seed)
+    result.recall_all_targets = {k: m.hit_rates(r, KS, over=result.targets) for k, r in ranks.items()}
+    for method in METHODS if scored else ():
+        result.cards_scored[method] = float(np.mean([t.cards[method] for t in scored]))
     result.whole_messages_cut = sum(r.whole_cut for r in replays)
     seconds = [s for r in replays for s in r.seconds]
     result.chat_turns = len(seconds)
