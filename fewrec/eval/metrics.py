@@ -21,10 +21,7 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.nda
 
     Ties count against the target (pessimistic), so a constant scorer earns nothing.
     """
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    for row, history in enumerate(histories):
-        scores[row, history] = -np.inf
-    return masked_target_ranks(scores, targets)
+    return masked_target_ranks(mask_seen(np.array(scores, dtype=np.float64, copy=True), histories), targets)
 
 
 def masked_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
