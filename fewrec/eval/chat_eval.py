@@ -362,34 +362,15 @@ class Scorer:
 
 
 # --------------------------------------------------------------------------- sampling
-RatingTable = tuple[np.ndarray, np.ndarray, np.ndarray]  # items, ratings, offsets per user
+RatingTable = tuple[np.ndarray, np.ndarray, dict]  # items, ratings, each user's rows of them
 
 
 def _ratings_by_user(split: LeaveOneOutSplit, split_name: SplitName) -> RatingTable:
-    """(items, ratings, offsets) of every interaction known before the targets, grouped by user
-    in history order; the ratings of held-out items the split does not keep are NaN."""
+    """(items, ratings, rows by user) of every interaction known before the targets, a user's
+    rows in history order; the ratings of held-out items the split does not keep are NaN."""
     frame = split.interactions_before(split_name)
-    users = frame["user"].to_numpy()
-    if len(users) and np.any(np.diff(users) < 0):
-        frame = frame.sort_values("user", kind="stable")
-        users = frame["user"].to_numpy()
-    counts = np.bincount(users, minlength=split.n_users)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
     ratings = frame["rating"].to_numpy(dtype=np.float64, na_value=np.nan)
-    return frame["item"].to_numpy(), ratings, offsets
-
-
-def _rated_history(
-    split: LeaveOneOutSplit, user: int, split_name: SplitName, table: RatingTable
-) -> tuple[np.ndarray, np.ndarray]:
-    """The user's history before the target and its ratings: NaN where the split keeps none, and
-    everywhere when the table is not in history order (no trustworthy ratings)."""
-    history = split.history(user, split_name)
-    items, ratings, offsets = table
-    mine, rated = items[offsets[user] : offsets[user + 1]], ratings[offsets[user] : offsets[user + 1]]
-    if len(mine) != len(history) or not np.array_equal(mine, history):
-        rated = np.full(len(history), np.nan)
-    return history, rated
+    return frame["item"].to_numpy(), ratings, frame.groupby("user").indices
 
 
 def user_items(
@@ -399,9 +380,12 @@ def user_items(
     """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
     least `min_rating` where ratings exist, else (or when too few are) the last items. And the
     items a family may name besides them, most recent first: those rated at most
-    `max_disliked_rating` (none without trustworthy ratings), and every other item of their
-    history."""
-    history, rated = _rated_history(split, user, split_name, table)
+    `max_disliked_rating` (none without trustworthy ratings: the table's rows of the user are
+    not their history), and every other item of their history."""
+    history, (items, ratings, rows) = split.history(user, split_name), table
+    mine = rows.get(user, np.zeros(0, dtype=np.int64))
+    trusted = len(mine) == len(history) and np.array_equal(items[mine], history)
+    rated = ratings[mine] if trusted else np.full(len(history), np.nan)
     liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
     pool = liked if len(liked) >= phrasings.min_items else history
     n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))

@@ -586,44 +586,22 @@ def evaluate_conversations(
         report.notes.append(f"{len(silent)} dialogue(s) with no seeker message were skipped")
     chosen = [d for d in chosen if d.seeker_messages]
     replayer = Replayer(make_agent(recommender), recommender, matcher)
-    done: list[Dialogue] = []
-    replays: dict[Mode, list[Replay]] = {mode: [] for mode in modes}
+    outcomes: list[dict[Mode, Replay]] = []  # per dialogue replayed, each mode's replay
     bar = progress_bar(len(chosen), "dialogues", "dialogue", progress)
     try:
         for position, dialogue in enumerate(chosen):
-            outcome = {mode: replayer.replay(dialogue, position, mode) for mode in modes}
-            done.append(dialogue)
-            for mode in modes:
-                replays[mode].append(outcome[mode])
+            outcomes.append({mode: replayer.replay(dialogue, position, mode) for mode in modes})
             bar.update()
     except KeyboardInterrupt:
-        report.interrupted(f"{len(done)} of {len(chosen)} dialogues replayed")
+        report.interrupted(f"{len(outcomes)} of {len(chosen)} dialogues replayed")
     finally:
         bar.close()
-    finish(report, done, replays, replayer, matcher, seed)
-    report.seconds = round(time.perf_counter() - started, 1)
-    return report
-
-
-def _watched(recommender: Recommender) -> Callable[[ItemId], float]:
-    counts = recommender.retriever.popularity.counts
-    return lambda item: float(counts[recommender.split.item_index(item)])
-
-
-def finish(
-    report: ConversationsReport,
-    done: list[Dialogue],
-    replays: dict[Mode, list[Replay]],
-    replayer: Replayer,
-    matcher: TitleMatcher,
-    seed: int,
-) -> None:
-    report.dialogues = len(done)
-    report.films = count_films(done, matcher)
-    for mode in replays:
+    done = chosen[: len(outcomes)]
+    report.dialogues, report.films = len(done), count_films(done, matcher)
+    for mode in modes:
         result = ModeResult(mode=mode, description=MODE_NAMES[mode])
-        summarise_recall(result, replays[mode], seed)
-        summarise_reading(result, done, replays[mode], replayer)
+        summarise_recall(result, [o[mode] for o in outcomes], seed)
+        summarise_reading(result, done, [o[mode] for o in outcomes], replayer)
         report.modes.append(result)
     if report.films.missing:
         report.notes.append(
@@ -632,6 +610,13 @@ def finish(
             "'recall, all targets' and are left out of 'recall' (the catalog's targets)"
         )
     report.finish_run()
+    report.seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _watched(recommender: Recommender) -> Callable[[ItemId], float]:
+    counts = recommender.retriever.popularity.counts
+    return lambda item: float(counts[recommender.split.item_index(item)])
 
 
 # --------------------------------------------------------------------------- report files
