@@ -265,12 +265,8 @@ class Scorer:
         self.split_name = split_name
         self.targets = self.split.targets(split_name)
         self._popular = popularity_order(recommender)
-        self._shared: dict[bool, set[int]] = {}
-
-    def shared(self, with_year: bool) -> set[int]:
-        if with_year not in self._shared:
-            self._shared[with_year] = shared_titles(self.split.catalog, with_year)
-        return self._shared[with_year]
+        # Items whose title another item shares, written with its year and without.
+        self.shared = {with_year: shared_titles(self.split.catalog, with_year) for with_year in (False, True)}
 
     def item_id(self, index: int) -> ItemId:
         return self.split.item_ids[index].item()
@@ -356,7 +352,7 @@ class Scorer:
             accounting=account(truth.liked, state, truth.disliked), ranks=ranks,
             query=state.query, filters_ok=_same_filters(state.filters, truth.filters),
             filters=describe_filters(state.filters), intended_filters=describe_filters(truth.filters),
-            seconds=seconds, shared_title=bool(named & self.shared(rendered.with_year)),
+            seconds=seconds, shared_title=bool(named & self.shared[rendered.with_year]),
             cards=len(cards),
         )  # fmt: skip
 
@@ -493,15 +489,8 @@ def summarise(
 
 # --------------------------------------------------------------------------- the run
 AgentFactory = Callable[[Recommender], Any]
-# (split, settings, families, grid, users, seed, phrasings, progress=, recommender=, make_agent=)
+# (split, settings, families, grid, users, seed, phrasings, progress=, make_agent=)
 WeightSweeper = Callable[..., WeightSweep]
-
-
-def _prepare(settings: Settings) -> Settings:
-    """A copy for the evaluation: 20 cards per reply, the caller's settings left as they were."""
-    copy = settings.model_copy(deep=True)
-    copy.chat.cards = CARDS
-    return copy
 
 
 @dataclass
@@ -526,7 +515,7 @@ def prepare_messages(
     """Every family written for every user of the sample, and a scorer whose recommender (fitted
     on `split_name`; None: one is fitted) answers with the evaluation's cards and `weights` in
     settings of its own: a recommender passed in keeps its settings."""
-    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on=split_name)
+    recommender = recommender or Recommender(settings, split=split, fit_on=split_name)
     if recommender.fit_on != split_name:
         raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
     recommender = with_chat(recommender, cards=CARDS, **weights)
@@ -564,7 +553,6 @@ def evaluate_chat(
     say: Callable[[str], None] | None = None,
     on_result: Callable[[ChatEvalReport], None] | None = None,
     recommender: Recommender | None = None,
-    valid_recommender: Recommender | None = None,
     make_agent: AgentFactory = ChatAgent,
     sweep: WeightSweeper | None = None,
 ) -> ChatEvalReport:
@@ -576,7 +564,8 @@ def evaluate_chat(
     is called after the sweep and after every family, so a caller can save partial results;
     Ctrl-C stops the run and returns the report marked incomplete.
     """
-    settings = _prepare(settings or Settings())
+    settings = (settings or Settings()).model_copy(deep=True)  # the caller's stay as they were
+    settings.chat.cards = CARDS
     say = say or (lambda _msg: None)
     book = _check_inputs(split, split_name, phrasings, query_weights)
     chosen_families = book.select(families)
@@ -592,10 +581,8 @@ def evaluate_chat(
         query_families = [f for f in chosen_families if f.has_query]
         if sweep is not None and grid and query_families:
             say(f"choosing the query weights on validation targets: {', '.join(map(str, grid))}")
-            report.sweep = sweep(
-                split, settings, query_families, grid, users, seed, book, progress=progress,
-                recommender=valid_recommender, make_agent=make_agent,
-            )  # fmt: skip
+            report.sweep = sweep(split, settings, query_families, grid, users, seed, book, progress=progress,
+                                 make_agent=make_agent)  # fmt: skip
             _keep_sweep(report, settings, split_name, on_result)
         report.query_weights = {
             "query_weight_with_titles": settings.chat.query_weight_with_titles,

@@ -263,12 +263,9 @@ def shared_titles(catalog: Catalog, with_year: bool) -> set[int]:
     """Items whose title as people type it (no alternative names; with its year or without)
     another catalog item shares: no reader can link such a title to one item without asking."""
     plain_family = Family(name="", description="", turns=("",), years=False)
-    keys = []
-    for title, year in zip(catalog.frame["title"], catalog.frame["year"], strict=True):
-        key = _plain(title_as_written(str(title), plain_family))
-        keys.append((key, None if not with_year or pd.isna(year) else int(year)))
-    counts = Counter(keys)
-    return {i for i, key in enumerate(keys) if counts[key] > 1}
+    titles = [_plain(title_as_written(str(title), plain_family)) for title in catalog.frame["title"]]
+    keys = pd.DataFrame({"title": titles, "year": catalog.frame["year"].to_numpy() if with_year else None})
+    return {int(i) for i in np.flatnonzero(keys.duplicated(keep=False))}  # a missing year is one value
 
 
 def letters(text: str) -> int:

@@ -54,6 +54,7 @@ from fewrec.eval import metrics as m
 from fewrec.eval import provenance as prov
 from fewrec.eval.harness import (
     PLACES,
+    Anchor,
     anchors,
     named,
     place_of,
@@ -104,17 +105,6 @@ README_MARKERS = ("<!-- results-conversations:start -->", "<!-- results-conversa
 
 
 # --------------------------------------------------------------------------- result records
-class PublishedAnchor(BaseModel):
-    name: str
-    recall: dict[str, float]  # recall@k -> value
-    source: str
-
-
-def published_anchors() -> list[PublishedAnchor]:
-    """The anchors of `anchors.toml` beside which the recall is shown."""
-    return [PublishedAnchor(name=a.name, recall=a.metrics, source=a.source) for a in anchors("conversations")]
-
-
 class FilmCounts(BaseModel):
     """How the dialogues' films (each film once per dialogue) matched the catalog."""
 
@@ -222,7 +212,7 @@ class ConversationsReport(prov.RunRecord):
     scored_as_of: str = "now: no reference time, as the page serves a new user"
     films: FilmCounts = Field(default_factory=FilmCounts)
     modes: list[ModeResult] = Field(default_factory=list)
-    published: list[PublishedAnchor] = Field(default_factory=published_anchors)
+    published: list[Anchor] = Field(default_factory=lambda: anchors("conversations"))  # beside the recall
     seconds: float = 0.0  # the replay and scoring
     setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
     cross_validation: CrossValidation | None = None  # `--cv-folds`
@@ -289,12 +279,8 @@ class Replayer:
 
     def items(self, dialogue: Dialogue, keys: list[str]) -> list[ItemId]:
         """The catalog items of film keys, in order, without the films the catalog lacks."""
-        out: list[ItemId] = []
-        for key in keys:
-            found = self.matcher.match(dialogue.films[key]) if key in dialogue.films else None
-            if found is not None and found.item_id is not None and found.item_id not in out:
-                out.append(found.item_id)
-        return out
+        found = (self.matcher.match(dialogue.films[key]) for key in keys if key in dialogue.films)
+        return list(dict.fromkeys(f.item_id for f in found if f is not None and f.item_id is not None))
 
     def reference_rankings(
         self, point: NewItemTurn, dialogue: Dialogue, position: int
@@ -630,7 +616,7 @@ def recall_rows(report: ConversationsReport, bold_chat: bool = False) -> list[st
         for result in report.modes for method in METHODS
     ]  # fmt: skip
     rows += [
-        [PUBLISHED_NOTE, f"{a.name} ({a.source})", *_recalls(a.recall), None, None] for a in report.published
+        [PUBLISHED_NOTE, f"{a.name} ({a.source})", *_recalls(a.metrics), None, None] for a in report.published
     ]
     return table(["mode", "method", *(f"R@{k}" for k in KS), "95% CI R@20", "R@20, all targets"], rows)
 
@@ -756,7 +742,7 @@ def plot(report: ConversationsReport, folder: Path) -> list[Path]:
         for n, method in enumerate(METHODS):
             values = [result.recall.get(method, {}).get(f"recall@{k}", 0.0) for k in KS]
             ax.bar(positions + n * width, values, width, label=METHOD_NAMES[method])
-        published = [anchor.recall.get(f"recall@{k}", 0.0) for k in KS]
+        published = [anchor.metrics.get(f"recall@{k}", 0.0) for k in KS]
         ax.bar(
             positions + len(METHODS) * width,
             published,

@@ -4,7 +4,6 @@ them, in retrieval order) so that the usual full-ranking metrics apply unchanged
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,8 +48,6 @@ def score_with_llm(
     fused: np.ndarray,
     k_shot: int,
     n_candidates: int,
-    progress: bool = True,
-    stop: Callable[[], bool] | None = None,
 ) -> CandidateScores:
     candidates, retrieval = top_candidates(fused, histories, n_candidates)
     demos = (
@@ -60,10 +57,7 @@ def score_with_llm(
     )
     llm = np.full(candidates.shape, np.nan)
     out = CandidateScores(candidates=candidates, retrieval=retrieval, llm=llm)
-    bar = tqdm(range(len(rows)), desc=f"LLM scoring (k={k_shot})", unit="user", disable=not progress)
-    for row in bar:
-        if stop is not None and stop():
-            break
+    for row in tqdm(range(len(rows)), desc=f"LLM scoring (k={k_shot})", unit="user"):
         result = reranker.score(histories[row], [int(c) for c in candidates[row]], demos[row], seed=row)
         if result.fallback is None:
             llm[row] = result.scores
@@ -79,13 +73,11 @@ def full_ranking(scores: CandidateScores, fused: np.ndarray, order_by: np.ndarra
     base = np.array(fused, dtype=np.float64, copy=True)
     n = scores.candidates.shape[1]
     top = np.nanmax(base[np.isfinite(base)]) if np.isfinite(base).any() else 0.0
-    for row in range(len(base)):
-        values = order_by[row]
-        if np.isnan(values).any():
-            values = -np.arange(n, dtype=np.float64)  # fallback: retrieval order
-        ranks = np.argsort(np.argsort(-values, kind="stable"), kind="stable")
-        # Candidates sit above everything else: top + 1 … top + n, best first.
-        base[row, scores.candidates[row]] = top + n - ranks
+    fallback = np.isnan(order_by).any(axis=1, keepdims=True)  # these rows keep the retrieval order
+    values = np.where(fallback, -np.arange(n, dtype=np.float64), order_by)
+    ranks = np.argsort(np.argsort(-values, axis=1, kind="stable"), axis=1, kind="stable")
+    # Candidates sit above everything else: top + 1 … top + n, best first.
+    np.put_along_axis(base, scores.candidates, top + n - ranks, axis=1)
     return base
 
 
