@@ -738,20 +738,13 @@ def plot(report: ConversationsReport, folder: Path) -> list[Path]:
     width = 0.8 / (len(METHODS) + 1)
     positions = np.arange(len(KS))
     anchor = report.published[0]
+    hatched = {"color": "none", "edgecolor": "gray", "hatch": "//"}  # the published anchor
     for ax, result in zip(axes[0], report.modes, strict=True):
-        for n, method in enumerate(METHODS):
-            values = [result.recall.get(method, {}).get(f"recall@{k}", 0.0) for k in KS]
-            ax.bar(positions + n * width, values, width, label=METHOD_NAMES[method])
-        published = [anchor.metrics.get(f"recall@{k}", 0.0) for k in KS]
-        ax.bar(
-            positions + len(METHODS) * width,
-            published,
-            width,
-            color="none",
-            edgecolor="gray",
-            hatch="//",
-            label=f"{anchor.name} ({PUBLISHED_NOTE})",
-        )
+        series = [*((METHOD_NAMES[k], result.recall.get(k, {}), {}) for k in METHODS),
+                  (f"{anchor.name} ({PUBLISHED_NOTE})", anchor.metrics, hatched)]  # fmt: skip
+        for n, (label, recall, style) in enumerate(series):
+            values = [recall.get(f"recall@{k}", 0.0) for k in KS]
+            ax.bar(positions + n * width, values, width, label=label, **style)
         ax.set_xticks(positions + width * len(METHODS) / 2, [f"R@{k}" for k in KS])
         ax.set_title(f"{result.mode}: {result.targets_in_catalog} targets", fontsize=9)
     axes[0][0].set_ylabel("recall (targets in the catalog)")
