@@ -21,6 +21,7 @@ from fewrec.data.dialogues import Dialogue, TitleMatcher, dialogue_folds, read_d
 from fewrec.data.errors import FewrecError
 from fewrec.eval import conversation_cv as cvm
 from fewrec.eval import conversation_eval as ce
+from fewrec.eval import intervals as iv
 from fewrec.fit import build_prior as bp
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "redial_sample.jsonl"
@@ -169,10 +170,10 @@ def test_cross_validation_replays_each_fold_with_the_other_folds_prior(sample, c
 
 
 def test_t_interval():
-    low, high = cvm.t_interval([0.1, 0.2, 0.3])
+    low, high = iv.t_interval([0.1, 0.2, 0.3])
     # mean 0.2, sd 0.1, t(0.975, 2) = 4.303: 0.2 ± 4.303 · 0.1 / √3
     assert (low, high) == pytest.approx((0.2 - 0.24843, 0.2 + 0.24843), abs=1e-4)
-    assert cvm.t_interval([0.5]) == (0.5, 0.5)
+    assert iv.t_interval([0.5]) == (0.5, 0.5)
 
 
 def test_the_chat_takes_a_given_prior(cheap_recommender, bundled_split):

@@ -176,9 +176,16 @@ def test_recall_on_a_hand_made_dialogue(bundled_split, cheap_recommender):
     assert replay.targets == 4 and [t.targets for t in replay.scored] == [2, 1]
     assert replay.scored[0].ranks["chat"] == [0, 6]
     assert replay.scored[1].ranks["chat"] == [None]  # 33rd card of 34, beyond the 20 scored
-    recall = ce.recall_table(replay.scored, 3)
-    assert recall["chat"] == {"recall@1": 1 / 3, "recall@5": 1 / 3, "recall@10": 2 / 3, "recall@20": 2 / 3}
-    assert ce.recall_table(replay.scored, 4)["chat"]["recall@10"] == 0.5  # the missing film as a miss
+    result = ce.ModeResult(mode="seeker_only", description="")
+    ce.summarise_recall(result, [replay], 0)
+    assert result.targets_in_catalog == 3 and result.targets == 4
+    assert result.recall["chat"] == {
+        "recall@1": 1 / 3,
+        "recall@5": 1 / 3,
+        "recall@10": 2 / 3,
+        "recall@20": 2 / 3,
+    }
+    assert result.recall_all_targets["chat"]["recall@10"] == 0.5  # the missing film as a miss
     assert replay.scored[1].cards["chat"] == 20 and replay.scored[0].cards["popularity"] == 20
     # The dialogue so far as one message: the seeker's messages before each turn, joined.
     assert chat.messages == [

@@ -107,14 +107,11 @@ def validation_ndcg(
     return float(per_user_metrics(ranks, (10,))["ndcg@10"].mean())
 
 
-def random_scores(n_rows: int, n_items: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).random((n_rows, n_items)).astype(np.float32)
-
-
 def _random_batches(
     n_rows: int, n_items: int, seed: int, batch_users: int
 ) -> Iterator[tuple[slice, np.ndarray]]:
-    """`random_scores` batch by batch: one generator drawing row after row gives the same numbers."""
+    """Seeded noise scores, batch by batch: one generator drawing row after row (the same numbers
+    as drawing all rows at once)."""
     rng = np.random.default_rng(seed)
     for part in user_batches(n_rows, batch_users):
         yield part, rng.random((part.stop - part.start, n_items)).astype(np.float32)

@@ -265,12 +265,8 @@ class Scorer:
         self.split_name = split_name
         self.targets = self.split.targets(split_name)
         self._popular = popularity_order(recommender)
-        self._shared: dict[bool, set[int]] = {}
-
-    def shared(self, with_year: bool) -> set[int]:
-        if with_year not in self._shared:
-            self._shared[with_year] = shared_titles(self.split.catalog, with_year)
-        return self._shared[with_year]
+        # Items whose title another item shares, written with its year and without.
+        self.shared = {with_year: shared_titles(self.split.catalog, with_year) for with_year in (False, True)}
 
     def item_id(self, index: int) -> ItemId:
         return self.split.item_ids[index].item()
@@ -356,40 +352,21 @@ class Scorer:
             accounting=account(truth.liked, state, truth.disliked), ranks=ranks,
             query=state.query, filters_ok=_same_filters(state.filters, truth.filters),
             filters=describe_filters(state.filters), intended_filters=describe_filters(truth.filters),
-            seconds=seconds, shared_title=bool(named & self.shared(rendered.with_year)),
+            seconds=seconds, shared_title=bool(named & self.shared[rendered.with_year]),
             cards=len(cards),
         )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- sampling
-RatingTable = tuple[np.ndarray, np.ndarray, np.ndarray]  # items, ratings, offsets per user
+RatingTable = tuple[np.ndarray, np.ndarray, dict]  # items, ratings, each user's rows of them
 
 
 def _ratings_by_user(split: LeaveOneOutSplit, split_name: SplitName) -> RatingTable:
-    """(items, ratings, offsets) of every interaction known before the targets, grouped by user
-    in history order; the ratings of held-out items the split does not keep are NaN."""
+    """(items, ratings, rows by user) of every interaction known before the targets, a user's
+    rows in history order; the ratings of held-out items the split does not keep are NaN."""
     frame = split.interactions_before(split_name)
-    users = frame["user"].to_numpy()
-    if len(users) and np.any(np.diff(users) < 0):
-        frame = frame.sort_values("user", kind="stable")
-        users = frame["user"].to_numpy()
-    counts = np.bincount(users, minlength=split.n_users)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
     ratings = frame["rating"].to_numpy(dtype=np.float64, na_value=np.nan)
-    return frame["item"].to_numpy(), ratings, offsets
-
-
-def _rated_history(
-    split: LeaveOneOutSplit, user: int, split_name: SplitName, table: RatingTable
-) -> tuple[np.ndarray, np.ndarray]:
-    """The user's history before the target and its ratings: NaN where the split keeps none, and
-    everywhere when the table is not in history order (no trustworthy ratings)."""
-    history = split.history(user, split_name)
-    items, ratings, offsets = table
-    mine, rated = items[offsets[user] : offsets[user + 1]], ratings[offsets[user] : offsets[user + 1]]
-    if len(mine) != len(history) or not np.array_equal(mine, history):
-        rated = np.full(len(history), np.nan)
-    return history, rated
+    return frame["item"].to_numpy(), ratings, frame.groupby("user").indices
 
 
 def user_items(
@@ -399,9 +376,12 @@ def user_items(
     """The user's last 3–6 liked items before the target (count seeded), oldest first: rated at
     least `min_rating` where ratings exist, else (or when too few are) the last items. And the
     items a family may name besides them, most recent first: those rated at most
-    `max_disliked_rating` (none without trustworthy ratings), and every other item of their
-    history."""
-    history, rated = _rated_history(split, user, split_name, table)
+    `max_disliked_rating` (none without trustworthy ratings: the table's rows of the user are
+    not their history), and every other item of their history."""
+    history, (items, ratings, rows) = split.history(user, split_name), table
+    mine = rows.get(user, np.zeros(0, dtype=np.int64))
+    trusted = len(mine) == len(history) and np.array_equal(items[mine], history)
+    rated = ratings[mine] if trusted else np.full(len(history), np.nan)
     liked = history[np.nan_to_num(rated, nan=-np.inf) >= phrasings.min_rating]
     pool = liked if len(liked) >= phrasings.min_items else history
     n = int(rng.integers(phrasings.min_items, phrasings.max_items + 1))
@@ -432,18 +412,12 @@ def _title(split: LeaveOneOutSplit, item: ItemId) -> str:
 def _hit_rates(out: FamilyResult, records: list[MessageRecord], seed: int) -> None:
     """hits@k per method, their intervals, and the chat's ratio to the ceiling."""
     users = np.array([r.user for r in records])
-    methods = [m for m in METHODS if all(m in r.ranks for r in records)]
-    hits: dict[str, np.ndarray] = {}
-    for method in methods:
-        ranks = [r.ranks[method] for r in records]
-        out.hits[method] = m.hit_rates(ranks, KS, "hits")
-        hits[method] = np.array([r is not None and r < CARDS for r in ranks], dtype=np.float64)
-        interval = grouped_interval(hits[method], users, seed)
-        if interval is not None:
-            out.intervals_at_20[method] = interval
-    if "ceiling" in hits and hits["ceiling"].sum() > 0:
-        out.ratio_at_20 = float(hits["chat"].mean() / hits["ceiling"].mean())
-        out.ratio_interval = grouped_interval(hits["chat"], users, seed, ratio_to=hits["ceiling"])
+    ranks = {k: [r.ranks[k] for r in records] for k in METHODS if all(k in r.ranks for r in records)}
+    out.hits, out.intervals_at_20 = m.rates_and_intervals(ranks, KS, users, seed, "hits")
+    if out.hits.get("ceiling", {}).get("hits@20"):
+        out.ratio_at_20 = out.hits["chat"]["hits@20"] / out.hits["ceiling"]["hits@20"]
+        chat, ceiling = (m.hits_within(ranks[method], CARDS) for method in ("chat", "ceiling"))
+        out.ratio_interval = grouped_interval(chat, users, seed, ratio_to=ceiling)
 
 
 def _reading_rates(out: FamilyResult, records: list[MessageRecord], query_meant: bool | None) -> None:
@@ -515,15 +489,8 @@ def summarise(
 
 # --------------------------------------------------------------------------- the run
 AgentFactory = Callable[[Recommender], Any]
-# (split, settings, families, grid, users, seed, phrasings, progress=, recommender=, make_agent=)
+# (split, settings, families, grid, users, seed, phrasings, progress=, make_agent=)
 WeightSweeper = Callable[..., WeightSweep]
-
-
-def _prepare(settings: Settings) -> Settings:
-    """A copy for the evaluation: 20 cards per reply, the caller's settings left as they were."""
-    copy = settings.model_copy(deep=True)
-    copy.chat.cards = CARDS
-    return copy
 
 
 @dataclass
@@ -548,7 +515,7 @@ def prepare_messages(
     """Every family written for every user of the sample, and a scorer whose recommender (fitted
     on `split_name`; None: one is fitted) answers with the evaluation's cards and `weights` in
     settings of its own: a recommender passed in keeps its settings."""
-    recommender = recommender or Recommender(_prepare(settings), split=split, fit_on=split_name)
+    recommender = recommender or Recommender(settings, split=split, fit_on=split_name)
     if recommender.fit_on != split_name:
         raise EvalError(f"the recommender must be fitted on {split_name!r}, not {recommender.fit_on!r}")
     recommender = with_chat(recommender, cards=CARDS, **weights)
@@ -586,7 +553,6 @@ def evaluate_chat(
     say: Callable[[str], None] | None = None,
     on_result: Callable[[ChatEvalReport], None] | None = None,
     recommender: Recommender | None = None,
-    valid_recommender: Recommender | None = None,
     make_agent: AgentFactory = ChatAgent,
     sweep: WeightSweeper | None = None,
 ) -> ChatEvalReport:
@@ -598,7 +564,8 @@ def evaluate_chat(
     is called after the sweep and after every family, so a caller can save partial results;
     Ctrl-C stops the run and returns the report marked incomplete.
     """
-    settings = _prepare(settings or Settings())
+    settings = (settings or Settings()).model_copy(deep=True)  # the caller's stay as they were
+    settings.chat.cards = CARDS
     say = say or (lambda _msg: None)
     book = _check_inputs(split, split_name, phrasings, query_weights)
     chosen_families = book.select(families)
@@ -614,10 +581,8 @@ def evaluate_chat(
         query_families = [f for f in chosen_families if f.has_query]
         if sweep is not None and grid and query_families:
             say(f"choosing the query weights on validation targets: {', '.join(map(str, grid))}")
-            report.sweep = sweep(
-                split, settings, query_families, grid, users, seed, book, progress=progress,
-                recommender=valid_recommender, make_agent=make_agent,
-            )  # fmt: skip
+            report.sweep = sweep(split, settings, query_families, grid, users, seed, book, progress=progress,
+                                 make_agent=make_agent)  # fmt: skip
             _keep_sweep(report, settings, split_name, on_result)
         report.query_weights = {
             "query_weight_with_titles": settings.chat.query_weight_with_titles,

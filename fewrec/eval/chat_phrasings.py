@@ -173,25 +173,19 @@ def load_phrasings(path: Path | str | None = None) -> Phrasings:
     if not families:
         raise PhrasingsError(f"{source} defines no [[family]]")
     sampling, mood, kids = data.get("sampling", {}), data.get("mood", {}), data.get("family_films", {})
+    # The numbers and words: [sampling]'s keys are the fields' names, [mood]'s the fields' without "mood_".
+    given = {**sampling, **{f"mood_{key}": value for key, value in mood.items()}}
+    plain = {f.name: type(f.default)(given[f.name]) for f in fields(Phrasings)
+             if f.name in given and isinstance(f.default, int | float | str)}  # fmt: skip
     ages = tuple(int(a) for a in sampling.get("ages", (5, 12)))
     out = Phrasings(
-        families=families,
-        genre_words={str(k): str(v) for k, v in data.get("genre_words", {}).items()},
-        min_items=int(sampling.get("min_items", 3)),
-        max_items=int(sampling.get("max_items", 6)),
-        min_rating=float(sampling.get("min_rating", 4.0)),
-        typo_min_letters=int(sampling.get("typo_min_letters", 10)),
-        mood_words=int(mood.get("words", 2)),
-        mood_joiner=str(mood.get("joiner", ", ")),
-        mood_max_tag_words=int(mood.get("max_tag_words", 3)),
-        max_disliked_rating=float(sampling.get("max_disliked_rating", 2.0)),
+        families=families, genre_words={str(k): str(v) for k, v in data.get("genre_words", {}).items()},
         family_genres=tuple(str(g) for g in kids.get("genres", [])),
         family_exclude_genres=tuple(str(g) for g in kids.get("exclude_genres", [])),
-        ages=(ages[0], ages[-1]),
+        ages=(ages[0], ages[-1]), source=source,
         ignore_tags=frozenset(str(t).lower() for t in mood.get("ignore_tags", [])),
-        ignore_words=frozenset(str(w).lower() for w in mood.get("ignore_words", [])),
-        source=source,
-    )
+        ignore_words=frozenset(str(w).lower() for w in mood.get("ignore_words", [])), **plain,
+    )  # fmt: skip
     if not 1 <= out.min_items <= out.max_items:
         raise PhrasingsError(f"{source}: [sampling] needs 1 ≤ min_items ≤ max_items")
     if not 1 <= out.ages[0] <= out.ages[1] <= 17:
@@ -269,12 +263,9 @@ def shared_titles(catalog: Catalog, with_year: bool) -> set[int]:
     """Items whose title as people type it (no alternative names; with its year or without)
     another catalog item shares: no reader can link such a title to one item without asking."""
     plain_family = Family(name="", description="", turns=("",), years=False)
-    keys = []
-    for title, year in zip(catalog.frame["title"], catalog.frame["year"], strict=True):
-        key = _plain(title_as_written(str(title), plain_family))
-        keys.append((key, None if not with_year or pd.isna(year) else int(year)))
-    counts = Counter(keys)
-    return {i for i, key in enumerate(keys) if counts[key] > 1}
+    titles = [_plain(title_as_written(str(title), plain_family)) for title in catalog.frame["title"]]
+    keys = pd.DataFrame({"title": titles, "year": catalog.frame["year"].to_numpy() if with_year else None})
+    return {int(i) for i in np.flatnonzero(keys.duplicated(keep=False))}  # a missing year is one value
 
 
 def letters(text: str) -> int:
@@ -284,13 +275,11 @@ def letters(text: str) -> int:
 def misspell(title: str, rng: np.random.Generator) -> str:
     """`title` with one edit inside a word of 4+ letters, never at a word's first letter: two
     neighbouring letters swapped, a letter dropped, or a letter doubled."""
-    spots: list[tuple[str, int]] = []
-    for word in re.finditer(r"[^\W\d_]{4,}", title):
-        for i in range(word.start() + 1, word.end()):
-            spots.append(("drop", i))
-            spots.append(("double", i))
-            if i + 1 < word.end() and title[i] != title[i + 1]:
-                spots.append(("swap", i))
+    spots = [
+        (kind, i) for word in re.finditer(r"[^\W\d_]{4,}", title) for i in range(word.start() + 1, word.end())
+        for kind in ("drop", "double", "swap")
+        if kind != "swap" or (i + 1 < word.end() and title[i] != title[i + 1])  # a swap that changes the word
+    ]  # fmt: skip
     if not spots:
         return title
     kind, i = spots[int(rng.integers(len(spots)))]

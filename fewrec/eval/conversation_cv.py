@@ -19,15 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from fewrec.agent.chat import ChatAgent
 from fewrec.agent.conversation_prior import PriorScorer
 from fewrec.agent.recommender import Recommender
 from fewrec.data.dialogues import Dialogue, TitleMatcher, dialogue_folds
 from fewrec.eval.conversation_eval import (
-    KS,
     METHODS,
+    ConversationsReport,
     CrossValidation,
     FoldResult,
     _watched,
@@ -35,6 +34,7 @@ from fewrec.eval.conversation_eval import (
     evaluate_conversations,
 )
 from fewrec.eval.harness import with_chat
+from fewrec.eval.intervals import t_interval
 
 # How a fold's prior is fitted: on the training folds' dialogues alone (fitting its form or not,
 # seeded), over the recommender's catalog; the scorer and a label of the form chosen.
@@ -50,16 +50,6 @@ def without_the_prior(recommender: Recommender) -> Recommender:
     """`recommender` whose chat has no conversation prior (`chat.prior_weight` 0); the caller's
     keeps its settings."""
     return with_chat(recommender, prior_weight=0.0)
-
-
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """The t interval of the mean of `values` (k − 1 degrees of freedom)."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, mean
-    spread = np.std(values, ddof=1) / np.sqrt(len(values))
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * spread)
-    return mean - half, mean + half
 
 
 def cross_validate(
@@ -86,8 +76,6 @@ def cross_validate(
         files=[str(f) for f in files], dialogues=len(dialogues), folds=folds, seed=seed, sample=sample,
         fitted_form=fit,
     )  # fmt: skip
-    hits: dict[str, dict[str, float]] = {}
-    targets = 0
     for fold in range(folds):
         fold_started = time.perf_counter()
         held = [d for d, f in zip(dialogues, fold_of, strict=True) if f == fold]
@@ -95,58 +83,42 @@ def cross_validate(
         scorer, form = prior_for(train, matcher, recommender, fit, seed)
         replayed = choose_dialogues(held, sample, seed)
         say(f"fold {fold + 1}/{folds}: {len(replayed)} dialogues, prior of {len(train)}; {form}")
-        report = evaluate_conversations(
-            files[0], recommender, dialogues=replayed, seed=seed, progress=progress,
-            make_agent=lambda r, s=scorer: ChatAgent(r, prior=s), modes=("seeker_only",),
-        )  # fmt: skip
-        if not report.complete:
+
+        agents = [(recommender, lambda r, s=scorer: ChatAgent(r, prior=s))]
+        agents += [(without_the_prior(recommender), ChatAgent)] if without_prior else []
+        runs: list[ConversationsReport] = []
+        for chat, make_agent in agents:  # the second (chat.prior_weight 0) only after a complete first
+            if all(run.complete for run in runs):
+                runs.append(evaluate_conversations(files[0], chat, dialogues=replayed, seed=seed,
+                            progress=progress, make_agent=make_agent, modes=("seeker_only",)))  # fmt: skip
+        if not all(run.complete for run in runs):
             out.complete = False
             break
-        result = report.mode("seeker_only")
+        result = runs[0].mode("seeker_only")
         recall = dict(result.recall)
-        if without_prior:
-            bare = evaluate_conversations(
-                files[0], without_the_prior(recommender), dialogues=replayed, seed=seed, progress=progress,
-                make_agent=ChatAgent, modes=("seeker_only",),
-            )  # fmt: skip
-            if not bare.complete:
-                out.complete = False
-                break
-            for method, renamed in WITHOUT_PRIOR.items():
-                recall[renamed] = bare.mode("seeker_only").recall[method]
-        n = result.targets_in_catalog
-        targets += n
-        for method, values in recall.items():
-            pooled = hits.setdefault(method, {})
-            for key, value in values.items():
-                pooled[key] = pooled.get(key, 0.0) + value * n
-        out.per_fold.append(
-            FoldResult(
-                fold=fold,
-                dialogues=len(replayed),
-                prior_dialogues=len(train),
-                form=form,
-                turns_scored=result.turns_scored,
-                targets_in_catalog=n,
-                recall=recall,
-                seconds=round(time.perf_counter() - fold_started, 1),
-            )
-        )
-    summarise(out, hits, targets)
+        for method, renamed in WITHOUT_PRIOR.items() if without_prior else ():
+            recall[renamed] = runs[1].mode("seeker_only").recall[method]
+        out.per_fold.append(FoldResult(
+            fold=fold, dialogues=len(replayed), prior_dialogues=len(train), form=form,
+            turns_scored=result.turns_scored, targets_in_catalog=result.targets_in_catalog, recall=recall,
+            seconds=round(time.perf_counter() - fold_started, 1),
+        ))  # fmt: skip
+    summarise(out)
     out.seconds = round(time.perf_counter() - started, 1)
     return out
 
 
-def summarise(out: CrossValidation, hits: dict[str, dict[str, float]], targets: int) -> None:
-    """Mean over folds, its t interval, and the pooled recall, per method and k."""
+def summarise(out: CrossValidation) -> None:
+    """Mean over folds, its t interval, and the pooled recall (the folds' recall weighted by
+    their targets), per method and k."""
+    targets = sum(f.targets_in_catalog for f in out.per_fold)
     for method in cv_methods(out):
-        out.mean[method], out.intervals[method] = {}, {}
-        for k in KS:
-            key = f"recall@{k}"
+        out.mean[method], out.intervals[method], out.pooled[method] = {}, {}, {}
+        for key in out.per_fold[0].recall[method]:  # recall@k, k in KS
             values = [f.recall[method][key] for f in out.per_fold]
-            out.mean[method][key] = float(np.mean(values))
-            out.intervals[method][key] = t_interval(values)
-        out.pooled[method] = {key: value / targets if targets else 0.0 for key, value in hits[method].items()}
+            out.mean[method][key], out.intervals[method][key] = float(np.mean(values)), t_interval(values)
+            pooled = sum(v * f.targets_in_catalog for v, f in zip(values, out.per_fold, strict=True))
+            out.pooled[method][key] = pooled / targets if targets else 0.0
 
 
 def cv_methods(out: CrossValidation) -> list[str]:
@@ -155,4 +127,4 @@ def cv_methods(out: CrossValidation) -> list[str]:
     return [m for m in order if out.per_fold and all(m in f.recall for f in out.per_fold)]
 
 
-__all__ = ["CV_METHOD_NAMES", "cross_validate", "cv_methods", "t_interval"]
+__all__ = ["CV_METHOD_NAMES", "cross_validate", "cv_methods"]

@@ -54,6 +54,7 @@ from fewrec.eval import metrics as m
 from fewrec.eval import provenance as prov
 from fewrec.eval.harness import (
     PLACES,
+    Anchor,
     anchors,
     named,
     place_of,
@@ -62,7 +63,6 @@ from fewrec.eval.harness import (
     seeded_sample,
     with_chat,
 )
-from fewrec.eval.intervals import grouped_interval
 from fewrec.eval.report import (
     commit_line,
     fill,
@@ -105,17 +105,6 @@ README_MARKERS = ("<!-- results-conversations:start -->", "<!-- results-conversa
 
 
 # --------------------------------------------------------------------------- result records
-class PublishedAnchor(BaseModel):
-    name: str
-    recall: dict[str, float]  # recall@k -> value
-    source: str
-
-
-def published_anchors() -> list[PublishedAnchor]:
-    """The anchors of `anchors.toml` beside which the recall is shown."""
-    return [PublishedAnchor(name=a.name, recall=a.metrics, source=a.source) for a in anchors("conversations")]
-
-
 class FilmCounts(BaseModel):
     """How the dialogues' films (each film once per dialogue) matched the catalog."""
 
@@ -223,7 +212,7 @@ class ConversationsReport(prov.RunRecord):
     scored_as_of: str = "now: no reference time, as the page serves a new user"
     films: FilmCounts = Field(default_factory=FilmCounts)
     modes: list[ModeResult] = Field(default_factory=list)
-    published: list[PublishedAnchor] = Field(default_factory=published_anchors)
+    published: list[Anchor] = Field(default_factory=lambda: anchors("conversations"))  # beside the recall
     seconds: float = 0.0  # the replay and scoring
     setup_seconds: float | None = None  # loading the data, fitting the sources, building the index
     cross_validation: CrossValidation | None = None  # `--cv-folds`
@@ -290,12 +279,8 @@ class Replayer:
 
     def items(self, dialogue: Dialogue, keys: list[str]) -> list[ItemId]:
         """The catalog items of film keys, in order, without the films the catalog lacks."""
-        out: list[ItemId] = []
-        for key in keys:
-            found = self.matcher.match(dialogue.films[key]) if key in dialogue.films else None
-            if found is not None and found.item_id is not None and found.item_id not in out:
-                out.append(found.item_id)
-        return out
+        found = (self.matcher.match(dialogue.films[key]) for key in keys if key in dialogue.films)
+        return list(dict.fromkeys(f.item_id for f in found if f is not None and f.item_id is not None))
 
     def reference_rankings(
         self, point: NewItemTurn, dialogue: Dialogue, position: int
@@ -424,14 +409,6 @@ class Replayer:
 
 
 # --------------------------------------------------------------------------- summaries
-def recall_table(scored: list[ScoredTurn], denominator: int) -> dict[str, dict[str, float]]:
-    """method -> recall@k: the share of the `denominator` targets among the first k."""
-    return {
-        method: m.hit_rates([r for turn in scored for r in turn.ranks[method]], KS, over=denominator)
-        for method in METHODS
-    }
-
-
 def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> None:
     scored = [turn for replay in replays for turn in replay.scored]
     result.turns_scored = len(scored)
@@ -439,16 +416,13 @@ def summarise_recall(result: ModeResult, replays: list[Replay], seed: int) -> No
     result.turns_without_catalog_target = sum(r.without_catalog_target for r in replays)
     result.targets = sum(r.targets for r in replays)
     result.targets_in_catalog = sum(t.targets for t in scored)
-    result.recall = recall_table(scored, result.targets_in_catalog)
-    result.recall_all_targets = recall_table(scored, result.targets)
+    # Recall over the catalog's targets (one rank each), and over all (the rest as misses).
+    ranks = {method: [r for turn in scored for r in turn.ranks[method]] for method in METHODS}
     groups = np.array([t.dialogue for t in scored for _ in range(t.targets)])
-    for method in METHODS:
-        hits = np.array([r is not None for t in scored for r in t.ranks[method]], dtype=np.float64)
-        interval = grouped_interval(hits, groups, seed)
-        if interval is not None:
-            result.intervals_at_20[method] = interval
-        if scored:
-            result.cards_scored[method] = float(np.mean([t.cards[method] for t in scored]))
+    result.recall, result.intervals_at_20 = m.rates_and_intervals(ranks, KS, groups, seed)
+    result.recall_all_targets = {k: m.hit_rates(r, KS, over=result.targets) for k, r in ranks.items()}
+    for method in METHODS if scored else ():
+        result.cards_scored[method] = float(np.mean([t.cards[method] for t in scored]))
     result.whole_messages_cut = sum(r.whole_cut for r in replays)
     seconds = [s for r in replays for s in r.seconds]
     result.chat_turns = len(seconds)
@@ -598,44 +572,22 @@ def evaluate_conversations(
         report.notes.append(f"{len(silent)} dialogue(s) with no seeker message were skipped")
     chosen = [d for d in chosen if d.seeker_messages]
     replayer = Replayer(make_agent(recommender), recommender, matcher)
-    done: list[Dialogue] = []
-    replays: dict[Mode, list[Replay]] = {mode: [] for mode in modes}
+    outcomes: list[dict[Mode, Replay]] = []  # per dialogue replayed, each mode's replay
     bar = progress_bar(len(chosen), "dialogues", "dialogue", progress)
     try:
         for position, dialogue in enumerate(chosen):
-            outcome = {mode: replayer.replay(dialogue, position, mode) for mode in modes}
-            done.append(dialogue)
-            for mode in modes:
-                replays[mode].append(outcome[mode])
+            outcomes.append({mode: replayer.replay(dialogue, position, mode) for mode in modes})
             bar.update()
     except KeyboardInterrupt:
-        report.interrupted(f"{len(done)} of {len(chosen)} dialogues replayed")
+        report.interrupted(f"{len(outcomes)} of {len(chosen)} dialogues replayed")
     finally:
         bar.close()
-    finish(report, done, replays, replayer, matcher, seed)
-    report.seconds = round(time.perf_counter() - started, 1)
-    return report
-
-
-def _watched(recommender: Recommender) -> Callable[[ItemId], float]:
-    counts = recommender.retriever.popularity.counts
-    return lambda item: float(counts[recommender.split.item_index(item)])
-
-
-def finish(
-    report: ConversationsReport,
-    done: list[Dialogue],
-    replays: dict[Mode, list[Replay]],
-    replayer: Replayer,
-    matcher: TitleMatcher,
-    seed: int,
-) -> None:
-    report.dialogues = len(done)
-    report.films = count_films(done, matcher)
-    for mode in replays:
+    done = chosen[: len(outcomes)]
+    report.dialogues, report.films = len(done), count_films(done, matcher)
+    for mode in modes:
         result = ModeResult(mode=mode, description=MODE_NAMES[mode])
-        summarise_recall(result, replays[mode], seed)
-        summarise_reading(result, done, replays[mode], replayer)
+        summarise_recall(result, [o[mode] for o in outcomes], seed)
+        summarise_reading(result, done, [o[mode] for o in outcomes], replayer)
         report.modes.append(result)
     if report.films.missing:
         report.notes.append(
@@ -644,6 +596,13 @@ def finish(
             "'recall, all targets' and are left out of 'recall' (the catalog's targets)"
         )
     report.finish_run()
+    report.seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _watched(recommender: Recommender) -> Callable[[ItemId], float]:
+    counts = recommender.retriever.popularity.counts
+    return lambda item: float(counts[recommender.split.item_index(item)])
 
 
 # --------------------------------------------------------------------------- report files
@@ -657,7 +616,7 @@ def recall_rows(report: ConversationsReport, bold_chat: bool = False) -> list[st
         for result in report.modes for method in METHODS
     ]  # fmt: skip
     rows += [
-        [PUBLISHED_NOTE, f"{a.name} ({a.source})", *_recalls(a.recall), None, None] for a in report.published
+        [PUBLISHED_NOTE, f"{a.name} ({a.source})", *_recalls(a.metrics), None, None] for a in report.published
     ]
     return table(["mode", "method", *(f"R@{k}" for k in KS), "95% CI R@20", "R@20, all targets"], rows)
 
@@ -779,20 +738,13 @@ def plot(report: ConversationsReport, folder: Path) -> list[Path]:
     width = 0.8 / (len(METHODS) + 1)
     positions = np.arange(len(KS))
     anchor = report.published[0]
+    hatched = {"color": "none", "edgecolor": "gray", "hatch": "//"}  # the published anchor
     for ax, result in zip(axes[0], report.modes, strict=True):
-        for n, method in enumerate(METHODS):
-            values = [result.recall.get(method, {}).get(f"recall@{k}", 0.0) for k in KS]
-            ax.bar(positions + n * width, values, width, label=METHOD_NAMES[method])
-        published = [anchor.recall.get(f"recall@{k}", 0.0) for k in KS]
-        ax.bar(
-            positions + len(METHODS) * width,
-            published,
-            width,
-            color="none",
-            edgecolor="gray",
-            hatch="//",
-            label=f"{anchor.name} ({PUBLISHED_NOTE})",
-        )
+        series = [*((METHOD_NAMES[k], result.recall.get(k, {}), {}) for k in METHODS),
+                  (f"{anchor.name} ({PUBLISHED_NOTE})", anchor.metrics, hatched)]  # fmt: skip
+        for n, (label, recall, style) in enumerate(series):
+            values = [recall.get(f"recall@{k}", 0.0) for k in KS]
+            ax.bar(positions + n * width, values, width, label=label, **style)
         ax.set_xticks(positions + width * len(METHODS) / 2, [f"R@{k}" for k in KS])
         ax.set_title(f"{result.mode}: {result.targets_in_catalog} targets", fontsize=9)
     axes[0][0].set_ylabel("recall (targets in the catalog)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -43,7 +43,8 @@ class Anchor(BaseModel):
 
     name: str
     source: str
-    metrics: dict[str, float]
+    # The conversations' results.json written before this model called them "recall".
+    metrics: dict[str, float] = Field(validation_alias=AliasChoices("metrics", "recall"))
 
 
 @cache

@@ -17,6 +17,7 @@ the resampling stays here, once.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 INTERVAL_RESAMPLES = 1000
 PAIRED_RESAMPLES = 2000
@@ -95,3 +96,14 @@ def grouped_interval(
     if not len(distribution):
         return None
     return percentile_interval(distribution, *GROUPED_PERCENTILES)
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """The t interval of the mean of `values` (k − 1 degrees of freedom): the cross-validated
+    conversations' interval over the folds' figures."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, mean
+    spread = np.std(values, ddof=1) / np.sqrt(len(values))
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * spread)
+    return mean - half, mean + half

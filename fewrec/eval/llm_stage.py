@@ -4,7 +4,6 @@ them, in retrieval order) so that the usual full-ranking metrics apply unchanged
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 from fewrec.agent.rerank import LLMReranker, fuse
 from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.prompts.demos import DemonstrationPool
+from fewrec.retrieval.base import mask_seen, top_n
 
 ALPHA_GRID = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
 
@@ -30,11 +30,8 @@ class CandidateScores:
 
 
 def top_candidates(fused: np.ndarray, histories: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-    masked = np.array(fused, dtype=np.float64, copy=True)
-    for row, history in enumerate(histories):
-        masked[row, history] = -np.inf
-    top = np.argsort(-masked, axis=1, kind="stable")[:, :n]
-    return top, np.take_along_axis(masked, top, axis=1)
+    """The `n` best unseen items of each row (ties by item index) and their scores."""
+    return top_n(mask_seen(np.array(fused, dtype=np.float64, copy=True), histories), n)
 
 
 def cutoff_times(split: LeaveOneOutSplit, rows: np.ndarray, split_name: SplitName) -> list[int]:
@@ -51,8 +48,6 @@ def score_with_llm(
     fused: np.ndarray,
     k_shot: int,
     n_candidates: int,
-    progress: bool = True,
-    stop: Callable[[], bool] | None = None,
 ) -> CandidateScores:
     candidates, retrieval = top_candidates(fused, histories, n_candidates)
     demos = (
@@ -62,10 +57,7 @@ def score_with_llm(
     )
     llm = np.full(candidates.shape, np.nan)
     out = CandidateScores(candidates=candidates, retrieval=retrieval, llm=llm)
-    bar = tqdm(range(len(rows)), desc=f"LLM scoring (k={k_shot})", unit="user", disable=not progress)
-    for row in bar:
-        if stop is not None and stop():
-            break
+    for row in tqdm(range(len(rows)), desc=f"LLM scoring (k={k_shot})", unit="user"):
         result = reranker.score(histories[row], [int(c) for c in candidates[row]], demos[row], seed=row)
         if result.fallback is None:
             llm[row] = result.scores
@@ -81,13 +73,11 @@ def full_ranking(scores: CandidateScores, fused: np.ndarray, order_by: np.ndarra
     base = np.array(fused, dtype=np.float64, copy=True)
     n = scores.candidates.shape[1]
     top = np.nanmax(base[np.isfinite(base)]) if np.isfinite(base).any() else 0.0
-    for row in range(len(base)):
-        values = order_by[row]
-        if np.isnan(values).any():
-            values = -np.arange(n, dtype=np.float64)  # fallback: retrieval order
-        ranks = np.argsort(np.argsort(-values, kind="stable"), kind="stable")
-        # Candidates sit above everything else: top + 1 … top + n, best first.
-        base[row, scores.candidates[row]] = top + n - ranks
+    fallback = np.isnan(order_by).any(axis=1, keepdims=True)  # these rows keep the retrieval order
+    values = np.where(fallback, -np.arange(n, dtype=np.float64), order_by)
+    ranks = np.argsort(np.argsort(-values, axis=1, kind="stable"), axis=1, kind="stable")
+    # Candidates sit above everything else: top + 1 … top + n, best first.
+    np.put_along_axis(base, scores.candidates, top + n - ranks, axis=1)
     return base
 
 
@@ -103,25 +93,19 @@ def within_candidates(scores: CandidateScores, targets: np.ndarray, seed: int = 
     """MRR of the target among the candidates, for users whose target is a candidate:
     LLM order vs retrieval order vs a random order."""
     rng = np.random.default_rng(seed)
-    hit_rows = [
-        r
-        for r in range(len(targets))
-        if targets[r] in scores.candidates[r] and not np.isnan(scores.llm[r]).any()
-    ]
-    if not hit_rows:
+    found = scores.candidates == np.asarray(targets)[:, None]
+    rows = np.flatnonzero(found.any(axis=1) & ~np.isnan(scores.llm).any(axis=1))
+    if not len(rows):
         return {"users": 0}
     n = scores.candidates.shape[1]
-    llm_rr, ret_rr, rnd_rr = [], [], []
-    for r in hit_rows:
-        position = int(np.flatnonzero(scores.candidates[r] == targets[r])[0])
-        llm_rank = int((scores.llm[r] >= scores.llm[r][position]).sum()) - 1  # ties count against it
-        llm_rr.append(1.0 / (llm_rank + 1))
-        ret_rr.append(1.0 / (position + 1))
-        rnd_rr.append(1.0 / (int(rng.integers(0, n)) + 1))
+    position = found[rows].argmax(axis=1)  # the target's place in retrieval order
+    llm = scores.llm[rows]
+    llm_rank = (llm >= llm[np.arange(len(rows)), position][:, None]).sum(axis=1) - 1  # ties count against it
+    drawn = np.array([int(rng.integers(0, n)) for _ in rows])  # one draw per user, in row order
     return {
-        "users": len(hit_rows),
-        "mrr_llm": float(np.mean(llm_rr)),
-        "mrr_retrieval": float(np.mean(ret_rr)),
-        "mrr_random": float(np.mean(rnd_rr)),
+        "users": len(rows),
+        "mrr_llm": float(np.mean(1.0 / (llm_rank + 1))),
+        "mrr_retrieval": float(np.mean(1.0 / (position + 1))),
+        "mrr_random": float(np.mean(1.0 / (drawn + 1))),
         "mrr_random_expected": float(np.mean(1.0 / np.arange(1, n + 1))),
     }

@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 import numpy as np
@@ -67,16 +66,22 @@ def load_recommend(recommender: Recommender, threads: int = 20, requests: int = 
         if got != expected[user]:
             leaks.append(f"user {user}: got another answer under load")
 
+    seconds = _run_all(call, jobs, threads, time_limit_s, leaks)
+    return _summary("recommend", threads, requests, latencies, seconds, leaks)
+
+
+def _run_all(work: Callable[[Any], None], jobs: list, threads: int, limit: float, leaks: list[str]) -> float:
+    """`work(job)` for every job on `threads` threads, for at most `limit` seconds (the jobs not
+    done by then are cancelled); a job that raised is a leak. The seconds it all took."""
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(call, user) for user in jobs]
-        try:
-            for future in futures:
-                future.result(timeout=max(0.0, time_limit_s - (time.perf_counter() - started)))
-        except FuturesTimeout:
-            for future in futures:
-                future.cancel()
-    return _summary("recommend", threads, requests, latencies, time.perf_counter() - started, leaks)
+    pool = ThreadPoolExecutor(max_workers=threads)
+    try:
+        done, _ = wait([pool.submit(work, job) for job in jobs], timeout=limit)
+        for error in (f.exception() for f in done if f.exception() is not None):
+            leaks.append(f"a call failed: {type(error).__name__}: {error}")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return time.perf_counter() - started
 
 
 def _free_port() -> int:
@@ -113,17 +118,9 @@ def load_chat_page(recommender: Recommender, launch: PageLauncher, sessions: int
             if title not in liked or foreign:
                 leaks.append(f"session {title!r}, turn {n + 1}: liked list {liked.strip()!r}")
 
-    started = time.perf_counter()
-    pool = ThreadPoolExecutor(max_workers=sessions)
+    started = time.perf_counter()  # each request's timeout is what is left of `time_limit_s`
     try:
-        futures = [pool.submit(session, title) for title in titles]
-        done, late = wait(futures, timeout=time_limit_s)
-        for future in late:
-            future.cancel()
-        for future in done:
-            if future.exception() is not None:
-                leaks.append(f"a session failed: {type(future.exception()).__name__}: {future.exception()}")
+        seconds = _run_all(session, titles, sessions, time_limit_s, leaks)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
         page.close()
-    return _summary("chat page", sessions, sessions * turns, latencies, time.perf_counter() - started, leaks)
+    return _summary("chat page", sessions, sessions * turns, latencies, seconds, leaks)

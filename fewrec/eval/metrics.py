@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fewrec.eval.intervals import grouped_interval
 from fewrec.retrieval.base import mask_seen, top_n
 
 DEFAULT_KS = (5, 10, 20)
@@ -20,10 +21,7 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, histories: list[np.nda
 
     Ties count against the target (pessimistic), so a constant scorer earns nothing.
     """
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    for row, history in enumerate(histories):
-        scores[row, history] = -np.inf
-    return masked_target_ranks(scores, targets)
+    return masked_target_ranks(mask_seen(np.array(scores, dtype=np.float64, copy=True), histories), targets)
 
 
 def masked_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -89,3 +87,22 @@ def hit_rates(
     found = np.array([r for r in ranks if r is not None], dtype=np.int64)
     total = len(ranks) if over is None else over
     return {f"{name}@{k}": int((found < k).sum()) / total if total else 0.0 for k in ks}
+
+
+def hits_within(ranks: list[int | None], k: int) -> np.ndarray:
+    """1.0 where a rank is among the first k, else 0.0 (a None rank: found nowhere)."""
+    return np.array([r is not None and r < k for r in ranks], dtype=np.float64)
+
+
+def rates_and_intervals(
+    ranks: dict[str, list[int | None]], ks: tuple[int, ...], groups: np.ndarray, seed: int,
+    name: str = "recall",
+) -> tuple[dict[str, dict[str, float]], dict[str, tuple[float, float]]]:  # fmt: skip
+    """Per method, its `hit_rates` and the 95% interval over `groups` (a user's messages, a
+    dialogue's targets) of its hits within the largest k: the chat's and the conversations'."""
+    rates, intervals = {}, {}
+    for method, found in ranks.items():
+        rates[method] = hit_rates(found, ks, name)
+        if (interval := grouped_interval(hits_within(found, max(ks)), groups, seed)) is not None:
+            intervals[method] = interval
+    return rates, intervals

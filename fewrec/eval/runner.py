@@ -113,12 +113,9 @@ def validate_args(
     split: LeaveOneOutSplit, stages: list[str], baselines: list[str], users: int | None, cuts: list[int],
     split_name: SplitName = "test",
 ) -> None:  # fmt: skip
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise EvalError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    unknown = [b for b in baselines if b not in ALL_BASELINES]
-    if unknown:
-        raise EvalError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(ALL_BASELINES)}")
+    for what, given, known in (("stage", stages, STAGES), ("baseline", baselines, ALL_BASELINES)):
+        if unknown := [v for v in given if v not in known]:
+            raise EvalError(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     available = len(split.eval_users(split_name))
     if users is not None and not 1 <= users <= available:
         raise EvalError(
@@ -484,29 +481,17 @@ def _conclude(
     """The published anchors (`anchors.toml`) where they apply, the comparison with the best
     baseline (or why there is none), and the end of the run."""
     split = evaluated.split
-    if not evaluated.sampled:
-        report.published = (
-            [MethodResult(name=a.name, kind="published", metrics=a.metrics) for a in anchors("retrieval")]
-            if split.name == "ml-latest-small"
-            and evaluated.split_name == "test"
-            and split.protocol == "loo"
-            and plan.settings.split.ties == "id"
-            else []
-        )
+    setting = (split.name, evaluated.split_name, split.protocol, plan.settings.split.ties)
+    if not evaluated.sampled and setting == ("ml-latest-small", "test", "loo", "id"):  # the anchors' own
+        report.published = [
+            MethodResult(name=a.name, kind="published", metrics=a.metrics) for a in anchors("retrieval")
+        ]
     if report.complete:
         report.comparison = _compare(report.methods, per_user, evaluated.seed)
     else:  # the best baseline by validation may be one that never ran: no verdict
-        done = {r.name for r in report.methods}
-        missing = [
-            b
-            for b in plan.baselines
-            if b not in done and not any(n.startswith(f"baseline {b}:") for n in report.notes)
-        ]
-        report.notes.append(
-            "no comparison with the best baseline: the run stopped before "
-            + (", ".join(missing) if missing else "it finished")
-            + " ran"
-        )
+        done = {r.name for r in report.methods} | {n.split(":")[0] for n in report.notes}  # "baseline B: why"
+        stopped = ", ".join(b for b in plan.baselines if not {b, f"baseline {b}"} & done) or "it finished"
+        report.notes.append(f"no comparison with the best baseline: the run stopped before {stopped} ran")
     report.finish_run()
 
 

@@ -84,12 +84,8 @@ def compare_files(first: Path, second: Path, digits: int = PRINTED_DIGITS) -> Fo
 
 def compare_folders(first: Path, second: Path) -> list[FolderComparison]:
     """Each results*/results.json of `first` against the same file in `second`."""
-    found = sorted(first.glob("results*/results.json"))
-    out = []
-    for path in found:
-        other = second / path.parent.name / "results.json"
-        if not other.exists():
-            out.append(FolderComparison(name=path.parent.name, missing=f"{other} does not exist"))
-            continue
-        out.append(compare_files(path, other))
-    return out
+    return [
+        compare_files(path, other) if (other := second / path.parent.name / "results.json").exists()
+        else FolderComparison(name=path.parent.name, missing=f"{other} does not exist")
+        for path in sorted(first.glob("results*/results.json"))
+    ]  # fmt: skip
