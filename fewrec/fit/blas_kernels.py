@@ -1,0 +1,40 @@
+"""Why fewrec pins OpenBLAS's kernel (`fewrec/numerics.py`): ALS on the bundled training split
+under each kernel named, one process each, and the hash of its item factors.
+
+    python -m fewrec.fit.blas_kernels [KERNEL …]   # default: Haswell Sandybridge Nehalem
+
+Different hashes mean the same data gives another fit, so other figures, on another processor.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+KERNEL_CHECK = """
+import hashlib, sys
+import numpy as np, scipy.sparse as sp
+from fewrec.data import load_dataset
+from fewrec.numerics import blas_in_use
+from fewrec.retrieval.cf import ALS
+split = load_dataset(cache_dir=None)
+train = split.train
+users, items = train["user"].astype("category").cat.codes, train["item"].astype("category").cat.codes
+matrix = sp.csr_matrix((np.ones(len(train), dtype=np.float32), (users, items)))
+als = ALS()
+als.model.fit(matrix, show_progress=False)
+print(blas_in_use(), hashlib.sha256(als.model.item_factors.tobytes()).hexdigest()[:16])
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    kernels = (argv if argv is not None else sys.argv[1:]) or ["Haswell", "Sandybridge", "Nehalem"]
+    for kernel in kernels:
+        env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
+        done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True)
+        print(f"{kernel}: " + (done.stdout.strip().splitlines() or [done.stderr.strip()[-200:]])[-1])
+
+
+if __name__ == "__main__":
+    main()
