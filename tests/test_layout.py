@@ -9,8 +9,11 @@ from pathlib import Path
 import fewrec
 
 ROOT = Path(fewrec.__file__).parent
-# What each part may import (besides itself). config.py is shared by all of them.
-ALLOWED = {
+# What each part may import (besides itself). config.py is shared by all of them; numerics.py
+# (the BLAS kernel pin, which fewrec/__init__.py runs before numpy loads) sits below everything.
+BELOW_ALL = {"numerics"}
+LAYERS = {
+    "numerics": set(),
     "data": {"data"},
     "config": {"config", "data"},
     "state": {"state", "config", "data"},
@@ -23,6 +26,7 @@ ALLOWED = {
     "fit": {"fit", "eval", "data", "config", "state", "distributed", "retrieval", "prompts", "llm", "agent"},
     "ui": {"ui", "data", "config", "prompts", "agent"},
 }
+ALLOWED = {part: imports | BELOW_ALL for part, imports in LAYERS.items()}
 
 
 # Modules beside a part's main module that belong to its layer.
