@@ -22,16 +22,27 @@ KERNEL_NEEDS = frozenset({"avx2", "fma"})
 X86_64 = ("x86_64", "amd64")
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The processor's feature flags (Linux); empty where the system does not list them."""
+def cpu_info(field: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The first value of a field of /proc/cpuinfo ("flags", "model name"); None where the
+    system does not list it."""
     try:
         with cpuinfo.open(encoding="utf-8") as lines:
             for line in lines:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                name, colon, value = line.partition(":")
+                if colon and name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The processor's feature flags (Linux); empty where the system does not list them."""
+    return frozenset((cpu_info("flags", cpuinfo) or "").split())
+
+
+def processor_name() -> str:
+    return cpu_info("model name") or platform.processor()
 
 
 def blas_kernel_for(machine: str, flags: frozenset[str]) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from fewrec.data.errors import FewrecError
-from fewrec.numerics import blas_in_use
+from fewrec.numerics import blas_in_use, processor_name
 
 REPO = Path(__file__).resolve().parents[2]
 # What decides a figure: a change anywhere else (docs, results, tests) leaves the tree clean.
@@ -133,15 +133,6 @@ def load_average() -> list[float]:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return []
-
-
-def processor_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        text = cpuinfo.read_text(encoding="utf-8")
-    except OSError:
-        return platform.processor()
-    names = [line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def command_line(argv: list[str]) -> list[str]:

@@ -13,17 +13,12 @@ import subprocess
 import sys
 
 KERNEL_CHECK = """
-import hashlib, sys
-import numpy as np, scipy.sparse as sp
+import hashlib
 from fewrec.data import load_dataset
 from fewrec.numerics import blas_in_use
 from fewrec.retrieval.cf import ALS
-split = load_dataset(cache_dir=None)
-train = split.train
-users, items = train["user"].astype("category").cat.codes, train["item"].astype("category").cat.codes
-matrix = sp.csr_matrix((np.ones(len(train), dtype=np.float32), (users, items)))
-als = ALS()
-als.model.fit(matrix, show_progress=False)
+from fewrec.retrieval.fusion import fit_data
+als = ALS().fit(fit_data(load_dataset(cache_dir=None), "test"))
 print(blas_in_use(), hashlib.sha256(als.model.item_factors.tobytes()).hexdigest()[:16])
 """
 

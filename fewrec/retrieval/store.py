@@ -314,7 +314,12 @@ class ContentIndex:
         query = np.asarray(vector, dtype=np.float32).ravel()
         norms = row_norms * max(float(np.linalg.norm(query)), 1e-12)
         similarity = (vectors @ query) / np.maximum(norms, 1e-12)
-        order = np.lexsort((id_array, -similarity))[:k]
+        if k < len(similarity):  # only the k best and whatever ties the k-th need sorting
+            kth = np.partition(similarity, len(similarity) - k)[len(similarity) - k]
+            near = np.flatnonzero(similarity >= kth)
+        else:
+            near = np.arange(len(similarity))
+        order = near[np.lexsort((id_array[near], -similarity[near]))][:k]
         return [(ids[i], float(similarity[i])) for i in order]
 
     def _normed_vectors(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
