@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     for kernel in kernels:
         env = {**os.environ, "OPENBLAS_CORETYPE": kernel}
         done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True)
-        print(f"{kernel}: " + (done.stdout.strip().splitlines() or [done.stderr.strip()[-200:]])[-1])
+        line = (done.stdout.strip().splitlines() or [done.stderr.strip()[-200:]])[-1]
+        ran = f" {kernel}" in f" {line.split(',')[0]}"
+        print(f"{kernel}: {line}" + ("" if ran else f"  (OpenBLAS did not run a kernel named {kernel})"))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 from fewrec.agent import understand
 from fewrec.data import load_dataset
 from fewrec.data.dialogues import read_dialogues
+from fewrec.data.errors import FewrecError
 
 NEVER = re.compile(r"(?!x)x")
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     files = [Path(a) for a in (argv if argv is not None else sys.argv[1:])]
     if not files:
         sys.exit("usage: python -m fewrec.fit.opening_titles DIALOGUES.jsonl [MORE.jsonl …]")
-    messages, added = added_links(files)
+    try:
+        messages, added = added_links(files)
+    except FewrecError as exc:
+        sys.exit(f"opening_titles: {exc}")
     print(f"{messages} seeker messages; the opening-subject rule adds {len(added)} link(s)")
     for words, text in added:
         print(f"  {words!r}: {text[:100]}")
