@@ -505,8 +505,29 @@ def test_without_a_lapse_a_wish_holds_until_another_replaces_it(agent, monkeypat
     for message in ("thanks!", "I haven't seen those yet", "do you have any others?", "ok"):
         _, state = agent.respond(state, message)
     assert state.filters.genres == ["Comedy"] and state.query == query
+    _, state = agent.respond(state, "and a romance")
+    assert state.filters.genres == ["Comedy", "Romance"]  # a later genre adds to the earlier
     _, state = agent.respond(state, "actually a horror film")
-    assert state.filters.genres == ["Horror"]
+    assert state.filters.genres == ["Horror"]  # a correction replaces them
+
+
+@pytest.mark.parametrize(
+    ("correction", "genres"),
+    [
+        ("a drama instead", ["Drama"]),
+        ("on second thought, a western", ["Western"]),
+        ("I'd rather see a drama", ["Drama"]),
+        ("a drama would be nice too", ["Comedy", "Drama"]),
+        ("I'd rather not see a drama", ["Comedy"]),  # ruled out, not a correction
+    ],
+)
+def test_genres_add_up_across_turns_unless_corrected(agent, correction, genres):
+    """Turn by turn keeps what the same words read as one message keep: "a comedy", then "a
+    drama" wants both. Only a correction ("instead", "actually", "rather") starts afresh."""
+    state, _ = agent.start()
+    _, state = agent.respond(state, "a comedy please")
+    _, state = agent.respond(state, correction)
+    assert state.filters.genres == genres
 
 
 def test_the_prior_weighs_less_as_liked_titles_are_named():

@@ -311,9 +311,10 @@ class ChatAgent:
         self._apply_wishes(state, understanding, understood)
 
     def _apply_wishes(self, state: ChatState, understanding: Understanding, understood: list[str]) -> None:
-        """Genres, years and words of this turn. Wishes fade: new titles or new words replace
-        the old words, and genres and years not said again for `chat.wish_turns` turns are dropped
-        (never, when it is None).
+        """Genres, years and words of this turn. Genres said in later turns add to the earlier
+        ones unless the message corrects them ("actually …", "… instead"). Wishes fade: new
+        titles or new words replace the old words, and genres and years not said again for
+        `chat.wish_turns` turns are dropped (never, when it is None).
         What the person ruled out ("no horror") stays."""
         f = state.filters
         years = understanding.year_min is not None or understanding.year_max is not None
@@ -323,7 +324,10 @@ class ChatAgent:
         if lapse is not None and state.wish_age > lapse:
             f.genres, f.year_min, f.year_max, state.query = [], None, None, ""
         if understanding.genres:
-            f.genres = list(understanding.genres)
+            # "a comedy", then "something romantic": both hold, as the one-message reading of
+            # the same words would; "actually a horror film" starts the genres afresh.
+            kept = [] if understanding.replaces_genres else f.genres
+            f.genres = [*kept, *(g for g in understanding.genres if g not in kept)]
             f.exclude_genres = [
                 g for g in f.exclude_genres if g not in f.genres
             ]  # "a comedy" after "no comedy"

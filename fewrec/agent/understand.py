@@ -168,6 +168,12 @@ EVENT_YEAR = re.compile(
 CORRECTION = re.compile(
     r"[\s,.;:!-]*(?:(?:sorry|oops|no|actually)[\s,]+)*(?:i mean|i meant|or rather|correction:?)[\s,:]*", re.I
 )
+# Words that correct an earlier wish rather than add to it ("actually a horror film", "a drama
+# instead", "on second thought, a western").
+REPLACING_WISH = re.compile(
+    r"\b(?:actually|instead|rather(?! not)|on second thoughts?|changed? my mind|change of plans?|"
+    r"scratch that|never ?mind)\b"
+)
 # Apostrophes and single quotes as phones and word processors type them: read as "'".
 APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'"})
 NEGATION = re.compile(
@@ -294,6 +300,9 @@ class Understanding:
     unplaced_judgement: bool = False
     # Words about a named film the reader does not know (another language): it is a mention.
     unread_words: bool = False
+    # "actually a horror film", "a drama instead": the genres said replace the earlier ones
+    # rather than adding to them.
+    replaces_genres: bool = False
 
 
 def clean_message(text: str, limit: int) -> tuple[str, bool]:
@@ -889,6 +898,7 @@ class MessageReader:
                     target.append(genre)
             rest = re.sub(pattern, " ", rest)
         out.genres = [g for g in out.genres if g not in out.exclude_genres]
+        out.replaces_genres = bool(out.genres) and bool(REPLACING_WISH.search(rest))
 
     def _keep_unwanted_away(self, out: Understanding) -> None:
         """A film not seen yet, in a genre the same message rules out ("I haven't seen It. I'm
