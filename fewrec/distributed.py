@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fewrec.data.errors import FewrecError
+from fewrec.numerics import worker_environment
 
 log = logging.getLogger("fewrec.distributed")
 
@@ -198,7 +199,12 @@ class RayPool:
         # job holds would never start.
         free = float(ray.available_resources().get("CPU", 0.0))
         cpus = min(cpus_per_worker, free / self.workers) if free > 0 else 0.0
-        remote = ray.remote(num_cpus=cpus, max_restarts=retries, max_task_retries=retries)(_Worker)
+        # The actors run this process's BLAS kernel: a worker that picked its own (numpy loaded
+        # before fewrec could pin it, or another processor) would round otherwise.
+        remote = ray.remote(
+            num_cpus=cpus, max_restarts=retries, max_task_retries=retries,
+            runtime_env={"env_vars": worker_environment()},
+        )(_Worker)  # fmt: skip
         self.actors = [remote.remote(tuple(preload)) for _ in range(self.workers)]
         self._started = [actor.pid.remote() for actor in self.actors]
         self._cpus, self._start_timeout_s = cpus, start_timeout_s

@@ -8,6 +8,9 @@ Haswell kernels, so a processor with AVX-512 computes what one without it does. 
 set before numpy loads OpenBLAS, so `fewrec/__init__.py` calls `pin_blas_kernel` first. An
 OPENBLAS_CORETYPE already in the environment stands; processors without AVX2 (and other
 architectures) keep OpenBLAS's own choice, and results.json records the kernel that ran.
+Where numpy loaded first (a notebook that imports pandas before fewrec, pytest's conftest) the
+process keeps OpenBLAS's choice; Ray's actors are started with the kernel the process runs
+(`worker_environment`), so that a sharded run still gives the single process's bits.
 """
 
 from __future__ import annotations
@@ -69,3 +72,19 @@ def blas_in_use() -> str:
         sorted({f"{i.get('internal_api', '?')} {i.get('architecture', '?')}" for i in threadpool_info()
                 if i.get("user_api") == "blas"})
     )  # fmt: skip
+
+
+def openblas_kernel() -> str | None:
+    """The kernel OpenBLAS runs in this process ("Haswell"), None where numpy's BLAS is not
+    OpenBLAS. It is the process's own: the pin does nothing where numpy loaded first."""
+    from threadpoolctl import threadpool_info
+
+    kernels = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    return next((k for k in kernels if k), None)
+
+
+def worker_environment() -> dict[str, str]:
+    """What a worker process needs to compute what this one does (Ray's actors): the kernel
+    this process runs, whether the pin chose it or OpenBLAS did."""
+    kernel = openblas_kernel()
+    return {"OPENBLAS_CORETYPE": kernel} if kernel else {}

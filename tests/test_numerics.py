@@ -46,3 +46,22 @@ def test_importing_fewrec_first_pins_the_kernel_numpy_then_loads():
 def test_a_kernel_the_user_chose_stands():
     value, kernels = _probe(OPENBLAS_CORETYPE="Nehalem")
     assert value == "Nehalem" and kernels == ["Nehalem"]
+
+
+def test_workers_are_told_the_kernel_this_process_runs_not_the_pin():
+    """numpy loaded before fewrec keeps OpenBLAS's own kernel; Ray's actors must run that one,
+    or a sharded run rounds differently from the single process (tests/test_ray.py)."""
+    probe = (
+        "import numpy, json, fewrec; "
+        "from fewrec.numerics import openblas_kernel, worker_environment; "
+        "print(json.dumps([openblas_kernel(), worker_environment()]))"
+    )
+    for env in ({}, {"OPENBLAS_CORETYPE": "Nehalem"}):
+        clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"} | env
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=clean, capture_output=True, text=True, check=True
+        )
+        kernel, environment = json.loads(done.stdout.strip().splitlines()[-1])
+        assert kernel and environment == {"OPENBLAS_CORETYPE": kernel}
+        if env:
+            assert kernel == "Nehalem"  # what this process runs, which the pin would not have chosen
