@@ -200,6 +200,25 @@ def test_the_bundled_weights_and_their_provenance():
         weights.mention_above <= weights.dislike_above
         and weights.named_mention_above <= weights.dislike_above
     )
+    # No weight reads a dimension that only holds rounding noise: such a weight is millions,
+    # and the noise it multiplies differs between processors.
+    assert max(abs(c) for c in weights.coef) < 100
+
+
+def test_a_feature_that_holds_only_rounding_noise_gets_no_weight():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    signal = y + rng.normal(scale=0.5, size=400)
+    noise = -1.6e-8 + 3e-9 * rng.normal(size=400)  # a dead MiniLM dimension
+    noise[y == 1] += 3e-9  # noise that happens to track the label in this sample
+    x = np.column_stack([signal, noise, 0.05 * rng.normal(size=400)])
+    coef, intercept = build_polarity.fit(x, y, regularisation=1.0)
+    assert coef[1] == 0.0 and coef[0] > 0 and coef[2] != 0.0
+    # the reading of a row does not move when only its noise does
+    row = x[:1].copy()
+    moved = row.copy()
+    moved[0, 1] += 5e-8
+    assert row @ coef + intercept == pytest.approx(moved @ coef + intercept, abs=0.0)
 
 
 @pytest.mark.slow

@@ -66,6 +66,9 @@ MENTION_ABOVE = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # 1.0: no mentions
 LIKE_BELOW = (0.0, 0.05, 0.1)  # 0.0: never turn a disliked reading into liked
 NAMED_MENTION_ABOVE = (0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 1.0)  # 1.0: such a title is liked unless panned
 LIKED_KEPT_FLOOR = 0.975  # the choice keeps at least this share of liked films as liked
+# A sentence embedding is unit length over 384 dimensions: a live dimension varies by about
+# 0.05, a dead one by rounding noise.
+FLAT_FEATURE_STD = 1e-6
 MOVIE_FILE = "imdb_labelled.txt"  # the in-domain sentences: their held-out accuracy is reported
 
 
@@ -219,13 +222,18 @@ def fit(
 ) -> tuple[np.ndarray, float]:
     """Logistic regression weights (1: panned), classes balanced (dislikes are one mention in
     twenty), on standardised features (the embedding's and VADER's scales differ); the
-    standardisation is folded into the weights, so they read raw features."""
+    standardisation is folded into the weights, so they read raw features. A feature that
+    varies less than FLAT_FEATURE_STD gets no weight: MiniLM has dimensions that hold only
+    rounding noise (about 1e-8), and standardised they would read that noise, which differs
+    from one processor's kernels to another's, as if it were a signal."""
     from sklearn.linear_model import LogisticRegression
 
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
+    mean, spread = x.mean(axis=0), x.std(axis=0)
+    live = spread > FLAT_FEATURE_STD
     model = LogisticRegression(C=regularisation, class_weight="balanced", max_iter=3000)
-    model.fit((x - mean) / scale, y, sample_weight=weight)
-    coef = model.coef_[0].astype(np.float64) / scale
+    model.fit((x[:, live] - mean[live]) / spread[live], y, sample_weight=weight)
+    coef = np.zeros(x.shape[1])
+    coef[live] = model.coef_[0].astype(np.float64) / spread[live]
     return coef, float(model.intercept_[0] - coef @ mean)
 
 
