@@ -525,6 +525,12 @@ def test_missing_column(tmp_path):
     message = str(error)
     assert "ratings.csv" in message and "'timestamp'" in message and "missing column" in message
     assert "found 'userId', 'movieId', 'rating'" in message
+    assert "with no times, write each user's position" in message  # what to do about it
+
+
+def test_a_missing_column_other_than_the_time_gives_no_advice_about_times(tmp_path):
+    message = str(_error(_movielens_with_ratings(tmp_path, "userId,rating,timestamp\n1,4,10\n")))
+    assert "'movieId'" in message and "position" not in message
 
 
 def test_non_numeric_rating_reports_line_and_column(tmp_path):

@@ -116,6 +116,12 @@ def _parse(path: Path, text: str, sep: str, names: list[str] | None) -> pd.DataF
         raise DatasetError("file is empty", path=path) from exc
 
 
+NO_TIMES_HINT = (
+    "; with no times, write each user's position (0, 1, 2, …) as its timestamp "
+    '(docs/SCALE.md, "No real times")'
+)
+
+
 def _check_columns(
     frame: pd.DataFrame, path: Path, columns: Sequence[str], header: bool, first_line: int
 ) -> None:
@@ -133,7 +139,8 @@ def _check_columns(
     if missing:
         raise DatasetError(
             f"missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"found {', '.join(repr(c) for c in frame.columns)}",
+            f"found {', '.join(repr(c) for c in frame.columns)}"
+            + (NO_TIMES_HINT if "timestamp" in missing else ""),
             path=path,
         )
 
