@@ -128,13 +128,16 @@ def test_training_by_length_is_repeatable_to_the_bit(tmp_path):
 
 
 def test_on_mostly_short_windows_early_stopping_reads_held_out_users_not_the_loss(monkeypatch):
-    """validation_users = 0 keeps the training loss's rule where batches are mixed (the bundled
-    data's published weights); where windows are mostly short, held-out users' NDCG@10 decides."""
+    """By default (validation_users None) the training loss's rule holds where batches are mixed
+    (the bundled data's published weights); where windows are mostly short, held-out users'
+    NDCG@10 decides. 0 asks for the loss, and a number for that many users, on any data."""
     monkeypatch.setattr(sequential, "SHORT_WINDOW_VALIDATION_USERS", 50)
     params = dict(dim=16, max_len=8, epochs=2, batch_size=16, negatives=8, threads=1, progress=False)
     short = SASRec(**params).fit(_short_histories()).runs[0]
     assert short["batches"] == "by length"
     assert short["validation_users"] == 50 and len(short["validation_ndcg"]) == 2
+    on_the_loss = SASRec(**params, validation_users=0).fit(_short_histories()).runs[0]
+    assert on_the_loss["batches"] == "by length" and "validation_ndcg" not in on_the_loss
     rng = np.random.default_rng(0)  # every history 12 items: full windows, mixed batches
     users = np.repeat(np.arange(60), 12)
     items = np.concatenate([rng.choice(30, 12, replace=False) for _ in range(60)])

@@ -225,13 +225,14 @@ class SASRecConfig(SourceConfig):
     min_delta: float = 1e-3
     # > 0: early stopping reads validation instead of the loss: this many users' last *training*
     # item is held out of training and their NDCG@10 measured after each epoch; the best epoch's
-    # weights are kept. 0 where training windows are mostly short (batches by length, Amazon-like
-    # data): 1,000 users, as sequential.SHORT_WINDOW_VALIDATION_USERS says (docs/SCALE.md,
-    # "SASRec's training time"). Off by default elsewhere, chosen on the validation targets: fused
-    # NDCG@10 0.1235 off against 0.1196 at 1000 users (SASRec alone 0.0827 against 0.0724), from `fewrec eval
+    # weights are kept. 0: the training loss, on any data. None (the default): the data decides,
+    # 1,000 users where training windows are mostly short (batches by length, Amazon-like data),
+    # as sequential.SHORT_WINDOW_VALIDATION_USERS says (docs/SCALE.md, "SASRec's training time"),
+    # the loss elsewhere, chosen on the validation targets: fused NDCG@10 0.1235 on the loss
+    # against 0.1196 at 1000 users (SASRec alone 0.0827 against 0.0724), from `fewrec eval
     # --split valid --stages retrieval --baselines none --history-cut '' --config configs/loo.toml`
     # with FEWREC_RETRIEVAL__SOURCES__SASREC__VALIDATION_USERS=0 and =1000.
-    validation_users: int = Field(default=0, ge=0)
+    validation_users: int | None = Field(default=None, ge=0)
     # Above this many training interactions SASRec is skipped, with a note, unless a CUDA GPU
     # is present (an epoch on two CPU cores takes minutes there). None: no limit.
     max_interactions: int | None = 1_000_000
