@@ -52,7 +52,8 @@ OLD_DEFAULT_ARGUMENTS: dict[str, dict[str, Any]] = {
         "dim": 64, "max_len": 50, "layers": 2, "heads": 1, "dropout": 0.2, "epochs": 32, "batch_size": 128,
         "learning_rate": 2e-3, "negatives": 1000, "seeds": (0,), "threads": 1, "cache_dir": "MODEL_DIR",
         "progress": False, "budget_s": None, "patience": 3, "min_delta": 1e-3, "max_interactions": 1_000_000,
-        "notify": "NOTIFY", "validation_users": 0,
+        # The old factory's 0 let the data decide; that is spelled None now (0: the loss, always).
+        "notify": "NOTIFY", "validation_users": None,
     },
 }  # fmt: skip
 OLD_SOURCES = [
