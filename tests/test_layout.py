@@ -23,6 +23,19 @@ LAYERS = {
     "llm": {"llm", "data", "config", "prompts"},
     "agent": {"agent", "data", "config", "state", "distributed", "retrieval", "prompts", "llm"},
     "eval": {"eval", "data", "config", "state", "distributed", "retrieval", "prompts", "llm", "agent"},
+    # Speed, memory and load benchmarks time what eval/ and agent/ run: clients of both.
+    "bench": {
+        "bench",
+        "eval",
+        "data",
+        "config",
+        "state",
+        "distributed",
+        "retrieval",
+        "prompts",
+        "llm",
+        "agent",
+    },
     "fit": {"fit", "eval", "data", "config", "state", "distributed", "retrieval", "prompts", "llm", "agent"},
     "ui": {"ui", "data", "config", "prompts", "agent"},
 }

@@ -183,7 +183,7 @@ def test_every_published_results_json_loads_into_its_report_and_writes_back_the_
 
 
 def test_run_record_stamps_the_start_and_the_end_of_a_run():
-    from fewrec.eval.bench import BenchResult
+    from fewrec.bench.speed import BenchResult
 
     # docs/bench.json as `make bench` wrote it before RunRecord: its figures and nothing else.
     old = BenchResult.model_validate_json('{"figures": {"retrieval_p50_ms": 5.1, "chat_load_s": 4.0}}')

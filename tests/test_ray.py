@@ -199,7 +199,7 @@ def test_cli_rejects_a_dead_ray_address_before_fitting_anything(tmp_path, monkey
 
 
 def test_ray_bench_reports_time_and_identical_metrics(ray_cluster, tmp_path):
-    from fewrec.eval.bench_ray import run_ray_bench
+    from fewrec.bench.ray_overhead import run_ray_bench
 
     settings = Settings(data_dir=tmp_path, retrieval=CHEAP)
     notes: list[str] = []

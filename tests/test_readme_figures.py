@@ -113,7 +113,8 @@ def _block(markers: tuple[str, str]) -> str:
 def test_every_report_and_block_is_written_again_from_its_committed_results():
     """The renderers (their prose in fewrec/eval/report_texts.toml) write each published report.md
     and docs/RESULTS.md block, byte for byte, from the committed results file."""
-    from fewrec.eval import bench, chat_eval, conversation_eval, report
+    from fewrec.bench import speed
+    from fewrec.eval import chat_eval, conversation_eval, report
     from fewrec.eval.runner import EvalReport
 
     docs, readme = ROOT / "docs", ROOT / "docs/RESULTS.md"
@@ -128,5 +129,5 @@ def test_every_report_and_block_is_written_again_from_its_committed_results():
         assert report.readme_section(published, docs / folder, readme) == _block(
             report.readme_markers(published)
         )
-    speed = bench.BenchResult.model_validate_json((docs / "bench.json").read_text())
-    assert bench.readme_section(speed, docs / "bench.json", readme) == _block(bench.README_MARKERS)
+    figures = speed.BenchResult.model_validate_json((docs / "bench.json").read_text())
+    assert speed.readme_section(figures, docs / "bench.json", readme) == _block(speed.README_MARKERS)

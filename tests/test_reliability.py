@@ -281,7 +281,7 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_bounded_load_reports_figures_and_finds_no_leaks(recommender):
-    from fewrec.eval.load import load_chat_page, load_recommend
+    from fewrec.bench.load import load_chat_page, load_recommend
 
     calls = load_recommend(recommender, threads=20, requests=100, time_limit_s=1800)
     assert calls.completed == 100 and not calls.leaks

@@ -118,7 +118,7 @@ OTHER_MEANINGS = {
     ("eval/baselines.py", "sasrec"): "a baseline's name",
     ("eval/runner.py", "popularity"): "a baseline's name",
     ("eval/runner.py", "ease"): "a baseline's name",
-    ("eval/bench_ray.py", "sasrec"): "a baseline's name",
+    ("bench/ray_overhead.py", "sasrec"): "a baseline's name",
 }
 
 

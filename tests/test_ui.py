@@ -11,7 +11,7 @@ from conftest import require, require_module
 from servers import free_port
 
 from fewrec.agent.chat import ChatAgent
-from fewrec.eval.load import SESSION_TITLES
+from fewrec.bench.load import SESSION_TITLES
 from fewrec.prompts.templates import display_title
 
 pytestmark = pytest.mark.slow

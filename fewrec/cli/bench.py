@@ -17,7 +17,7 @@ from fewrec.config import Settings
 from fewrec.data.errors import FewrecError
 
 if TYPE_CHECKING:
-    from fewrec.eval.bench_scale import Scale, ScaleResult
+    from fewrec.bench.scale import Scale, ScaleResult
 
 UsersOption = Annotated[int, typer.Option(help="Users sampled for latency figures.")]
 LlmUsersOption = Annotated[int, typer.Option(help="Users sampled for LLM rerank latency (0: skip).")]
@@ -116,8 +116,8 @@ def machine_bench(
     readme: Path | None,
 ) -> None:  # fmt: skip
     """`fewrec bench` on the dataset: run, print the figures, save them (and the README section)."""
+    from fewrec.bench.speed import README_MARKERS, readme_section, run_bench
     from fewrec.data.files import write_atomically
-    from fewrec.eval.bench import README_MARKERS, readme_section, run_bench
     from fewrec.eval.report import check_markers
 
     if readme is not None:
@@ -144,7 +144,7 @@ def machine_bench(
 
 def ray_bench(settings: Settings, address: str, workers: int | None) -> dict[str, Any]:
     """`fewrec bench --ray`: time eval in one process and on Ray; print the figures."""
-    from fewrec.eval.bench_ray import run_ray_bench
+    from fewrec.bench.ray_overhead import run_ray_bench
 
     figures = run_ray_bench(settings, address, workers, say=note)
     table = Table(title="fewrec eval: one process vs sharded over Ray (this machine)")
@@ -162,7 +162,7 @@ def chosen_scales(
     names: str, size: str | None, score_users: int | None, evaluate: bool | None
 ) -> list[Scale]:
     """The scales --scale names, with --scale-size, --scale-score-users and --scale-evaluate."""
-    from fewrec.eval.bench_scale import SCALES
+    from fewrec.bench.scale import SCALES
 
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in SCALES]
@@ -201,7 +201,7 @@ def scale_bench(
     settings: Settings, scales: list[Scale], sources: list[str] | None, timeout_s: float | None
 ) -> ScaleResult:
     """`fewrec bench --scale`: run the scales asked for and print a table per scale."""
-    from fewrec.eval.bench_scale import run_scale_bench
+    from fewrec.bench.scale import run_scale_bench
 
     result = run_scale_bench(
         scales, settings.retrieval, sources, seed=settings.seed, timeout_s=timeout_s, say=progress_line

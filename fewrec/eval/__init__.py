@@ -1,8 +1,9 @@
 """Evaluation: metrics, baselines, the batch runner behind `fewrec eval`, the chat's and the
-conversations' evaluations, the speed figures, and the harness they share (harness.py, report.py,
+conversations' evaluations, and the harness they share (harness.py, report.py,
 provenance.py, anchors.toml).
 
-Only cli/ (and `python -m fewrec eval`) and the fitting commands of fit/ import this package.
+Only cli/ (and `python -m fewrec eval`), the fitting commands of fit/ and the benchmarks of bench/
+import this package.
 """
 
 from fewrec.eval.runner import EvalReport, MethodResult, evaluate

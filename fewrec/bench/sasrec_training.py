@@ -7,7 +7,7 @@ fewrec/retrieval/sequential.py's `batch_plan` now gives data whose windows are m
 AdamW fused, early stopping on 1,000 held-out users' NDCG@10, timed with the epoch); and, with
 --quality-epochs, SASRec's own validation NDCG@10 after at most that many epochs each way.
 
-    python -m fewrec.eval.bench_sasrec [--size 22000x12000x200000] [--epochs 2] [--rounds 2]
+    python -m fewrec.bench.sasrec_training [--size 22000x12000x200000] [--epochs 2] [--rounds 2]
         [--kinds mixed,by-length,now] [--quality-epochs 0]
 
 Prints the seconds per epoch, the load before and after, the losses and a hash of the weights of

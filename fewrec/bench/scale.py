@@ -199,7 +199,7 @@ def _run_worker(kind: str, args: dict[str, Any], timeout_s: float | None) -> dic
     """One step in a fresh interpreter; its JSON result, or what went wrong."""
     with tempfile.NamedTemporaryFile("w+", suffix=".json", delete=False) as handle:
         result_path = handle.name
-    command = [sys.executable, "-m", "fewrec.eval.bench_scale", kind, json.dumps(args), result_path]
+    command = [sys.executable, "-m", "fewrec.bench.scale", kind, json.dumps(args), result_path]
     load_before = load_average()
     started = time.perf_counter()
     try:
@@ -316,7 +316,7 @@ def _checks(scale: Scale, figures: dict[str, Any]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The worker entry point: `python -m fewrec.eval.bench_scale KIND ARGS_JSON RESULT_PATH`."""
+    """The worker entry point: `python -m fewrec.bench.scale KIND ARGS_JSON RESULT_PATH`."""
     kind, args, result_path = argv or sys.argv[1:4]
     result = WORKERS[kind](json.loads(args))
     Path(result_path).write_text(json.dumps(result))

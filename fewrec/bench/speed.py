@@ -1,7 +1,7 @@
 """Speed figures on this machine: dataset load + split, embedding and index build, retrieval
 latency per user, LLM rerank latency and prompt tokens per user, end-to-end recommend, and
 peak memory. `fewrec bench` prints them and saves them as JSON. (`fewrec bench --scale`, the
-figures at real sizes on synthetic data, lives in `fewrec.eval.bench_scale`.)"""
+figures at real sizes on synthetic data, lives in `fewrec.bench.scale`.)"""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def _bench_load(
 ) -> None:
     """Bounded load on loopback: recommend from `threads` threads, and as many chat sessions."""
     from fewrec.agent.recommender import Recommender
-    from fewrec.eval.load import load_chat_page, load_recommend
+    from fewrec.bench.load import load_chat_page, load_recommend
 
     recommender = recommender or Recommender(settings, split=split).warm_up()
     for result in (
