@@ -16,6 +16,7 @@ from pydantic import Field
 
 from fewrec.config import Settings
 from fewrec.eval import metrics as m
+from fewrec.eval.harness import seeded_sample
 from fewrec.eval.provenance import Provenance, RunRecord
 from fewrec.eval.report import table, texts
 
@@ -110,8 +111,7 @@ def run_bench(
     started = time.perf_counter()
     retriever = pipeline.retriever
     f["fit_sources_s"] = round(time.perf_counter() - started, 2)
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(split.n_users, size=min(users, split.n_users), replace=False)
+    sample = seeded_sample(np.arange(split.n_users), min(users, split.n_users), seed)
     latencies = []
     for u in sample:
         history = split.history(int(u), "all")
@@ -128,7 +128,7 @@ def run_bench(
     retriever.recommend(histories, 100, retriever.context_for(users, "test"))  # in user batches
     f["batch_scoring_all_users_s"] = round(time.perf_counter() - started, 2)
     if settings.rerank.enabled and llm_users > 0:
-        _bench_rerank(pipeline, sample[:llm_users], f)
+        _bench_rerank(pipeline, seeded_sample(sample, min(llm_users, len(sample)), seed), f)
     recommender = None
     if chat_sessions > 0:
         recommender = _bench_chat(settings, split, chat_sessions, seed, f)
@@ -208,8 +208,7 @@ def _bench_chat(settings: Settings, split, sessions: int, seed: int, f: dict) ->
     started = time.perf_counter()
     recommender = Recommender(settings, split=split).warm_up()
     f["chat_load_s"] = round(time.perf_counter() - started, 2)
-    rng = np.random.default_rng(seed)
-    users = rng.choice(split.user_ids, size=sessions, replace=False)
+    users = seeded_sample(np.asarray(split.user_ids), sessions, seed)
     variants = [("default", settings)]
     if settings.rerank.enabled:
         forced = settings.model_copy(deep=True)
