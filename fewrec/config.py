@@ -7,15 +7,18 @@ Nested fields use a double underscore in the environment: FEWREC_RETRIEVAL__SOUR
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import logging
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +26,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from fewrec.data.errors import FewrecError
 from fewrec.data.split import SplitSettings
+
+log = logging.getLogger("fewrec.config")
 
 
 def default_data_dir() -> Path:
@@ -185,7 +191,14 @@ def sources_table(given: Mapping[str, Any]) -> dict[str, SourceConfig]:
                 raise ValueError(f"retrieval.sources.{name} must be a {cls.__name__}, got {got}")
             table[name] = value
         else:
-            table[name] = cls.model_validate(env_value(value) if value is not None else {})
+            try:
+                table[name] = cls.model_validate(env_value(value) if value is not None else {})
+            except ValidationError as exc:  # named where it was written, not as `retrieval.lambdaa`
+                raise ValidationError.from_exception_data(exc.title, [
+                    {"type": e["type"], "loc": ("sources", name, *e["loc"]), "input": e["input"],
+                     **({"ctx": e["ctx"]} if "ctx" in e else {})}
+                    for e in exc.errors()
+                ]) from None  # fmt: skip
     return table
 
 
@@ -414,13 +427,19 @@ class Settings(BaseSettings):
     def load(cls, config: Path | str | None = None, **overrides: Any) -> Settings:
         """Settings from defaults, a TOML file and the environment (see module docstring)."""
         if config is not None and not Path(config).is_file():
-            from fewrec.data.errors import FewrecError
-
             raise FewrecError(f"config file not found: {config}")
         previous = cls.toml_path
         cls.toml_path = Path(config) if config is not None else None
+        file = config if config is not None else "fewrec.toml"
+        origin = f"config file {file} or FEWREC_ variables" if Path(file).is_file() else "FEWREC_ variables"
+        _warn_unknown_variables()
         try:
             return cls(**overrides)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {file} is not valid TOML: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(_problem(error) for error in exc.errors())
+            raise SettingsError(f"bad settings ({origin}): {problems}") from None
         finally:
             cls.toml_path = previous
 
@@ -486,6 +505,68 @@ class Settings(BaseSettings):
 
 def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class SettingsError(FewrecError):
+    """Settings that cannot load: a key or value the models refuse, or a file that is not TOML."""
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a settings table takes, as they are written, at the place `loc` points into."""
+    model: Any = Settings
+    path = list(loc)
+    while path:
+        part = path.pop(0)
+        if model is RetrievalSettings and part == "sources" and path:
+            model = config_class(str(path.pop(0)))
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _problem(error: Any) -> str:
+    """One error of the settings as a user can act on it: where, what, and the nearest key."""
+    loc = tuple(error["loc"])
+    where = ".".join(map(str, loc))
+    if error["type"] != "extra_forbidden":
+        message = str(error["msg"]).removeprefix("Value error, ")
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+        return f"{where}: {message}{shown}"
+    key = str(loc[-1])
+    if len(loc) == 1 and (new := _legacy_key(key)):
+        return f"unknown key {key}: it is now {new} (the old key still loads under [retrieval], with a note)"
+    keys = _keys_at(loc[:-1])
+    near = difflib.get_close_matches(key, keys, n=1)
+    hint = f"; did you mean {near[0]}?" if near else (f"; the keys there: {', '.join(keys)}" if keys else "")
+    return f"unknown key {where}{hint}"
+
+
+def _legacy_key(key: str) -> str | None:
+    """The new name of an old flat `[retrieval]` key (None: not one)."""
+    from fewrec.config_legacy import LEGACY_KEYS
+
+    if key == "weights":
+        return "retrieval.sources.NAME.weight"
+    return " and ".join(f"retrieval.sources.{t}" for t in LEGACY_KEYS[key]) if key in LEGACY_KEYS else None
+
+
+def _warn_unknown_variables() -> None:
+    """A FEWREC_ variable that names no setting is ignored by pydantic-settings: say so, once
+    per name (a nested one, FEWREC_RETRIEVAL__X, is an error already)."""
+    for name in sorted(os.environ):
+        top = name.removeprefix("FEWREC_").split("__")[0].lower()
+        if name.startswith("FEWREC_") and top not in Settings.model_fields and name not in _warned:
+            _warned.add(name)
+            near = difflib.get_close_matches(top, list(Settings.model_fields), n=1)
+            hint = f" (did you mean FEWREC_{near[0].upper()}?)" if near else ""
+            log.warning("environment variable %s names no setting: ignored%s", name, hint)
+
+
+_warned: set[str] = set()
 
 
 def _slug(text: str, limit: int = 24) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from fewrec.cli import app, main
-from fewrec.config import RetrievalSettings, Settings, default_data_dir
+from fewrec.config import RetrievalSettings, Settings, SettingsError, default_data_dir
 from fewrec.data import DatasetError, FewrecError
 
 TOML = """
@@ -117,52 +118,92 @@ def test_missing_config_file(clean_env):
 def test_unknown_toml_key_is_rejected(clean_env):
     path = clean_env / "bad.toml"
     path.write_text("seed = 1\nease_lamda = 3\n")
-    with pytest.raises(ValidationError, match="ease_lamda"):
+    with pytest.raises(SettingsError, match=r"unknown key ease_lamda; the keys there: data_dir, .*seed$"):
         Settings.load(path)
+
+
+def test_an_old_flat_key_at_the_top_level_names_its_new_key(clean_env):
+    path = clean_env / "old.toml"
+    path.write_text("ease_lambda = 300\n")
+    with pytest.raises(
+        SettingsError, match=r"unknown key ease_lambda: it is now retrieval\.sources\.ease\.lambda"
+    ):
+        Settings.load(path)
+    path.write_text("[retrieval]\nease_lambda = 300\n")  # where it was written before: it loads
+    assert Settings.load(path).retrieval.source("ease").lambda_ == 300
+
+
+def test_a_file_that_is_not_toml_is_one_line(clean_env):
+    path = clean_env / "broken.toml"
+    path.write_text("[retrieval\nseed = 1\n")
+    with pytest.raises(SettingsError, match=r"config file .*broken\.toml is not valid TOML: Expected '\]'"):
+        Settings.load(path)
+
+
+def test_an_unknown_top_level_variable_is_named_and_ignored(clean_env, monkeypatch, caplog):
+    monkeypatch.setenv("FEWREC_DATASETT", "elsewhere.csv")
+    with caplog.at_level("WARNING", logger="fewrec.config"):
+        settings = Settings.load()
+    assert settings.dataset is None
+    assert "FEWREC_DATASETT names no setting: ignored (did you mean FEWREC_DATASET?)" in caplog.text
 
 
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ("[retrieval]\nease_lamda = 3.0\n", "retrieval.ease_lamda"),
-        ("[retrieval.sources.ease]\nlamda = 3.0\n", "lamda"),
-        ("[retrieval.sources.nope]\nweight = 3.0\n", "unknown candidate source 'nope'"),
-        ("[split]\nmin_cont = 2\n", "split.min_cont"),
-        ('[embedding]\nbackendd = "openai"\n', "embedding.backendd"),
+        ("[retrieval]\nease_lamda = 3.0\n", "unknown key retrieval.ease_lamda"),
+        # Named where it was written, with the nearest key the source takes.
+        (
+            "[retrieval.sources.ease]\nlamda = 3.0\n",
+            "unknown key retrieval.sources.ease.lamda; did you mean lambda?",
+        ),
+        (
+            '[retrieval.sources.ease]\nweight = "high"\n',
+            "retrieval.sources.ease.weight: Input should be a valid number",
+        ),
+        ("[retrieval.sources.nope]\nweight = 3.0\n", "retrieval: unknown candidate source 'nope'"),
+        ("[split]\nmin_cont = 2\n", "unknown key split.min_cont; did you mean min_count?"),
+        ('[embedding]\nbackendd = "openai"\n', "unknown key embedding.backendd; did you mean backend?"),
     ],
 )
 def test_unknown_nested_toml_key_is_rejected(clean_env, text, key):
     path = clean_env / "nested.toml"
     path.write_text(text)
-    with pytest.raises(ValidationError, match=key.replace(".", r"\.")):
+    with pytest.raises(SettingsError, match=re.escape(key)):
         Settings.load(path)
 
 
 def test_unknown_nested_env_key_is_rejected(clean_env, monkeypatch):
     monkeypatch.setenv("FEWREC_RETRIEVAL__EASE_LAMDA", "3")
-    with pytest.raises(ValidationError, match="ease_lamda"):
+    with pytest.raises(SettingsError, match=r"\(FEWREC_ variables\): unknown key retrieval\.ease_lamda"):
         Settings.load()
     monkeypatch.delenv("FEWREC_RETRIEVAL__EASE_LAMDA")
     monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMDA", "3")
-    with pytest.raises(ValidationError, match="lamda"):
+    with pytest.raises(
+        SettingsError, match=r"unknown key retrieval\.sources\.ease\.lamda; did you mean lambda\?"
+    ):
         Settings.load()
 
 
 def test_unknown_keyword_is_rejected(clean_env):
-    with pytest.raises(ValidationError, match="nonsense"):
+    with pytest.raises(SettingsError, match="unknown key nonsense"):
         Settings.load(nonsense=1)
+    with pytest.raises(ValidationError, match="nonsense"):  # built directly: pydantic's own error
+        Settings(nonsense=1)
 
 
 def test_wrong_type_in_toml_is_rejected(clean_env):
     path = clean_env / "typed.toml"
     path.write_text('[chat]\nport = "not a port"\n')
-    with pytest.raises(ValidationError, match="port"):
+    with pytest.raises(
+        SettingsError, match=r"chat\.port: Input should be a valid integer.*\(got 'not a port'\)"
+    ):
         Settings.load(path)
 
 
 def test_wrong_type_in_env_is_rejected(clean_env, monkeypatch):
     monkeypatch.setenv("FEWREC_RETRIEVAL__SOURCES__EASE__LAMBDA", "lots")
-    with pytest.raises(ValidationError, match="lambda"):
+    with pytest.raises(SettingsError, match=r"retrieval\.sources\.ease\.lambda: .*\(got 'lots'\)"):
         Settings.load()
 
 
@@ -204,3 +245,15 @@ def test_cli_main_prints_error_in_one_line(clean_env, monkeypatch, capsys):
     assert info.value.code == 2
     out = capsys.readouterr().out
     assert "error:" in out and "/does/not/exist" in out and "Traceback" not in out
+
+
+def test_cli_main_prints_a_settings_mistake_in_one_line(clean_env, monkeypatch, capsys):
+    path = clean_env / "typo.toml"
+    path.write_text("[retrieval.sources.ease]\nlambdaa = 300\n")
+    monkeypatch.setattr("sys.argv", ["fewrec", "recommend", "--config", str(path), "--user", "1"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps the line at the terminal's width
+    assert "error: bad settings" in out and "retrieval.sources.ease.lambdaa; did you mean lambda?" in out
+    assert "Traceback" not in out
