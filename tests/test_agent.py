@@ -168,6 +168,12 @@ def test_tools_map_genres_and_apply_the_conversation(recommender):
     assert len(found) == 3 and all("Sci-Fi" in r["genres"] for r in found)
     error = json.loads(tools["search_items"].invoke({"query": "space", "genre": "Spacey", "k": 3}))
     assert "unknown genre" in error["error"] and "Comedy" in error["error"]
+    # Arguments the schema refuses come back as an error the model reads, never an exception
+    # or an argument silently dropped ("genres" is not "genre").
+    error = json.loads(tools["recommend"].invoke({"user_id": "1", "k": 0}))
+    assert error == {"error": "bad arguments: k: Input should be greater than or equal to 1"}
+    error = json.loads(tools["search_items"].invoke({"query": "space", "genres": ["Horror"]}))
+    assert error == {"error": "bad arguments: genres: Extra inputs are not permitted"}
     aliens = recommender.item("Aliens").item_id
     made = make_tools(
         recommender, bound_user="", filters=Filters(exclude_genres=["Horror"]), exclude=[aliens]

@@ -4,8 +4,7 @@ drawn by the evaluations' one sampler, and its run record."""
 from __future__ import annotations
 
 import numpy as np
-
-from tests.conftest import cheap_settings
+from conftest import cheap_settings
 
 
 def test_the_speed_bench_times_a_seeded_sample_and_records_its_run(fewrec_data_dir, monkeypatch):

@@ -8,11 +8,13 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import fewrec.cli
 from fewrec.cli import app
 from fewrec.data.dialogues import ConversationFormatError
+from fewrec.data.errors import FewrecError
 from fewrec.eval.chat_phrasings import PhrasingsError
 from fewrec.eval.runner import EvalError
 
@@ -100,3 +102,20 @@ def test_the_ranking_evaluation_refuses_the_chat_options():
         assert isinstance(result.exception, EvalError) and named in str(result.exception), args
     both = CliRunner().invoke(app, ["eval", "--chat", "--conversations", str(SAMPLE)])
     assert isinstance(both.exception, EvalError) and "choose one" in str(both.exception)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["recommend", "--user", "1", "--k", "0"], "--k must be between 1 and 100, got 0"),
+        (["recommend", "--user", "1", "--year-min", "2010", "--year-max", "1990"], "2010 is after"),
+        (["search", "space", "--k", "-1"], "--k must be between 1 and 100, got -1"),
+        (["search", "space", "--year-min", "2010", "--year-max", "1990"], "--year-min 2010 is after"),
+        (["search", "  "], "give the search some words"),
+    ],
+)
+def test_a_request_that_could_match_nothing_stops_before_any_work(cli_env, args, said):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and isinstance(result.exception, FewrecError)
+    assert said in str(result.exception)
+    assert not (cli_env / "data").exists()  # nothing was loaded, fitted or indexed first

@@ -14,7 +14,7 @@ from conftest import item_titled
 from pydantic import ValidationError
 
 import fewrec
-from fewrec.agent.recommender import RecRequest
+from fewrec.agent.recommender import Filters, RecRequest
 from fewrec.config import RetrievalSettings, source_names
 from fewrec.data.errors import FewrecError
 
@@ -41,6 +41,21 @@ def test_the_request_and_its_keywords_give_the_same_ranking(cheap_recommender):
         cheap_recommender.recommend(RecRequest(), query="funny")
     with pytest.raises(FewrecError, match="k must be between 1 and 100, got 0"):
         cheap_recommender.recommend(RecRequest(k=0))
+
+
+def test_a_genre_the_catalog_lacks_is_an_error_not_an_empty_list(cheap_recommender):
+    for filters in (Filters(genres=["Horor"]), Filters(exclude_genres=["Comedy", "Sci Fi"])):
+        with pytest.raises(
+            FewrecError, match=r"unknown genre '(Horor|Sci Fi)'; the genres are: Action, .*, Western"
+        ):
+            cheap_recommender.recommend(RecRequest(liked=["Heat (1995)"], filters=filters, explain=False))
+    with pytest.raises(FewrecError, match="unknown genre 'Horor'"):
+        cheap_recommender.similar_items("Heat (1995)", 3, Filters(genres=["Horor"]))
+    # The catalog's genres in any case still filter.
+    recs = cheap_recommender.recommend(
+        RecRequest(liked=["Heat (1995)"], filters=Filters(genres=["horror"]), k=3, explain=False)
+    )
+    assert len(recs) == 3 and all("Horror" in r.genres for r in recs)
 
 
 def test_disliked_items_are_never_recommended(bundled_split, cheap_recommender):

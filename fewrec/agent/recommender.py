@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from fewrec.agent.conversation_prior import PRIOR_SOURCE
 from fewrec.agent.pipeline import Pipeline
 from fewrec.agent.query_mix import QUERY_SOURCE
-from fewrec.agent.request import Filters, ItemRef, RecRequest, describe_filters
+from fewrec.agent.request import Filters, ItemRef, RecRequest, check_genres, describe_filters
 from fewrec.config import Settings
 from fewrec.data import LeaveOneOutSplit
 from fewrec.data.errors import FewrecError, UnknownTitleError
@@ -160,6 +160,11 @@ class Recommender:
         items = self.split.history(self.split.user_index(user_id), "all", n)
         return [self.split.catalog.get(self.split.item_ids[i].item()) for i in items]
 
+    def check_genres(self, filters: Filters | None) -> None:
+        """Every genre `filters` names is one of the catalog's (`request.check_genres`)."""
+        if filters is not None:
+            check_genres([*filters.genres, *filters.exclude_genres], self.genres)
+
     def allowed_mask(self, filters: Filters | None) -> np.ndarray | None:
         if filters is None or filters.is_empty():
             return None
@@ -227,6 +232,7 @@ class Recommender:
             request = request.model_copy(update={"k": k})
         if not 1 <= request.k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {request.k}")
+        self.check_genres(request.filters)
         notes: list[str] = []
         user, own, items = self._who(request, notes)
         history_arr = np.array(items, dtype=np.int64)
@@ -400,6 +406,7 @@ class Recommender:
         scored as a new user's request is (`scoring_context`)."""
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
+        self.check_genres(filters)
         index = self.resolve(item)
         context = self.scoring_context(None, as_of)
         found = self.retriever.candidates(np.array([index]), k, context, self.allowed_mask(filters))
@@ -409,6 +416,7 @@ class Recommender:
         """Items whose description matches the text by meaning (content index), filtered."""
         if not 1 <= k <= MAX_K:
             raise FewrecError(f"k must be between 1 and {MAX_K}, got {k}")
+        self.check_genres(filters)
         allowed = self.allowed_mask(filters)
         pool = self.pipeline.query_mix.config.pool
         hits = self.pipeline.query_content(text, pool if allowed is not None else k)

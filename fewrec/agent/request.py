@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
 
 ItemRef = ItemId | str  # an item id, or a title ('Toy Story', 'Matrix, The (1999)')
@@ -29,6 +30,15 @@ class Filters(BaseModel):
 
     def is_empty(self) -> bool:
         return not (self.genres or self.exclude_genres or self.year_min or self.year_max)
+
+
+def check_genres(asked: list[str], genres: list[str]) -> None:
+    """A genre the catalog lacks ("Horor") would match nothing: one line naming the genres
+    there are (`genres`, as the catalog spells them), rather than an empty list."""
+    known = {g.lower() for g in genres}
+    if unknown := [g for g in asked if g.lower() not in known]:
+        there = ", ".join(genres) if genres else "none (this dataset has no genres)"
+        raise FewrecError(f"unknown genre {', '.join(map(repr, unknown))}; the genres are: {there}")
 
 
 def describe_filters(filters: Filters) -> str:
@@ -103,4 +113,4 @@ class RecRequest(BaseModel):
         return [*self.exclude, *self.disliked]
 
 
-__all__ = ["DEFAULT_K", "Filters", "ItemRef", "RecRequest", "describe_filters"]
+__all__ = ["DEFAULT_K", "Filters", "ItemRef", "RecRequest", "check_genres", "describe_filters"]

@@ -15,14 +15,21 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fewrec.agent.recommender import Filters, Recommendation, Recommender, RecRequest
 from fewrec.data.errors import FewrecError
 from fewrec.data.models import ItemId
 
 
-class SearchArgs(BaseModel):
+class ToolArgs(BaseModel):
+    """A tool's arguments: a name the tool does not take ("genres" for "genre") is an error the
+    model reads, not an argument silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchArgs(ToolArgs):
     query: str = Field(description="What the film should be like, e.g. 'dark sci-fi about space'.")
     k: int = Field(5, ge=1, le=20, description="How many films.")
     genre: str | None = Field(None, description="Only this genre, e.g. 'Comedy'.")
@@ -30,12 +37,12 @@ class SearchArgs(BaseModel):
     year_max: int | None = Field(None, description="Latest release year.")
 
 
-class HistoryArgs(BaseModel):
+class HistoryArgs(ToolArgs):
     user_id: str = Field("", description="The user id (ignored in a chat: it is always the current user).")
     n: int = Field(10, ge=1, le=50, description="How many of the most recent films.")
 
 
-class RecommendArgs(BaseModel):
+class RecommendArgs(ToolArgs):
     user_id: str = Field("", description="A user id of the dataset, or empty.")
     liked_titles: list[str] = Field(default_factory=list, description="Titles the person liked.")
     query: str = Field("", description="Optional wish in words, e.g. 'something funny'.")
@@ -45,13 +52,13 @@ class RecommendArgs(BaseModel):
     year_max: int | None = Field(None, description="Latest release year.")
 
 
-class ExplainArgs(BaseModel):
+class ExplainArgs(ToolArgs):
     title: str = Field(description="The film to explain (title or item id).")
     user_id: str = Field("", description="Whose taste to explain it for.")
     liked_titles: list[str] = Field(default_factory=list, description="Or: titles the person liked.")
 
 
-class SimilarArgs(BaseModel):
+class SimilarArgs(ToolArgs):
     title: str = Field(description="A film title or item id.")
     k: int = Field(5, ge=1, le=20, description="How many films.")
 
@@ -96,6 +103,15 @@ def _safe(fn: Callable[..., str]) -> Callable[..., str]:
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
     return wrapped
+
+
+def _bad_arguments(exc: ValidationError) -> str:
+    """Arguments the schema refuses (k = 0, an unknown name), as the JSON error a model can act on."""
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+        for e in exc.errors()  # type: ignore[index]
+    )
+    return json.dumps({"error": f"bad arguments: {problems}"})
 
 
 def make_tools(
@@ -172,7 +188,11 @@ def make_tools(
     ]  # fmt: skip
     return [
         StructuredTool.from_function(
-            _safe(fn), name=fn.__name__, description=fn.__doc__ or "", args_schema=schema
+            _safe(fn),
+            name=fn.__name__,
+            description=fn.__doc__ or "",
+            args_schema=schema,
+            handle_validation_error=_bad_arguments,
         )
         for fn, schema in specs
     ]

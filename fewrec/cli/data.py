@@ -18,6 +18,7 @@ from fewrec.cli.options import (
     GenreOption,
     YearMaxOption,
     YearMinOption,
+    check_count_and_years,
 )
 from fewrec.data.errors import FewrecError
 
@@ -112,7 +113,15 @@ def search(
     """Search the content index of a dataset by meaning, with optional genre and year filters."""
     from fewrec.retrieval.store import ContentIndex, where_filter
 
+    if not text.strip():
+        raise FewrecError("give the search some words, e.g. 'dark sci-fi from the 90s'")
+    check_count_and_years(k, year_min, year_max)
     settings = load_settings(config, dataset)  # each dataset has its own index
+    if genre:
+        from fewrec.agent.request import check_genres
+
+        catalog = load_split(settings).catalog.frame["genres"]
+        check_genres(genre, sorted({g for genres in catalog for g in genres}))
     content = ContentIndex.from_settings(settings)
     if len(content) == 0:
         raise FewrecError("the content index is empty: run `fewrec index` first")

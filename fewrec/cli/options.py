@@ -85,6 +85,19 @@ GenreOption = Annotated[list[str] | None, typer.Option(help="Only items of this 
 YearMinOption = Annotated[int | None, typer.Option(help="Earliest release year.")]
 YearMaxOption = Annotated[int | None, typer.Option(help="Latest release year.")]
 
+
+def check_count_and_years(k: int, year_min: int | None, year_max: int | None) -> None:
+    """--k and the year range, checked before anything is loaded or fitted: a range that ends
+    before it starts would match nothing."""
+    from fewrec.agent.recommender import MAX_K
+    from fewrec.data.errors import FewrecError
+
+    if not 1 <= k <= MAX_K:
+        raise FewrecError(f"--k must be between 1 and {MAX_K}, got {k}")
+    if year_min is not None and year_max is not None and year_min > year_max:
+        raise FewrecError(f"--year-min {year_min} is after --year-max {year_max}: no item could match")
+
+
 # The chat evaluation's own options: `fewrec eval-chat`, and `fewrec eval --chat` until it goes.
 QueryWeightsOption = Annotated[
     str | None,

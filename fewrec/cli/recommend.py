@@ -22,6 +22,7 @@ from fewrec.cli.options import (
     RayWorkersOption,
     YearMaxOption,
     YearMinOption,
+    check_count_and_years,
 )
 from fewrec.data.errors import FewrecError
 
@@ -56,6 +57,7 @@ def recommend(
 
     if user is None and not like and not query:
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
+    check_count_and_years(k, year_min, year_max)
     # progress: the first run on a dataset trains SASRec (minutes); a bar says how far it is.
     settings = load_settings(config, dataset, format, duplicates)
     pipeline = build_pipeline(settings, suggest_tune=True, progress=True)
@@ -69,6 +71,7 @@ def recommend(
         count = len(split.history(split.user_index(user), "all"))
         console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
     filters = Filters(genres=genre or [], year_min=year_min, year_max=year_max)
+    recommender.check_genres(filters)  # before minutes of fitting, not after
     # Each stage of a first call takes seconds to tens of seconds on two cores: say which runs.
     if like or (user is not None and split.has_user(user)):  # a history: the sources rank it
         progress_line(f"fitting the {len(settings.retrieval.active)} retrieval sources on all interactions …")
