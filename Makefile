@@ -39,7 +39,7 @@ run: $(STAMP)
 	$(BIN)/fewrec recommend --user 42 --k 10 --rerank
 	$(BIN)/fewrec eval --stages retrieval --config configs/quick.toml --baselines popularity,item-knn,ease \
 	    --history-cut '' --out runs/quick
-	@echo 'quick evaluation: 3 of 7 baselines, untuned here; `make results` runs the full set (docs/RESULTS.md)'
+	@echo 'quick evaluation: 3 of 7 baselines, each at the one grid point `make results` chose on validation; `make results` runs the full set (docs/RESULTS.md)'
 	$(BIN)/fewrec chat
 
 test: $(STAMP)

@@ -137,6 +137,12 @@ def test_rerank_with_the_embedded_model_reorders_the_candidates(recommender):
     assert sorted(r.item_id for r in reranked) == sorted(r.item_id for r in plain)
     assert [r.item_id for r in reranked] != [r.item_id for r in plain]
     assert np.all(np.diff([r.score for r in reranked]) <= 1e-9)
+    # At alpha 0 (the bundled model's, chosen on validation) a rerank asked for by name keeps
+    # the retrieval's order, and says why, rather than seeming to have reranked.
+    settings.rerank.alpha = 0.0
+    kept = sharing_fits(recommender, settings).recommend(user_id=1, k=20, rerank=True, explain=False)
+    assert [r.item_id for r in kept] == [r.item_id for r in plain]
+    assert all("rerank.alpha = 0" in (r.fallback or "") for r in kept)
 
 
 def test_rerank_against_a_closed_llm_server_falls_back_quickly(recommender):

@@ -119,3 +119,18 @@ def test_a_request_that_could_match_nothing_stops_before_any_work(cli_env, args,
     assert result.exit_code != 0 and isinstance(result.exception, FewrecError)
     assert said in str(result.exception)
     assert not (cli_env / "data").exists()  # nothing was loaded, fitted or indexed first
+
+
+def test_the_chat_says_its_port_is_taken_before_loading_anything(cli_env):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["chat", "--port", str(port)])
+    assert isinstance(result.exception, FewrecError)
+    assert f"cannot listen on 127.0.0.1:{port}" in str(result.exception) and "--port" in str(result.exception)
+    out_of_range = CliRunner().invoke(app, ["chat", "--port", "99999"])
+    assert "--port must be between 1 and 65535, got 99999" in str(out_of_range.exception)
+    assert not (cli_env / "data").exists()

@@ -382,9 +382,13 @@ class Recommender:
         if result.fallback:
             notes.append(result.fallback)
             return candidates
-        final = fuse(
-            np.array(result.scores), np.array([c.score for c in candidates]), self.settings.rerank.alpha
-        )
+        alpha = self.settings.rerank.alpha
+        if alpha == 0:  # asked for by name (rerank=True): say why the order did not move
+            notes.append(
+                "the LLM scored the candidates, but rerank.alpha = 0 (chosen on validation) gives its "
+                "scores no weight: the order is the retrieval's; a higher alpha lets the LLM reorder"
+            )
+        final = fuse(np.array(result.scores), np.array([c.score for c in candidates]), alpha)
         order = np.argsort(-final, kind="stable")
         return [
             candidates[i].model_copy(update={"rank": rank, "score": float(final[i])})

@@ -29,7 +29,8 @@ from fewrec.data.errors import FewrecError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fewrec.agent.recommender import Recommendation
+    from fewrec.agent.recommender import Recommendation, Recommender
+    from fewrec.config import Settings
 
 
 def recommend(
@@ -46,6 +47,10 @@ def recommend(
             "--rerank/--no-rerank", help="Rerank with the LLM (default: when Settings give it weight)."
         ),
     ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(help="The LLM's weight in the rerank, 0–1 (default: rerank.alpha, from validation)."),
+    ] = None,
     explain: Annotated[bool, typer.Option(help="Explain the items (grounded in the history).")] = True,
     config: ConfigOption = None,
     dataset: DatasetOption = None,
@@ -59,29 +64,19 @@ def recommend(
         raise FewrecError("give --user ID, at least one --like TITLE, or --query TEXT")
     check_count_and_years(k, year_min, year_max)
     # progress: the first run on a dataset trains SASRec (minutes); a bar says how far it is.
-    settings = load_settings(config, dataset, format, duplicates)
+    settings = with_alpha(load_settings(config, dataset, format, duplicates), alpha)
     pipeline = build_pipeline(settings, suggest_tune=True, progress=True)
     split, settings = pipeline.split, pipeline.settings
     recommender = Recommender(pipeline=pipeline)
-    for title in like or []:
-        item = recommender.item(title)
-        if item.title.lower() != title.strip().lower():
-            console.print(f"[dim]took {title!r} as {item.title!r}[/]", highlight=False)
-    if user is not None and split.has_user(user):
-        count = len(split.history(split.user_index(user), "all"))
-        console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
+    say_who(recommender, user, like or [])
     filters = Filters(genres=genre or [], year_min=year_min, year_max=year_max)
     recommender.check_genres(filters)  # before minutes of fitting, not after
     # Each stage of a first call takes seconds to tens of seconds on two cores: say which runs.
     if like or (user is not None and split.has_user(user)):  # a history: the sources rank it
         progress_line(f"fitting the {len(settings.retrieval.active)} retrieval sources on all interactions …")
         _ = pipeline.retriever
-    progress_line(
-        "ranking"
-        + (", reranking with the LLM" if rerank else "")
-        + (" and explaining" if explain else "")
-        + " …"
-    )
+    stages = [", reranking with the LLM"] * bool(rerank) + [" and explaining"] * explain
+    progress_line("ranking" + "".join(stages) + " …")
     request = RecRequest(
         user_id=user, liked=list(like or []), query=query, filters=filters, explain=explain, rerank=rerank
     )
@@ -91,6 +86,27 @@ def recommend(
     console.print(recommendations_table(recs))
     for r in recs[: settings.rerank.explain_top] if explain else []:
         console.print(f"{r.rank}. {r.explanation}", highlight=False)
+
+
+def with_alpha(settings: Settings, alpha: float | None) -> Settings:
+    """--alpha, the LLM's weight in the rerank, over the configured one."""
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise FewrecError(f"--alpha must be between 0 and 1, got {alpha}")
+    if alpha is not None:
+        settings.rerank = settings.rerank.model_copy(update={"alpha": alpha})
+    return settings
+
+
+def say_who(recommender: Recommender, user: str | None, liked: list[str]) -> None:
+    """How the request's people and titles were read: each title as the catalog's, the user's history."""
+    for title in liked:
+        item = recommender.item(title)
+        if item.title.lower() != title.strip().lower():
+            console.print(f"[dim]took {title!r} as {item.title!r}[/]", highlight=False)
+    split = recommender.split
+    if user is not None and split.has_user(user):
+        count = len(split.history(split.user_index(user), "all"))
+        console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)
 
 
 def recommendations_table(recs: list[Recommendation]) -> Table:

@@ -26,7 +26,7 @@ from fewrec.data.split import LeaveOneOutSplit, SplitName
 from fewrec.eval import intervals as iv
 from fewrec.eval import metrics as m
 from fewrec.eval import provenance as prov
-from fewrec.eval.baselines import BASELINES, run_baseline
+from fewrec.eval.baselines import BASELINES, baseline_grids, run_baseline
 from fewrec.eval.harness import anchors, named, seeded_sample
 from fewrec.eval.ranking import FUSED, Ranked, RankedRows, RankJob, dense_batches, rank_batches, rank_rows
 from fewrec.retrieval.fusion import SOURCE_NAMES
@@ -358,7 +358,9 @@ def _baseline_method(
     settings, progress = plan.settings, plan.progress
     started = time.perf_counter()
     if progress is not None:
-        progress(f"baseline {name} (tuned on validation) …")
+        points = len(baseline_grids(settings.retrieval)[name][1]) if name != "random" else 1
+        how = f"the best of {points} grid points on validation" if points > 1 else "one grid point: not tuned"
+        progress(f"baseline {name} ({how}) …")
     result = run_baseline(
         name, evaluated.split, settings.retrieval.model_copy(update={"seed": evaluated.seed}),
         evaluated.split_name, evaluated.rows, model_dir=settings.model_dir, progress=progress is not None,
