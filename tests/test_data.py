@@ -652,6 +652,14 @@ def test_unknown_format_name(movielens_dir):
     assert "movielens" in str(error) and "ml-100k" in str(error)
 
 
+def test_an_unknown_format_name_is_refused_for_the_bundled_data_too(tmp_path):
+    load_dataset(None, cache_dir=tmp_path)  # a cached split, which answers without a loader
+    cached = lambda: load_dataset(None, "parquet", cache_dir=tmp_path)  # noqa: E731
+    for call in (lambda: load_raw(None, "parquet"), cached):
+        with pytest.raises(DatasetError, match="unknown dataset format 'parquet'; known: movielens"):
+            call()
+
+
 def test_missing_dataset_path(tmp_path):
     missing = tmp_path / "does-not-exist"
     for call in (lambda: load_raw(missing), lambda: load_dataset(missing, cache_dir=tmp_path)):

@@ -58,6 +58,16 @@ def test_a_genre_the_catalog_lacks_is_an_error_not_an_empty_list(cheap_recommend
     assert len(recs) == 3 and all("Horror" in r.genres for r in recs)
 
 
+def test_a_title_several_films_share_is_noted_and_one_liked_and_disliked_is_refused(cheap_recommender):
+    recs = cheap_recommender.recommend(RecRequest(liked=["King Kong"], k=3, explain=False))
+    assert "took 'King Kong' as 'King Kong (" in (recs[0].fallback or "")
+    assert "the most watched of 3 so titled" in (recs[0].fallback or "")
+    plain = cheap_recommender.recommend(RecRequest(liked=["Heat (1995)"], k=3, explain=False))
+    assert plain[0].fallback is None  # one film of that title: nothing to note
+    with pytest.raises(FewrecError, match=r"'Heat \(1995\)': both liked and disliked in one request"):
+        cheap_recommender.recommend(RecRequest(liked=["Heat (1995)"], disliked=["heat (1995)"]))
+
+
 def test_disliked_items_are_never_recommended(bundled_split, cheap_recommender):
     heat = item_titled(bundled_split, "Heat (1995)")
     first = cheap_recommender.recommend(RecRequest(liked=[heat], k=5, explain=False))[0].item_id

@@ -354,3 +354,12 @@ def test_index_on_a_chroma_server(chroma_server, catalog, embedder, tmp_path):
     assert not data.exists()  # a server keeps the data; nothing is written locally
     with pytest.raises(VectorStoreError, match="rebuild"):
         ContentIndex.from_settings(settings, Renamed(embedder, "another-model"))
+
+
+def test_the_embedding_model_loads_without_a_progress_bar(capfd):
+    require_embedding_model()
+    from transformers.utils import logging as transformers_logging
+
+    DefaultEmbedder().embed(["a quiet load"])
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # left as it was found

@@ -135,12 +135,12 @@ class Recommender:
         """Every genre of the catalog, as spelled there."""
         return sorted({g for genres in self.split.catalog.frame["genres"] for g in genres})
 
-    def resolve(self, ref: ItemRef) -> int:
+    def resolve(self, ref: ItemRef, notes: list[str] | None = None) -> int:
         """Item index of an item id or a title ('Toy Story', 'Matrix, The (1999)'); text is read
         as a title first ('300' is the film), as an id only when no title matches.
 
-        Among several items with the title, the most popular one; an unknown title raises
-        UnknownTitleError listing close matches."""
+        Among several items with the title, the most popular one, and a line in `notes` says
+        which it took; an unknown title raises UnknownTitleError listing close matches."""
         split = self.split
         if not isinstance(ref, str):
             return split.item_index(ref)
@@ -150,7 +150,11 @@ class Recommender:
         if not matches:
             raise UnknownTitleError(ref, close)
         counts = self.retriever.popularity.counts
-        return max((split.item_index(m) for m in matches), key=lambda i: counts[i])
+        chosen = max((split.item_index(m) for m in matches), key=lambda i: counts[i])
+        if len(matches) > 1 and notes is not None:
+            title = split.catalog.title(split.item_ids[chosen].item())
+            notes.append(f"took {ref[:60]!r} as {title!r}, the most watched of {len(matches)} so titled")
+        return chosen
 
     def item(self, ref: ItemRef) -> Item:
         return self.split.catalog.get(self.split.item_ids[self.resolve(ref)].item())
@@ -334,8 +338,11 @@ class Recommender:
             else:
                 notes.append(f"user {str(user_id)[:40]!r} is not in the dataset: treated as a new user")
         own, added = len(items), 0
-        for ref in request.liked:
-            index = self.resolve(ref)
+        liked = [self.resolve(ref, notes) for ref in request.liked]
+        if both := set(liked) & {self.resolve(ref, notes) for ref in request.disliked}:
+            titles = ", ".join(repr(split.catalog.title(split.item_ids[i].item())) for i in sorted(both))
+            raise FewrecError(f"{titles}: both liked and disliked in one request; keep each item in one list")
+        for index in liked:
             if index in items:
                 items.remove(index)
             else:

@@ -99,11 +99,12 @@ def with_alpha(settings: Settings, alpha: float | None) -> Settings:
 
 def say_who(recommender: Recommender, user: str | None, liked: list[str]) -> None:
     """How the request's people and titles were read: each title as the catalog's, the user's history."""
-    for title in liked:
-        item = recommender.item(title)
-        if item.title.lower() != title.strip().lower():
-            console.print(f"[dim]took {title!r} as {item.title!r}[/]", highlight=False)
     split = recommender.split
+    for title in liked:  # an ambiguous title is noted with the results (their fallback line)
+        ambiguous: list[str] = []
+        found = split.catalog.title(split.item_ids[recommender.resolve(title, ambiguous)].item())
+        if not ambiguous and found.lower() != title.strip().lower():
+            console.print(f"[dim]took {title!r} as {found!r}[/]", highlight=False)
     if user is not None and split.has_user(user):
         count = len(split.history(split.user_index(user), "all"))
         console.print(f"[dim]user {user}: {count} items in the history[/]", highlight=False)

@@ -60,6 +60,8 @@ def load_dataset(
     one `split.protocol` names. Only the leave-one-out split is cached: a temporal split is built
     from the raw interactions each time, since its vocabulary depends on its cut.
     """
+    if format != "auto" and format not in LOADERS:  # before the cache can answer without a loader
+        raise DatasetError(f"unknown dataset format {format!r}; known: {', '.join(LOADERS)}")
     split = split or SplitSettings()
     if split.protocol == "temporal":
         return temporal_split(load_raw(path, format, **options), split)

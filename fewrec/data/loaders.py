@@ -291,6 +291,8 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 def load_raw(path: Path | str | None = None, format: str = "auto", **options: object) -> Dataset:
     """Load a dataset without splitting it. No path: the bundled ml-latest-small."""
     if path is None or str(path) in ("", "bundled", "ml-latest-small"):
+        if format not in ("auto", *LOADERS):  # the bundled data's format is fixed, a typo is still one
+            raise DatasetError(f"unknown dataset format {format!r}; known: {', '.join(LOADERS)}")
         return load_movielens_csv(BUNDLED_DIR, **options)  # type: ignore[arg-type]
     fmt = detect_format(Path(path)) if format == "auto" else format
     if fmt not in LOADERS:

@@ -7,7 +7,8 @@ Vectors are L2-normalised float32, so a dot product is the cosine similarity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,6 +29,21 @@ class Embedder(Protocol):
     name: str  # identifies the model; stored with an index to detect a model change
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar: a local model loads in under a second, and the
+    bar filled every command's output and log (a download's own bars are huggingface_hub's)."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -64,7 +80,8 @@ class SentenceTransformerEmbedder:
                     "pip install 'fewrec[embed]'"
                 ) from exc
             try:
-                self._model = SentenceTransformer(self.model_ref, device=self.device)
+                with _quiet_loading():
+                    self._model = SentenceTransformer(self.model_ref, device=self.device)
             except OSError as exc:
                 raise EmbeddingError(
                     f"cannot load embedding model {self.model_ref!r} ({exc}). Offline, use the "
