@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from fewrec.data.errors import FewrecError
+from fewrec.data.loaders import BUNDLED_DIR
 from fewrec.data.split import SplitSettings
 
 log = logging.getLogger("fewrec.config")
@@ -470,7 +471,9 @@ class Settings(BaseSettings):
         """What names the dataset: 'bundled', or its absolute path (wherever fewrec runs from)."""
         if self.dataset is None or str(self.dataset) in ("", "bundled", "ml-latest-small"):
             return "bundled"
-        return str(Path(self.dataset).expanduser().resolve())
+        path = Path(self.dataset).expanduser().resolve()
+        # The bundled folder named by its path is the bundled data: its tuned weights apply.
+        return "bundled" if path == BUNDLED_DIR.resolve() else str(path)
 
     @property
     def dataset_key(self) -> str:

@@ -257,3 +257,11 @@ def test_cli_main_prints_a_settings_mistake_in_one_line(clean_env, monkeypatch, 
     out = " ".join(capsys.readouterr().out.split())  # rich wraps the line at the terminal's width
     assert "error: bad settings" in out and "retrieval.sources.ease.lambdaa; did you mean lambda?" in out
     assert "Traceback" not in out
+
+
+def test_the_bundled_folder_named_by_its_path_is_the_bundled_data(clean_env):
+    from fewrec.data.loaders import BUNDLED_DIR
+
+    assert Settings.load(dataset=str(BUNDLED_DIR)).dataset_ident == "bundled"  # its tuned weights apply
+    elsewhere = clean_env / "ratings.csv"
+    assert Settings.load(dataset=str(elsewhere)).dataset_ident == str(elsewhere.resolve())

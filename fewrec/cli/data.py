@@ -28,7 +28,7 @@ FORMAT_FILES = {
     "ml-100k": "u.data, u.item",
     "ml-1m": "ratings.dat, movies.dat",
     "amazon": "reviews *.json[.gz] (+ meta_*.json[.gz])",
-    "csv": "interactions csv (+ items csv), columns named by you",
+    "csv": "user_id, item_id, timestamp (+ rating); other names: Python's load_generic_csv",
 }
 
 
