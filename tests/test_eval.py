@@ -345,6 +345,11 @@ def test_cli_eval_writes_results(cli_env):
     assert data["slices"] == {}
     assert (out / "report.md").is_file() and (out / "ndcg_by_method.png").is_file()
     assert not (cli_env / "data" / "chroma").exists()  # --no-content: no index was built
+    # The printed report is report.md's text: its table rows whole (CliRunner's 80 columns would
+    # have cut them), its links as written.
+    rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert rows and max(map(len, rows)) > 80
+    assert all(row in result.output.splitlines() for row in rows)
 
 
 def test_cli_eval_too_many_users(cli_env):

@@ -312,7 +312,9 @@ def finish_ranking(report: EvalReport, folder: Path, readme: Path | None, readme
     from fewrec.eval.report import markdown, readme_markers, readme_markers_named, readme_section, write
 
     files = write(report, folder)
-    console.print(markdown(report), highlight=False)
+    # As written to report.md: a table row stays one line in a log, where rich would cut it at 80
+    # columns, and brackets are the report's links, not rich markup.
+    console.print(markdown(report), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {', '.join(str(f) for f in files)}")
     markers = readme_markers(report) if readme_block is None else readme_markers_named(readme_block)
     publish_block(readme, report, lambda to: readme_section(report, folder, to), markers, "Results section")
