@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= embed,llm,ui,ray,dev
 
-.PHONY: run test lint bench results results-chat results-llm results-conversations redial-data verify-results clean venv
+.PHONY: run test lint bench results results-chat results-llm results-conversations redial-data verify-results verify-chat clean venv
 
 # llama.cpp is compiled for AVX2, not for this processor: built natively on Sapphire Rapids and
 # newer it uses Intel AMX kernels that crash on the first token (fewrec/llm/selfcheck.py). A
@@ -71,6 +71,16 @@ verify-results: $(STAMP)
 	rm -rf runs/verify
 	FEWREC_DATA_DIR=$(CURDIR)/runs/verify/data $(MAKE) results RESULTS=runs/verify README_ARG=
 	$(BIN)/fewrec compare-results docs runs/verify
+
+# The chat's and the conversations' figures the same way (about 25 min; needs the ReDial files).
+verify-chat: redial-data $(STAMP)
+	rm -rf runs/verify-chat
+	FEWREC_DATA_DIR=$(CURDIR)/runs/verify-chat/data $(BIN)/fewrec eval-chat --users 200 \
+	    --out runs/verify-chat/results-chat
+	FEWREC_DATA_DIR=$(CURDIR)/runs/verify-chat/data $(BIN)/fewrec eval-conversations \
+	    $(REDIAL)/valid_data.jsonl --cv-folds 5 --cv-data $(REDIAL)/train_data.jsonl \
+	    --out runs/verify-chat/results-conversations
+	$(BIN)/fewrec compare-results docs runs/verify-chat
 
 # The chat against the API it wraps, over the phrasing families of fewrec/eval/chat_phrasings.toml
 # (query weights chosen on validation targets first).

@@ -148,6 +148,33 @@ def test_compare_results_finds_a_changed_figure(tmp_path):
     assert CliRunner().invoke(app, ["compare-results", str(first), str(second)]).exit_code == 0
 
 
+def test_compare_results_compares_the_chat_and_the_conversations_but_not_their_seconds(tmp_path):
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    first, second = tmp_path / "a", tmp_path / "b"
+    for name in ("results-chat", "results-conversations"):
+        shutil.copytree(docs / name, first / name)
+        shutil.copytree(docs / name, second / name)
+    chat = json.loads((second / "results-chat" / "results.json").read_text())
+    chat["overall"]["seconds_p50"] *= 3  # another machine's load: not a figure
+    conversations = json.loads((second / "results-conversations" / "results.json").read_text())
+    conversations["cross_validation"]["per_fold"][0]["seconds"] += 100
+    conversations["setup_seconds"] = 1.0
+    for name, data in (("results-chat", chat), ("results-conversations", conversations)):
+        (second / name / "results.json").write_text(json.dumps(data))
+    same = compare_folders(first, second)
+    assert [(c.name, c.differences) for c in same] == [("results-chat", []), ("results-conversations", [])]
+    assert all(c.compared > 400 for c in same)
+    chat["families"][2]["hits"]["chat"]["hits@20"] += 0.001
+    conversations["cross_validation"]["mean"]["chat"]["recall@10"] -= 0.001
+    for name, data in (("results-chat", chat), ("results-conversations", conversations)):
+        (second / name / "results.json").write_text(json.dumps(data))
+    changed = {c.name: [d.split(":")[0] for d in c.differences] for c in compare_folders(first, second)}
+    assert changed == {
+        "results-chat": ["chat.families[2].hits.chat.hits@20"],
+        "results-conversations": ["conversations.cross_validation.mean.chat.recall@10"],
+    }
+
+
 PUBLISHED_REPORTS = [
     ("results", "EvalReport"),
     ("results-temporal", "EvalReport"),

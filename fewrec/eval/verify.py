@@ -1,10 +1,11 @@
 """Do two sets of results agree? `fewrec compare-results docs runs/verify` (`make verify-results`).
 
 Every `results*/results.json` under the first folder is compared with the one of the same name
-under the second: each method's metrics, intervals, tied/untied figures and candidate recall,
-the history-cut slices and the comparison with the best baseline, rounded to the digits the
-reports print. Provenance (commit, settings hash, load) is shown, never compared: the point is
-that the figures do not depend on the machine's load.
+under the second, rounded to the digits the reports print: of a ranking evaluation, each
+method's metrics, intervals, tied/untied figures and candidate recall, the history-cut slices
+and the comparison with the best baseline; of the chat's and the conversations' evaluations,
+every number they report but their seconds. Provenance (commit, settings hash, load) is shown,
+never compared: the point is that the figures do not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 PRINTED_DIGITS = 4
+# The evaluations whose every number is a figure, but for these: time, and the run's record.
+WHOLE_REPORTS = ("chat", "conversations")
+NOT_FIGURES = frozenset(
+    {"seconds", "seconds_p50", "seconds_p95", "setup_seconds", "provenance", "versions", "settings"}
+)
 
 
 class FolderComparison(BaseModel):
@@ -26,8 +32,8 @@ class FolderComparison(BaseModel):
     provenance: dict[str, Any] = Field(default_factory=dict)
 
 
-def _numbers(value: Any, path: str) -> dict[str, float]:
-    """Every number in a JSON value, by its path."""
+def _numbers(value: Any, path: str, skip: frozenset[str] = frozenset()) -> dict[str, float]:
+    """Every number in a JSON value, by its path (not under a key in `skip`)."""
     out: dict[str, float] = {}
     if isinstance(value, bool) or value is None:
         return out
@@ -35,15 +41,18 @@ def _numbers(value: Any, path: str) -> dict[str, float]:
         out[path] = float(value)
     elif isinstance(value, dict):
         for key, item in value.items():
-            out.update(_numbers(item, f"{path}.{key}"))
+            if key not in skip:
+                out.update(_numbers(item, f"{path}.{key}", skip))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            out.update(_numbers(item, f"{path}[{index}]"))
+            out.update(_numbers(item, f"{path}[{index}]", skip))
     return out
 
 
 def figures(results: dict[str, Any]) -> dict[str, float]:
     """The figures of one results.json that must reproduce (timings and provenance left out)."""
+    if results.get("kind") in WHOLE_REPORTS:
+        return _numbers(results, results["kind"], NOT_FIGURES)
     out: dict[str, float] = {}
     for method in results.get("methods", []):
         name = method.get("name", "?")
