@@ -205,7 +205,7 @@ def catalog_and_genres(bundled_split):
     """The bundled catalog and its genres (sorted, as spelled there), the two arguments a
     `MessageReader` takes: for tests that build a reader of their own (with a classifier)."""
     catalog = bundled_split.catalog
-    return catalog, sorted({g for genres in catalog.frame["genres"] for g in genres})
+    return catalog, catalog.genre_names
 
 
 @pytest.fixture(scope="session")

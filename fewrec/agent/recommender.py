@@ -133,7 +133,7 @@ class Recommender:
     @cached_property
     def genres(self) -> list[str]:
         """Every genre of the catalog, as spelled there."""
-        return sorted({g for genres in self.split.catalog.frame["genres"] for g in genres})
+        return self.split.catalog.genre_names
 
     def resolve(self, ref: ItemRef, notes: list[str] | None = None) -> int:
         """Item index of an item id or a title ('Toy Story', 'Matrix, The (1999)'); text is read

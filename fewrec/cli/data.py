@@ -120,8 +120,7 @@ def search(
     if genre:
         from fewrec.agent.request import check_genres
 
-        catalog = load_split(settings).catalog.frame["genres"]
-        check_genres(genre, sorted({g for genres in catalog for g in genres}))
+        check_genres(genre, load_split(settings).catalog.genre_names)
     content = ContentIndex.from_settings(settings)
     if len(content) == 0:
         raise FewrecError("the content index is empty: run `fewrec index` first")

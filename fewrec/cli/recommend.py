@@ -90,9 +90,9 @@ def recommend(
 
 def with_alpha(settings: Settings, alpha: float | None) -> Settings:
     """--alpha, the LLM's weight in the rerank, over the configured one."""
-    if alpha is not None and not 0.0 <= alpha <= 1.0:
-        raise FewrecError(f"--alpha must be between 0 and 1, got {alpha}")
     if alpha is not None:
+        if not 0.0 <= alpha <= 1.0:
+            raise FewrecError(f"--alpha must be between 0 and 1, got {alpha}")
         settings.rerank = settings.rerank.model_copy(update={"alpha": alpha})
     return settings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fewrec.data import cache
 from fewrec.data.errors import DatasetError, FewrecError, UnknownIdError
-from fewrec.data.loaders import BUNDLED_DIR, LOADERS, detect_format, load_raw
+from fewrec.data.loaders import BUNDLED_DIR, LOADERS, check_format, detect_format, load_raw
 from fewrec.data.models import Catalog, Dataset, Interactions, Item
 from fewrec.data.split import LeaveOneOutSplit, SplitSettings, TemporalSplit, leave_one_out, temporal_split
 
@@ -60,8 +60,7 @@ def load_dataset(
     one `split.protocol` names. Only the leave-one-out split is cached: a temporal split is built
     from the raw interactions each time, since its vocabulary depends on its cut.
     """
-    if format != "auto" and format not in LOADERS:  # before the cache can answer without a loader
-        raise DatasetError(f"unknown dataset format {format!r}; known: {', '.join(LOADERS)}")
+    check_format(format)  # before the cache can answer without a loader
     split = split or SplitSettings()
     if split.protocol == "temporal":
         return temporal_split(load_raw(path, format, **options), split)

@@ -288,13 +288,17 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+def check_format(format: str) -> None:
+    """A format name is 'auto' or a loader's, for the bundled data too (its format is fixed, a
+    typo is still one)."""
+    if format != "auto" and format not in LOADERS:
+        raise DatasetError(f"unknown dataset format {format!r}; known: {', '.join(LOADERS)}")
+
+
 def load_raw(path: Path | str | None = None, format: str = "auto", **options: object) -> Dataset:
     """Load a dataset without splitting it. No path: the bundled ml-latest-small."""
+    check_format(format)
     if path is None or str(path) in ("", "bundled", "ml-latest-small"):
-        if format not in ("auto", *LOADERS):  # the bundled data's format is fixed, a typo is still one
-            raise DatasetError(f"unknown dataset format {format!r}; known: {', '.join(LOADERS)}")
         return load_movielens_csv(BUNDLED_DIR, **options)  # type: ignore[arg-type]
     fmt = detect_format(Path(path)) if format == "auto" else format
-    if fmt not in LOADERS:
-        raise DatasetError(f"unknown dataset format {fmt!r}; known: {', '.join(LOADERS)}")
     return LOADERS[fmt](Path(path), **options)

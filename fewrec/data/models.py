@@ -70,6 +70,11 @@ class Catalog:
     def ids(self) -> np.ndarray:
         return self.frame["item_id"].to_numpy()
 
+    @cached_property
+    def genre_names(self) -> list[str]:
+        """Every genre of the catalog, as spelled there, sorted."""
+        return sorted({g for genres in self.frame["genres"] for g in genres})
+
     def coerce_id(self, item_id: object) -> ItemId:
         """Accept '42' for an integer-keyed catalog, since ids often arrive as text."""
         if self.frame["item_id"].dtype.kind == "i" and isinstance(item_id, str):

@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
 
     split = load_dataset(cache_dir=None)  # the bundled catalog links the titles; nothing cached
     catalog = split.catalog
-    genres = sorted({g for gs in catalog.frame["genres"] for g in gs})
+    genres = catalog.genre_names
     command = (
         f"python -m fewrec.fit.build_polarity {args.train_file.name} {args.out.name} "
         f"--sentences {args.sentences.name}"

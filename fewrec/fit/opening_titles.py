@@ -23,7 +23,7 @@ NEVER = re.compile(r"(?!x)x")
 def added_links(files: list[Path]) -> tuple[int, list[tuple[str, str]]]:
     """(seeker messages read, [(the words linked, the message)] the rule adds)."""
     catalog = load_dataset(cache_dir=None).catalog
-    reader = understand.MessageReader(catalog, sorted({g for gs in catalog.frame["genres"] for g in gs}))
+    reader = understand.MessageReader(catalog, catalog.genre_names)
     rule, messages, added = understand.SUBJECT_PREDICATE, 0, []
     try:
         for path in files:

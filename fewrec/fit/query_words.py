@@ -319,7 +319,7 @@ def evaluate(
         from fewrec.data import load_dataset
 
         catalog = load_dataset(cache_dir=None).catalog
-        genres = sorted({g for gs in catalog.frame["genres"] for g in gs})
+        genres = catalog.genre_names
         reader = MessageReader(catalog, genres)
     counts, n_messages, n_dialogues = count_talk(Path(train_file).read_text(encoding="utf-8").splitlines())
     talk = TalkCounts(counts, n_messages, {"file": Path(train_file).name})
